@@ -1,0 +1,4 @@
+using System.Runtime.CompilerServices;
+
+// Raw interop is blittable only: no marshalling stubs, nothing for the AOT compiler to guess.
+[assembly: DisableRuntimeMarshalling]
