@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dotnet publish src/Crest.Cli/Crest.Cli.csproj -c Release -o out --nologo -v quiet
-rm -f out/*.dbg
+rm -f out/*.dbg out/*.pdb
