@@ -1,6 +1,6 @@
 // A file descriptor owned (or borrowed) by Crest: open(2)/openat(2), read(2)/write(2)/pread(2)/
-// pwrite(2) with EINTR retried here and nowhere else, lseek(2), fstat(2), fcntl(2), dup(2)/dup3(2),
-// pipe2(2), ioctl(2), close(2).
+// pwrite(2) with EINTR retried here and nowhere else, lseek(2), ftruncate(2), fstat(2), fcntl(2),
+// dup(2)/dup3(2), pipe2(2), ioctl(2), close(2).
 //
 // Ownership: a FileDescriptor created by Open/Dup/CreatePipe/socket calls owns its number and
 // closes it once, on Dispose (or finalization). Borrow wraps a number someone else owns (stdin, a
@@ -206,6 +206,15 @@ public sealed class FileDescriptor : SafeHandle
 
     /// <summary>The current file position (lseek(fd, 0, SEEK_CUR)).</summary>
     public long Position => Seek(0, SeekOrigin.Current);
+
+    /// <summary>ftruncate(2): sets the file's size (a memfd starts at 0 and must be sized before mmap).</summary>
+    public void SetLength(long length)
+    {
+        using var fd = Use();
+        int r;
+        while (Interrupted(r = Libc.ftruncate(fd.Fd, length))) { }
+        if (r != 0) throw new KernelException("ftruncate", Errno.Last, $"fd {fd.Fd} to {length} bytes");
+    }
 
     // ---- metadata and flags ----
 
