@@ -15,7 +15,8 @@ public sealed record UnixSocketInfo
 
     public ulong Cookie { get; init; }
 
-    /// <summary>UNIX_DIAG_NAME: sun_path bytes as bound; a leading NUL for an abstract name; null when unbound.</summary>
+    /// <summary>UNIX_DIAG_NAME: the sun_path bytes as the kernel keeps them, null when unbound. An
+    /// abstract name starts with a NUL; a path ends with the NUL the kernel counts in its length.</summary>
     public byte[]? Name { get; init; }
 
     /// <summary>UNIX_DIAG_VFS: for a socket bound to a path, the inode and device of that file.</summary>
@@ -44,5 +45,5 @@ public sealed record UnixSocketInfo
     /// <summary>Name for people: the path, or "@name" for an abstract name, or null.</summary>
     public string? DisplayName => Name is null ? null
         : Name.Length > 0 && Name[0] == 0 ? "@" + Encoding.UTF8.GetString(Name, 1, Name.Length - 1)
-        : Encoding.UTF8.GetString(Name);
+        : Encoding.UTF8.GetString(Name).TrimEnd('\0');
 }

@@ -52,7 +52,8 @@ public static class ScmRights
         if (n < data.Length) socket.WriteAll(data[(int)n..]);
     }
 
-    /// <summary>One recvmsg(2) into data, accepting up to maxDescriptors descriptors.</summary>
+    /// <summary>One recvmsg(2) into data, with room for at least maxDescriptors descriptors (the
+    /// control buffer is rounded up to 8 bytes, so an odd count leaves room for one more).</summary>
     public static unsafe ReceivedMessage Receive(FileDescriptor socket, Span<byte> data, int maxDescriptors = Libc.SCM_MAX_FD)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxDescriptors);
