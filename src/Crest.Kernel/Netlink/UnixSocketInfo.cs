@@ -22,7 +22,19 @@ public sealed record UnixSocketInfo
     /// <summary>UNIX_DIAG_VFS: for a socket bound to a path, the inode and device of that file.</summary>
     public uint VfsInode { get; init; }
 
+    /// <summary>The kernel's internal dev_t (major &lt;&lt; 20 | minor), not the form stat(2) reports:
+    /// compare with FileStatus.Device through VfsStatDevice.</summary>
     public uint VfsDevice { get; init; }
+
+    /// <summary>VfsDevice encoded as stat(2) reports st_dev (the kernel's new_encode_dev).</summary>
+    public ulong VfsStatDevice
+    {
+        get
+        {
+            uint major = VfsDevice >> 20, minor = VfsDevice & 0xFFFFF;
+            return (minor & 0xFF) | (major << 8) | ((ulong)(minor & ~0xFFu) << 12);
+        }
+    }
 
     /// <summary>UNIX_DIAG_PEER: the peer socket's inode, 0 when not connected.</summary>
     public uint PeerInode { get; init; }

@@ -21,6 +21,15 @@ public class MemoryMappingTests
 
         memfd.PWrite("and back"u8, (long)Page);
         Assert.Equal("and back"u8.ToArray(), mapping.Slice(Page, 8).ToArray());
+
+        // Grow the file and the mapping with it: old contents stay, the new page is the file's.
+        memfd.SetLength((long)(4 * Page));
+        memfd.PWrite("page three"u8, (long)(3 * Page));
+        mapping.Resize(4 * Page);
+        Assert.Equal("written through the mapping"u8.ToArray(), mapping.Slice(0, 27).ToArray());
+        Assert.Equal("page three"u8.ToArray(), mapping.Slice(3 * Page, 10).ToArray());
+        Assert.Contains(File.ReadAllLines("/proc/self/maps"),
+            l => l.StartsWith($"{mapping.Address:x}-{mapping.Address + 4 * Page:x} rw-s 00000000") && l.Contains("/memfd:crest-test"));
     }
 
     [Fact]

@@ -66,6 +66,14 @@ public class NetlinkParsingTests
     }
 
     [Fact]
+    public void VfsDeviceConvertsFromTheKernelsDevTToStatsEncoding()
+    {
+        var info = new UnixSocketInfo { VfsDevice = (8u << 20) | 300 };
+        Assert.Equal(8u, Crest.Kernel.Files.FileStatus.Major(info.VfsStatDevice));
+        Assert.Equal(300u, Crest.Kernel.Files.FileStatus.Minor(info.VfsStatDevice));
+    }
+
+    [Fact]
     public void MessagesWalkInOrderAndPaddingIsSkipped()
     {
         byte[] stream = [.. Message(20, 2, 9, [1, 2, 3]), .. Message(3, 2, 9, new byte[4])];

@@ -54,6 +54,7 @@ public class SockDiagTests
             Assert.Equal(path, info.DisplayName);
             Assert.Equal(path + "\0", Encoding.UTF8.GetString(info.Name!));
             Assert.Equal((uint)onDisk.Stat().Inode, info.VfsInode);
+            Assert.Equal(onDisk.Stat().Device, info.VfsStatDevice);
             Assert.Equal((uint)client.Stat().Inode, Assert.Single(info.PendingConnections));
             Assert.Equal(1u, info.ReceiveQueue);  // one connection waiting in accept
             Assert.Equal(5u, info.SendQueue);     // the backlog maximum
