@@ -1,5 +1,4 @@
 using System.Globalization;
-using Crest.Kernel.Interop;
 using Crest.Kernel.Memory;
 using Crest.Kernel.Tests.Interop;
 
@@ -66,12 +65,41 @@ public class RemoteMemoryTests
     }
 
     [Fact]
-    public void AHoleEndsTheTransferAtItsFirstByteAndTheErrorNamesIt()
+    public void AnUnmappedHoleInAChildEndsTheTransferThere()
     {
+        using var child = SleepChild.Start();
+        child.WaitForSleep();
+        // A readable VMA followed by unmapped space; sleep maps nothing while it sleeps, so this stays put.
+        var vmas = File.ReadAllLines($"/proc/{child.Pid}/maps").Select(l =>
+        {
+            string[] f = l.Split(' ', 3);
+            string[] r = f[0].Split('-');
+            return (Start: Convert.ToUInt64(r[0], 16), End: Convert.ToUInt64(r[1], 16), Perms: f[1], Line: l);
+        }).ToArray();
+        var before = vmas.Zip(vmas.Skip(1)).First(p => p.First.Perms[0] == 'r' && p.First.End < p.Second.Start
+            && !p.First.Line.EndsWith("[vvar]") && !p.First.Line.EndsWith("[vvar_vclock]")).First;
+        ulong hole = before.End;
+
+        RemoteRange[] ranges = [new(before.Start, 64), new(hole - 100, 200)];
+        var buffer = new byte[264];
+        RemoteTransfer t = RemoteMemory.TryReadVectored(child.Pid, ranges, buffer);
+        Assert.False(t.Complete);
+        Assert.Equal(164ul, t.Transferred);
+        Assert.Equal(hole, t.FaultAddress);
+        Assert.Equal(Errno.EFAULT, t.Error.Value);
+        var e = Assert.Throws<RemoteMemoryException>(() => RemoteMemory.ReadVectored(child.Pid, ranges, buffer));
+        Assert.Equal($"process_vm_readv({child.Pid}): EFAULT (Bad address): at address 0x{hole:x} (164 of 264 bytes transferred)", e.Message);
+    }
+
+    [Fact]
+    public void AnInaccessiblePageEndsTheTransferAtItsFirstByteAndTheErrorNamesIt()
+    {
+        // In our own process an unmapped hole could be refilled by any thread's mmap; a PROT_NONE
+        // page stays ours and faults the same way (no FOLL_FORCE in process_vm_*).
         using var mapping = MemoryMapping.Anonymous(3 * Page);
         mapping.Span.Fill(0x42);
         ulong hole = mapping.Address + Page;
-        Assert.Equal(0, Libc.munmap((nint)hole, (nuint)Page));
+        mapping.Protect(Page, Page, MemoryProtection.None);
 
         RemoteRange[] ranges =
         [
