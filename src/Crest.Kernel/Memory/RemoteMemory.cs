@@ -43,17 +43,21 @@ public static class RemoteMemory
 
     /// <summary>Like ReadVectored, but a fault ends the transfer without throwing: the result says how
     /// many bytes arrived and where it stopped. Argument errors still throw.</summary>
-    public static unsafe RemoteTransfer TryReadVectored(int pid, ReadOnlySpan<RemoteRange> ranges, Span<byte> buffer)
+    public static RemoteTransfer TryReadVectored(int pid, ReadOnlySpan<RemoteRange> ranges, Span<byte> buffer) =>
+        TryReadVectored(pid, ranges, buffer, Libc.MAX_RW_COUNT);
+
+    /// <summary>TryReadVectored with a smaller per-call byte limit, so tests can see calls split.</summary>
+    internal static unsafe RemoteTransfer TryReadVectored(int pid, ReadOnlySpan<RemoteRange> ranges, Span<byte> buffer, long maxBytesPerCall)
     {
         CheckLengths(ranges, (ulong)buffer.Length);
-        fixed (byte* local = buffer) return Transfer(write: false, pid, ranges, local);
+        fixed (byte* local = buffer) return Transfer(write: false, pid, ranges, local, (ulong)maxBytesPerCall);
     }
 
     /// <summary>Like WriteVectored, but a fault ends the transfer without throwing.</summary>
     public static unsafe RemoteTransfer TryWriteVectored(int pid, ReadOnlySpan<RemoteRange> ranges, ReadOnlySpan<byte> data)
     {
         CheckLengths(ranges, (ulong)data.Length);
-        fixed (byte* local = data) return Transfer(write: true, pid, ranges, local);
+        fixed (byte* local = data) return Transfer(write: true, pid, ranges, local, Libc.MAX_RW_COUNT);
     }
 
     private static void CheckLengths(ReadOnlySpan<RemoteRange> ranges, ulong localLength)
@@ -69,7 +73,7 @@ public static class RemoteMemory
             throw new ArgumentException($"the ranges cover {total} bytes but the local buffer has {localLength}", nameof(ranges));
     }
 
-    private static unsafe RemoteTransfer Transfer(bool write, int pid, ReadOnlySpan<RemoteRange> ranges, byte* local)
+    private static unsafe RemoteTransfer Transfer(bool write, int pid, ReadOnlySpan<RemoteRange> ranges, byte* local, ulong maxBytesPerCall)
     {
         iovec* remote = stackalloc iovec[Libc.IOV_MAX];
         ulong done = 0;
@@ -90,9 +94,9 @@ public static class RemoteMemory
             ulong batch = 0;
             int i = index;
             ulong offset = within;
-            while (i < ranges.Length && count < Libc.IOV_MAX && batch < (ulong)Libc.MAX_RW_COUNT)
+            while (i < ranges.Length && count < Libc.IOV_MAX && batch < maxBytesPerCall)
             {
-                ulong len = Math.Min(ranges[i].Length - offset, (ulong)Libc.MAX_RW_COUNT - batch);
+                ulong len = Math.Min(ranges[i].Length - offset, maxBytesPerCall - batch);
                 if (len > 0)
                 {
                     remote[count].iov_base = (nint)(ranges[i].Address + offset);
@@ -100,6 +104,7 @@ public static class RemoteMemory
                     count++;
                     batch += len;
                 }
+                if (len < ranges[i].Length - offset) break;   // the rest of this range goes in the next call
                 i++;
                 offset = 0;
             }

@@ -52,6 +52,30 @@ public static class ScmRights
         if (n < data.Length) socket.WriteAll(data[(int)n..]);
     }
 
+    /// <summary>Send for descriptors held as FileDescriptor objects: each is kept open until the
+    /// message is on its way.</summary>
+    public static void Send(FileDescriptor socket, IReadOnlyList<FileDescriptor> fds, ReadOnlySpan<byte> data)
+    {
+        Span<int> numbers = stackalloc int[Math.Min(fds.Count, Libc.SCM_MAX_FD + 1)];
+        if (fds.Count > Libc.SCM_MAX_FD)
+            throw new ArgumentException($"at most {Libc.SCM_MAX_FD} descriptors per message, not {fds.Count}", nameof(fds));
+        int held = 0;
+        try
+        {
+            for (; held < fds.Count; held++)
+            {
+                bool added = false;
+                fds[held].DangerousAddRef(ref added);
+                numbers[held] = fds[held].Fd;
+            }
+            Send(socket, numbers, data);
+        }
+        finally
+        {
+            for (int i = 0; i < held; i++) fds[i].DangerousRelease();
+        }
+    }
+
     /// <summary>One recvmsg(2) into data, with room for at least maxDescriptors descriptors (the
     /// control buffer is rounded up to 8 bytes, so an odd count leaves room for one more).</summary>
     public static unsafe ReceivedMessage Receive(FileDescriptor socket, Span<byte> data, int maxDescriptors = Libc.SCM_MAX_FD)

@@ -128,6 +128,23 @@ public class RemoteMemoryTests
     }
 
     [Fact]
+    public void RangesLongerThanOneCallMayMoveAreSplitAcrossCalls()
+    {
+        // The real cap is MAX_RW_COUNT (almost 2 GiB); a cap of 1000 bytes exercises the same path.
+        using var source = MemoryMapping.Anonymous(4 * Page);
+        Span<byte> s = source.Span;
+        for (int i = 0; i < s.Length; i++) s[i] = (byte)(i % 253);
+        RemoteRange[] ranges = [new(source.Address + 10, 2500), new(source.Address, 7), new(source.Address + Page, 3 * Page)];
+        var buffer = new byte[2507 + 3 * Page];
+        RemoteTransfer t = RemoteMemory.TryReadVectored(Self, ranges, buffer, maxBytesPerCall: 1000);
+        Assert.True(t.Complete);
+        Assert.Equal((ulong)buffer.Length, t.Transferred);
+        Assert.True(buffer.AsSpan(0, 2500).SequenceEqual(s.Slice(10, 2500)));
+        Assert.True(buffer.AsSpan(2500, 7).SequenceEqual(s[..7]));
+        Assert.True(buffer.AsSpan(2507).SequenceEqual(s.Slice((int)Page, (int)(3 * Page))));
+    }
+
+    [Fact]
     public void AMissingProcessIsEsrch()
     {
         var e = Assert.Throws<RemoteMemoryException>(() => RemoteMemory.Read(999999999, 0x400000, new byte[8]));

@@ -46,7 +46,7 @@ public class ScmRightsTests
             var pipes = Enumerable.Range(0, 3).Select(_ => FileDescriptor.CreatePipe()).ToArray();
             try
             {
-                ScmRights.Send(left, pipes.Select(p => p.Read.Fd).ToArray(), "three pipes"u8);
+                ScmRights.Send(left, pipes.Select(p => p.Read).ToArray(), "three pipes"u8);
                 var data = new byte[64];
                 ReceivedMessage message = ScmRights.Receive(right, data);
                 Assert.Equal("three pipes", Encoding.ASCII.GetString(data, 0, message.DataLength));
