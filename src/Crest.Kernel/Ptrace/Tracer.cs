@@ -1,0 +1,116 @@
+// The one thread that owns every ptrace(2) and waitpid(2) on tracees (ENGINE.md §1.2, §8). The kernel binds
+// a tracee to the tracer *thread*: requests from any other thread fail with ESRCH, children attached by
+// PTRACE_O_TRACECLONE/TRACEFORK belong to the same thread, and when the thread exits the kernel detaches
+// every tracee it holds (exit_ptrace). So the thread is long-lived, never a pool thread, and its lifetime is
+// the Tracer's: Dispose ends it, which releases whatever is still attached.
+using System.Runtime.ExceptionServices;
+
+namespace Crest.Kernel.Ptrace;
+
+/// <summary>A dedicated OS thread that runs all ptrace work; other threads submit work and wait for it.</summary>
+public sealed class Tracer : IDisposable
+{
+    private readonly Thread _thread;
+    private readonly Queue<WorkItem> _queue = new();
+    private readonly object _gate = new();
+    private bool _stopping;
+
+    public Tracer(string name = "crest tracer")
+    {
+        _thread = new Thread(Loop) { Name = name, IsBackground = true };
+        _thread.Start();
+    }
+
+    /// <summary>Whether the calling thread is the tracer thread (work then runs inline).</summary>
+    public bool IsCurrentThread => Thread.CurrentThread == _thread;
+
+    /// <summary>
+    /// Run <paramref name="work"/> on the tracer thread and return its result; its exception is rethrown here
+    /// with its original stack. Called from the tracer thread itself, the work runs inline.
+    /// </summary>
+    public T Run<T>(Func<T> work)
+    {
+        if (IsCurrentThread) return work();
+        var item = new WorkItem<T>(work);
+        Submit(item);
+        item.Done.Wait();
+        item.Done.Dispose();
+        item.Failure?.Throw();
+        return item.Result!;
+    }
+
+    /// <summary>Run <paramref name="work"/> on the tracer thread.</summary>
+    public void Run(Action work) => Run(() => { work(); return true; });
+
+    /// <summary>Seize <paramref name="tid"/> from the tracer thread (PTRACE_SEIZE with <paramref name="options"/>).</summary>
+    public Tracee Seize(int tid, PtraceOptions options = Tracee.DefaultOptions) => Tracee.Seize(this, tid, options);
+
+    /// <summary>
+    /// Finish the queued work and end the thread. The kernel detaches every tracee the thread still holds, so
+    /// undo injections and detach deliberately before this.
+    /// </summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_stopping) return;
+            _stopping = true;
+            Monitor.PulseAll(_gate);
+        }
+        if (!IsCurrentThread) _thread.Join();
+    }
+
+    private void Submit(WorkItem item)
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_stopping, this);
+            _queue.Enqueue(item);
+            Monitor.Pulse(_gate);
+        }
+    }
+
+    private void Loop()
+    {
+        while (true)
+        {
+            WorkItem item;
+            lock (_gate)
+            {
+                while (_queue.Count == 0 && !_stopping) Monitor.Wait(_gate);
+                if (_queue.Count == 0) return;
+                item = _queue.Dequeue();
+            }
+            item.Execute();
+        }
+    }
+
+    private abstract class WorkItem
+    {
+        public readonly ManualResetEventSlim Done = new(false, spinCount: 200);
+        public ExceptionDispatchInfo? Failure;
+
+        public abstract void Execute();
+    }
+
+    private sealed class WorkItem<T>(Func<T> work) : WorkItem
+    {
+        public T? Result;
+
+        public override void Execute()
+        {
+            try
+            {
+                Result = work();
+            }
+            catch (Exception e)
+            {
+                Failure = ExceptionDispatchInfo.Capture(e);
+            }
+            finally
+            {
+                Done.Set();
+            }
+        }
+    }
+}
