@@ -70,8 +70,4 @@ internal static unsafe partial class Libc
     /// <summary>sigemptyset(3).</summary>
     [LibraryImport("libc")]
     internal static partial int sigemptyset(void* set);
-
-    /// <summary>sigfillset(3).</summary>
-    [LibraryImport("libc")]
-    internal static partial int sigfillset(void* set);
 }

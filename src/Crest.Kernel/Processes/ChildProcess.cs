@@ -53,7 +53,9 @@ public sealed unsafe class ChildProcess : IDisposable
             if (options.ResetSignals)
             {
                 flags |= Libc.POSIX_SPAWN_SETSIGDEF | Libc.POSIX_SPAWN_SETSIGMASK;
-                Libc.sigfillset(sigset);
+                // Every bit, not sigfillset(3): glibc leaves its internal signals (32, 33) out of a filled set
+                // and would then set them to SIG_IGN in the child, an ignored disposition exec keeps.
+                new Span<byte>(sigset, Libc.SigsetSize).Fill(0xff);
                 Check(Libc.posix_spawnattr_setsigdefault(attr, sigset), "posix_spawnattr_setsigdefault", path);
                 Libc.sigemptyset(sigset);
                 Check(Libc.posix_spawnattr_setsigmask(attr, sigset), "posix_spawnattr_setsigmask", path);
