@@ -14,10 +14,12 @@
 //
 // Interrupted syscalls: a task stopped inside a syscall shows rax = -ERESTART* and orig_rax = nr, and the
 // kernel restarts the call on its way back to user space from the stop it is in (arch_do_signal_or_restart
-// after get_signal). The injection ends in a syscall-exit or SIGTRAP stop instead, so before the task is
-// handed back it is parked once more in a PTRACE_EVENT_STOP trap (PTRACE_INTERRUPT, Linux 3.4) and only
-// then given its saved registers back: released from there, the kernel's restart logic sees exactly the
-// registers it had at the original stop.
+// after get_signal). The injection ends in a syscall-exit or SIGTRAP stop instead. PTRACE_DETACH from there
+// would still restart the call (the detach wakes the task with TIF_SIGPENDING), but PTRACE_CONT from a
+// syscall-exit stop skips the signal path and the task would see -ERESTARTSYS as read()'s result (tested).
+// So before the task is handed back it is parked once more in a PTRACE_EVENT_STOP trap (PTRACE_INTERRUPT,
+// Linux 3.4) and only then given its saved registers back: however it is released from there, the kernel's
+// restart logic sees exactly the registers it had at the original stop.
 using System.Globalization;
 using Crest.Kernel.Arch.X64;
 using Crest.Kernel.Interop;

@@ -41,6 +41,9 @@ public sealed unsafe class Tracee
             return new Tracee(tracer, tid, options);
         });
 
+    /// <summary>A task attached by the kernel itself (an auto-attached child); see <see cref="Tracer.Adopt"/>.</summary>
+    internal static Tracee Adopt(Tracer tracer, int tid, PtraceOptions options) => new(tracer, tid, options);
+
     /// <summary>PTRACE_INTERRUPT: make the running task stop (reported as an event stop, PTRACE_EVENT_STOP).</summary>
     public void Interrupt() => OnTracer(() => Request(Libc.PTRACE_INTERRUPT, "PTRACE_INTERRUPT", Tid, 0, 0));
 
@@ -274,6 +277,27 @@ public sealed unsafe class Tracee
         var stop = new TraceeStop(Tid, decoded);
         LastStop = stop;
         return stop;
+    }
+
+    internal static TraceeStop WaitAny(TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        int status = 0;
+        for (int round = 0; ; round++)
+        {
+            int pid = Libc.waitpid(-1, &status, Libc.__WALL | Libc.WNOHANG);
+            if (pid > 0)
+            {
+                var decoded = new WaitStatus(status);
+                if (decoded.Terminated) ReapedChildren.Record(pid, decoded);
+                return new TraceeStop(pid, decoded);
+            }
+            if (pid < 0 && Errno.Last.Value != Errno.EINTR) throw new KernelException("waitpid(-1, __WALL)", Errno.Last);
+            if (clock.Elapsed > timeout)
+                throw new TimeoutException($"no task stopped within {timeout.TotalSeconds:0.###} s");
+            if (round < 50) Thread.SpinWait(20);
+            else Thread.Sleep(round < 200 ? 0 : 1);
+        }
     }
 
     private byte[] GetRegSet(int note, string noteName, int maxSize)

@@ -46,6 +46,19 @@ public sealed class Tracer : IDisposable
     public Tracee Seize(int tid, PtraceOptions options = Tracee.DefaultOptions) => Tracee.Seize(this, tid, options);
 
     /// <summary>
+    /// A Tracee for a task the kernel attached to this thread by itself (PTRACE_O_TRACEFORK / TRACECLONE /
+    /// TRACEVFORK children inherit the parent's options); no PTRACE_SEIZE is issued.
+    /// </summary>
+    public Tracee Adopt(int tid, PtraceOptions options) => Tracee.Adopt(this, tid, options);
+
+    /// <summary>
+    /// waitpid(-1, __WALL) on the tracer thread: the next stop or exit of any tracee or child, at most
+    /// <paramref name="timeout"/>. Used to drive a whole tree (auto-attached children report here first).
+    /// Exits are returned too (Status.Terminated) and remembered for the child's owner.
+    /// </summary>
+    public TraceeStop WaitForAnyStop(TimeSpan timeout) => Run(() => Tracee.WaitAny(timeout));
+
+    /// <summary>
     /// Finish the queued work and end the thread. The kernel detaches every tracee the thread still holds, so
     /// undo injections and detach deliberately before this.
     /// </summary>

@@ -82,10 +82,15 @@ public class SyscallInjectorTests(ITestOutputHelper output)
         Assert.Equal("PASS", fixture.Verify(Libc.SIGUSR1, Timeout));
     }
 
+    // Released by PTRACE_DETACH the kernel always passes through its signal path (the detach wakes the task
+    // with TIF_SIGPENDING), but released by PTRACE_CONT it does so only if the task sits in a signal-path stop:
+    // both ways must restart the interrupted call.
     [Theory]
-    [InlineData("read", SyscallNumbers.read, -512)]                 // -ERESTARTSYS
-    [InlineData("nanosleep", SyscallNumbers.clock_nanosleep, -516)] // -ERESTART_RESTARTBLOCK
-    public void InterruptedSyscallIsRestartedAfterInjection(string mode, long nr, long restartCode)
+    [InlineData("read", SyscallNumbers.read, -512, true)]                 // -ERESTARTSYS
+    [InlineData("read", SyscallNumbers.read, -512, false)]
+    [InlineData("nanosleep", SyscallNumbers.clock_nanosleep, -516, true)] // -ERESTART_RESTARTBLOCK
+    [InlineData("nanosleep", SyscallNumbers.clock_nanosleep, -516, false)]
+    public void InterruptedSyscallIsRestartedAfterInjection(string mode, long nr, long restartCode, bool detach)
     {
         using var tracer = new Tracer();
         using var fixture = FixtureProcess.Start("interrupted_syscall", mode);
@@ -103,7 +108,8 @@ public class SyscallInjectorTests(ITestOutputHelper output)
             Assert.Equal(fixture.Pid, remote.Syscall(SyscallNumbers.gettid));
         }
         Assert.Equal(before, tracee.GetRegisters());
-        tracee.Detach();
+        if (detach) tracee.Detach();
+        else tracee.Continue();
         fixture.WaitUntilInSyscall(mode == "read" ? nr : SyscallNumbers.restart_syscall, Timeout);
         string verdict = mode == "read" ? fixture.Verify(Libc.SIGUSR1, Timeout) : fixture.WaitForVerdict(Timeout);
         Assert.Equal("PASS", verdict);
@@ -139,6 +145,30 @@ public class SyscallInjectorTests(ITestOutputHelper output)
         tracee.Detach();
         fixture.Child.Signal(Libc.SIGCONT);
         Assert.Equal("PASS", fixture.WaitForVerdict(Timeout));
+    }
+
+    [Fact]
+    public void FailedInjectionIsUndone()
+    {
+        using var tracer = new Tracer();
+        using var fixture = FixtureProcess.Start("inject_target");
+        fixture.WaitUntilInSyscall(SyscallNumbers.pause, Timeout);
+        var tracee = tracer.Seize(fixture.Pid);
+        tracee.InterruptAndWait(Timeout);
+        var before = tracee.GetRegisters();
+        ulong mask = tracee.GetSigMask();
+
+        // No code at page 1: the task faults instead of reaching the syscall-entry stop.
+        var remote = SyscallInjector.Open(tracee, syscallAddress: 0x1000);
+        var e = Assert.Throws<InjectionException>(() => remote.Syscall(SyscallNumbers.getpid));
+        Assert.Contains("stopped(SIGSEGV)", e.Message);
+        remote.Dispose();
+
+        Assert.True(tracee.LastStop?.Status.IsEventStop, $"task left in {tracee.LastStop}");
+        Assert.Equal(before, tracee.GetRegisters());
+        Assert.Equal(mask, tracee.GetSigMask());
+        tracee.Detach();
+        Assert.Equal("PASS", fixture.Verify(Libc.SIGUSR1, Timeout));
     }
 
     [Fact]

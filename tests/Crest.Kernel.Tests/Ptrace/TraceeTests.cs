@@ -160,6 +160,37 @@ public class TraceeTests
         tracee.Detach();
     }
 
+    [Fact]
+    public void ForkedChildIsAttachedToTheTracerThread()
+    {
+        using var tracer = new Tracer();
+        using var fixture = FixtureProcess.Start("forker");
+        fixture.WaitUntilInSyscall(SyscallNumbers.pause, Timeout);
+        var parent = tracer.Seize(fixture.Pid, Tracee.DefaultOptions | PtraceOptions.TraceFork);
+
+        // A signal for a tracee first stops it; the tracer passes it on.
+        fixture.Child.Signal(Libc.SIGUSR1);
+        var stop = parent.WaitForStop(Timeout);
+        Assert.True(stop.Status.IsSignalDeliveryStop, stop.ToString());
+        Assert.Equal(Libc.SIGUSR1, stop.Signal);
+        parent.Continue(Libc.SIGUSR1);
+
+        stop = parent.WaitForStop(Timeout);
+        Assert.Equal(PtraceEvent.Fork, stop.Event);
+        int childPid = checked((int)parent.GetEventMessage());
+        parent.Detach();
+
+        var child = tracer.Adopt(childPid, parent.Options);
+        var first = child.WaitForStop(Timeout);
+        Assert.True(first.Status.IsEventStop, first.ToString());
+        Assert.Equal(-1, Libc.ptrace(Libc.PTRACE_PEEKUSER, childPid, UserRegs.RipOffset, 0));
+        using (var remote = Crest.Kernel.Injection.SyscallInjector.Open(child))
+            Assert.Equal(fixture.Pid, remote.Syscall(SyscallNumbers.getppid));
+        child.Detach();
+        Assert.Equal("PASS", fixture.WaitForVerdict(Timeout));
+        Assert.Contains($"CHILD {childPid}", fixture.Output);
+    }
+
     internal static void WaitForState(int pid, char state)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
