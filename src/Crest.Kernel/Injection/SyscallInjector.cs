@@ -21,6 +21,7 @@
 // Linux 3.4) and only then given its saved registers back: however it is released from there, the kernel's
 // restart logic sees exactly the registers it had at the original stop.
 using System.Globalization;
+using Crest.Diagnostics;
 using Crest.Kernel.Arch.X64;
 using Crest.Kernel.Interop;
 using Crest.Kernel.Ptrace;
@@ -95,6 +96,7 @@ public sealed class SyscallInjector : IDisposable
             if (masked) tracee.SetSigMaskCore(_savedSigMask);
             throw;
         }
+        Log.Debug($"{tracee.Tid}: injection: session opened ({mode} at 0x{gadget:x})");
     }
 
     public Tracee Tracee { get; }
@@ -194,6 +196,7 @@ public sealed class SyscallInjector : IDisposable
         if (Tracee.Options != _savedOptions)
             Step(() => Tracee.SetOptionsCore(_savedOptions));
 
+        Log.Debug($"{Tracee.Tid}: injection: session closed, {failures.Count} failures undoing it");
         if (failures.Count == 1) throw failures[0];
         if (failures.Count > 1) throw new AggregateException($"undoing injection in task {Tracee.Tid} failed", failures);
     }
@@ -240,7 +243,9 @@ public sealed class SyscallInjector : IDisposable
             if (!trap.Status.IsSignalDeliveryStop || trap.Signal != Libc.SIGTRAP)
                 throw InjectionException.UnexpectedStop(trap, "SIGTRAP from int3");
         }
-        return Tracee.GetRegistersCore().SyscallResult;
+        long result = Tracee.GetRegistersCore().SyscallResult;
+        Log.Debug($"{Tracee.Tid}: injection: syscall {nr}({a1:x}, {a2:x}, {a3:x}, {a4:x}, {a5:x}, {a6:x}) = {result}");
+        return result;
     }
 
     private void CheckScratch(ulong address, int length)

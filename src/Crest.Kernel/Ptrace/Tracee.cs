@@ -16,6 +16,8 @@ public sealed unsafe class Tracee
     /// <summary>Options Crest seizes with unless told otherwise: syscall stops are told apart (SIGTRAP | 0x80).</summary>
     public const PtraceOptions DefaultOptions = PtraceOptions.TraceSysGood;
 
+    private int _xstateSize;
+
     private Tracee(Tracer tracer, int tid, PtraceOptions options)
     {
         Tracer = tracer;
@@ -64,11 +66,31 @@ public sealed unsafe class Tracee
 
     public void SetRegisters(UserRegs regs) => OnTracer(() => SetRegistersCore(in regs));
 
-    /// <summary>PTRACE_GETREGSET NT_X86_XSTATE: the XSAVE area, as long as the kernel says it is.</summary>
-    public byte[] GetXState() => OnTracer(() => GetRegSet(Libc.NT_X86_XSTATE, "NT_X86_XSTATE", XSave.MaxXStateSize));
+    /// <summary>
+    /// PTRACE_GETREGSET NT_X86_XSTATE: the XSAVE area, as long as the kernel says it is (offered a large
+    /// buffer, the kernel writes back the length it used). On a CPU or kernel without XSAVE support
+    /// (ENODEV / EINVAL) the 512-byte FXSAVE area of NT_PRFPREG instead.
+    /// </summary>
+    public byte[] GetXState() => OnTracer(() =>
+    {
+        try
+        {
+            var xstate = GetRegSet(Libc.NT_X86_XSTATE, "NT_X86_XSTATE", _xstateSize > 0 ? _xstateSize : XSave.MaxXStateSize);
+            _xstateSize = xstate.Length;
+            return xstate;
+        }
+        catch (KernelException e) when (e.Errno.Value is Errno.ENODEV or Errno.EINVAL && _xstateSize == 0)
+        {
+            return GetRegSet(Libc.NT_PRFPREG, "NT_PRFPREG", XSave.FxSaveSize);
+        }
+    });
 
-    /// <summary>PTRACE_SETREGSET NT_X86_XSTATE with a buffer from <see cref="GetXState"/>.</summary>
-    public void SetXState(byte[] xstate) => OnTracer(() => SetRegSet(Libc.NT_X86_XSTATE, "NT_X86_XSTATE", xstate));
+    /// <summary>PTRACE_SETREGSET with a buffer from <see cref="GetXState"/>: NT_PRFPREG for a 512-byte FXSAVE area, NT_X86_XSTATE otherwise.</summary>
+    public void SetXState(byte[] xstate) => OnTracer(() =>
+    {
+        if (xstate.Length == XSave.FxSaveSize) SetRegSet(Libc.NT_PRFPREG, "NT_PRFPREG", xstate);
+        else SetRegSet(Libc.NT_X86_XSTATE, "NT_X86_XSTATE", xstate);
+    });
 
     /// <summary>PTRACE_GETREGSET NT_PRFPREG: the 512-byte FXSAVE area, for CPUs or kernels without XSAVE.</summary>
     public byte[] GetFpRegs() => OnTracer(() => GetRegSet(Libc.NT_PRFPREG, "NT_PRFPREG", XSave.FxSaveSize));
@@ -310,7 +332,7 @@ public sealed unsafe class Tracee
             Request(Libc.PTRACE_GETREGSET, $"PTRACE_GETREGSET, {noteName}", Tid, note, (nint)(&iov));
             length = iov.iov_len;
         }
-        return buffer.AsSpan(0, (int)length).ToArray();
+        return length == (nuint)maxSize ? buffer : buffer.AsSpan(0, (int)length).ToArray();
     }
 
     private void SetRegSet(int note, string noteName, byte[] data)

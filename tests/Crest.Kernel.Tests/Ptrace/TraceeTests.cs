@@ -57,6 +57,61 @@ public class TraceeTests
     }
 
     [Fact]
+    public void RegistersReadFromOutsideAreTheTasksOwn()
+    {
+        // inject_target holds known values in general and vector registers while it sleeps in pause().
+        using var tracer = new Tracer();
+        using var fixture = FixtureProcess.Start("inject_target");
+        fixture.WaitUntilInSyscall(SyscallNumbers.pause, Timeout);
+        var tracee = tracer.Seize(fixture.Pid);
+        tracee.InterruptAndWait(Timeout);
+
+        var regs = tracee.GetRegisters();
+        ulong[] held = [regs.rbx, regs.rbp, regs.rdx, regs.rsi, regs.r8, regs.r9, regs.r10, regs.r12, regs.r13, regs.r14, regs.r15, regs.rdi];
+        for (int i = 0; i < held.Length; i++)
+            Assert.Equal(0x0101010101010101UL * (ulong)(i + 1) ^ 0xc0ffee00deadbeefUL, held[i]);
+
+        byte[] xstate = tracee.GetXState();
+        bool avx = fixture.Ready["avx"] == "1";
+        Assert.Equal(avx, (XSave.XStateBv(xstate) & (1UL << XSave.AvxComponent)) != 0);
+        for (int r = 0; r < 16; r++)
+        {
+            byte[] ymm = XSave.Ymm(xstate, r);
+            for (int b = 0; b < (avx ? 32 : 16); b++)
+                Assert.Equal((byte)((r * 32 + b) ^ 0x5a), ymm[b]);
+        }
+
+        // A 512-byte FXSAVE area goes back through NT_PRFPREG. The kernel then marks x87 state as present
+        // in XSTATE_BV (it was in its init state); every register keeps its value.
+        byte[] fx = tracee.GetFpRegs();
+        tracee.SetXState(fx);
+        Assert.Equal(fx, tracee.GetFpRegs());
+        byte[] after = tracee.GetXState();
+        Assert.Equal(xstate[..XSave.XStateBvOffset], after[..XSave.XStateBvOffset]);
+        Assert.Equal(xstate[(XSave.XStateBvOffset + 64)..], after[(XSave.XStateBvOffset + 64)..]);
+        Assert.Equal(XSave.XStateBv(xstate) | 1, XSave.XStateBv(after));
+
+        tracee.Detach();
+        Assert.Equal("PASS", fixture.Verify(Libc.SIGUSR1, Timeout));
+    }
+
+    [Fact]
+    public void EndingTheTracerThreadDetachesItsTracees()
+    {
+        using var fixture = FixtureProcess.Start("tracee_state");
+        var tracer = new Tracer();
+        var tracee = tracer.Seize(fixture.Pid);
+        tracee.InterruptAndWait(Timeout);
+        // TracerPid names the tracer thread, not our process.
+        Assert.Equal(tracer.Run(() => (int)Libc.syscall(SyscallNumbers.gettid)), TracerPid());
+        tracer.Dispose();
+        Assert.Equal(0, TracerPid());
+        Assert.Equal("PASS", fixture.Verify(Libc.SIGUSR1, Timeout));
+
+        int TracerPid() => int.Parse(File.ReadAllLines($"/proc/{fixture.Pid}/status").First(l => l.StartsWith("TracerPid:"))["TracerPid:".Length..].Trim());
+    }
+
+    [Fact]
     public void PtraceFromAnotherThreadFailsWithEsrch()
     {
         // This is why one tracer thread owns every tracee: the kernel binds the tracee to the thread.
