@@ -19,6 +19,10 @@ internal static unsafe partial class Libc
     [LibraryImport("libc")]
     internal static partial int posix_spawn(int* pid, byte* path, void* file_actions, void* attrp, byte** argv, byte** envp);
 
+    /// <summary>posix_spawnp(3): like posix_spawn, the file searched in PATH when it has no slash.</summary>
+    [LibraryImport("libc")]
+    internal static partial int posix_spawnp(int* pid, byte* file, void* file_actions, void* attrp, byte** argv, byte** envp);
+
     /// <summary>posix_spawnattr_init(3).</summary>
     [LibraryImport("libc")]
     internal static partial int posix_spawnattr_init(void* attr);

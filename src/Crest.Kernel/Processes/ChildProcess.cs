@@ -50,6 +50,11 @@ public sealed unsafe class ChildProcess : IDisposable
 
             short flags = 0;
             if (options.NewSession) flags |= Libc.POSIX_SPAWN_SETSID;
+            if (options.ProcessGroup is { } group)
+            {
+                flags |= Libc.POSIX_SPAWN_SETPGROUP;
+                Check(Libc.posix_spawnattr_setpgroup(attr, group), "posix_spawnattr_setpgroup", path);
+            }
             if (options.ResetSignals)
             {
                 flags |= Libc.POSIX_SPAWN_SETSIGDEF | Libc.POSIX_SPAWN_SETSIGMASK;
@@ -79,7 +84,9 @@ public sealed unsafe class ChildProcess : IDisposable
             argvp = StringArray(argv, strings);
             envp = StringArray(env, strings);
             int pid;
-            Check(Libc.posix_spawn(&pid, Utf8(path, strings), actions, attr, argvp, envp), "posix_spawn", path);
+            byte* file = Utf8(path, strings);
+            if (options.SearchPath) Check(Libc.posix_spawnp(&pid, file, actions, attr, argvp, envp), "posix_spawnp", path);
+            else Check(Libc.posix_spawn(&pid, file, actions, attr, argvp, envp), "posix_spawn", path);
             return new ChildProcess(pid);
         }
         finally

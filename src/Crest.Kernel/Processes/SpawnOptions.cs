@@ -6,6 +6,12 @@ public sealed class SpawnOptions
     /// <summary>The child calls setsid(2) (POSIX_SPAWN_SETSID): its own session and process group.</summary>
     public bool NewSession { get; init; }
 
+    /// <summary>The child joins process group N (POSIX_SPAWN_SETPGROUP); 0 makes it a group of its own. Null: ours.</summary>
+    public int? ProcessGroup { get; init; }
+
+    /// <summary>Look the program up in PATH when it has no slash (posix_spawnp).</summary>
+    public bool SearchPath { get; init; }
+
     /// <summary>
     /// Every signal back to SIG_DFL and an empty signal mask in the child (POSIX_SPAWN_SETSIGDEF and
     /// POSIX_SPAWN_SETSIGMASK), so nothing of the runtime's signal setup leaks into a tracee.
@@ -20,20 +26,4 @@ public sealed class SpawnOptions
 
     /// <summary>Applied in order in the child before exec.</summary>
     public List<SpawnFileAction> FileActions { get; } = [];
-}
-
-/// <summary>One posix_spawn file action.</summary>
-public abstract record SpawnFileAction
-{
-    /// <summary>open(path, flags, mode) onto descriptor <paramref name="Fd"/>.</summary>
-    public sealed record Open(int Fd, string Path, int Flags, int Mode = 0x1a4 /* 0644 */) : SpawnFileAction;
-
-    /// <summary>dup2(From, To).</summary>
-    public sealed record Dup2(int From, int To) : SpawnFileAction;
-
-    /// <summary>close(Fd).</summary>
-    public sealed record Close(int Fd) : SpawnFileAction;
-
-    public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CREAT = 0x40, O_TRUNC = 0x200, O_APPEND = 0x400,
-        O_CLOEXEC = 0x80000;
 }

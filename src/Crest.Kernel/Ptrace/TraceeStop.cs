@@ -13,11 +13,3 @@ public readonly record struct TraceeStop(int Tid, WaitStatus Status)
 
     public override string ToString() => $"{Tid}: {Status}";
 }
-
-/// <summary>The tracee terminated while Crest expected a stop.</summary>
-public sealed class TraceeExitedException(int tid, WaitStatus status)
-    : Exception($"task {tid} terminated: {status}")
-{
-    public int Tid { get; } = tid;
-    public WaitStatus Status { get; } = status;
-}

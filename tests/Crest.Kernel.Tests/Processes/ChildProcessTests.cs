@@ -56,6 +56,18 @@ public class ChildProcessTests
     }
 
     [Fact]
+    public void ChildFoundInPathJoinsItsOwnProcessGroup()
+    {
+        using var child = ChildProcess.Spawn("sleep", ["sleep", "30"], new SpawnOptions { SearchPath = true, ProcessGroup = 0 });
+        string stat = File.ReadAllText($"/proc/{child.Pid}/stat");
+        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        Assert.Equal(child.Pid.ToString(), fields[2]);
+        Assert.NotEqual(child.Pid.ToString(), fields[3]);
+        child.Dispose();
+        Assert.True(child.ExitStatus?.Signaled);
+    }
+
+    [Fact]
     public void SpawningAMissingProgramNamesIt()
     {
         var e = Assert.Throws<KernelException>(() => ChildProcess.Spawn("/nonexistent/crest", ["crest"]));
