@@ -14,6 +14,7 @@ public sealed class Tracer : IDisposable
     private readonly Queue<WorkItem> _queue = new();
     private readonly object _gate = new();
     private bool _stopping;
+    private int _pending;
 
     public Tracer(string name = "crest tracer")
     {
@@ -79,6 +80,7 @@ public sealed class Tracer : IDisposable
         {
             ObjectDisposedException.ThrowIf(_stopping, this);
             _queue.Enqueue(item);
+            _pending = _queue.Count;
             Monitor.Pulse(_gate);
         }
     }
@@ -87,12 +89,17 @@ public sealed class Tracer : IDisposable
     {
         while (true)
         {
+            // Callers often submit the next request right after the last one returned: spin briefly before
+            // sleeping, so that a request does not pay for waking this thread up.
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _pending) == 0 && !spin.NextSpinWillYield) spin.SpinOnce();
             WorkItem item;
             lock (_gate)
             {
                 while (_queue.Count == 0 && !_stopping) Monitor.Wait(_gate);
                 if (_queue.Count == 0) return;
                 item = _queue.Dequeue();
+                _pending = _queue.Count;
             }
             item.Execute();
         }
