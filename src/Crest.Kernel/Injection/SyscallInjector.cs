@@ -10,7 +10,10 @@
 // Register set for each call: the task's saved registers with rax = nr, rdi, rsi, rdx, r10, r8, r9 = args,
 // rip = gadget and orig_rax = -1, so that resuming from the current stop does not trigger the kernel's
 // syscall-restart logic. All signals are blocked (PTRACE_SETSIGMASK, Linux 3.11) while injecting so that
-// none is delivered into the borrowed context.
+// none is delivered into the borrowed context, and the task's seccomp filters are suspended
+// (PTRACE_O_SUSPEND_SECCOMP, Linux 4.3, needs CAP_SYS_ADMIN) so that they neither fail nor kill our calls.
+// A fault in the borrowed context (a bad gadget address) is forced through the blocked mask by the kernel,
+// which then also resets that signal's handler to SIG_DFL: pass only addresses known to hold the code.
 //
 // Interrupted syscalls: a task stopped inside a syscall shows rax = -ERESTART* and orig_rax = nr, and the
 // kernel restarts the call on its way back to user space from the stop it is in (arch_do_signal_or_restart
@@ -75,9 +78,20 @@ public sealed class SyscallInjector : IDisposable
         {
             tracee.SetSigMaskCore(ulong.MaxValue);
             masked = true;
-            if (mode == InjectionMode.ExistingSyscall && (_savedOptions & PtraceOptions.TraceSysGood) == 0)
+            var wanted = _savedOptions | PtraceOptions.TraceSysGood | PtraceOptions.SuspendSeccomp;
+            if (wanted != _savedOptions)
             {
-                tracee.SetOptionsCore(_savedOptions | PtraceOptions.TraceSysGood);
+                try
+                {
+                    tracee.SetOptionsCore(wanted);
+                }
+                catch (KernelException e) when (e.Errno.Value == Errno.EPERM)
+                {
+                    // PTRACE_O_SUSPEND_SECCOMP needs CAP_SYS_ADMIN: without it the task's filter applies to
+                    // injected calls too.
+                    Log.Debug($"{tracee.Tid}: injection: seccomp filters stay active ({e.Errno.Name})");
+                    tracee.SetOptionsCore(wanted & ~PtraceOptions.SuspendSeccomp);
+                }
                 optionsSet = true;
             }
             if (mode == InjectionMode.PokedGadget)

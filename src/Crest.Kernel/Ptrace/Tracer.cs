@@ -3,7 +3,11 @@
 // PTRACE_O_TRACECLONE/TRACEFORK belong to the same thread, and when the thread exits the kernel detaches
 // every tracee it holds (exit_ptrace). So the thread is long-lived, never a pool thread, and its lifetime is
 // the Tracer's: Dispose ends it, which releases whatever is still attached.
+using System.Diagnostics;
 using System.Runtime.ExceptionServices;
+using Crest.Diagnostics;
+using Crest.Kernel.Arch.X64;
+using Crest.Kernel.Interop;
 
 namespace Crest.Kernel.Ptrace;
 
@@ -20,7 +24,11 @@ public sealed class Tracer : IDisposable
     {
         _thread = new Thread(Loop) { Name = name, IsBackground = true };
         _thread.Start();
+        ThreadId = Run(() => (int)Libc.syscall(SyscallNumbers.gettid));
     }
+
+    /// <summary>The kernel's id of the tracer thread: what /proc/PID/status shows as a tracee's TracerPid.</summary>
+    public int ThreadId { get; }
 
     /// <summary>Whether the calling thread is the tracer thread (work then runs inline).</summary>
     public bool IsCurrentThread => Thread.CurrentThread == _thread;
@@ -71,7 +79,20 @@ public sealed class Tracer : IDisposable
             _stopping = true;
             Monitor.PulseAll(_gate);
         }
-        if (!IsCurrentThread) _thread.Join();
+        if (IsCurrentThread) return;
+        _thread.Join();
+        // Join returns when the managed code is done; the OS thread (and with it the kernel's detach of its
+        // tracees) ends a little later. Wait for the task to be gone so that Dispose means "detached".
+        var clock = Stopwatch.StartNew();
+        while (Directory.Exists($"/proc/self/task/{ThreadId}"))
+        {
+            if (clock.Elapsed > TimeSpan.FromSeconds(10))
+            {
+                Log.Warning($"tracer thread {ThreadId} is still there 10 s after it finished");
+                return;
+            }
+            Thread.Sleep(1);
+        }
     }
 
     private void Submit(WorkItem item)

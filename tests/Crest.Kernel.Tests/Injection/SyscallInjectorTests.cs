@@ -172,6 +172,23 @@ public class SyscallInjectorTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void InjectedSyscallsPassTheTasksSeccompFilter()
+    {
+        using var tracer = new Tracer();
+        using var fixture = FixtureProcess.Start("tracee_state"); // its filter fails getppid with ENOTTY
+        var tracee = tracer.Seize(fixture.Pid);
+        tracee.InterruptAndWait(Timeout);
+        using (var remote = SyscallInjector.Open(tracee))
+        {
+            Assert.Equal(Environment.ProcessId, remote.Syscall(SyscallNumbers.getppid));
+            Assert.NotEqual(0, (long)(tracee.Options & PtraceOptions.SuspendSeccomp));
+        }
+        Assert.Equal(Tracee.DefaultOptions, tracee.Options);
+        tracee.Detach();
+        Assert.Equal("PASS", fixture.Verify(Libc.SIGUSR1, Timeout));
+    }
+
+    [Fact]
     public void InjectionNeedsAnEventStop()
     {
         using var tracer = new Tracer();

@@ -103,7 +103,7 @@ public class TraceeTests
         var tracee = tracer.Seize(fixture.Pid);
         tracee.InterruptAndWait(Timeout);
         // TracerPid names the tracer thread, not our process.
-        Assert.Equal(tracer.Run(() => (int)Libc.syscall(SyscallNumbers.gettid)), TracerPid());
+        Assert.Equal(tracer.ThreadId, TracerPid());
         tracer.Dispose();
         Assert.Equal(0, TracerPid());
         Assert.Equal("PASS", fixture.Verify(Libc.SIGUSR1, Timeout));
@@ -164,8 +164,15 @@ public class TraceeTests
 
         byte[]? filter = tracee.GetSeccompFilter(0);
         Assert.NotNull(filter);
-        // BPF_LD|BPF_W|BPF_ABS k=4 (arch); BPF_RET|BPF_K k=SECCOMP_RET_ALLOW
-        Assert.Equal(new byte[] { 0x20, 0, 0, 0, 4, 0, 0, 0, 0x06, 0, 0, 0, 0, 0, 0xff, 0x7f }, filter);
+        // struct sock_filter {u16 code; u8 jt, jf; u32 k}: load nr; if nr == getppid (110) return
+        // SECCOMP_RET_ERRNO | ENOTTY (25), else return SECCOMP_RET_ALLOW.
+        Assert.Equal(new byte[]
+        {
+            0x20, 0, 0, 0, 0, 0, 0, 0,
+            0x15, 0, 0, 1, 110, 0, 0, 0,
+            0x06, 0, 0, 0, 25, 0, 0x05, 0,
+            0x06, 0, 0, 0, 0, 0, 0xff, 0x7f,
+        }, filter);
         Assert.Null(tracee.GetSeccompFilter(1));
 
         tracee.Detach();
