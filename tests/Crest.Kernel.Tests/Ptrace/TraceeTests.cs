@@ -223,6 +223,56 @@ public class TraceeTests
     }
 
     [Fact]
+    public void SyscallStopsAreDescribedBySyscallInfo()
+    {
+        using var tracer = new Tracer();
+        using var fixture = FixtureProcess.Start("tracee_state");
+        fixture.WaitUntilInSyscall(SyscallNumbers.pause, Timeout);
+        var tracee = tracer.Seize(fixture.Pid);
+
+        fixture.Child.Signal(Libc.SIGUSR1);
+        var stop = tracee.WaitForStop(Timeout);
+        Assert.Equal("stopped(SIGUSR1)", stop.Status.ToString());
+        // Deliver the signal and stop at the next syscall: the handler's return through rt_sigreturn.
+        tracee.ContinueToSyscall(Libc.SIGUSR1);
+        stop = tracee.WaitForStop(Timeout);
+        Assert.True(stop.Status.IsSyscallStop, stop.ToString());
+        var entry = tracee.GetSyscallInfo();
+        Assert.Equal(SyscallInfoOp.Entry, entry.Op);
+        Assert.Equal(SyscallNumbers.rt_sigreturn, entry.Number);
+        Assert.Equal(tracee.GetRegisters().rip, entry.InstructionPointer);
+
+        tracee.ContinueToSyscall();
+        stop = tracee.WaitForStop(Timeout);
+        Assert.True(stop.Status.IsSyscallStop, stop.ToString());
+        var exit = tracee.GetSyscallInfo();
+        Assert.Equal(SyscallInfoOp.Exit, exit.Op);
+        // rt_sigreturn returns the interrupted pause()'s result: -EINTR, the handler having run.
+        Assert.Equal(-Errno.EINTR, exit.ReturnValue);
+        Assert.True(exit.IsError);
+        tracee.Detach();
+        Assert.Equal("PASS", fixture.WaitForVerdict(Timeout));
+    }
+
+    [Fact]
+    public void ListeningTaskStaysStoppedUntilContinued()
+    {
+        using var tracer = new Tracer();
+        using var fixture = FixtureProcess.Start("stub_stopped");
+        WaitForState(fixture.Pid, 'T');
+        var tracee = tracer.Seize(fixture.Pid);
+        Assert.True(tracee.WaitForStop(Timeout).Status.IsEventStop);
+        tracee.Listen();
+        Assert.Throws<TimeoutException>(() => tracee.WaitForStop(TimeSpan.FromMilliseconds(50)));
+        // SIGCONT ends the group stop; a listening tracee reports that with another event stop.
+        fixture.Child.Signal(Libc.SIGCONT);
+        var stop = tracee.WaitForStop(Timeout);
+        Assert.True(stop.Status.IsEventStop, stop.ToString());
+        tracee.Detach();
+        Assert.Equal("PASS", fixture.WaitForVerdict(Timeout));
+    }
+
+    [Fact]
     public void ForkedChildIsAttachedToTheTracerThread()
     {
         using var tracer = new Tracer();
