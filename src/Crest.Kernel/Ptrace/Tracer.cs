@@ -2,7 +2,7 @@
 // a tracee to the tracer *thread*: requests from any other thread fail with ESRCH, children attached by
 // PTRACE_O_TRACECLONE/TRACEFORK belong to the same thread, and when the thread exits the kernel detaches
 // every tracee it holds (exit_ptrace). So the thread is long-lived, never a pool thread, and its lifetime is
-// the Tracer's: Dispose ends it, which releases whatever is still attached.
+// the Tracer's: Dispose ends it and returns once the OS thread is gone, i.e. every tracee is detached.
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 using Crest.Diagnostics;
