@@ -11,7 +11,8 @@
 //   timerfd   clockid: N / ticks: N / settime flags: OCT / it_value: (S, NS) / it_interval: (S, NS)
 //   inotify   inotify wd:N ino:HEX sdev:HEX mask:HEX ignored_mask:HEX fhandle-bytes:HEX fhandle-type:HEX f_handle:HEX
 //   fanotify  fanotify flags:HEX event-flags:HEX, then one line per mark: mnt_id:HEX (mount mark),
-//             ino:HEX sdev:HEX ... (inode mark) or sdev:HEX (superblock mark), each with mflags mask ignored_mask
+//             ino:HEX sdev:HEX ... (inode mark), sdev:HEX (superblock mark) or mnt_ns:N (6.14), each with
+//             mflags mask ignored_mask
 //   locks     lock:  ID: TYPE MODE ACCESS PID MAJ:MIN:INO START END|EOF     (fs/locks.c lock_get_status)
 //   pidfd     Pid: N  NSpid: N... (5.10)
 //   pty       tty-index: N (4.20)
@@ -30,10 +31,13 @@ public sealed record FileHandleInfo(int Bytes, int Type, byte[] Handle);
 
 public sealed record InotifyWatch(int Wd, ulong Ino, uint Sdev, uint Mask, uint IgnoredMask, FileHandleInfo? Handle);
 
-public enum FanotifyMarkKind { Inode, Mount, Superblock }
+/// <summary>What a fanotify mark is attached to; MountNamespace marks (FAN_MARK_MNTNS) since 6.14.</summary>
+public enum FanotifyMarkKind { Inode, Mount, Superblock, MountNamespace }
 
-public sealed record FanotifyMark(FanotifyMarkKind Kind, int? MntId, ulong? Ino, uint? Sdev, uint MFlags, ulong Mask,
-    ulong IgnoredMask, FileHandleInfo? Handle);
+/// <param name="MntId">For a mount mark: the mount id.</param>
+/// <param name="MntNs">For a mount namespace mark: the namespace's inode number.</param>
+public sealed record FanotifyMark(FanotifyMarkKind Kind, int? MntId, ulong? MntNs, ulong? Ino, uint? Sdev, uint MFlags,
+    ulong Mask, ulong IgnoredMask, FileHandleInfo? Handle);
 
 public sealed record FanotifyInfo(uint Flags, uint EventFlags, IReadOnlyList<FanotifyMark> Marks);
 
@@ -118,7 +122,11 @@ public sealed record FdInfo
 
             int colon = line.IndexOf((byte)':');
             if (colon <= 0)
-                throw new ProcParseException(K, ln, "no \"key:\"", line);
+            {
+                // Some types print free-form lines (io_uring's ring dumps); keep them whole.
+                (other ??= []).Add(new(ProcText.Ascii(ProcText.Trim(line)), ""));
+                continue;
+            }
             ReadOnlySpan<byte> key = line[..colon];
             ReadOnlySpan<byte> value = ProcText.Trim(line[(colon + 1)..]);
             switch (key)
@@ -237,11 +245,13 @@ public sealed record FdInfo
     private static FanotifyMark ParseFanotifyMark(TaggedPairs p)
     {
         FanotifyMarkKind kind = p.Has("mnt_id"u8) ? FanotifyMarkKind.Mount
+            : p.Has("mnt_ns"u8) ? FanotifyMarkKind.MountNamespace
             : p.Has("ino"u8) ? FanotifyMarkKind.Inode : FanotifyMarkKind.Superblock;
         return new FanotifyMark(kind,
             kind == FanotifyMarkKind.Mount ? ProcText.ToInt32((long)p.Number("mnt_id"u8, 16), K, p.Line, "mnt_id") : null,
+            kind == FanotifyMarkKind.MountNamespace ? p.Number("mnt_ns"u8, 10) : null,
             kind == FanotifyMarkKind.Inode ? p.Number("ino"u8, 16) : null,
-            kind == FanotifyMarkKind.Mount ? null : p.U32("sdev"u8),
+            kind is FanotifyMarkKind.Inode or FanotifyMarkKind.Superblock ? p.U32("sdev"u8) : null,
             p.U32("mflags"u8), p.Number("mask"u8, 16), p.Number("ignored_mask"u8, 16), ParseHandle(p));
     }
 

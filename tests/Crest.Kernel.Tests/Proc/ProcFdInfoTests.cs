@@ -66,10 +66,29 @@ public class ProcFdInfoTests
         Assert.Equal(2, f.Marks.Count);
         var mount = f.Marks[0];
         Assert.Equal((FanotifyMarkKind.Mount, (int?)0x1b, 0u, 0x20ul), (mount.Kind, mount.MntId, mount.MFlags, mount.Mask));
+        Assert.Null(mount.Sdev);
         Assert.Null(mount.Handle);
         var inode = f.Marks[1];
         Assert.Equal((FanotifyMarkKind.Inode, (ulong?)0x3c570, (uint?)0xfe00000, 0x28ul), (inode.Kind, inode.Ino, inode.Sdev, inode.Mask));
         Assert.Equal(Convert.FromHexString("70c5030000000000"), inode.Handle!.Handle);
+    }
+
+    [Fact]
+    public void FanotifyMountNamespaceMarkOnTheLastLineWithoutNewline()
+    {
+        // Captured on 6.18: the kernel prints this mark without a trailing newline.
+        var f = Sample("fdinfo.fanotify-mntns.txt").Fanotify!;
+        Assert.Equal(0x4000u, f.Flags);
+        var mark = Assert.Single(f.Marks);
+        Assert.Equal((FanotifyMarkKind.MountNamespace, (ulong?)4026531832, 0x3000000ul), (mark.Kind, mark.MntNs, mark.Mask));
+        Assert.Null(mark.Sdev);
+    }
+
+    [Fact]
+    public void FanotifySuperblockMark()
+    {
+        var f = FdInfo.Parse("pos:\t0\nflags:\t02\nfanotify flags:10 event-flags:0\nfanotify sdev:fe00001 mflags:1 mask:20 ignored_mask:8\n"u8).Fanotify!;
+        Assert.Equal(new FanotifyMark(FanotifyMarkKind.Superblock, null, null, null, 0xfe00001, 1, 0x20, 8, null), Assert.Single(f.Marks));
     }
 
     [Fact]
@@ -99,13 +118,15 @@ public class ProcFdInfoTests
     [Fact]
     public void UnknownLinesAreKept()
     {
-        var info = FdInfo.Parse("pos:\t10\nflags:\t0100000\nmnt_id:\t5\nino:\t9\nSqMask:\t0x3f\nmap_type:\t1\n"u8);
+        var info = FdInfo.Parse("pos:\t10\nflags:\t0100000\nmnt_id:\t5\nino:\t9\nSqMask:\t0x3f\nmap_type:\t1\n  free form line\n"u8);
         Assert.Equal(10, info.Pos);
-        Assert.Equal([new("SqMask", "0x3f"), new KeyValuePair<string, string>("map_type", "1")], info.Other);
+        Assert.Equal([new("SqMask", "0x3f"), new("map_type", "1"), new KeyValuePair<string, string>("free form line", "")], info.Other);
     }
 
     [Theory]
     [InlineData("", "no pos line")]
+    [InlineData("pos:\t0\nflags:\t0\nfanotify mnt_id:1b mflags:0 mask:20 ignored_mask:0\n", "fanotify marks without the fanotify flags line")]
+    [InlineData("pos:\t0\nflags:\t0\nfanotify flags:0 event-flags:0\nfanotify mflags:0 mask:20 ignored_mask:0\n", "missing sdev")]
     [InlineData("pos:\t0\n", "no flags line")]
     [InlineData("pos:\t0\nflags:\t09\n", "bad flags")]
     [InlineData("pos:\t0\nflags:\t0\nclockid: 1\n", "timerfd clockid without it_value and it_interval")]
