@@ -99,7 +99,7 @@ public sealed class SmapsVma
         int found = -1;
         for (int i = 0; i < Keys.Length; i++)
         {
-            int k = (hint + i) % Keys.Length;
+            int k = hint + i < Keys.Length ? hint + i : hint + i - Keys.Length;
             if (key.SequenceEqual(Keys[k]))
             {
                 found = k;
@@ -114,13 +114,23 @@ public sealed class SmapsVma
         }
         hint = found + 1;
 
-        var f = new ProcFields(value, K, line);
-        ReadOnlySpan<byte> number = f.Next("value");
-        long v = ProcText.ParseInt64(number, K, line, "value");
-        if (f.TryNext(out var unit) && !unit.SequenceEqual("kB"u8))
-            throw f.Fail("unit is not kB");
-        if (!f.AtEnd)
-            throw f.Fail("text after the value");
+        // "   1234 kB" or "   1" (THPeligible, ProtectionKey): the hot path of a large smaps, so by hand.
+        int pos = 0;
+        while (pos < value.Length && ProcText.IsSpace(value[pos]))
+            pos++;
+        int digits = pos;
+        while (pos < value.Length && value[pos] - (uint)'0' <= 9)
+            pos++;
+        if (pos == digits)
+            throw new ProcParseException(K, line, pos == value.Length ? "missing value" : "bad value", value);
+        long v = ProcText.ParseInt64(value[digits..pos], K, line, "value");
+        ReadOnlySpan<byte> unit = value[pos..];
+        if (!unit.IsEmpty && !unit.SequenceEqual(" kB"u8))
+        {
+            unit = ProcText.Trim(unit);
+            if (!unit.IsEmpty && !unit.SequenceEqual("kB"u8))
+                throw new ProcParseException(K, line, ProcText.IsSpace(value[pos]) ? "unit is not kB" : "bad value", value);
+        }
         _values[found] = v;
         _present |= 1u << found;
     }
