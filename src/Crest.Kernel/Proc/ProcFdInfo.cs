@@ -3,17 +3,17 @@
 //   pos:    0            decimal           flags:  02000002   octal (O_* of the open file)
 //   mnt_id: 17 (3.15)    ino: 26 (5.14)
 //
-// then per file type (all since 3.8 unless noted):
+// then per file type (since 3.8 unless noted):
 //   eventfd   eventfd-count: HEX (%16llx) eventfd-id: N (5.16)
 //             eventfd-semaphore: 0|1 (6.6)
 //   epoll     tfd: FD events: HEX data: HEX pos: N ino: HEX sdev: HEX     one line per target
 //   signalfd  sigmask: HEX
-//   timerfd   clockid: N / ticks: N / settime flags: OCT / it_value: (S, NS) / it_interval: (S, NS)
+//   timerfd   clockid: N / ticks: N / settime flags: OCT / it_value: (S, NS) / it_interval: (S, NS) (3.17)
 //   inotify   inotify wd:N ino:HEX sdev:HEX mask:HEX ignored_mask:HEX fhandle-bytes:HEX fhandle-type:HEX f_handle:HEX
 //   fanotify  fanotify flags:HEX event-flags:HEX, then one line per mark: mnt_id:HEX (mount mark),
 //             ino:HEX sdev:HEX ... (inode mark), sdev:HEX (superblock mark) or mnt_ns:N (6.14), each with
 //             mflags mask ignored_mask
-//   locks     lock:  ID: TYPE MODE ACCESS PID MAJ:MIN:INO START END|EOF     (fs/locks.c lock_get_status)
+//   locks     lock:  ID: TYPE MODE ACCESS PID MAJ:MIN:INO START END|EOF     (fs/locks.c lock_get_status, 4.1)
 //   pidfd     Pid: N  NSpid: N... (5.10)
 //   pty       tty-index: N (4.20)
 // Lines of other types (io_uring, bpf, ...) are kept in Other as key/value text.

@@ -39,6 +39,9 @@ public class ProcMountInfoTests
         Assert.Equal("rw,lowerdir=/l,upperdir=/u,workdir=/w", m[4].SuperOptions);
     }
 
+    [Fact]
+    public void EmptyMountInfoIsEmpty() => Assert.Empty(ProcMountInfo.Parse([]));
+
     [Theory]
     [InlineData("22 27 0:21 / /proc rw,relatime shared:5 proc proc rw", "missing \"-\" separator")]
     [InlineData("22 27 021 / /proc rw - proc proc rw", "device is not major:minor")]
@@ -97,6 +100,9 @@ public class ProcLimitsTests
         Assert.Equal(("Max nice priority", ""), (limits[ProcLimits.RLIMIT_NICE].Name, limits[13].Units));
         Assert.Equal("us", limits[ProcLimits.RLIMIT_RTTIME].Units);
     }
+
+    [Fact]
+    public void EmptyLimitsIsEmpty() => Assert.Empty(ProcLimits.Parse([]));
 
     [Fact]
     public void UnknownResourceIsKeptWithoutANumber()
