@@ -124,7 +124,7 @@ public sealed record FdInfo
             if (colon <= 0)
             {
                 // Some types print free-form lines (io_uring's ring dumps); keep them whole.
-                (other ??= []).Add(new(ProcText.Ascii(ProcText.Trim(line)), ""));
+                (other ??= []).Add(new(ProcText.Utf8(ProcText.Trim(line)), ""));
                 continue;
             }
             ReadOnlySpan<byte> key = line[..colon];
@@ -191,7 +191,7 @@ public sealed record FdInfo
                     info.TtyIndex = ProcText.ParseInt32(value, K, ln, "tty-index");
                     break;
                 default:
-                    (other ??= []).Add(new(ProcText.Ascii(key), ProcText.Ascii(value)));
+                    (other ??= []).Add(new(ProcText.Utf8(key), ProcText.Utf8(value)));
                     break;
             }
         }
@@ -281,9 +281,9 @@ public sealed record FdInfo
         if (id.Length < 2 || id[^1] != (byte)':')
             throw f.Fail("lock id is not \"N:\"");
         long lockId = ProcText.ParseInt64(id[..^1], K, ln, "lock id");
-        string type = ProcText.Ascii(f.Next("lock type"));
-        string mode = ProcText.Ascii(f.Next("lock mode"));
-        string access = ProcText.Ascii(f.Next("lock access"));
+        string type = ProcText.Utf8(f.Next("lock type"));
+        string mode = ProcText.Utf8(f.Next("lock mode"));
+        string access = ProcText.Utf8(f.Next("lock access"));
         int pid = f.NextInt32("lock pid");
         ReadOnlySpan<byte> dev = f.Next("lock device");
         int c1 = dev.IndexOf((byte)':');

@@ -75,10 +75,10 @@ public static class ProcLimits
             var f = new ProcFields(line[name.Length..], K, ln);
             ulong soft = Value(f.Next("soft limit"), ln);
             ulong hard = Value(f.Next("hard limit"), ln);
-            string units = f.TryNext(out var u) ? ProcText.Ascii(u) : "";
+            string units = f.TryNext(out var u) ? ProcText.Utf8(u) : "";
             if (!f.AtEnd)
                 throw f.Fail("text after the units");
-            result.Add(new ResourceLimit(resource, resource >= 0 ? Names[resource] : ProcText.Ascii(name), soft, hard, units));
+            result.Add(new ResourceLimit(resource, resource >= 0 ? Names[resource] : ProcText.Utf8(name), soft, hard, units));
         }
         return result;
     }

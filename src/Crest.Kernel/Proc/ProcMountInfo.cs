@@ -60,7 +60,7 @@ public static class ProcMountInfo
         uint minor = ProcText.ParseUInt32(dev[(colon + 1)..], 10, K, ln, "minor");
         string root = Unescape(rest.Next("root"));
         string mountPoint = Unescape(rest.Next("mount point"));
-        string options = ProcText.Ascii(rest.Next("mount options"));
+        string options = ProcText.Utf8(rest.Next("mount options"));
 
         int? shared = null, master = null, propagateFrom = null;
         bool unbindable = false;
@@ -79,7 +79,7 @@ public static class ProcMountInfo
             else if (opt.SequenceEqual("unbindable"u8))
                 unbindable = true;
             else
-                (otherOptional ??= []).Add(ProcText.Ascii(opt));
+                (otherOptional ??= []).Add(ProcText.Utf8(opt));
         }
 
         string fsType = Unescape(rest.Next("filesystem type"));
@@ -87,7 +87,7 @@ public static class ProcMountInfo
             throw new ProcParseException(K, ln, "empty filesystem type", line);
         string source = Unescape(rest.Next("source"));
         // Super options are the rest of the line; they may be absent on odd filesystems.
-        string superOptions = ProcText.Ascii(rest.Rest);
+        string superOptions = ProcText.Utf8(rest.Rest);
         return new MountInfo(mountId, parentId, major, minor, root, mountPoint, options, shared, master,
             propagateFrom, unbindable, (IReadOnlyList<string>?)otherOptional ?? [], fsType, source, superOptions);
     }
@@ -112,5 +112,5 @@ public static class ProcMountInfo
         }
     }
 
-    private static string Unescape(ReadOnlySpan<byte> s) => ProcText.Ascii(ProcText.UnescapeOctal(s));
+    private static string Unescape(ReadOnlySpan<byte> s) => ProcText.Utf8(ProcText.UnescapeOctal(s));
 }

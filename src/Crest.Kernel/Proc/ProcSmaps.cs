@@ -109,7 +109,7 @@ public sealed class SmapsVma
         if (found < 0)
         {
             _other ??= [];
-            _other.Add(new(ProcText.Ascii(key), ProcText.Ascii(ProcText.Trim(value))));
+            _other.Add(new(ProcText.Utf8(key), ProcText.Utf8(ProcText.Trim(value))));
             return;
         }
         hint = found + 1;
@@ -144,7 +144,7 @@ public sealed class SmapsVma
         {
             VmFlags flag = code.Length == 2 ? VmFlagCodes.Lookup(code[0], code[1]) : VmFlags.None;
             if (flag == VmFlags.None)
-                (unknown ??= []).Add(ProcText.Ascii(code));
+                (unknown ??= []).Add(ProcText.Utf8(code));
             flags |= flag;
         }
         VmFlags = flags;

@@ -91,7 +91,7 @@ public sealed record ProcStat
             throw new ProcParseException(K, 1, "no \"(comm)\"", text);
         ReadOnlySpan<byte> pidText = ProcText.Trim(text[..open]);
         int pid = ProcText.ParseInt32(pidText, K, 1, "pid");
-        string comm = ProcText.Ascii(text[(open + 1)..close]);
+        string comm = ProcText.Utf8(text[(open + 1)..close]);
 
         var rest = text[(close + 1)..];
         // The file ends with one newline; anything after it is not stat.

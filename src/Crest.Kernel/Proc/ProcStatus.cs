@@ -85,7 +85,7 @@ public sealed record ProcStatus
             {
                 case var _ when key.SequenceEqual("Name"u8):
                     // Only the single tab after the colon separates; the name itself may start with spaces.
-                    name = ProcText.Ascii(ProcText.UnescapeC(raw.Length > 0 && raw[0] == (byte)'\t' ? raw[1..] : raw));
+                    name = ProcText.Utf8(ProcText.UnescapeC(raw.Length > 0 && raw[0] == (byte)'\t' ? raw[1..] : raw));
                     break;
                 case var _ when key.SequenceEqual("Umask"u8):
                     result.Umask = ProcText.ParseUInt32(value, 8, K, ln, "Umask");
@@ -187,19 +187,19 @@ public sealed record ProcStatus
                     result.SeccompFilters = ProcText.ParseInt32(value, K, ln, "Seccomp_filters");
                     break;
                 case var _ when key.SequenceEqual("Speculation_Store_Bypass"u8):
-                    result.SpeculationStoreBypass = ProcText.Ascii(value);
+                    result.SpeculationStoreBypass = ProcText.Utf8(value);
                     break;
                 case var _ when key.SequenceEqual("SpeculationIndirectBranch"u8):
-                    result.SpeculationIndirectBranch = ProcText.Ascii(value);
+                    result.SpeculationIndirectBranch = ProcText.Utf8(value);
                     break;
                 case var _ when key.SequenceEqual("Cpus_allowed"u8):
-                    result.CpusAllowed = ProcText.Ascii(value);
+                    result.CpusAllowed = ProcText.Utf8(value);
                     break;
                 case var _ when key.SequenceEqual("Cpus_allowed_list"u8):
-                    result.CpusAllowedList = ProcText.Ascii(value);
+                    result.CpusAllowedList = ProcText.Utf8(value);
                     break;
                 default:
-                    (other ??= []).Add(new(ProcText.Ascii(key), ProcText.Ascii(value)));
+                    (other ??= []).Add(new(ProcText.Utf8(key), ProcText.Utf8(value)));
                     break;
             }
         }

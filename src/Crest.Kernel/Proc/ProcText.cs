@@ -92,7 +92,7 @@ internal static class ProcText
 
     public static ReadOnlySpan<byte> Trim(ReadOnlySpan<byte> s) => s.Trim((byte)' ').Trim((byte)'\t').Trim((byte)' ');
 
-    public static string Ascii(ReadOnlySpan<byte> s) => Encoding.UTF8.GetString(s);
+    public static string Utf8(ReadOnlySpan<byte> s) => Encoding.UTF8.GetString(s);
 
     /// <summary>Parses an unsigned number in base 8, 10 or 16 (hex digits in either case, no prefix).</summary>
     public static bool TryParseUInt64(ReadOnlySpan<byte> s, int radix, out ulong value)

@@ -161,9 +161,9 @@ public sealed class Vma
                 _ when inner.SequenceEqual("vvar_vclock"u8) => (VmaKind.VvarVclock, "[vvar_vclock]"),
                 _ when inner.SequenceEqual("vsyscall"u8) => (VmaKind.Vsyscall, "[vsyscall]"),
                 _ when inner.SequenceEqual("uprobes"u8) => (VmaKind.Uprobes, "[uprobes]"),
-                _ when inner.StartsWith("anon:"u8) => (VmaKind.AnonNamed, ProcText.Ascii(inner[5..])),
-                _ when inner.StartsWith("anon_shmem:"u8) => (VmaKind.AnonShmemNamed, ProcText.Ascii(inner[11..])),
-                _ => (VmaKind.OtherPseudo, ProcText.Ascii(name)),
+                _ when inner.StartsWith("anon:"u8) => (VmaKind.AnonNamed, ProcText.Utf8(inner[5..])),
+                _ when inner.StartsWith("anon_shmem:"u8) => (VmaKind.AnonShmemNamed, ProcText.Utf8(inner[11..])),
+                _ => (VmaKind.OtherPseudo, ProcText.Utf8(name)),
             };
             return new Vma(start, end, permissions, offset, major, minor, inode, pseudo, null, label, false);
         }
