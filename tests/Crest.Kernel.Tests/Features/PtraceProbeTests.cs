@@ -44,12 +44,27 @@ public class PtraceProbeTests
     [Fact]
     public void ThePtraceProbeThreadLeavesNoSeccompFilterOnTheProcess()
     {
+        FeatureProbes.UseDefaultChildSignal();
         FeatureProbes.ProbePtrace();
+        // The filter lives on the spawning thread only; once that thread is gone no task of ours has one.
+        // The OS thread may outlive Thread.Join by a moment: wait for it, bounded.
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        List<string> filtered;
+        while ((filtered = TasksWithSeccomp()).Count > 0 && DateTime.UtcNow < deadline) Thread.Sleep(10);
+        Assert.Empty(filtered);
+    }
+
+    private static List<string> TasksWithSeccomp()
+    {
+        var filtered = new List<string>();
         foreach (string task in Directory.GetDirectories("/proc/self/task"))
         {
-            string status = File.ReadAllText(Path.Combine(task, "status"));
-            Assert.Contains("Seccomp:\t0", status);
+            string status;
+            try { status = File.ReadAllText(Path.Combine(task, "status")); }
+            catch (IOException) { continue; } // the thread ended while we looked
+            if (!status.Contains("Seccomp:\t0\n", StringComparison.Ordinal)) filtered.Add(task);
         }
+        return filtered;
     }
 
     private static HashSet<int> ChildrenOfThisProcess()
