@@ -1,4 +1,4 @@
-// userfaultfd (Linux 4.3; /dev/userfaultfd 6.1), the non-cooperative events (4.11-4.13), and
+// userfaultfd (Linux 4.3; /dev/userfaultfd 6.1), the non-cooperative events (4.11), and
 // write-protect in async mode (UFFD_FEATURE_WP_UNPOPULATED 6.4, UFFD_FEATURE_WP_ASYNC 6.7) driven by
 // PAGEMAP_SCAN (6.7): Crest's dirty-page tracking where soft-dirty is absent (ENGINE.md §5).
 // The write-protect probe runs the whole mechanism once on four pages of its own.

@@ -1,6 +1,6 @@
-// The vDSO and its data pages ([vvar], and [vvar_vclock] since Linux 6.13) as this kernel lays them
-// out in /proc/self/maps. Restore moves a new task's areas with mremap to the dumped addresses, so
-// it needs to find them and know their sizes and order (ENGINE.md §4, §8).
+// The vDSO and its data pages ([vvar], and [vvar_vclock] on recent kernels such as this machine's
+// 6.18) as this kernel lays them out in /proc/self/maps. Restore moves a new task's areas with mremap
+// to the dumped addresses, so it needs to find them and know their sizes and order (ENGINE.md §4, §8).
 using System.Globalization;
 using System.Text;
 
