@@ -7,7 +7,7 @@ internal static class CriuFeatureNames
 {
     public static readonly IReadOnlyDictionary<string, string?> ToCrest = new Dictionary<string, string?>(StringComparer.Ordinal)
     {
-        ["mnt_id"] = null,
+        ["mnt_id"] = "mnt_id",
         ["mem_dirty_track"] = "mem_dirty_track",
         ["aio_remap"] = null,
         ["timerfd"] = "timerfd",

@@ -1,6 +1,7 @@
 // Interfaces for dumping files and namespaces that CRIU's check names: timerfd state in fdinfo and
 // TFD_IOC_SET_TICKS (Linux 3.17, CONFIG_CHECKPOINT_RESTORE), kcmp(KCMP_EPOLL_TFD) (4.13),
-// /proc/PID/map_files (3.3), and the user namespace file with PR_SET_MM_MAP (what CRIU calls userns).
+// /proc/PID/map_files (3.3), mnt_id in /proc/PID/fdinfo (3.15), and the user namespace file with
+// PR_SET_MM_MAP (what CRIU calls userns).
 using System.Text;
 using Nr = Crest.Kernel.Arch.X64.SyscallNumbers;
 using static Crest.Kernel.Features.FeatureInterop;
@@ -82,6 +83,28 @@ public static unsafe partial class FeatureProbes
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return ProbeResult.Missing($"/proc/self/map_files: {e.Message}");
+        }
+    }
+
+    /// <summary>fdinfo of an open file names the mount it is on (mnt_id), which ties a dumped file to its mount.</summary>
+    public static ProbeResult ProbeFdinfoMntId()
+    {
+        long fd = Open("/proc/self/status", O_RDONLY, out var errno);
+        if (fd == -1) return ProbeResult.Missing($"untested: open(/proc/self/status): {errno}", errno);
+        try
+        {
+            foreach (string line in File.ReadLines($"/proc/self/fdinfo/{fd}"))
+            {
+                if (!line.StartsWith("mnt_id:", StringComparison.Ordinal)) continue;
+                return int.TryParse(line.AsSpan(7).Trim(), out int mountId)
+                    ? ProbeResult.Ok($"mnt_id {mountId}")
+                    : ProbeResult.Missing($"fdinfo has an unreadable mnt_id line: {line}");
+            }
+            return ProbeResult.Missing("fdinfo has no mnt_id line");
+        }
+        finally
+        {
+            Close(fd);
         }
     }
 

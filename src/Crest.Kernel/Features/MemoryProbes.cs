@@ -82,7 +82,8 @@ public static unsafe partial class FeatureProbes
     /// <summary>
     /// Dirty a page, reset soft-dirty bits (clear_refs 4), check bit 55 is clear, write again and
     /// check it is set. A kernel without CONFIG_MEM_SOFT_DIRTY accepts clear_refs 4 but never sets the
-    /// bit, so only the second look tells.
+    /// bit, so only the second look tells. On a kernel with soft-dirty this resets the bits of this
+    /// whole process (crest's own pages, which nothing tracks).
     /// </summary>
     public static ProbeResult ProbeSoftDirty()
     {

@@ -19,7 +19,7 @@ public class KernelCheckTests
         var (exit, output) = Check(all: false);
         Assert.Equal(0, exit);
         string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        string[] required = ["ptrace_seize", "ptrace_syscall_info", "get_rseq_conf", "pidfd_getfd", "process_vm",
+        string[] required = ["ptrace_seize", "ptrace_syscall_info", "get_rseq_conf", "pidfd_getfd", "mnt_id", "process_vm",
             "map_files", "clone3_set_tid", "prctl_mm_map", "vdso_layout"];
         foreach (string name in required)
             Assert.Single(lines, l => l.StartsWith(name + " ", StringComparison.Ordinal) && l.Contains(" ok"));
@@ -58,6 +58,7 @@ public class KernelCheckTests
     [InlineData("tcp_half_closed")]
     [InlineData("clone3_set_tid")]
     [InlineData("pidfd_store")]
+    [InlineData("mnt_id")]
     [InlineData("seccomp_suspend")]
     [InlineData("seccomp_filters")]
     [InlineData("pagemap_scan")]

@@ -77,6 +77,7 @@ public class FeatureProbeTests
         AssertPresent(FeatureProbes.ProbeTimerfd());
         AssertPresent(FeatureProbes.ProbeKcmpEpoll());
         AssertPresent(FeatureProbes.ProbeMapFiles());
+        AssertPresent(FeatureProbes.ProbeFdinfoMntId());
         AssertPresent(FeatureProbes.ProbeUserNamespace());
     }
 
