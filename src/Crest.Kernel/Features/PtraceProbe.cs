@@ -72,6 +72,9 @@ public static unsafe partial class FeatureProbes
 
     private static PtraceProbeResults ProbeSeized(int pid, string? filterError)
     {
+        // Let the child finish starting (glibc registers rseq then) and block in its sleep, so that
+        // what the requests see is a settled task; if it never gets there, probe it as it is.
+        WaitUntilSleeping(pid);
         if (Sys(Nr.ptrace, out var errno, PTRACE_SEIZE, pid, 0, PTRACE_O_EXITKILL) == -1)
         {
             var seizeFailed = ProbeResult.Failed("ptrace(PTRACE_SEIZE)", errno);
@@ -190,6 +193,23 @@ public static unsafe partial class FeatureProbes
             int rc = posix_spawn(&pid, pathPtr, null, null, argv, envp);
             error = rc == 0 ? "" : $"posix_spawn(/bin/sleep): {new Errno(rc)}";
             return rc == 0 ? pid : 0;
+        }
+    }
+
+    /// <summary>Poll /proc/PID/stat until the task's state is S (interruptible sleep), at most <see cref="ChildWaitLimit"/>.</summary>
+    private static void WaitUntilSleeping(int pid)
+    {
+        var clock = Stopwatch.StartNew();
+        string path = $"/proc/{pid}/stat";
+        while (clock.Elapsed < ChildWaitLimit)
+        {
+            string stat;
+            try { stat = File.ReadAllText(path); }
+            catch (IOException) { return; } // gone: the seize will say so
+            // The state is the first field after the ")" that closes comm.
+            int close = stat.LastIndexOf(')');
+            if (close > 0 && close + 2 < stat.Length && stat[close + 2] == 'S') return;
+            Thread.Sleep(1);
         }
     }
 
