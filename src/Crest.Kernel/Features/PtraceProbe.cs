@@ -3,7 +3,7 @@
 // PTRACE_SECCOMP_GET_FILTER (4.4).
 //
 // The child is /bin/sleep started with posix_spawn (never fork in a .NET process, never
-// System.Diagnostics.Process: its SIGCHLD handling would steal the stops, ENGINE.md §3). To read a
+// System.Diagnostics.Process: its SIGCHLD handling would steal the stops, ENGINE.md §1). To read a
 // seccomp filter back, the child must have one, and the tracer must have none (the kernel refuses
 // PTRACE_SECCOMP_GET_FILTER and PTRACE_O_SUSPEND_SECCOMP to a tracer under seccomp). Filters are
 // per thread and inherited by children: a short-lived thread installs an allow-everything filter and
