@@ -7,7 +7,7 @@ namespace Crest.Kernel.Proc;
 /// <param name="Resource">The RLIMIT_* number, -1 for a name this parser does not know.</param>
 /// <param name="Soft">The soft limit; <see cref="Unlimited"/> for "unlimited".</param>
 /// <param name="Units">"seconds", "bytes", ... or empty.</param>
-public sealed record ResourceLimit(int Resource, string Name, ulong Soft, ulong Hard, string Units)
+public sealed record ProcLimit(int Resource, string Name, ulong Soft, ulong Hard, string Units)
 {
     /// <summary>RLIM_INFINITY.</summary>
     public const ulong Unlimited = ulong.MaxValue;
@@ -35,9 +35,9 @@ public static class ProcLimits
 
     private static readonly byte[][] NameBytes = Names.Select(n => System.Text.Encoding.ASCII.GetBytes(n)).ToArray();
 
-    public static IReadOnlyList<ResourceLimit> Parse(ReadOnlySpan<byte> text)
+    public static IReadOnlyList<ProcLimit> Parse(ReadOnlySpan<byte> text)
     {
-        var result = new List<ResourceLimit>();
+        var result = new List<ProcLimit>();
         var lines = new ProcLines(text);
         bool header = false;
         while (lines.Next(out var line))
@@ -78,11 +78,11 @@ public static class ProcLimits
             string units = f.TryNext(out var u) ? ProcText.Utf8(u) : "";
             if (!f.AtEnd)
                 throw f.Fail("text after the units");
-            result.Add(new ResourceLimit(resource, resource >= 0 ? Names[resource] : ProcText.Utf8(name), soft, hard, units));
+            result.Add(new ProcLimit(resource, resource >= 0 ? Names[resource] : ProcText.Utf8(name), soft, hard, units));
         }
         return result;
     }
 
     private static ulong Value(ReadOnlySpan<byte> token, int line)
-        => token.SequenceEqual("unlimited"u8) ? ResourceLimit.Unlimited : ProcText.ParseUInt64(token, 10, K, line, "limit");
+        => token.SequenceEqual("unlimited"u8) ? ProcLimit.Unlimited : ProcText.ParseUInt64(token, 10, K, line, "limit");
 }

@@ -94,8 +94,8 @@ public class ProcLimitsTests
     {
         var limits = ProcLimits.Parse(ProcSamples.Read("limits.txt"));
         Assert.Equal(Enumerable.Range(0, 16), limits.Select(l => l.Resource));
-        Assert.Equal(new ResourceLimit(ProcLimits.RLIMIT_CPU, "Max cpu time", ResourceLimit.Unlimited, ResourceLimit.Unlimited, "seconds"), limits[0]);
-        Assert.Equal(new ResourceLimit(ProcLimits.RLIMIT_STACK, "Max stack size", 8388608, ResourceLimit.Unlimited, "bytes"), limits[3]);
+        Assert.Equal(new ProcLimit(ProcLimits.RLIMIT_CPU, "Max cpu time", ProcLimit.Unlimited, ProcLimit.Unlimited, "seconds"), limits[0]);
+        Assert.Equal(new ProcLimit(ProcLimits.RLIMIT_STACK, "Max stack size", 8388608, ProcLimit.Unlimited, "bytes"), limits[3]);
         Assert.Equal((20000ul, 20000ul, "files"), (limits[ProcLimits.RLIMIT_NOFILE].Soft, limits[7].Hard, limits[7].Units));
         Assert.Equal(("Max nice priority", ""), (limits[ProcLimits.RLIMIT_NICE].Name, limits[13].Units));
         Assert.Equal("us", limits[ProcLimits.RLIMIT_RTTIME].Units);
@@ -108,7 +108,7 @@ public class ProcLimitsTests
     public void UnknownResourceIsKeptWithoutANumber()
     {
         var text = "Limit                     Soft Limit           Hard Limit           Units     \nMax future thing          7                    unlimited            widgets   \n"u8;
-        Assert.Equal(new ResourceLimit(-1, "Max future thing", 7, ResourceLimit.Unlimited, "widgets"), Assert.Single(ProcLimits.Parse(text)));
+        Assert.Equal(new ProcLimit(-1, "Max future thing", 7, ProcLimit.Unlimited, "widgets"), Assert.Single(ProcLimits.Parse(text)));
     }
 
     [Theory]
