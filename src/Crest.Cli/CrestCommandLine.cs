@@ -1,0 +1,83 @@
+// The `crest` command: crit's verbs when argv starts with one (show, decode, encode, info),
+// otherwise CRIU's command line (see Criu/CriuCommandLine.cs for how it is parsed).
+using System.CommandLine;
+using Crest.Cli.Criu;
+using Crest.Cli.Crit;
+using Crest.Cli.Getopt;
+
+namespace Crest.Cli;
+
+internal static class CrestCommandLine
+{
+    /// <summary>Printed by --version / -V in CRIU's shape, "Version: X.Y.Z".</summary>
+    public const string Version = "0.1.0";
+
+    /// <summary>Exit code of every failure of a CRIU command, usage errors included (CRIU's).</summary>
+    public const int Failure = 1;
+
+    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, Func<string, string?> environment)
+    {
+        var configuration = new ParserConfiguration { ResponseFileTokenReplacer = null };
+        var invocation = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
+
+        if (args.Count > 0 && CritVerbs.Names.Contains(args[0]))
+        {
+            var critParse = BuildRoot(stdout, stderr, environment).Parse(args, configuration);
+            if (critParse.Errors.Count > 0) return ReportParseErrors(critParse, stderr, CritVerbs.UsageExitCode);
+            return critParse.Invoke(invocation);
+        }
+
+        CriuCommandLine line;
+        try
+        {
+            line = CriuCommandLine.Parse(args, environment);
+        }
+        catch (UsageException e)
+        {
+            return UsageError(e.Message, stderr);
+        }
+        if (line.VersionRequested)
+        {
+            stdout.Write($"Version: {Version}\n");
+            return 0;
+        }
+
+        var root = BuildRoot(stdout, stderr, environment, line);
+        if (line.HelpRequested)
+        {
+            List<string> helpArgs = [.. line.Operands.Take(1), "--help"];
+            return root.Parse(helpArgs, configuration).Invoke(invocation);
+        }
+        if (line.Operands.Count == 0) return UsageError("Error: command is required", stderr);
+        if (line.Operands[0] == "exec") return UsageError("Error: the \"exec\" action is not supported (CRIU deprecated it)", stderr);
+
+        var parsed = root.Parse(line.Normalized(), configuration);
+        if (parsed.Errors.Count > 0) return ReportParseErrors(parsed, stderr, Failure);
+        return parsed.Invoke(invocation);
+    }
+
+    private static RootCommand BuildRoot(TextWriter stdout, TextWriter stderr, Func<string, string?> environment, CriuCommandLine? line = null)
+    {
+        var root = new RootCommand("crest: checkpoint/restore of Linux processes, CRIU-compatible.\n" +
+            "Usage: crest COMMAND [OPTIONS] (CRIU's commands and options), crest show|decode|encode|info (crit's)");
+        root.Directives.Clear();
+        CriuCommandLine.AddCommands(root, (command, operands) =>
+            CriuRunner.Run(new CriuInvocation(command, operands, line!.Options), stdout, stderr, environment));
+        CritVerbs.AddCommands(root, stdout, stderr);
+        return root;
+    }
+
+    private static int UsageError(string message, TextWriter stderr)
+    {
+        stderr.WriteLine($"crest: {message}");
+        stderr.WriteLine("Try 'crest --help' for more information.");
+        return Failure;
+    }
+
+    private static int ReportParseErrors(ParseResult parsed, TextWriter stderr, int exitCode)
+    {
+        foreach (var error in parsed.Errors) stderr.WriteLine($"crest: {error.Message}");
+        stderr.WriteLine("Try 'crest --help' for more information.");
+        return exitCode;
+    }
+}
