@@ -106,14 +106,16 @@ internal sealed class CriuCommandLine
             foreach (var option in options) command.Options.Add(option);
             var operands = new Argument<string[]>("operands")
             {
-                Arity = (criu.MinOperands, criu.MaxOperands) switch
-                {
-                    (0, 0) => ArgumentArity.Zero,
-                    (1, 1) => ArgumentArity.ExactlyOne,
-                    _ => ArgumentArity.ZeroOrMore,
-                },
+                Arity = criu.MaxOperands == 0 ? ArgumentArity.Zero
+                    : new ArgumentArity(criu.MinOperands, ArgumentArity.ZeroOrMore.MaximumNumberOfValues),
                 Hidden = criu.MaxOperands == 0,
             };
+            // A string[] argument cannot have a maximum of one, so the upper bound is checked here.
+            operands.Validators.Add(result =>
+            {
+                if (result.Tokens.Count > criu.MaxOperands)
+                    result.AddError($"excessive parameters for command {criu.Name}");
+            });
             command.Arguments.Add(operands);
             command.SetAction(parsed => run(criu, parsed.GetValue(operands) ?? []));
             root.Subcommands.Add(command);

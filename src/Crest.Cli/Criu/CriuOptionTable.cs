@@ -93,7 +93,7 @@ internal static class CriuOptionTable
         Bool("weak-sysctls");
         Required("status-fd");
         Bool("tcp-close");
-        Optional("verbosity", 'v');
+        t.Add(new("verbosity", 'v', ArgumentKind.Optional, "verbosity", SeparateNumber: true));
         Required("ps-socket");
         Bool("stream");
         Required("config");

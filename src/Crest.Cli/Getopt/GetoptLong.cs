@@ -10,6 +10,9 @@
 //     only as `--opt=value`; a flag given `=value` is an error.
 //   - a long option may be shortened to any unambiguous prefix; an exact name always wins.
 //   - options may repeat; the caller sees every occurrence in order.
+// One deliberate extension: an option marked SeparateNumber (only --verbosity) also takes a
+// following all-digits word, so `--verbosity 4` means level 4. Harnesses write it so; with
+// plain getopt the "4" would be a stray operand and the command an error.
 namespace Crest.Cli.Getopt;
 
 /// <summary>One option as found on the command line, in order. <see cref="Value"/> is null when absent.</summary>
@@ -98,9 +101,13 @@ internal sealed class GetoptLong
                     throw new UsageException($"option '{spec.Display}' requires an argument");
                 return new OptionOccurrence(spec, args[i++], false);
             default:
+                if (attached is null && spec.SeparateNumber && i < args.Count && IsNumber(args[i]))
+                    return new OptionOccurrence(spec, args[i++], false);
                 return new OptionOccurrence(spec, attached, false);
         }
     }
+
+    private static bool IsNumber(string word) => word.Length > 0 && word.All(char.IsAsciiDigit);
 
     private OptionSpec FindLong(string name, string arg)
     {
