@@ -42,27 +42,29 @@ internal static class CrestCommandLine
             return 0;
         }
 
-        var root = BuildRoot(stdout, stderr, environment, line);
         if (line.HelpRequested)
         {
             List<string> helpArgs = [.. line.Operands.Take(1), "--help"];
-            return root.Parse(helpArgs, configuration).Invoke(invocation);
+            return BuildRoot(stdout, stderr, environment, line).Parse(helpArgs, configuration).Invoke(invocation);
         }
         if (line.Operands.Count == 0) return UsageError("Error: command is required", stderr);
         if (line.Operands[0] == "exec") return UsageError("Error: the \"exec\" action is not supported (CRIU deprecated it)", stderr);
 
+        var root = BuildRoot(stdout, stderr, environment, line, CriuCommands.Find(line.Operands[0]));
         var parsed = root.Parse(line.Normalized(), configuration);
         if (parsed.Errors.Count > 0) return ReportParseErrors(parsed, stderr, Failure);
         return parsed.Invoke(invocation);
     }
 
-    private static RootCommand BuildRoot(TextWriter stdout, TextWriter stderr, Func<string, string?> environment, CriuCommandLine? line = null)
+    /// <summary>The command tree; with <paramref name="only"/> just that CRIU command (and crit's verbs).</summary>
+    private static RootCommand BuildRoot(TextWriter stdout, TextWriter stderr, Func<string, string?> environment,
+        CriuCommandLine? line = null, CriuCommand? only = null)
     {
         var root = new RootCommand("crest: checkpoint/restore of Linux processes, CRIU-compatible.\n" +
             "Usage: crest COMMAND [OPTIONS] (CRIU's commands and options), crest show|decode|encode|info (crit's)");
         root.Directives.Clear();
         CriuCommandLine.AddCommands(root, (command, operands) =>
-            CriuRunner.Run(new CriuInvocation(command, operands, line!.Options), stdout, stderr, environment));
+            CriuRunner.Run(new CriuInvocation(command, operands, line!.Options), stdout, stderr, environment), only);
         CritVerbs.AddCommands(root, stdout, stderr);
         return root;
     }

@@ -5,6 +5,7 @@
 using Crest.Cli.Interop;
 using Crest.Diagnostics;
 using Crest.Engine.Check;
+using Crest.Kernel;
 
 namespace Crest.Cli.Criu;
 
@@ -55,9 +56,14 @@ internal static class CriuRunner
             if (Support.Refusal(command.Name, options.InEffect) is { } refusal) return Fail(refusal, stderr, logIsStderr);
             return command.Name switch
             {
+                // KernelCheck's `all` covers CRIU's --extra, --experimental and --all alike.
                 "check" => KernelCheck.Run(options.CheckExtra || options.CheckExperimental, options.Features, stdout),
                 _ => Fail($"{command.Name}: not implemented yet", stderr, logIsStderr),
             };
+        }
+        catch (KernelException e)
+        {
+            return Fail($"{command.Name}: {e.Message}", stderr, logIsStderr);
         }
         finally
         {

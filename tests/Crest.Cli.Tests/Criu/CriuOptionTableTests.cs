@@ -87,3 +87,15 @@ public class CriuOptionTableTests
         Assert.DoesNotContain(CriuOptionTable.All, o => o.Long == "no-tls-no-cn-verify");
     }
 }
+
+public class CriuOptionHelpTests
+{
+    [Fact]
+    public void EveryVisibleOptionHasAHelpLine()
+    {
+        var missing = CriuOptionTable.All.Where(o => !o.Negated && o.Setting is not ("help" or "version"))
+            .Where(o => Crest.Cli.Criu.CriuOptionHelp.For(o.Long) is null)
+            .Select(o => o.Long).ToList();
+        Assert.Empty(missing);
+    }
+}
