@@ -4,6 +4,7 @@ using System.CommandLine;
 using Crest.Cli.Criu;
 using Crest.Cli.Crit;
 using Crest.Cli.Getopt;
+using Crest.Diagnostics;
 
 namespace Crest.Cli;
 
@@ -34,6 +35,7 @@ internal static class CrestCommandLine
         }
         catch (UsageException e)
         {
+            LogUsageError(e.Message, args, environment, stderr);
             return UsageError(e.Message, stderr);
         }
         if (line.VersionRequested)
@@ -47,13 +49,47 @@ internal static class CrestCommandLine
             List<string> helpArgs = [.. line.Operands.Take(1), "--help"];
             return BuildRoot(stdout, stderr, environment, line).Parse(helpArgs, configuration).Invoke(invocation);
         }
-        if (line.Operands.Count == 0) return UsageError("Error: command is required", stderr);
-        if (line.Operands[0] == "exec") return UsageError("Error: the \"exec\" action is not supported (CRIU deprecated it)", stderr);
+        string? refusal = line.Operands.Count == 0 ? "Error: command is required"
+            : line.Operands[0] == "exec" ? "Error: the \"exec\" action is not supported (CRIU deprecated it)"
+            : null;
+        if (refusal is not null)
+        {
+            LogUsageError(refusal, args, environment, stderr);
+            return UsageError(refusal, stderr);
+        }
 
         var root = BuildRoot(stdout, stderr, environment, line, CriuCommands.Find(line.Operands[0]));
         var parsed = root.Parse(line.Normalized(), configuration);
-        if (parsed.Errors.Count > 0) return ReportParseErrors(parsed, stderr, Failure);
+        if (parsed.Errors.Count > 0)
+        {
+            LogUsageError(string.Join("; ", parsed.Errors.Select(e => e.Message)), args, environment, stderr);
+            return ReportParseErrors(parsed, stderr, Failure);
+        }
         return parsed.Invoke(invocation);
+    }
+
+    /// <summary>
+    /// The log must exist after every call (harnesses read it after a failure): when the command
+    /// line named a log file, the usage error goes there too. CRIU itself would not have opened it yet.
+    /// </summary>
+    private static void LogUsageError(string message, IReadOnlyList<string> args, Func<string, string?> environment, TextWriter stderr)
+    {
+        var paths = CriuPaths.Resolve(CriuCommandLine.ScanUnchecked(args, environment), Directory.GetCurrentDirectory());
+        if (paths.LogFile is not { } logFile || !Directory.Exists(Path.GetDirectoryName(logFile))) return;
+        try
+        {
+            Log.ErrorsToStderr = false; // the caller reports it on stderr
+            Log.Create(logFile);
+            Log.Error(message);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            stderr.WriteLine($"crest: can't create log file {logFile}: {e.Message}");
+        }
+        finally
+        {
+            Log.Close();
+        }
     }
 
     /// <summary>The command tree; with <paramref name="only"/> just that CRIU command (and crit's verbs).</summary>

@@ -54,6 +54,20 @@ internal sealed class CriuCommandLine
         return line;
     }
 
+    /// <summary>
+    /// The options getopt finds in configuration files and argv, values unchecked, even when the
+    /// command line is wrong: enough to know where the log of that failure belongs.
+    /// </summary>
+    public static CriuOptions ScanUnchecked(IReadOnlyList<string> args, Func<string, string?> environment)
+    {
+        bool posixlyCorrect = environment("POSIXLY_CORRECT") is not null;
+        var occurrences = new List<OptionOccurrence>();
+        foreach (string path in ConfigFiles.Sources(args, environment))
+            if (ConfigFiles.Read(path) is { } words) occurrences.AddRange(Getopt.Parse(words, posixlyCorrect).Options);
+        occurrences.AddRange(Getopt.Parse(args, posixlyCorrect).Options);
+        return CriuOptions.Unchecked(occurrences);
+    }
+
     /// <summary>Applies the occurrences of one getopt run; false when -V or -h ended parsing.</summary>
     private bool Take(GetoptResult result)
     {

@@ -5,7 +5,7 @@ namespace Crest.Cli.Criu;
 
 /// <param name="MinOperands">Words required after the command (cpuinfo dump|check, swrk FD).</param>
 /// <param name="MaxOperands">Words allowed after the command; restore takes more only with --exec-cmd.</param>
-/// <param name="OpensImagesDir">CRIU opens the images directory for every command but service.</param>
+/// <param name="OpensImagesDir">CRIU opens the images directory for every command but service (and swrk, which it dispatches before parsing options).</param>
 internal sealed record CriuCommand(string Name, string Summary, int MinOperands = 0, int MaxOperands = 0, bool OpensImagesDir = true);
 
 internal static class CriuCommands
@@ -18,7 +18,7 @@ internal static class CriuCommands
         new("check", "checks whether the kernel support is up-to-date"),
         new("page-server", "launch page server"),
         new("service", "launch service", OpensImagesDir: false),
-        new("swrk", "serve one RPC client on the socket given as FD", MinOperands: 1, MaxOperands: 1),
+        new("swrk", "serve one RPC client on the socket given as FD", MinOperands: 1, MaxOperands: 1, OpensImagesDir: false),
         new("dedup", "remove duplicates in memory dump"),
         new("lazy-pages", "launch lazy-pages daemon"),
         new("cpuinfo", "cpuinfo dump|check: write or validate cpu information", MinOperands: 1, MaxOperands: 1),

@@ -67,8 +67,25 @@ internal sealed class CriuOptions
         return options;
     }
 
+    /// <summary>
+    /// Only the values, none of CRIU's checks: where the log goes when the command line itself
+    /// is wrong (the log must exist after every call).
+    /// </summary>
+    public static CriuOptions Unchecked(IEnumerable<OptionOccurrence> occurrences)
+    {
+        var options = new CriuOptions();
+        foreach (var occurrence in occurrences) options.Record(occurrence);
+        return options;
+    }
+
     /// <summary>Takes one more occurrence into account; throws <see cref="UsageException"/> on a value CRIU rejects.</summary>
     public void Apply(OptionOccurrence o)
+    {
+        Record(o);
+        if (!o.Spec.Negated) Interpret(o);
+    }
+
+    private void Record(OptionOccurrence o)
     {
         var spec = o.Spec;
         if (spec.Negated)
@@ -82,7 +99,11 @@ internal sealed class CriuOptions
             if (!_values.TryGetValue(spec.Setting, out var list)) _values[spec.Setting] = list = [];
             list.Add(value);
         }
+    }
 
+    private void Interpret(OptionOccurrence o)
+    {
+        var spec = o.Spec;
         string v = o.Value ?? "";
         switch (spec.Setting)
         {

@@ -16,12 +16,6 @@ internal static class CriuRunner
         var (command, operands, options) = invocation;
         foreach (int fd in options.CloseFds) Libc.close(fd); // CRIU ignores the result too
 
-        if (ValidateOperands(command, operands, options) is { } usage)
-        {
-            stderr.WriteLine($"crest: {usage}");
-            return CrestCommandLine.Failure;
-        }
-
         var paths = CriuPaths.Resolve(options, Directory.GetCurrentDirectory());
         if (command.OpensImagesDir && !Directory.Exists(paths.ImagesDir))
         {
@@ -52,6 +46,7 @@ internal static class CriuRunner
         {
             Log.Info($"Version: {CrestCommandLine.Version}");
             Log.Info($"Command: {command.Name}, images {paths.ImagesDir}, work dir {paths.WorkDir}");
+            if (ValidateOperands(command, operands, options) is { } usage) return Fail(usage, stderr, logIsStderr);
             if (Check(command, options) is { } invalid) return Fail(invalid, stderr, logIsStderr);
             if (Support.Refusal(command.Name, options.InEffect) is { } refusal) return Fail(refusal, stderr, logIsStderr);
             return command.Name switch

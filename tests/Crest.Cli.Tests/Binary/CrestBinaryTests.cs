@@ -284,3 +284,22 @@ public partial class CrestBinaryTests
         Assert.Contains("no-such.img", run.Stderr);
     }
 }
+
+public class LogAfterUsageErrorTests
+{
+    [Theory]
+    [InlineData("dump", "-o", "dump.log", "-t", "1", "--bogus")]
+    [InlineData("dump", "-o", "dump.log", "-t", "0")]
+    [InlineData("dump", "-o", "dump.log", "-t", "1", "extra")]
+    [InlineData("-o", "dump.log", "-t", "1")]
+    [InlineData("restore", "-o", "dump.log", "a", "b")]
+    public void LogExistsEvenAfterAUsageError(params string[] args)
+    {
+        using var dir = new TempDirectory();
+        var run = CrestProcess.Run(dir.Path, args);
+        Assert.Equal(1, run.ExitCode);
+        string log = File.ReadAllText(Path.Combine(dir.Path, "dump.log"));
+        Assert.Contains("Error: ", log);
+        Assert.StartsWith("crest: ", run.Stderr);
+    }
+}
