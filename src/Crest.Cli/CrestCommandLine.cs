@@ -100,7 +100,7 @@ internal static class CrestCommandLine
             "Usage: crest COMMAND [OPTIONS] (CRIU's commands and options), crest show|decode|encode|info (crit's)");
         root.Directives.Clear();
         CriuCommandLine.AddCommands(root, (command, operands) =>
-            CriuRunner.Run(new CriuInvocation(command, operands, line!.Options), stdout, stderr, environment), only);
+            CriuRunner.Run(new CriuInvocation(command, operands, line!.Options), stdout, stderr), only);
         CritVerbs.AddCommands(root, stdout, stderr);
         return root;
     }

@@ -11,7 +11,7 @@ namespace Crest.Cli.Criu;
 
 internal static class CriuRunner
 {
-    public static int Run(CriuInvocation invocation, TextWriter stdout, TextWriter stderr, Func<string, string?> environment)
+    public static int Run(CriuInvocation invocation, TextWriter stdout, TextWriter stderr)
     {
         var (command, operands, options) = invocation;
         foreach (int fd in options.CloseFds) Libc.close(fd); // CRIU ignores the result too
@@ -71,17 +71,17 @@ internal static class CriuRunner
     {
         if (options.HasExecCmd)
         {
-            if (operands.Count == 0) return "Error: --exec-cmd requires a command";
-            if (command.Name != "restore") return "Error: --exec-cmd is available for the restore command only";
-            if (options.IsOn("restore-detached")) return "Error: --restore-detached and --exec-cmd cannot be used together";
+            if (operands.Count == 0) return "--exec-cmd requires a command";
+            if (command.Name != "restore") return "--exec-cmd is available for the restore command only";
+            if (options.IsOn("restore-detached")) return "--restore-detached and --exec-cmd cannot be used together";
             return null;
         }
         if (command.Name == "restore" && operands.Count > 0)
-            return $"Error: excessive parameter{(operands.Count > 1 ? "s" : "")} for command restore";
+            return $"excessive parameter{(operands.Count > 1 ? "s" : "")} for command restore";
         if (command.Name == "cpuinfo" && operands[0] is not ("dump" or "check"))
-            return $"Error: unknown cpuinfo command {operands[0]} (dump or check)";
+            return $"unknown cpuinfo command {operands[0]} (dump or check)";
         if (command.Name == "swrk" && !CLibParse.TryScanInt(operands[0], out _))
-            return $"Error: swrk needs a socket file descriptor, not {operands[0]}";
+            return $"swrk needs a socket file descriptor, not {operands[0]}";
         return null;
     }
 
