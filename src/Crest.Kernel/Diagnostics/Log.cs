@@ -38,6 +38,39 @@ public static class Log
         }
     }
 
+    /// <summary>
+    /// Send log lines to a fresh file, as CRIU's log_init does: created with mode 0600 or
+    /// truncated, line-flushed.
+    /// </summary>
+    public static void Create(string path)
+    {
+        var options = new FileStreamOptions
+        {
+            Mode = FileMode.Create,
+            Access = FileAccess.Write,
+            Share = FileShare.ReadWrite,
+        };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        var stream = new FileStream(path, options);
+        Use(new StreamWriter(stream, new UTF8Encoding(false)) { AutoFlush = true });
+    }
+
+    /// <summary>Send log lines to stdout (CRIU's `-o -`).</summary>
+    public static void OpenStandardOutput()
+    {
+        var stream = Console.OpenStandardOutput();
+        Use(new StreamWriter(stream, new UTF8Encoding(false)) { AutoFlush = true });
+    }
+
+    private static void Use(TextWriter writer)
+    {
+        lock (Gate)
+        {
+            _file?.Dispose();
+            _file = writer;
+        }
+    }
+
     public static void Close() => Open(null);
 
     public static bool IsEnabled(LogLevel level) => level <= Level;

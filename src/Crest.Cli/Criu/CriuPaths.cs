@@ -1,0 +1,26 @@
+// Where a CRIU command reads and writes. CRIU opens the images directory (-D, default the
+// current directory), then changes into the work directory (-W, default the images directory)
+// before it opens the log, so a relative --log-file or --pidfile lands in the work directory.
+// --prev-images-dir becomes the "parent" symlink inside the images directory with the path
+// given, so a relative one is resolved from the images directory (the same place as the work
+// directory unless -W moves it). Crest keeps its own current directory and resolves instead.
+namespace Crest.Cli.Criu;
+
+/// <param name="LogFile">Absolute path; null when logging to stderr (no -o) or stdout (`-o -`).</param>
+internal sealed record CriuPaths(string ImagesDir, string WorkDir, string? LogFile, bool LogToStdout, string? PidFile, string? PrevImagesDir)
+{
+    public static CriuPaths Resolve(CriuOptions options, string currentDirectory)
+    {
+        string imagesDir = Path.GetFullPath(options.ImagesDir ?? ".", currentDirectory);
+        string workDir = options.WorkDir is { } w ? Path.GetFullPath(w, currentDirectory) : imagesDir;
+        string? log = options.LogFile;
+        bool stdout = log == "-";
+        return new CriuPaths(
+            imagesDir,
+            workDir,
+            log is null || stdout ? null : Path.GetFullPath(log, workDir),
+            stdout,
+            options.PidFile is { } pid ? Path.GetFullPath(pid, workDir) : null,
+            options.PrevImagesDir is { } prev ? Path.GetFullPath(prev, imagesDir) : null);
+    }
+}

@@ -1,0 +1,104 @@
+// Runs a parsed CRIU command the way CRIU's main does: close --close fds, open the images
+// directory, move to the work directory, open the log (every call, success or failure), check
+// the option combination, then hand over to the command. Failures are logged and repeated on
+// stderr as "crest: ...", exit code 1.
+using Crest.Cli.Interop;
+using Crest.Diagnostics;
+using Crest.Engine.Check;
+using Crest.Kernel;
+
+namespace Crest.Cli.Criu;
+
+internal static class CriuRunner
+{
+    public static int Run(CriuInvocation invocation, TextWriter stdout, TextWriter stderr)
+    {
+        var (command, operands, options) = invocation;
+        foreach (int fd in options.CloseFds) Libc.close(fd); // CRIU ignores the result too
+
+        var paths = CriuPaths.Resolve(options, Directory.GetCurrentDirectory());
+        if (command.OpensImagesDir && !Directory.Exists(paths.ImagesDir))
+        {
+            stderr.WriteLine($"crest: can't open images directory {paths.ImagesDir}: no such directory");
+            return CrestCommandLine.Failure;
+        }
+        if (!Directory.Exists(paths.WorkDir))
+        {
+            stderr.WriteLine($"crest: can't change directory to {paths.WorkDir}: no such directory");
+            return CrestCommandLine.Failure;
+        }
+
+        Log.ErrorsToStderr = false; // Fail() repeats errors on stderr itself, once
+        Log.Level = options.EffectiveLogLevel;
+        try
+        {
+            if (paths.LogToStdout) Log.OpenStandardOutput();
+            else if (paths.LogFile is { } logFile) Log.Create(logFile);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            stderr.WriteLine($"crest: can't create log file {paths.LogFile}: {e.Message}");
+            return CrestCommandLine.Failure;
+        }
+        bool logIsStderr = paths.LogFile is null && !paths.LogToStdout;
+
+        try
+        {
+            Log.Info($"Version: {CrestCommandLine.Version}");
+            Log.Info($"Command: {command.Name}, images {paths.ImagesDir}, work dir {paths.WorkDir}");
+            if (ValidateOperands(command, operands, options) is { } usage) return Fail(usage, stderr, logIsStderr);
+            if (Check(command, options) is { } invalid) return Fail(invalid, stderr, logIsStderr);
+            if (Support.Refusal(command.Name, options.InEffect) is { } refusal) return Fail(refusal, stderr, logIsStderr);
+            return command.Name switch
+            {
+                // KernelCheck's `all` covers CRIU's --extra, --experimental and --all alike.
+                "check" => KernelCheck.Run(options.CheckExtra || options.CheckExperimental, options.Features, stdout),
+                _ => Fail($"{command.Name}: not implemented yet", stderr, logIsStderr),
+            };
+        }
+        catch (KernelException e)
+        {
+            return Fail($"{command.Name}: {e.Message}", stderr, logIsStderr);
+        }
+        finally
+        {
+            Log.Close();
+        }
+    }
+
+    /// <summary>CRIU's rules for words after the command: cpuinfo and swrk take one, restore --exec-cmd takes a command.</summary>
+    private static string? ValidateOperands(CriuCommand command, IReadOnlyList<string> operands, CriuOptions options)
+    {
+        if (options.HasExecCmd)
+        {
+            if (operands.Count == 0) return "--exec-cmd requires a command";
+            if (command.Name != "restore") return "--exec-cmd is available for the restore command only";
+            if (options.IsOn("restore-detached")) return "--restore-detached and --exec-cmd cannot be used together";
+            return null;
+        }
+        if (command.Name == "restore" && operands.Count > 0)
+            return $"excessive parameter{(operands.Count > 1 ? "s" : "")} for command restore";
+        if (command.Name == "cpuinfo" && operands[0] is not ("dump" or "check"))
+            return $"unknown cpuinfo command {operands[0]} (dump or check)";
+        if (command.Name == "swrk" && !CLibParse.TryScanInt(operands[0], out _))
+            return $"swrk needs a socket file descriptor, not {operands[0]}";
+        return null;
+    }
+
+    /// <summary>CRIU's check_options() combinations.</summary>
+    private static string? Check(CriuCommand command, CriuOptions options)
+    {
+        if (options.IsOn("restore-sibling") && !options.IsOn("restore-detached"))
+            return "--restore-sibling only makes sense with --restore-detached";
+        if (command.Name is "dump" or "pre-dump" && options.Tree == 0)
+            return "No pid specified (-t option missing)";
+        return null;
+    }
+
+    private static int Fail(string message, TextWriter stderr, bool logIsStderr)
+    {
+        Log.Error(message);
+        if (!logIsStderr) stderr.WriteLine($"crest: {message}");
+        return CrestCommandLine.Failure;
+    }
+}

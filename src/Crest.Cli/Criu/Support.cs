@@ -1,0 +1,38 @@
+// Which commands and options Crest implements today. Everything CRIU accepts is parsed, but a
+// command or option whose feature does not exist yet must refuse to run, naming itself —
+// never be ignored. When an engine part lands, its command moves into Implemented with the
+// settings (long option names) it honours; every other option that is on for that command
+// is then refused with "option --X is not supported yet".
+namespace Crest.Cli.Criu;
+
+internal static class Support
+{
+    /// <summary>
+    /// Settings the command line itself carries out for every command: logging, directories,
+    /// configuration files, --close, and --deprecated (Crest has no deprecated features to gate).
+    /// </summary>
+    public static readonly IReadOnlySet<string> Common = new HashSet<string>
+    {
+        "verbosity", "log-file", "images-dir", "work-dir", "config", "no-default-config",
+        "help", "version", "close", "deprecated",
+    };
+
+    /// <summary>Implemented commands and the settings each honours beyond <see cref="Common"/>.</summary>
+    public static readonly IReadOnlyDictionary<string, IReadOnlySet<string>> Implemented = new Dictionary<string, IReadOnlySet<string>>
+    {
+        ["check"] = new HashSet<string> { "feature", "extra", "experimental", "all" },
+    };
+
+    /// <summary>Null when Crest can run <paramref name="command"/> with these options; otherwise why not.</summary>
+    public static string? Refusal(string command, IReadOnlyCollection<string> settingsInEffect)
+    {
+        if (!Implemented.TryGetValue(command, out var honoured))
+            return $"{command}: not implemented yet";
+        foreach (var setting in CriuOptionTable.All.Select(o => o.Setting).Distinct())
+        {
+            if (settingsInEffect.Contains(setting) && !Common.Contains(setting) && !honoured.Contains(setting))
+                return $"{command}: option --{setting} is not supported yet";
+        }
+        return null;
+    }
+}

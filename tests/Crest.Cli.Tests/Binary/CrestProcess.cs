@@ -1,0 +1,66 @@
+// Runs the real `crest`: the Native AOT binary named by CREST_BIN (test.sh publishes it to
+// out/crest), or else the JIT build copied next to this assembly by the project reference
+// (`dotnet exec crest.dll`), so the same tests run both ways.
+using System.Diagnostics;
+
+namespace Crest.Cli.Tests.Binary;
+
+internal sealed record CrestRun(int ExitCode, string Stdout, string Stderr);
+
+internal static class CrestProcess
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
+
+    public static CrestRun Run(string workingDirectory, params string[] args) => Run(workingDirectory, null, args);
+
+    public static CrestRun Run(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
+    {
+        var start = new ProcessStartInfo
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        string? bin = Environment.GetEnvironmentVariable("CREST_BIN");
+        if (!string.IsNullOrEmpty(bin))
+        {
+            start.FileName = bin;
+        }
+        else
+        {
+            start.FileName = "dotnet";
+            start.ArgumentList.Add("exec");
+            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "crest.dll"));
+        }
+        foreach (string arg in args) start.ArgumentList.Add(arg);
+        // Nothing from the test runner's environment may change how options parse.
+        start.Environment.Remove("CRIU_CONFIG_FILE");
+        start.Environment.Remove("POSIXLY_CORRECT");
+        if (environment is not null)
+            foreach (var (name, value) in environment) start.Environment[name] = value;
+
+        using var process = Process.Start(start) ?? throw new InvalidOperationException("crest did not start");
+        process.StandardInput.Close();
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(Limit))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"crest {string.Join(' ', args)} ran longer than {Limit}");
+        }
+        process.WaitForExit();
+        return new CrestRun(process.ExitCode, stdout.Result, stderr.Result);
+    }
+}
+
+/// <summary>A fresh directory under /tmp, removed afterwards.</summary>
+internal sealed class TempDirectory : IDisposable
+{
+    public string Path { get; } = Directory.CreateTempSubdirectory("crest-cli-").FullName;
+
+    public string Sub(string name) => Directory.CreateDirectory(System.IO.Path.Combine(Path, name)).FullName;
+
+    public void Dispose() => Directory.Delete(Path, recursive: true);
+}

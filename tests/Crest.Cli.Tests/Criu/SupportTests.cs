@@ -1,0 +1,60 @@
+// The registry of what is implemented: unimplemented commands and options refuse by name.
+using Crest.Cli.Criu;
+
+namespace Crest.Cli.Tests.Criu;
+
+public class SupportTests
+{
+    private static IReadOnlyCollection<string> InEffect(params string[] args) =>
+        CriuCommandLine.Parse(args, _ => null).Options.InEffect;
+
+    [Theory]
+    [InlineData("dump")]
+    [InlineData("pre-dump")]
+    [InlineData("restore")]
+    [InlineData("page-server")]
+    [InlineData("image-proxy")]
+    [InlineData("image-cache")]
+    [InlineData("lazy-pages")]
+    [InlineData("swrk")]
+    [InlineData("service")]
+    [InlineData("dedup")]
+    [InlineData("cpuinfo")]
+    public void CommandsWithoutAnEngineRefuse(string command)
+    {
+        Assert.Equal($"{command}: not implemented yet", Support.Refusal(command, InEffect("-v4", "-o", "x.log")));
+    }
+
+    [Fact]
+    public void UnsupportedOptionOfAnImplementedCommandIsNamed()
+    {
+        Assert.Equal("check: option --tcp-established is not supported yet",
+            Support.Refusal("check", InEffect("--feature", "userns", "--tcp-established")));
+        Assert.Equal("check: option --manage-cgroups is not supported yet",
+            Support.Refusal("check", InEffect("--manage-cgroups=soft")));
+    }
+
+    [Fact]
+    public void OptionTurnedOffAgainIsNoDemand()
+    {
+        Assert.Null(Support.Refusal("check", InEffect("--tcp-established", "--no-tcp-established")));
+        Assert.Null(Support.Refusal("check", InEffect("--no-link-remap")));
+    }
+
+    [Fact]
+    public void CommonOptionsAreHonouredEverywhere()
+    {
+        Assert.Null(Support.Refusal("check",
+            InEffect("-v4", "-o", "c.log", "-D", "/d", "-W", "/w", "--no-default-config", "--close", "99", "--deprecated", "--all")));
+    }
+
+    [Fact]
+    public void EveryCommandIsKnownToTheRegistryOrRefused()
+    {
+        foreach (var command in CriuCommands.All)
+        {
+            string? refusal = Support.Refusal(command.Name, []);
+            Assert.True(refusal is null == Support.Implemented.ContainsKey(command.Name), command.Name);
+        }
+    }
+}
