@@ -1,4 +1,0 @@
-// Stand-in until the images branch is merged; see Pending/README.md.
-namespace Crest.Images;
-
-public class ImageFormatException(string message) : Exception(message);
