@@ -218,18 +218,17 @@ public sealed class ImageReader : IDisposable
 
     private T ParseEntry<T>(MessageParser<T> parser, byte[] bytes, int index, long entryOffset) where T : class, IMessage<T>
     {
-        T message;
+        // Our wire walk first: it names the field and byte that are wrong, and it enforces proto2
+        // `required`, which Google.Protobuf does not (CRIU's protobuf-c does).
+        ParseWire(EntryDescriptor(index), bytes, index, entryOffset);
         try
         {
-            message = parser.ParseFrom(bytes);
+            return parser.ParseFrom(bytes);
         }
         catch (InvalidProtocolBufferException e)
         {
             throw Error(index, entryOffset, $"{typeof(T).Name}: {e.Message}", e);
         }
-        // Google.Protobuf does not enforce proto2 `required`; CRIU and crit do. Check on the wire.
-        ParseWire(message.Descriptor, bytes, index, entryOffset);
-        return message;
     }
 
     private long PayloadLength(WireMessage entry, int index)

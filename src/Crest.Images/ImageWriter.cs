@@ -74,22 +74,38 @@ public sealed class ImageWriter : IDisposable
     public void WriteEntry(IMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
-        WriteEntry(message.ToByteArray());
+        WriteEntry(message.ToByteArray(), message.Descriptor);
     }
 
-    /// <summary>Writes one already serialised entry.</summary>
-    public void WriteEntry(ReadOnlySpan<byte> serialized)
+    /// <summary>Writes one already serialised entry, checked against the kind's entry message (for the
+    /// irregular kinds, ghost-file chunks and ipcns-msg messages, use the overload with a descriptor).</summary>
+    public void WriteEntry(ReadOnlySpan<byte> serialized) =>
+        WriteEntry(serialized, (EntryCount == 0 ? Kind.HeadEntry : null) ?? Kind.Entry!);
+
+    /// <summary>Writes one already serialised entry, checked against <paramref name="descriptor"/>.</summary>
+    public void WriteEntry(ReadOnlySpan<byte> serialized, Google.Protobuf.Reflection.MessageDescriptor descriptor)
     {
+        ArgumentNullException.ThrowIfNull(descriptor);
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_payloadOwed != 0)
             throw new InvalidOperationException($"{Kind.Name} entry {EntryCount - 1} still owes {_payloadOwed} payload bytes");
+        // Check the entry against its schema before it reaches the file: Google.Protobuf omits unset proto2
+        // fields even when they are required, and CRIU refuses such an entry at restore time.
+        WireMessage entry;
+        try
+        {
+            entry = ProtoWire.Parse(descriptor, serialized);
+        }
+        catch (WireFormatException e)
+        {
+            throw new ArgumentException($"{Kind.Name} entry {EntryCount}: {e.Message}", nameof(serialized), e);
+        }
         Span<byte> length = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(length, checked((uint)serialized.Length));
         _stream.Write(length);
         _stream.Write(serialized);
         if (Kind.ExtraPayloadFields.Count > 0 && !Kind.HasIrregularLayout)
         {
-            WireMessage entry = ProtoWire.Parse(EntryDescriptorFor(EntryCount), serialized);
             foreach (string name in Kind.ExtraPayloadFields)
                 _payloadOwed += (long)(entry.Scalar(name) ?? 0);
         }
@@ -129,7 +145,4 @@ public sealed class ImageWriter : IDisposable
                 _stream.Dispose();
         }
     }
-
-    private Google.Protobuf.Reflection.MessageDescriptor EntryDescriptorFor(int index) =>
-        (index == 0 ? Kind.HeadEntry : null) ?? Kind.Entry!;
 }

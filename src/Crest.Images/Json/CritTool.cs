@@ -308,7 +308,7 @@ public static class CritTool
                 : (index == 0 ? kind.HeadEntry : null) ?? kind.Entry!;
             bool hasExtra = kind.ExtraPayloadFields.Count > 0 || kind.HasIrregularLayout;
             WireMessage entry = WireJson.Read(descriptor, item, input, path, hasExtra ? "extra" : null);
-            writer.WriteEntry(ProtoWire.Serialize(entry));
+            writer.WriteEntry(ProtoWire.Serialize(entry), descriptor);
             JsonElement? extra = item.ValueKind == JsonValueKind.Object && item.TryGetProperty("extra", out JsonElement e) ? e : null;
             string extraPath = path + ".extra";
 
@@ -424,7 +424,7 @@ public static class CritTool
             WireMessage message = WireJson.Read(IpcMsg.Descriptor, list[i], input, $"{path}[{i}]");
             byte[] data = Base64(list[i + 1], input, $"{path}[{i + 1}]");
             ExpectLength(data.Length, message.Scalar("msize") ?? 0, input, $"{path}[{i + 1}]");
-            writer.WriteEntry(ProtoWire.Serialize(message));
+            writer.WriteEntry(ProtoWire.Serialize(message), IpcMsg.Descriptor);
             writer.WritePayload(data);
             writer.WritePayload(new byte[RoundUp(data.Length, 8) - data.Length]);
         }
