@@ -17,6 +17,8 @@ public sealed class CritCompatibilityTests
         return data;
     }
 
+    private static readonly HashSet<string> CritCannotEncode = ["ipcns-shm-9.json"];
+
     private static string SamplePath(string name) => Path.Combine(AppContext.BaseDirectory, "samples", name);
 
     private static byte[] EncodeSample(string name)
@@ -61,6 +63,14 @@ public sealed class CritCompatibilityTests
         await Task.Yield();
         using var scratch = new TempDirectory();
         byte[] ours = EncodeSample(sample);
+        if (CritCannotEncode.Contains(sample))
+        {
+            // crit 3.17's ipcns-shm encoder hands a str to base64.decodebytes and fails under Python 3.
+            Crit.Result broken = Crit.Run("encode", "-i", SamplePath(sample), "-o", scratch.File("broken.img"));
+            Assert.NotEqual(0, broken.ExitCode);
+            Assert.Contains("expected bytes-like object", broken.Stderr);
+            return;
+        }
         byte[] crits = Crit.Encode(SamplePath(sample), scratch.Path);
         Assert.Equal(Convert.ToHexString(crits), Convert.ToHexString(ours));
     }
