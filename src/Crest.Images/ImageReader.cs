@@ -1,4 +1,4 @@
-// Reads CRIU-format images one entry at a time (ImageKind.cs draws the layout). Nothing is loaded whole:
+// Reads CRIU-format images one entry at a time (layout drawn in ImageWriter.cs). Nothing is loaded whole:
 // the header, then per entry a u32 length and that many bytes, then the entry's extra payload if its kind
 // has one. Every length read from the file is bounded before anything is allocated (an entry larger than
 // MaxEntrySize or than what is left of the file is corruption), and every failure is an
@@ -275,7 +275,12 @@ public sealed class ImageReader : IDisposable
 
         ImageKind? kind = expected ?? ImageKinds.ByMagic(magic);
         if (kind is null)
-            throw Error(ImageFormatException.HeaderEntry, _offset - 4, $"unknown magic 0x{magic:x8}");
+        {
+            string hint = ImageKinds.ForFileName(Name) is { IsRaw: true } raw
+                ? $" ({Name} is a {raw.Name} image: raw data without magic or entries)"
+                : "";
+            throw Error(ImageFormatException.HeaderEntry, _offset - 4, $"unknown magic 0x{magic:x8}{hint}");
+        }
         if (kind.Magic != magic)
             throw Error(ImageFormatException.HeaderEntry, _offset - 4,
                 $"bad magic 0x{magic:x8}, expected {kind.Name} 0x{kind.Magic:x8}");

@@ -1,7 +1,22 @@
-// Writes CRIU-format images (layout drawn in ImageKind.cs): the magic words of the kind, then entries as
-// a u32 little-endian length and the serialized message, each followed by its raw extra payload when the
-// kind has one (pipes-data: `bytes` bytes of pipe contents). Google.Protobuf serialises fields in
-// field-number order, the order protobuf-c (CRIU) writes, so crit reads our entries as CRIU's.
+// Writes CRIU-format images (CRIU images v1.1, as crit 3.17 reads them). All integers little-endian:
+//
+//   offset 0            4             8 (4 for inventory.img)
+//   +-------------------+-------------+-------------+---------------------+-----------------+------
+//   | prefix magic      | own magic   | length L0   | entry 0: L0 bytes,  | extra payload   | L1 ...
+//   | 0x54564319 common | (CORE:      | (u32)       | serialized protobuf | (pipes-data:    |
+//   | 0x55105940 service|  0x55053847)|             | message of the kind |  `bytes` bytes) |
+//   +-------------------+-------------+-------------+---------------------+-----------------+------
+//
+//   - the prefix is the common magic for almost every image, the service magic for stats-* and
+//     irmap-cache, and absent for inventory.img, which starts with its own magic;
+//   - entries run to the end of the file; pagemap-N.img's first entry is a pagemap_head;
+//   - the payload after an entry is as long as the entry's own length fields say (pipes-data and
+//     fifo-data `bytes`, sk-queues `length`, tcp-stream `inq_len` + `outq_len`, bpfmap-data
+//     `keys_bytes` + `values_bytes`); ghost-file and ipcns-* images have their own layouts (CritTool.cs);
+//   - pages-N.img is raw page data without magic or framing (Pages/PageImageWriter.cs).
+//
+// Google.Protobuf serialises fields in field-number order, the order protobuf-c (CRIU) writes, so crit
+// reads our entries as CRIU's. Each entry is checked against its schema before it is written.
 using System.Buffers.Binary;
 using Crest.Images.Wire;
 using Google.Protobuf;

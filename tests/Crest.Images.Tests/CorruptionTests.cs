@@ -162,6 +162,10 @@ public sealed class CorruptionTests
         byte[] coreAsService = [0x40, 0x59, 0x10, 0x55, 0x47, 0x38, 0x05, 0x55];
         Assert.Throws<ImageFormatException>(() => new ImageReader(new MemoryStream(coreAsService), "core-1.img"));
 
+        byte[] pages = new byte[4096];
+        ImageFormatException raw = Assert.Throws<ImageFormatException>(() => new ImageReader(new MemoryStream(pages), "pages-1.img"));
+        Assert.Equal("pages-1.img: header at offset 0x0: unknown magic 0x00000000 (pages-1.img is a PAGES image: raw data without magic or entries)", raw.Message);
+
         ImageFormatException shortHeader = Assert.Throws<ImageFormatException>(() => new ImageReader(new MemoryStream(pstree[..6]), "pstree.img"));
         Assert.Equal("pstree.img: header at offset 0x4: truncated header: 2 of 4 magic bytes", shortHeader.Message);
     }

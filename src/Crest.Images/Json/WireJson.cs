@@ -4,6 +4,7 @@
 // base64.encodebytes text; repeated fields as arrays. Pretty mode (crit --pretty) adds the (criu) option
 // formats; a message field marked hex makes every integer inside it hex, as crit does.
 // Encode accepts both forms back: hex and other int(x, 0) literals, flag names, "major:minor", addresses.
+using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
 using Crest.Images.Protos;
@@ -16,8 +17,12 @@ internal static class WireJson
 {
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
+    // FieldDescriptor.GetOptions() clones the options message on every call: look each field up once.
+    private static readonly ConcurrentDictionary<FieldDescriptor, CriuOpts?> s_options = new();
+
     private static CriuOpts? Options(FieldDescriptor field) =>
-        field.GetOptions() is { } options && options.HasExtension(OptsExtensions.Criu) ? options.GetExtension(OptsExtensions.Criu) : null;
+        s_options.GetOrAdd(field, static f =>
+            f.GetOptions() is { } options && options.HasExtension(OptsExtensions.Criu) ? options.GetExtension(OptsExtensions.Criu) : null);
 
     // ---------------------------------------------------------------- decode
 
