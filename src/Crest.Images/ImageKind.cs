@@ -33,7 +33,7 @@ public enum MagicPrefix
 /// names the field of <paramref name="Entry"/> whose value is the count of raw bytes that follow each entry
 /// (pipes-data: "bytes"); kinds whose payload length is a sum of several fields list them all in
 /// <see cref="ExtraPayloadFields"/>, which is the authoritative list. <paramref name="FileNamePattern"/> uses
-/// "{id}" for a decimal number, "{hexid}" for a hexadecimal one and "{name}" for a word.
+/// "{id}" for a decimal number and "{hexid}" for a hexadecimal one (see <see cref="ImageKinds.FileName"/>).
 /// </summary>
 public sealed record ImageKind(
     string Name,

@@ -1,6 +1,7 @@
 // The table of CRIU image kinds: magics (criu/include/magic.h, crit's pycriu/images/magic.py), file names
 // (criu/image-desc.c) and entry messages (crit's pycriu/images/images.py handlers).
-// Kinds that share a magic in CRIU (pagemap and pagemap-shmem, signal-s and signal-p) share it here too:
+// Kinds that share a magic in CRIU (pagemap and pagemap-shmem, signal-s and signal-p, stats-dump and
+// stats-restore) share it here too:
 // ByMagic and ByName answer with the first of them, ForFileName tells them apart.
 using Crest.Images.Protos;
 using Google.Protobuf.Reflection;
@@ -109,7 +110,8 @@ public static class ImageKinds
     public static readonly ImageKind TmpfsDev = Raw("TMPFS_DEV", "tmpfs-dev-{id}.tar.gz.img");
 
     // Service files: not part of the restore state, written with the service prefix.
-    public static readonly ImageKind Stats = new("STATS", 0x57093306, MagicPrefix.Service, StatsEntry.Descriptor, null, null, "stats-{name}.img");
+    public static readonly ImageKind Stats = new("STATS", 0x57093306, MagicPrefix.Service, StatsEntry.Descriptor, null, null, "stats-dump.img");
+    public static readonly ImageKind StatsRestore = new("STATS", 0x57093306, MagicPrefix.Service, StatsEntry.Descriptor, null, null, "stats-restore.img");
     public static readonly ImageKind IrmapCache = new("IRMAP_CACHE", 0x57004059, MagicPrefix.Service, IrmapCacheEntry.Descriptor, null, null, "irmap-cache.img");
 
     /// <summary>Every kind, primary kinds before their same-magic aliases.</summary>
@@ -124,7 +126,7 @@ public static class ImageKinds
         Utsns, Timens, Pidns, Userns, Netns, Netdev, Mnts, Cgroup, IpcVar, IpcnsShm, IpcnsMsg, IpcnsSem, Autofs,
         BinfmtMisc, Apparmor, Cpuinfo,
         Ifaddr, Route, Route6, Rule, Iptables, Ip6tables, Nftables, NetnfCt, NetnfExp, TmpfsImg, TmpfsDev,
-        Stats, IrmapCache,
+        Stats, StatsRestore, IrmapCache,
     ];
 
     private static readonly Dictionary<uint, ImageKind> s_byMagic = IndexByMagic();
@@ -186,8 +188,8 @@ public static class ImageKinds
         return index;
     }
 
-    // A pattern is literal text with at most one placeholder: {id} (decimal digits), {hexid} (hex digits)
-    // or {name} (letters, digits, '_' and '-'). Literal text must match exactly.
+    // A pattern is literal text with at most one placeholder: {id} (decimal digits) or {hexid} (hex
+    // digits). Literal text must match exactly.
     private static bool MatchesPattern(string pattern, string fileName)
     {
         int open = pattern.IndexOf('{', StringComparison.Ordinal);
@@ -206,12 +208,7 @@ public static class ImageKinds
         ReadOnlySpan<char> middle = fileName.AsSpan(prefix.Length, fileName.Length - prefix.Length - suffix.Length);
         foreach (char c in middle)
         {
-            bool ok = placeholder switch
-            {
-                "id" => char.IsAsciiDigit(c),
-                "hexid" => char.IsAsciiHexDigit(c),
-                _ => char.IsAsciiLetterOrDigit(c) || c == '_' || c == '-',
-            };
+            bool ok = placeholder == "hexid" ? char.IsAsciiHexDigit(c) : char.IsAsciiDigit(c);
             if (!ok)
                 return false;
         }
