@@ -1,13 +1,10 @@
-// Tests of the verbs wired to other branches' libraries (Crest.Images.Json.CritTool,
-// Crest.Engine.Check.KernelCheck). Until those branches are merged, src/Crest.Cli/Pending/
-// stands in for them and these are skipped: remove both the Pending folder and the Skip.
+// The verbs backed by the image library (Crest.Images.Json.CritTool) and the kernel check
+// (Crest.Engine.Check.KernelCheck), run through the binary.
 namespace Crest.Cli.Tests.Binary;
 
-public class MergedApiTests
+public class LibraryVerbTests
 {
-    private const string Pending = "enable when the images and kernel-check branches are merged (src/Crest.Cli/Pending)";
-
-    [Fact(Skip = Pending)]
+    [Fact]
     public void CheckOfAnUnknownFeatureFails()
     {
         using var dir = new TempDirectory();
@@ -16,7 +13,7 @@ public class MergedApiTests
         Assert.Equal(1, run.ExitCode);
     }
 
-    [Fact(Skip = Pending)]
+    [Fact]
     public void CheckOfAPresentFeatureSucceeds()
     {
         // timerfd (Linux 2.6.25) is on every kernel Crest runs on.
@@ -26,7 +23,7 @@ public class MergedApiTests
         Assert.Equal(0, run.ExitCode);
     }
 
-    [Fact(Skip = Pending)]
+    [Fact]
     public void DecodeOfAFileThatIsNoImageNamesTheFile()
     {
         using var dir = new TempDirectory();
@@ -37,7 +34,7 @@ public class MergedApiTests
         Assert.Contains("core-1.img", run.Stderr);
     }
 
-    [Fact(Skip = Pending)]
+    [Fact]
     public void ShowOfAFileThatIsNoImageFails()
     {
         using var dir = new TempDirectory();
