@@ -1,26 +1,26 @@
 // A `sleep` child for tests that need another process which is not traced (process_vm_*, pidfd,
-// prlimit64). System.Diagnostics.Process is fine here: nothing ptraces these children.
+// prlimit64). Spawned with our own posix_spawn, not System.Diagnostics.Process: other tests in this
+// assembly set SIGCHLD to SIG_DFL for their tracees, which leaves the runtime's Process unable to
+// notice that its children exit.
 using System.Diagnostics;
+using Crest.Kernel.Processes;
 
 namespace Crest.Kernel.Tests.Interop;
 
 public sealed class SleepChild : IDisposable
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(10);
-    private readonly Process _process;
+    private readonly ChildProcess _child;
 
-    private SleepChild(Process process) => _process = process;
+    static SleepChild() => ChildProcess.ResetSigchldDisposition();
 
-    public int Pid => _process.Id;
+    private SleepChild(ChildProcess child) => _child = child;
+
+    public int Pid => _child.Pid;
 
     /// <summary>Runs `sh -c SCRIPT` where the script ends in `exec sleep 30` (so the pid is sleep's).</summary>
-    public static SleepChild StartShell(string script)
-    {
-        var info = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
-        info.ArgumentList.Add("-c");
-        info.ArgumentList.Add(script);
-        return new SleepChild(Process.Start(info) ?? throw new InvalidOperationException("could not start /bin/sh"));
-    }
+    public static SleepChild StartShell(string script) =>
+        new(ChildProcess.Spawn("/bin/sh", ["sh", "-c", script]));
 
     public static SleepChild Start() => StartShell("exec sleep 30");
 
@@ -44,15 +44,19 @@ public sealed class SleepChild : IDisposable
         }
     }
 
-    public bool WaitForExit() => _process.WaitForExit(Bound);
-
-    public void Dispose()
+    /// <summary>Whether the child ended within the bound.</summary>
+    public bool WaitForExit()
     {
-        if (!_process.HasExited)
+        try
         {
-            _process.Kill();
-            _process.WaitForExit(Bound);
+            _child.WaitForExit(Bound);
+            return true;
         }
-        _process.Dispose();
+        catch (TimeoutException)
+        {
+            return false;
+        }
     }
+
+    public void Dispose() => _child.Dispose();
 }

@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using Crest.Kernel.Proc;
+using Crest.Kernel.Tests.Fixtures;
 
 namespace Crest.Kernel.Tests.Proc;
 
@@ -75,33 +75,24 @@ public class ProcLiveTests
     }
 
     [Fact]
-    public async Task AwkwardProcessFilesParse()
+    public void AwkwardProcessFilesParse()
     {
         string dir = Directory.CreateTempSubdirectory("crest-proc-").FullName;
-        var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "fixtures", "proc_awkward"), [dir])
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            UseShellExecute = false,
-        };
-        using var child = Process.Start(start)!;
         try
         {
-            string? ready = await child.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
-            Assert.NotNull(ready);
+            using var child = FixtureProcess.Start("proc_awkward", dir);
+            string ready = child.WaitForLine("READY", FixtureProcess.DefaultTimeout);
             int[] fds = ready.Split(' ')[1..].Select(int.Parse).ToArray();
             Assert.Equal(8, fds.Length);
-            int pid = child.Id;
-            CheckAwkwardProcess(pid, dir, fds);
+            CheckAwkwardProcess(child.Pid, dir, fds);
+            child.Child.Signal(15);
+            var status = child.Child.WaitForExit(FixtureProcess.DefaultTimeout);
+            Assert.True(status.Exited && status.ExitCode == 0, $"proc_awkward ended {status}");
         }
         finally
         {
-            child.StandardInput.Close();
-            if (!child.WaitForExit(TimeSpan.FromSeconds(10)))
-                child.Kill();
             Directory.Delete(dir, recursive: true);
         }
-        Assert.Equal(0, child.ExitCode);
     }
 
     private static void CheckAwkwardProcess(int pid, string dir, int[] fds)
