@@ -108,6 +108,14 @@ public sealed class ImageReader : IDisposable
         return ParseEntry(parser, bytes, EntryIndex - 1, _lastEntryOffset);
     }
 
+    /// <summary>Reads the remaining entries one at a time (extra payloads are skipped).</summary>
+    public IEnumerable<T> ReadEntries<T>(MessageParser<T> parser) where T : class, IMessage<T>
+    {
+        ArgumentNullException.ThrowIfNull(parser);
+        while (ReadEntry(parser) is T entry)
+            yield return entry;
+    }
+
     /// <summary>Reads the next entry as a wire-level message of its schema type (validated).</summary>
     internal WireMessage? ReadWireEntry()
     {

@@ -142,6 +142,15 @@ public sealed class ImageWriter : IDisposable
 
     public void Flush() => _stream.Flush();
 
+    /// <summary>Checks that the last entry got all its extra payload; call it before Dispose when the
+    /// image is meant to be whole (Dispose does not throw, so it cannot hide an earlier error).</summary>
+    public void Complete()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_payloadOwed != 0)
+            throw new InvalidOperationException($"{Kind.Name} entry {EntryCount - 1} still owes {_payloadOwed} payload bytes");
+    }
+
     public void Dispose()
     {
         if (_disposed)

@@ -41,6 +41,8 @@ public sealed class ImageReaderWriterTests
             Assert.Null(reader.ReadEntry(CoreEntry.Parser));
             Assert.Equal(new FileInfo(path).Length, reader.Offset);
         }
+        using (ImageReader reader = ImageReader.Open(path))
+            Assert.Equal([core], reader.ReadEntries(CoreEntry.Parser).ToList());
 
         string json = Crit.Decode(path, pretty: true);
         Assert.Contains("\"comm\": \"sleeper\"", json);
@@ -92,7 +94,9 @@ public sealed class ImageReaderWriterTests
             writer.WritePayload(second.AsSpan(1000));
             writer.WriteEntry(new PipeDataEntry { PipeId = 3, Bytes = 1 });
             Assert.Throws<InvalidOperationException>(() => writer.WriteEntry(new PipeDataEntry { PipeId = 4, Bytes = 0 }));
+            Assert.Throws<InvalidOperationException>(writer.Complete);
             writer.WritePayload([42]);
+            writer.Complete();
         }
 
         image.Position = 0;

@@ -68,6 +68,40 @@ public sealed class PageImageTests
     }
 
     [Fact]
+    public void PageDataCanArriveInPieces()
+    {
+        var pagemap = new MemoryStream();
+        var pagesData = new MemoryStream();
+        byte[] data = new byte[8 * Page];
+        new Random(3).NextBytes(data);
+        using (var writer = new PageImageWriter(pagemap, pagesData, pagesId: 2, leaveOpen: true))
+        {
+            writer.BeginPresent(0x7f0000000000, 8);
+            Assert.Throws<InvalidOperationException>(() => writer.AddWithoutData(0x7f1000000000, 1, PagemapFlags.Parent));
+            for (int offset = 0; offset < data.Length; offset += 3000)
+                writer.WritePageData(data.AsSpan(offset, Math.Min(3000, data.Length - offset)));
+            Assert.Throws<InvalidOperationException>(() => writer.WritePageData([1]));
+            writer.AddWithoutData(0x7f1000000000, 1, PagemapFlags.Parent);
+            writer.Complete();
+        }
+        Assert.Equal(data, pagesData.ToArray());
+
+        pagemap.Position = 0;
+        using var reader = new PagemapReader(pagemap, "pagemap-1.img");
+        Assert.True(reader.TryRead(out PagemapRecord first));
+        Assert.Equal(new PagemapRecord(1, 0x7f0000000000, 8, PagemapFlags.Present, 0), first);
+        Assert.True(reader.TryRead(out PagemapRecord second));
+        Assert.Equal(PagemapFlags.Parent, second.Flags);
+
+        using var incomplete = new PageImageWriter(new MemoryStream(), new MemoryStream(), pagesId: 2);
+        incomplete.BeginPresent(0x1000, 2);
+        incomplete.WritePageData(new byte[Page]);
+        Assert.Throws<InvalidOperationException>(incomplete.Complete);
+        incomplete.WritePageData(new byte[Page]);
+        incomplete.Complete();
+    }
+
+    [Fact]
     public void ATruncatedPagesFileIsCorruption()
     {
         var pagemap = new MemoryStream();

@@ -371,6 +371,7 @@ public static class CritTool
             }
             index++;
         }
+        writer.Complete();
     }
 
     private static void ExpectLength(long actual, ulong declared, string input, string path)

@@ -25,6 +25,7 @@ public sealed class PageImageWriter : IDisposable
     private readonly bool _leaveOpen;
     private readonly bool _syncOnClose;
     private ulong _previousEnd;
+    private long _dataOwed;
     private bool _disposed;
 
     /// <summary>Writes the pagemap head naming <paramref name="pagesId"/> at once.</summary>
@@ -90,6 +91,30 @@ public sealed class PageImageWriter : IDisposable
         PagesWritten += pages.Length;
     }
 
+    /// <summary>
+    /// Adds a present entry whose <paramref name="nrPages"/> pages of data follow through
+    /// <see cref="WritePageData"/>, in as many pieces as suit the caller (memory read from a task in
+    /// chunks). The data must be complete before the next entry or Dispose.
+    /// </summary>
+    public void BeginPresent(ulong vaddr, uint nrPages, PagemapFlags extraFlags = PagemapFlags.None)
+    {
+        if ((extraFlags & PagemapFlags.Parent) != 0)
+            throw new ArgumentException("pages in the parent have no data here", nameof(extraFlags));
+        WriteEntry(vaddr, nrPages, PagemapFlags.Present | extraFlags);
+        _dataOwed = (long)nrPages * PageSize;
+    }
+
+    /// <summary>Writes the next piece of the data of the entry begun with <see cref="BeginPresent"/>.</summary>
+    public void WritePageData(ReadOnlySpan<byte> data)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (data.Length > _dataOwed)
+            throw new InvalidOperationException($"{data.Length} bytes of page data but only {_dataOwed} are left in the entry");
+        _pages.Write(data);
+        _dataOwed -= data.Length;
+        PagesWritten += data.Length;
+    }
+
     /// <summary>Adds an entry without data here: PE_PARENT (pages in the parent images) or PE_LAZY alone.</summary>
     public void AddWithoutData(ulong vaddr, uint nrPages, PagemapFlags flags)
     {
@@ -101,6 +126,8 @@ public sealed class PageImageWriter : IDisposable
     private void WriteEntry(ulong vaddr, uint nrPages, PagemapFlags flags)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_dataOwed != 0)
+            throw new InvalidOperationException($"the previous entry still lacks {_dataOwed} bytes of page data");
         if (vaddr % PageSize != 0)
             throw new ArgumentException($"vaddr 0x{vaddr:x} is not page aligned", nameof(vaddr));
         if (nrPages == 0 || vaddr + (ulong)nrPages * PageSize < vaddr)
@@ -110,6 +137,18 @@ public sealed class PageImageWriter : IDisposable
             throw new ArgumentException($"entry at 0x{vaddr:x} overlaps or precedes the previous one ending at 0x{_previousEnd:x}", nameof(vaddr));
         _previousEnd = vaddr + (ulong)nrPages * PageSize;
         _pagemap.WriteEntry(new PagemapEntry { Vaddr = vaddr, NrPages = nrPages, Flags = (uint)flags });
+    }
+
+    /// <summary>
+    /// Checks that the last entry got all its page data. Call it before Dispose when the dump succeeded:
+    /// a short entry would shift every later reader's view of pages-N.img. (Dispose itself does not
+    /// throw, so that it cannot hide the error that interrupted a dump.)
+    /// </summary>
+    public void Complete()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_dataOwed != 0)
+            throw new InvalidOperationException($"the last pagemap entry lacks {_dataOwed} bytes of page data");
     }
 
     public void Dispose()
