@@ -1,5 +1,5 @@
 // Writes JSON text exactly as crit prints it: Python's json.dump with its defaults (ensure_ascii, so every
-// character outside printable ASCII is a \uXXXX escape) and either indent=None (one line, ", " and ": "
+// character outside printable ASCII is a \u escape with four hex digits) and either indent=None (one line, ", " and ": "
 // between items) or indent=4 (crit --pretty: "," at line ends, ": " after keys, "[]"/"{}" when empty).
 // Byte-for-byte equal text lets `crest show` be diffed against `crit show`.
 using System.Globalization;
@@ -97,7 +97,7 @@ internal sealed class PythonJsonWriter(TextWriter output, bool indent)
     }
 
     // Python's ensure_ascii escaping: the two-character escapes json knows, \u00XX for other control
-    // characters, \uXXXX (surrogate pairs beyond the BMP, lower-case hex) for everything outside ' '..'~'.
+    // characters, \u plus four hex digits (surrogate pairs beyond the BMP, lower-case hex) for everything outside ' '..'~'.
     private void WriteString(string value)
     {
         var text = new StringBuilder(value.Length + 2);
