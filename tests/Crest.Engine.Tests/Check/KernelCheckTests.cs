@@ -4,6 +4,7 @@ namespace Crest.Engine.Tests.Check;
 
 // `crest check` against this machine (kernel 6.18, root): every feature the engine relies on is
 // present except soft-dirty, whose job uffd-wp async + PAGEMAP_SCAN does instead.
+[Collection("Children of the test process")]
 public class KernelCheckTests
 {
     private static (int Exit, string Output) Check(bool all, params string[] features)

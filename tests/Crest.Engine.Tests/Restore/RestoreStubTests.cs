@@ -3,6 +3,8 @@ using Crest.Engine.Restore;
 
 namespace Crest.Engine.Tests.Restore;
 
+// Shares a collection with KernelCheckTests: that one asserts the test process has no children left.
+[Collection("Children of the test process")]
 public class RestoreStubTests
 {
     [Fact]
