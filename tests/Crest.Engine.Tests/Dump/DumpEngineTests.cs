@@ -77,6 +77,8 @@ public sealed class DumpEngineTests : IDisposable
     [InlineData("pipe", "unsupported file kind (pipe:[")]
     [InlineData("eventfd", "unsupported file kind (anon_inode:[eventfd])")]
     [InlineData("mapdeleted", "was deleted")]
+    [InlineData("seccomp", "runs under seccomp")]
+    [InlineData("child", "has children")]
     public void UnsupportedStateFailsClosed(string extra, string message)
     {
         using var fixture = FixtureProcess.Start("dump_counter", extra);

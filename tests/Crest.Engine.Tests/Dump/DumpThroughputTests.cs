@@ -30,8 +30,21 @@ public sealed class DumpThroughputTests(ITestOutputHelper output) : IDisposable
         double writeSeconds = PlainWriteSeconds();
 
         using var fixture = FixtureProcess.Start("dump_counter", $"big={SizeMiB}");
+        string log = Path.Combine(_dir, "dump.log");
+        Crest.Diagnostics.Log.Level = Crest.Diagnostics.LogLevel.Info;
+        Crest.Diagnostics.Log.Create(log);
         var clock = Stopwatch.StartNew();
-        var stats = DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _shm, LeaveRunning = true });
+        DumpStatistics stats;
+        try
+        {
+            stats = DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _shm, LeaveRunning = true });
+        }
+        finally
+        {
+            Crest.Diagnostics.Log.Close();
+            Crest.Diagnostics.Log.Level = Crest.Diagnostics.Log.DefaultLevel;
+        }
+        output.WriteLine(File.ReadAllText(log));
         double dumpSeconds = clock.Elapsed.TotalSeconds;
         double memSeconds = stats.MemdumpTime.TotalSeconds;
         double bytes = stats.PagesWritten * 4096.0;
