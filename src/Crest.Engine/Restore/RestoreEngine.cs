@@ -22,7 +22,7 @@ namespace Crest.Engine.Restore;
 
 public static class RestoreEngine
 {
-    private const int SIGKILL = 9, SIGSTOP = 19, SIGCHLD = 17;
+    private const int SIGKILL = 9, SIGSTOP = 19;
     private const ulong CLONE_PARENT = 0x8000;
 
     /// <summary>How long a PID held by a zombie or dying task is waited for.</summary>
@@ -165,7 +165,8 @@ public static class RestoreEngine
         Span<byte> args = stackalloc byte[88];
         args.Clear();
         BitConverter.TryWriteBytes(args[0..], CLONE_PARENT);           // flags
-        BitConverter.TryWriteBytes(args[32..], (ulong)SIGCHLD);        // exit_signal (PTRACE_EVENT_FORK)
+        // exit_signal stays 0: clone3 refuses one with CLONE_PARENT, and the child inherits the stub's
+        // (SIGCHLD, from posix_spawn). The tracer sees PTRACE_EVENT_CLONE.
         BitConverter.TryWriteBytes(args[64..], tidArray);              // set_tid
         BitConverter.TryWriteBytes(args[72..], 1UL);                   // set_tid_size
         ulong argsAddress = injector.Put(args);
