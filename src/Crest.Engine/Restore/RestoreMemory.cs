@@ -38,7 +38,8 @@ internal sealed class RestoreMemory
     private readonly StubInjector _task;
     private readonly RestoreImages _images;
     private readonly List<VmaEntry> _vmas;
-    private readonly HashSet<int> _madeWritable = [];
+    private readonly HashSet<int> _finalProtect = [];
+    private readonly HashSet<int> _touch = [];
 
     public RestoreMemory(StubInjector task, RestoreImages images)
     {
@@ -124,9 +125,19 @@ internal sealed class RestoreMemory
         long prot = v.Prot;
         bool shared = (v.Flags & MAP_SHARED) != 0;
         bool anonymous = (v.Flags & MAP_ANONYMOUS) != 0 || (v.Status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED)) == 0;
-        if (hasPages && !(shared && !anonymous))
+        if (anonymous && !shared)
         {
-            if ((prot & PROT_WRITE) == 0) _madeWritable.Add(index);
+            // Fresh anonymous VMAs side by side would merge into one, where the dumped task had two (they had
+            // different anon_vmas). Mapped with alternating temporary protections they stay apart; each gets
+            // its own anon_vma when its pages are written (or one page is touched), and the final mprotect
+            // cannot merge VMAs with different anon_vmas.
+            prot = PROT_READ | PROT_WRITE | (index % 2 == 1 ? PROT_EXEC : 0);
+            _finalProtect.Add(index);
+            if (!hasPages && MergesWithNeighbour(index)) _touch.Add(index);
+        }
+        else if (hasPages && !shared)
+        {
+            if ((prot & PROT_WRITE) == 0) _finalProtect.Add(index);
             prot |= PROT_READ | PROT_WRITE;
         }
         long flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED | (v.Flags & (MAP_GROWSDOWN | MAP_NORESERVE));
@@ -148,6 +159,16 @@ internal sealed class RestoreMemory
         foreach (int a in StickyAdvice)
             if ((advice & (1UL << a)) != 0)
                 _task.Check("madvise", $"{what} advice {a}", SyscallNumbers.madvise, (long)v.Start, (long)(v.End - v.Start), a);
+    }
+
+    /// <summary>Whether an anonymous private VMA touches a neighbour the kernel could merge it with.</summary>
+    private bool MergesWithNeighbour(int index)
+    {
+        var v = _vmas[index];
+        bool Same(int j) => j >= 0 && j < _vmas.Count && (_vmas[j].Flags & MAP_SHARED) == 0 && !IsSpecial(_vmas[j]) &&
+            (_vmas[j].End == v.Start || _vmas[j].Start == v.End) && _vmas[j].Prot == v.Prot &&
+            ((_vmas[j].Flags & MAP_ANONYMOUS) != 0 || (_vmas[j].Status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED)) == 0);
+        return Same(index - 1) || Same(index + 1);
     }
 
     private long OpenMappedFile(VmaEntry v, Dictionary<ulong, long> openFiles)
@@ -308,7 +329,9 @@ internal sealed class RestoreMemory
     /// <summary>Protections back to the dumped ones where pages needed write access.</summary>
     public void FinishLayout()
     {
-        foreach (int i in _madeWritable.Order())
+        foreach (int i in _touch)
+            RemoteMemory.Write(_task.Pid, _vmas[i].Start, new byte[8]);
+        foreach (int i in _finalProtect.Order())
         {
             var v = _vmas[i];
             _task.Check("mprotect", $"VMA 0x{v.Start:x}-0x{v.End:x}", SyscallNumbers.mprotect, (long)v.Start, (long)(v.End - v.Start), v.Prot);

@@ -20,7 +20,28 @@ public class RestoreEngineTests
             using var restored = RestoreDetached(dir);
             Assert.Equal(pid, restored.Pid);
             Thread.Sleep(30);
-            Assert.Equal("PASS", Verify(restored, fixture));
+            AssertPass(Verify(restored, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void MapsFilesSignalsAndTaskStateComeBackExactly()
+    {
+        string dir = NewImagesDir();
+        string data = Path.Combine(dir, "data.bin"), log = Path.Combine(dir, "log.txt");
+        File.WriteAllBytes(data, System.Text.Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("0123456789abcdef", 1024))));
+        using var fixture = FixtureProcess.Start("restore_state", data, log);
+        try
+        {
+            DumpAndKill(fixture, dir);
+            using var restored = RestoreDetached(dir);
+            AssertPass(Verify(restored, fixture));
+            Assert.Equal("before\nafter\n", File.ReadAllText(log));
+            Assert.Equal((byte)'S', File.ReadAllBytes(data)[4097]);
         }
         finally
         {

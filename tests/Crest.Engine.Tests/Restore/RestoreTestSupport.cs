@@ -40,8 +40,10 @@ internal static partial class RestoreTestSupport
         var status = restored.WaitForExit(TimeSpan.FromSeconds(20));
         string output = fixture.Output;
         string? verdict = output.Split('\n').FirstOrDefault(l => l.StartsWith("PASS", StringComparison.Ordinal) || l.StartsWith("FAIL", StringComparison.Ordinal));
-        return verdict is not null && status.Exited ? verdict : $"{status}: {output}";
+        return verdict is "PASS" && status.Exited ? verdict : $"{verdict} ({status}):\n{output}";
     }
+
+    public static void AssertPass(string verdict) => Assert.True(verdict == "PASS", verdict);
 
     public static bool Exists(int pid) => Kill(pid, 0) == 0;
 

@@ -64,7 +64,9 @@ internal static class TestDumper
 
         var stat = ProcStat.Parse(File.ReadAllBytes($"/proc/{pid}/stat"));
         var status = ProcStatus.Parse(File.ReadAllBytes($"/proc/{pid}/status"));
-        var maps = ProcMaps.Parse(File.ReadAllBytes($"/proc/{pid}/maps"));
+        var smaps = ProcSmaps.Parse(File.ReadAllBytes($"/proc/{pid}/smaps"));
+        var maps = smaps.Select(v => v.Vma).ToList();
+        var vmFlags = smaps.ToDictionary(v => v.Vma.Start, v => v.VmFlags);
         var files = new List<FileEntry>();
         uint nextId = 1;
         uint AddFile(string path, uint flags, ulong pos, bool withSize)
@@ -110,7 +112,8 @@ internal static class TestDumper
                 default:
                     e.Flags |= 0x20;
                     e.Status = 1 | (shared ? 0x100u : 0x200u) | (v.Kind == VmaKind.Heap ? 0x20u : 0) | (v.Kind == VmaKind.Stack ? 2u : 0);
-                    if (v.Kind == VmaKind.Stack) e.Flags |= 0x100;
+                    if ((vmFlags[v.Start] & VmFlags.GrowsDown) != 0) e.Flags |= 0x100;
+                    if ((vmFlags[v.Start] & VmFlags.HugePage) != 0) e.Madv |= 1UL << 14;
                     if (!shared && v.Permissions.HasFlag(VmaPermissions.Read)) pageRanges.Add((v.Start, v.End, false));
                     break;
             }
