@@ -16,13 +16,13 @@ namespace Crest.Engine.Tests.Restore;
 
 internal static class TestDumper
 {
-    public static void Dump(int pid, string dir)
+    public static void Dump(int pid, string dir, bool kill = true)
     {
         using var tracer = new Tracer("test dumper");
-        tracer.Run(() => DumpOnTracer(tracer, pid, dir));
+        tracer.Run(() => DumpOnTracer(tracer, pid, dir, kill));
     }
 
-    private static void DumpOnTracer(Tracer tracer, int pid, string dir)
+    private static void DumpOnTracer(Tracer tracer, int pid, string dir, bool kill)
     {
         var tracee = tracer.Seize(pid);
         tracee.InterruptAndWait(TimeSpan.FromSeconds(10));
@@ -114,6 +114,7 @@ internal static class TestDumper
                     e.Status = 1 | (shared ? 0x100u : 0x200u) | (v.Kind == VmaKind.Heap ? 0x20u : 0) | (v.Kind == VmaKind.Stack ? 2u : 0);
                     if ((vmFlags[v.Start] & VmFlags.GrowsDown) != 0) e.Flags |= 0x100;
                     if ((vmFlags[v.Start] & VmFlags.HugePage) != 0) e.Madv |= 1UL << 14;
+                    if ((vmFlags[v.Start] & VmFlags.NoReserve) != 0) e.Flags |= 0x4000;
                     if (!shared && v.Permissions.HasFlag(VmaPermissions.Read)) pageRanges.Add((v.Start, v.End, false));
                     break;
             }
@@ -243,7 +244,12 @@ internal static class TestDumper
         Write(dir, "files.img", ImageKinds.Files, files.ToArray());
         Write(dir, "fdinfo-1.img", ImageKinds.Fdinfo, fds.ToArray());
 
-        // The dump is done: the task dies here, as after a real dump.
+        // The dump is done: the task dies here, as after a real dump (or runs on when the tracer detaches).
+        if (!kill)
+        {
+            tracee.Detach();
+            return;
+        }
         RestoreTestSupport.Kill(pid, RestoreTestSupport.SIGKILL);
         try
         {
