@@ -113,8 +113,7 @@ public class RestoreCoverageTests
             using (var once = RestoreDetached(first))
             {
                 Thread.Sleep(20);
-                TestDumper.Dump(once.Pid, second);
-                once.WaitForExit(TimeSpan.FromSeconds(10));
+                DumpAndKill(once, second);
             }
             using var twice = RestoreDetached(second);
             Thread.Sleep(20);

@@ -26,7 +26,7 @@ public class RestoreFailureTests
         using var fixture = FixtureProcess.Start("restore_counter");
         try
         {
-            TestDumper.Dump(fixture.Pid, dir, kill: false);
+            Crest.Engine.Dump.DumpEngine.Dump(new Crest.Engine.Dump.DumpOptions { Pid = fixture.Pid, ImagesDir = dir, LeaveRunning = true });
             var e = Assert.Throws<RestoreException>(() => RestoreEngine.Run(new RestoreOptions { ImagesDir = dir, Detached = true }));
             Assert.Contains($"pid {fixture.Pid}", e.Message);
             Assert.Contains("restore_counter", e.Message);
