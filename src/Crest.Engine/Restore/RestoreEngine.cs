@@ -125,7 +125,7 @@ public static class RestoreEngine
         core.RestoreThreadState();
         core.Release(memory);
 
-        return new RestoreStatistics(forking.Elapsed, memoryClock.Elapsed, TimeSpan.Zero, pagesRestored);
+        return new RestoreStatistics(forking.Elapsed, memoryClock.Elapsed, TimeSpan.Zero, pagesRestored) { PagesWriteTime = memory.ContentsTime };
     }
 
     private static ChildProcess StartStub(Tracer tracer, ulong regionBase, out Tracee tracee)
@@ -277,4 +277,11 @@ public static class RestoreEngine
 }
 
 /// <summary>Figures of one restore (times in CRIU's stats-restore are microseconds).</summary>
-public sealed record RestoreStatistics(TimeSpan ForkingTime, TimeSpan MemoryTime, TimeSpan RestoreTime, long PagesRestored);
+public sealed record RestoreStatistics(TimeSpan ForkingTime, TimeSpan MemoryTime, TimeSpan RestoreTime, long PagesRestored)
+{
+    /// <summary>Time spent writing page contents (process_vm_writev), part of MemoryTime.</summary>
+    public TimeSpan PagesWriteTime { get; init; }
+
+    /// <summary>Page contents written per second, in bytes.</summary>
+    public double PagesWriteRate => PagesWriteTime > TimeSpan.Zero ? PagesRestored * 4096.0 / PagesWriteTime.TotalSeconds : 0;
+}
