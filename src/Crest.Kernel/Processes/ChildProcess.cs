@@ -102,6 +102,16 @@ public sealed unsafe class ChildProcess : IDisposable
         }
     }
 
+    /// <summary>
+    /// Take ownership of a child this process did not spawn with <see cref="Spawn"/>: one a tracee cloned with
+    /// CLONE_PARENT (restore), whose parent is therefore us. It is reaped and killed like a spawned one.
+    /// </summary>
+    public static ChildProcess Adopt(int pid)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(pid);
+        return new ChildProcess(pid);
+    }
+
     /// <summary>Send a signal (kill(2)). A child already reaped is not signalled: its pid may belong to another process.</summary>
     public void Signal(int signal)
     {
@@ -150,14 +160,14 @@ public sealed unsafe class ChildProcess : IDisposable
         return true;
     }
 
-    /// <summary>Wait until the child terminates, at most <paramref name="timeout"/>.</summary>
+    /// <summary>Wait until the child terminates, at most <paramref name="timeout"/> (or without bound: Timeout.InfiniteTimeSpan).</summary>
     public WaitStatus WaitForExit(TimeSpan timeout)
     {
         var clock = Stopwatch.StartNew();
         for (int round = 0; ; round++)
         {
             if (TryReap(out var status)) return status;
-            if (clock.Elapsed > timeout)
+            if (timeout != Timeout.InfiniteTimeSpan && clock.Elapsed > timeout)
                 throw new TimeoutException($"process {Pid} did not exit within {timeout.TotalSeconds:0.###} s");
             Thread.Sleep(round < 20 ? 1 : 10);
         }
