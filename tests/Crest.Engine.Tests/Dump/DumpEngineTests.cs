@@ -48,6 +48,16 @@ public sealed class DumpEngineTests : IDisposable
             Assert.Contains("/dev/null", names);
         }
         Assert.True(stats.PagesWritten > (3u << 20) / 4096, $"{stats.PagesWritten} pages written");
+        using (var pagemap = Crit.Decode(Path.Combine(_dir, $"pagemap-{pid}.img")))
+        {
+            // The written pages the fixture then made PROT_NONE are dumped too (read through /proc/PID/mem).
+            ulong hidden = fixture.ReadyAddress("hidden");
+            Assert.Contains(pagemap.RootElement.GetProperty("entries").EnumerateArray().Skip(1), e =>
+            {
+                ulong vaddr = Convert.ToUInt64(e.GetProperty("vaddr").ToString(), e.GetProperty("vaddr").ToString().StartsWith("0x") ? 16 : 10);
+                return vaddr <= hidden && hidden + 8192 <= vaddr + e.GetProperty("nr_pages").GetUInt64() * 4096;
+            });
+        }
         AssertStatsMatchPages();
 
         Assert.Equal("PASS", VerifyAfterAWhile(fixture));
