@@ -116,6 +116,29 @@ public sealed class DumpEngineTests : IDisposable
         Assert.Equal("PASS", VerifyAfterAWhile(fixture));
     }
 
+    [Theory]
+    [InlineData("frozen")]
+    [InlineData("injecting")]
+    [InlineData("pages")]
+    public void AFailureAtAnyStageReleasesTheTaskAsItWas(string stage)
+    {
+        using var fixture = FixtureProcess.Start("dump_counter");
+        DumpEngine.StageHook = s => { if (s == stage) throw new IOException($"test failure at {s}"); };
+        try
+        {
+            var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir }));
+            Assert.Contains($"test failure at {stage}", e.Message);
+        }
+        finally
+        {
+            DumpEngine.StageHook = null;
+        }
+        Assert.Empty(Directory.GetFileSystemEntries(_dir));
+        // Not traced any more, and still counting with its state intact.
+        Assert.Matches(@"TracerPid:\s+0\n", File.ReadAllText($"/proc/{fixture.Pid}/status"));
+        Assert.Equal("PASS", VerifyAfterAWhile(fixture));
+    }
+
     [Fact]
     public void AMissingImagesDirectoryIsRefusedBeforeFreezing()
     {
