@@ -46,6 +46,14 @@ public sealed class DumpEngineTests : IDisposable
                 .Select(e => e.GetProperty("reg").GetProperty("name").GetString()).ToList();
             Assert.Contains(fixture.Ready["file"], names);
             Assert.Contains("/dev/null", names);
+            // stdout and stderr are one open file (dup2): one entry.
+            Assert.Single(names, n => n!.Contains("crest-fixture-dump_counter", StringComparison.Ordinal));
+        }
+        using (var fdinfo = Crit.Decode(Path.Combine(_dir, "fdinfo-1.img")))
+        {
+            var byFd = fdinfo.RootElement.GetProperty("entries").EnumerateArray().ToDictionary(e => e.GetProperty("fd").GetInt32(), e => e.GetProperty("id").GetInt32());
+            Assert.Equal(byFd[1], byFd[2]);
+            Assert.NotEqual(byFd[0], byFd[4]); // two separate opens of /dev/null
         }
         Assert.True(stats.PagesWritten > (3u << 20) / 4096, $"{stats.PagesWritten} pages written");
         using (var pagemap = Crit.Decode(Path.Combine(_dir, $"pagemap-{pid}.img")))
