@@ -38,6 +38,9 @@ public static class DumpEngine
     /// <summary>Kernel object ids of the one task (CRIU generates them per kind, from 1).</summary>
     private const uint VmId = 1, FilesId = 1, FsId = 1, SighandId = 1;
 
+    /// <summary>Tests only: called at named stages ("frozen", "injecting", "pages") to make the dump fail there.</summary>
+    internal static Action<string>? StageHook { get; set; }
+
     public static DumpStatistics Dump(DumpOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -106,6 +109,7 @@ public static class DumpEngine
     {
         int pid = task.Pid;
         // 1. Everything readable from outside, and every check, before anything in the task changes.
+        StageHook?.Invoke("frozen");
         var state = CoreDumper.ReadFromOutside(task);
         CoreDumper.CheckSupported(state);
         var smaps = VmaDumper.ReadSmaps(pid);
@@ -116,7 +120,10 @@ public static class DumpEngine
 
         // 2. What only the task can tell; the injector puts everything back when disposed.
         using (var remote = SyscallInjector.Open(task.Tracee))
+        {
             CoreDumper.ReadFromInside(state, remote);
+            StageHook?.Invoke("injecting");
+        }
 
         var mm = VmaDumper.BuildMm(pid, state, vmas, files);
         var core = CoreDumper.BuildCore(state);
@@ -131,6 +138,7 @@ public static class DumpEngine
         {
             using var writer = PageImageWriter.Create(images.Path, (ulong)pid, PagesId, syncOnClose: false);
             pages = PageDumper.Dump(pid, vmas, writer);
+            StageHook?.Invoke("pages");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
