@@ -18,7 +18,7 @@ namespace Crest.Engine.Restore;
 internal sealed class RestoreCore(StubInjector task, RestoreImages images)
 {
     private const long PR_SET_PDEATHSIG = 1, PR_SET_DUMPABLE = 4, PR_SET_NAME = 15, PR_SET_MM = 35, PR_SET_MM_MAP = 14,
-        PR_SET_THP_DISABLE = 41, AT_FDCWD = -100, O_CLOEXEC = 0x80000;
+        PR_SET_THP_DISABLE = 41, PR_SET_CHILD_SUBREAPER = 36, AT_FDCWD = -100, O_CLOEXEC = 0x80000;
     private const uint TaskStopped = 3;
     private const long ERESTARTSYS = 512, ERESTARTNOINTR = 513, ERESTARTNOHAND = 514, ERESTART_RESTARTBLOCK = 516, EINTR = 4;
 
@@ -89,6 +89,10 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
                 task.ResetScratch();
             }
         }
+        if (tc.HasChildSubreaper && tc.ChildSubreaper)
+            task.Check("prctl(PR_SET_CHILD_SUBREAPER)", "child subreaper", SyscallNumbers.prctl, PR_SET_CHILD_SUBREAPER, 1);
+        if (tc.HasOomScoreAdj)
+            File.WriteAllText($"/proc/{task.Pid}/oom_score_adj", tc.OomScoreAdj.ToString(System.Globalization.CultureInfo.InvariantCulture));
         long personality = task.Syscall(SyscallNumbers.personality, 0xffffffff);
         if (personality != tc.Personality)
             task.Syscall(SyscallNumbers.personality, tc.Personality);
@@ -119,6 +123,16 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
             task.Check("sigaltstack", $"0x{sas.SsSp:x}+{sas.SsSize}", SyscallNumbers.sigaltstack, (long)task.Put(stack), 0);
             task.ResetScratch();
         }
+        if ((thread.HasSchedPolicy && thread.SchedPolicy != 0) || (thread.HasSchedPrio && thread.SchedPrio != 0))
+        {
+            var param = new byte[4];
+            BinaryPrimitives.WriteInt32LittleEndian(param, (int)thread.SchedPrio);
+            task.Check("sched_setscheduler", $"policy {thread.SchedPolicy} priority {thread.SchedPrio}", 144 /* sched_setscheduler */, 0,
+                thread.SchedPolicy, (long)task.Put(param));
+            task.ResetScratch();
+        }
+        if (thread.HasSchedNice && thread.SchedNice != 0 && thread.SchedPolicy is 0 or 3 /* SCHED_OTHER, SCHED_BATCH */)
+            task.Check("setpriority", $"nice {thread.SchedNice}", 141 /* setpriority */, 0 /* PRIO_PROCESS */, 0, thread.SchedNice);
         if (thread.HasPdeathSig && thread.PdeathSig != 0)
             task.Check("prctl(PR_SET_PDEATHSIG)", $"signal {thread.PdeathSig}", SyscallNumbers.prctl, PR_SET_PDEATHSIG, thread.PdeathSig);
     }
