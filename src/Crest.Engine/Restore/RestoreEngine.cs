@@ -107,6 +107,8 @@ public static class RestoreEngine
         forking.Stop();
         Log.Info($"{pid}: restore: cloned with its pid in {forking.Elapsed.TotalMilliseconds:0.00} ms");
 
+        // Every signal blocked while the task is rebuilt: one sent to it now waits for the release.
+        task.SetSigMask(ulong.MaxValue);
         var injector = new StubInjector(task, regionBase, regionBase + RestoreStub.GadgetOffset);
         var memoryClock = Stopwatch.StartNew();
         var memory = new RestoreMemory(injector, images);
@@ -123,6 +125,8 @@ public static class RestoreEngine
         RestoreFiles.Restore(injector, images);
         core.RestoreProcessState();
         core.RestoreThreadState();
+        core.RestorePendingSignals();
+        core.RestoreCreds();
         core.Release(memory);
 
         return new RestoreStatistics(forking.Elapsed, memoryClock.Elapsed, TimeSpan.Zero, pagesRestored) { PagesWriteTime = memory.ContentsTime };

@@ -103,6 +103,46 @@ public class RestoreCoverageTests
     }
 
     [Fact]
+    public void PendingSignalsComeBackWithTheirSiginfo() => RoundTrip("restore_signals", []);
+
+    [Fact]
+    public void CredentialsOfAnUnprivilegedTaskComeBack() => RoundTrip("restore_signals", ["user"]);
+
+    [Fact]
+    public void AStoppedTaskIsRestoredStopped()
+    {
+        string dir = NewImagesDir();
+        using var fixture = FixtureProcess.Start("restore_signals");
+        try
+        {
+            Assert.Equal(0, Kill(fixture.Pid, 19 /* SIGSTOP */));
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (State(fixture.Pid) != 'T' && clock.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
+            DumpAndKill(fixture, dir);
+            using var restored = RestoreDetached(dir);
+            clock.Restart();
+            while (State(fixture.Pid) != 'T' && clock.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(5);
+            Assert.Equal('T', State(fixture.Pid));
+            Thread.Sleep(100);
+            Assert.Equal('T', State(fixture.Pid));
+            Assert.Equal(0, Kill(fixture.Pid, 18 /* SIGCONT */));
+            clock.Restart();
+            while (State(fixture.Pid) == 'T' && clock.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(5);
+            AssertPass(Verify(restored, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    private static char State(int pid)
+    {
+        string stat = File.ReadAllText($"/proc/{pid}/stat");
+        return stat[stat.LastIndexOf(')') + 2];
+    }
+
+    [Fact]
     public void DumpRestoreDumpRestore()
     {
         string first = NewImagesDir(), second = NewImagesDir();

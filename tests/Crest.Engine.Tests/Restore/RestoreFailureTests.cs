@@ -121,4 +121,59 @@ public class RestoreFailureTests
             Directory.Delete(dir, true);
         }
     }
+
+    [Fact]
+    public void PidHeldByAZombieIsWaitedFor()
+    {
+        string dir = NewImagesDir();
+        using var fixture = FixtureProcess.Start("restore_counter");
+        try
+        {
+            DumpAndKill(fixture, dir);
+            var first = RestoreDetached(dir);
+            // Killed but not reaped: a zombie holds the pid, as one re-parented to a slow PID 1 does.
+            Assert.Equal(0, Kill(first.Pid, SIGKILL));
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (!File.ReadAllText($"/proc/{first.Pid}/stat").Contains(") Z ") && clock.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
+            var reaper = new Thread(() =>
+            {
+                Thread.Sleep(300);
+                first.WaitForExit(TimeSpan.FromSeconds(10));
+            });
+            reaper.Start();
+            using var second = RestoreDetached(dir);
+            reaper.Join();
+            Assert.Equal(fixture.Pid, second.Pid);
+            AssertPass(Verify(second, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void PidHeldByAZombieTooLongFailsNamingIt()
+    {
+        string dir = NewImagesDir();
+        using var fixture = FixtureProcess.Start("restore_counter");
+        var saved = RestoreEngine.PidWait;
+        try
+        {
+            DumpAndKill(fixture, dir);
+            using var first = RestoreDetached(dir);
+            Assert.Equal(0, Kill(first.Pid, SIGKILL));
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (!File.ReadAllText($"/proc/{first.Pid}/stat").Contains(") Z ") && clock.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
+            RestoreEngine.PidWait = TimeSpan.FromMilliseconds(200);
+            var e = Assert.Throws<RestoreException>(() => RestoreEngine.Run(new RestoreOptions { ImagesDir = dir, Detached = true }));
+            Assert.Contains($"pid {fixture.Pid}", e.Message);
+            Assert.Contains("zombie", e.Message);
+        }
+        finally
+        {
+            RestoreEngine.PidWait = saved;
+            Directory.Delete(dir, true);
+        }
+    }
 }

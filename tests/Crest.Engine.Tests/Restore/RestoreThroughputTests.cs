@@ -36,6 +36,29 @@ public class RestoreThroughputTests(ITestOutputHelper output)
         }
     }
 
+    [Fact]
+    public void SmallProcessRestoreTime()
+    {
+        string dir = NewImagesDir();
+        File.WriteAllText(Path.Combine(dir, "data"), string.Concat(Enumerable.Repeat("0123456789abcdef", 1024)));
+        using var fixture = FixtureProcess.Start("restore_state", Path.Combine(dir, "data"), Path.Combine(dir, "log"));
+        try
+        {
+            DumpAndKill(fixture, dir);
+            var clock = Stopwatch.StartNew();
+            using var restored = RestoreDetached(dir);
+            clock.Stop();
+            var stats = RestoreEngine.LastStatistics!;
+            output.WriteLine($"restore of restore_state: {clock.Elapsed.TotalMilliseconds:0.0} ms (clone {stats.ForkingTime.TotalMilliseconds:0.0} ms, " +
+                $"memory {stats.MemoryTime.TotalMilliseconds:0.0} ms, {stats.PagesRestored} pages)");
+            AssertPass(Verify(restored, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     private double RestoreOnce(string dir, FixtureProcess fixture, int workers, bool verify)
     {
         RestoreMemory.Workers = workers;
