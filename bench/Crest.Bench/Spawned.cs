@@ -24,11 +24,13 @@ internal static class Spawned
 
     /// <summary>
     /// Starts a process to checkpoint the way a harness does: its own session, stdin /dev/null,
-    /// stdout and stderr appended to <paramref name="outputFile"/>. Returns its pid; it is our child.
+    /// stdout and stderr appended to <paramref name="outputFile"/>, no other fd (whatever `dotnet run`
+    /// left open in this process is not the target's). Returns its pid; it is our child.
     /// </summary>
     public static int StartTarget(string path, IReadOnlyList<string> args, string outputFile)
     {
         var options = new SpawnOptions { NewSession = true };
+        for (int fd = 3; fd < 256; fd++) options.FileActions.Add(new SpawnFileAction.Close(fd)); // glibc ignores EBADF here
         options.FileActions.Add(new SpawnFileAction.Open(0, "/dev/null", SpawnFileAction.O_RDONLY));
         options.FileActions.Add(new SpawnFileAction.Open(1, outputFile,
             SpawnFileAction.O_WRONLY | SpawnFileAction.O_CREAT | SpawnFileAction.O_APPEND));
