@@ -216,6 +216,15 @@ public sealed class FileDescriptor : SafeHandle
         if (r != 0) throw new KernelException("ftruncate", Errno.Last, $"fd {fd.Fd} to {length} bytes");
     }
 
+    /// <summary>fsync(2); works on a directory opened read-only too (makes new names in it durable).</summary>
+    public void Sync()
+    {
+        using var fd = Use();
+        int r;
+        while (Interrupted(r = Libc.fsync(fd.Fd))) { }
+        if (r != 0) throw new KernelException("fsync", Errno.Last, $"fd {fd.Fd}");
+    }
+
     // ---- metadata and flags ----
 
     /// <summary>fstat(2).</summary>

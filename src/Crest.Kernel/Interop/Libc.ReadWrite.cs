@@ -1,4 +1,4 @@
-// read(2), write(2), pread(2), pwrite(2). They may be interrupted by a signal before transferring
+// read(2), write(2), pread(2), pwrite(2), fsync(2). They may be interrupted by a signal before transferring
 // anything (EINTR); the managed FileDescriptor retries that in one place.
 using System.Runtime.InteropServices;
 
@@ -21,4 +21,8 @@ internal static unsafe partial class Libc
     /// <summary>pwrite(2).</summary>
     [LibraryImport("libc", SetLastError = true)]
     internal static partial nint pwrite(int fd, byte* buf, nuint count, long offset);
+
+    /// <summary>fsync(2): file data and metadata reach the disk; on a directory, its entries do.</summary>
+    [LibraryImport("libc", SetLastError = true)]
+    internal static partial int fsync(int fd);
 }

@@ -1,0 +1,228 @@
+// Checkpoint of one single-threaded task without children into CRIU-format images (ENGINE.md §2, §3, §6).
+//
+//   freeze (seize + interrupt)                    Freezer.cs
+//   read from outside: regs, xstate, /proc        Processes/CoreDumper.cs
+//   check every fd and mapping (refuse early)     Files/FileDescriptors.cs, Memory/VmaDumper.cs
+//   injected syscalls, all undone again           Processes/CoreDumper.cs (SyscallInjector)
+//   pages: PAGEMAP_SCAN + process_vm_readv        Memory/PageDumper.cs
+//   images, fsync, directory fsync, inventory     ImageDirectory.cs
+//   release: kill / leave running / leave stopped Freezer.cs
+//
+// Fail closed: any failure before the images are complete releases the task exactly as it was (the
+// injector restores registers, signal mask and scratch memory; the detach happens from an event stop, so an
+// interrupted syscall restarts) and removes the images written so far.
+using System.Diagnostics;
+using Crest.Diagnostics;
+using Crest.Engine.Files;
+using Crest.Engine.Memory;
+using Crest.Engine.Processes;
+using Crest.Images;
+using Crest.Images.Pages;
+using Crest.Images.Protos;
+using Crest.Kernel;
+using Crest.Kernel.Injection;
+using Crest.Kernel.Proc;
+using Crest.Kernel.Ptrace;
+using Google.Protobuf;
+
+namespace Crest.Engine.Dump;
+
+public static class DumpEngine
+{
+    /// <summary>pages-N.img holding this dump's pages.</summary>
+    private const uint PagesId = 1;
+
+    /// <summary>CRIU's image version (2: images since CRIU 1.x with fdinfo per id).</summary>
+    private const uint ImageVersion = 2;
+
+    /// <summary>Kernel object ids of the one task (CRIU generates them per kind, from 1).</summary>
+    private const uint VmId = 1, FilesId = 1, FsId = 1, SighandId = 1;
+
+    public static DumpStatistics Dump(DumpOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.LeaveRunning && options.LeaveStopped)
+            throw new DumpException("Leave-running and leave-stopped exclude each other.");
+        int pid = options.Pid;
+        var images = new ImageDirectory(options.ImagesDir);
+        CheckSingleTask(pid);
+        images.RemoveStaleInventory();
+        Log.Info($"{pid}: dump: into {images.Path}");
+
+        var clock = Stopwatch.StartNew();
+        using var tracer = new Tracer("crest dump");
+        var task = Freezer.Freeze(tracer, pid, options.FreezeTimeout);
+        var freezingTime = clock.Elapsed;
+        var frozenAt = Stopwatch.GetTimestamp();
+        PageDumpResult pages;
+        try
+        {
+            CheckSingleTask(pid);
+            pages = DumpFrozen(task, images);
+            images.SyncDirectory();
+        }
+        catch (Exception e)
+        {
+            ReleaseAfterFailure(task, images);
+            if (e is DumpException) throw;
+            if (e is TraceeExitedException exited)
+                throw new DumpException($"Task {pid} ended during the dump ({exited.Status}).", e);
+            if (e is KernelException or IOException or ProcParseException or InjectionException or UnauthorizedAccessException)
+                throw new DumpException($"Dumping task {pid} failed: {e.Message}", e);
+            throw;
+        }
+
+        var mode = options.LeaveRunning ? ReleaseMode.AsItWas : options.LeaveStopped ? ReleaseMode.Stopped : ReleaseMode.Killed;
+        Freezer.Release(task, mode);
+        var frozenTime = Stopwatch.GetElapsedTime(frozenAt);
+
+        var stats = new DumpStatistics(freezingTime, frozenTime, pages.MemdumpTime, pages.MemwriteTime,
+            pages.PagesScanned, 0, pages.PagesWritten, 0, images.BytesWritten);
+        WriteStats(images, stats);
+        Log.Info($"{pid}: dump: done, {stats.PagesWritten} pages, {stats.ImageBytes} bytes of images, frozen {frozenTime.TotalMilliseconds:0.###} ms");
+        return stats;
+    }
+
+    /// <summary>This engine handles one task: refuse threads and children with a clear message.</summary>
+    private static void CheckSingleTask(int pid)
+    {
+        string taskDir = $"/proc/{pid}/task";
+        if (!Directory.Exists(taskDir))
+            throw new DumpException($"Task {pid} does not exist.");
+        int threads = Directory.GetDirectories(taskDir).Length;
+        if (threads != 1)
+            throw new DumpException($"Task {pid} has {threads} threads; only single-threaded processes can be dumped for now.");
+        string children;
+        try
+        {
+            children = File.ReadAllText($"{taskDir}/{pid}/children").Trim();
+        }
+        catch (IOException e)
+        {
+            throw new DumpException($"Task {pid} vanished: {e.Message}", e);
+        }
+        if (children.Length > 0)
+            throw new DumpException($"Task {pid} has children ({children}); only a single process without children can be dumped for now.");
+    }
+
+    private static PageDumpResult DumpFrozen(FrozenTask task, ImageDirectory images)
+    {
+        int pid = task.Pid;
+        // 1. Everything readable from outside, and every check, before anything in the task changes.
+        var state = CoreDumper.ReadFromOutside(task);
+        CoreDumper.CheckSupported(state);
+        var smaps = VmaDumper.ReadSmaps(pid);
+        var files = new FileTable();
+        var fdinfos = FileDescriptors.Collect(pid, files);
+        var vmas = VmaDumper.Collect(pid, smaps, files);
+        var fs = FsDumper.Collect(pid, files, state.Umask);
+
+        // 2. What only the task can tell; the injector puts everything back when disposed.
+        using (var remote = SyscallInjector.Open(task.Tracee))
+            CoreDumper.ReadFromInside(state, remote);
+
+        var mm = VmaDumper.BuildMm(pid, state, vmas, files);
+        var core = CoreDumper.BuildCore(state);
+
+        // 3. Memory, then the small images, inventory last.
+        PageDumpResult pages;
+        string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)pid);
+        string pagesName = ImageKinds.FileName(ImageKinds.Pages, PagesId);
+        images.Track(pagemapName);
+        images.Track(pagesName);
+        try
+        {
+            using var writer = PageImageWriter.Create(images.Path, (ulong)pid, PagesId, syncOnClose: true);
+            pages = PageDumper.Dump(pid, vmas, writer);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DumpException($"Cannot write the memory images of task {pid} into {images.Path}: {e.Message}", e);
+        }
+        images.Account(pagemapName);
+        images.Account(pagesName);
+
+        var ids = new TaskKobjIdsEntry { VmId = VmId, FilesId = FilesId, FsId = FsId, SighandId = SighandId };
+        FillNamespaceIds(ids);
+        var stat = state.Stat;
+        images.Write(ImageKinds.Core, (ulong)pid, core);
+        images.Write(ImageKinds.Mm, (ulong)pid, mm);
+        images.Write(ImageKinds.Ids, (ulong)pid, ids);
+        images.Write(ImageKinds.Fs, (ulong)pid, fs);
+        images.WriteNamed(ImageKinds.FileName(ImageKinds.Files), ImageKinds.Files, [.. files.Entries]);
+        images.WriteNamed(ImageKinds.FileName(ImageKinds.Fdinfo, FilesId), ImageKinds.Fdinfo, [.. fdinfos]);
+        images.Write(ImageKinds.Pstree, 0, new PstreeEntry { Pid = (uint)pid, Ppid = 0, Pgid = (uint)stat.Pgrp, Sid = (uint)stat.Session, Threads = { (uint)pid } });
+        images.SyncDirectory();
+        var inventory = new InventoryEntry
+        {
+            ImgVersion = ImageVersion,
+            FdinfoPerId = true,
+            RootIds = ids.Clone(),
+            NsPerId = true,
+            Lsmtype = Lsmtype.NoLsm,
+        };
+        images.Write(ImageKinds.Inventory, 0, inventory);
+        Log.Info($"{pid}: dump: {vmas.Count} vmas, {fdinfos.Count} fds, {files.Entries.Count} files, {pages.PagesWritten} pages");
+        return pages;
+    }
+
+    /// <summary>Namespace ids as CRIU numbers them: one id per namespace kind for a task in the root namespaces.</summary>
+    private static void FillNamespaceIds(TaskKobjIdsEntry ids)
+    {
+        ids.PidNsId = 1;
+        ids.NetNsId = 2;
+        ids.IpcNsId = 3;
+        ids.UtsNsId = 4;
+        ids.MntNsId = 5;
+        ids.UserNsId = 6;
+        ids.CgroupNsId = 7;
+        ids.TimeNsId = 8;
+    }
+
+    private static void WriteStats(ImageDirectory images, DumpStatistics s)
+    {
+        static uint Micros(TimeSpan t) => (uint)Math.Min(uint.MaxValue, t.Ticks / 10);
+        var entry = new StatsEntry
+        {
+            Dump = new DumpStatsEntry
+            {
+                FreezingTime = Micros(s.FreezingTime),
+                FrozenTime = Micros(s.FrozenTime),
+                MemdumpTime = Micros(s.MemdumpTime),
+                MemwriteTime = Micros(s.MemwriteTime),
+                PagesScanned = s.PagesScanned,
+                PagesSkippedParent = s.PagesSkippedParent,
+                PagesWritten = s.PagesWritten,
+                IrmapResolve = 0,
+                PagesLazy = s.PagesLazy,
+                PagePipes = 0,
+                PagePipeBufs = 0,
+                ShpagesScanned = 0,
+                ShpagesSkippedParent = 0,
+                ShpagesWritten = 0,
+            },
+        };
+        // CRIU names it without .img.
+        images.WriteNamed("stats-dump", ImageKinds.Stats, [entry]);
+        images.SyncDirectory();
+    }
+
+    private static void ReleaseAfterFailure(FrozenTask task, ImageDirectory images)
+    {
+        images.RemoveCreated();
+        if (task.Released) return;
+        try
+        {
+            // The injector is disposed by now; if the failure left the task outside an event stop, park it there.
+            if (task.Tracee.LastStop is not { Status.IsEventStop: true })
+            {
+                task.Tracee.InterruptAndWait(TimeSpan.FromSeconds(5));
+            }
+            Freezer.Release(task, ReleaseMode.AsItWas);
+        }
+        catch (Exception e) when (e is DumpException or KernelException or TimeoutException or TraceeExitedException)
+        {
+            Log.Error($"{task.Pid}: dump: cannot release the task after the failure: {e.Message}");
+        }
+    }
+}

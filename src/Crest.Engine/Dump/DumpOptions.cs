@@ -1,0 +1,20 @@
+namespace Crest.Engine.Dump;
+
+/// <summary>What to checkpoint, where, and how to leave the task afterwards (CRIU's dump options).</summary>
+public sealed record DumpOptions
+{
+    /// <summary>The root task of the tree to checkpoint (one single-threaded task for now).</summary>
+    public required int Pid { get; init; }
+
+    /// <summary>The images directory, absolute or relative to the current directory; it must exist.</summary>
+    public required string ImagesDir { get; init; }
+
+    /// <summary>-R / --leave-running: detach the task running once the images are safe.</summary>
+    public bool LeaveRunning { get; init; }
+
+    /// <summary>-s / --leave-stopped: detach the task stopped (SIGSTOP) once the images are safe.</summary>
+    public bool LeaveStopped { get; init; }
+
+    /// <summary>--timeout: how long freezing may take.</summary>
+    public TimeSpan FreezeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+}

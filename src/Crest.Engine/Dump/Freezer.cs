@@ -1,0 +1,186 @@
+// Freezing one task: PTRACE_SEIZE then PTRACE_INTERRUPT (Linux 3.4), waiting for the PTRACE_EVENT_STOP trap
+// (ENGINE.md §2). A task already in group stop (job control) reports that stop instead and is remembered as
+// stopped, so that it is left stopped. A signal that arrives first shows up as a signal-delivery stop: it is
+// passed on (PTRACE_CONT with that signal) and the interrupt, still pending, stops the task right after.
+//
+// Release (the reverse): PTRACE_DETACH from the event stop the injector leaves the task in. The kernel keeps
+// a task whose group stop is in effect stopped across the detach; to leave a running task stopped, SIGSTOP
+// is queued through a pidfd first, because a signal given to PTRACE_DETACH from a trap stop is dropped.
+using System.Diagnostics;
+using Crest.Diagnostics;
+using Crest.Kernel;
+using Crest.Kernel.Files;
+using Crest.Kernel.Ptrace;
+
+namespace Crest.Engine.Dump;
+
+/// <summary>A task held in a ptrace stop for the dump.</summary>
+internal sealed class FrozenTask
+{
+    public FrozenTask(Tracee tracee, bool wasStopped)
+    {
+        Tracee = tracee;
+        WasStopped = wasStopped;
+    }
+
+    public Tracee Tracee { get; }
+
+    public int Pid => Tracee.Tid;
+
+    /// <summary>The task was in group stop (SIGSTOP & co.) before it was seized.</summary>
+    public bool WasStopped { get; }
+
+    /// <summary>Set once the task is detached or dead: nothing more to undo.</summary>
+    public bool Released { get; set; }
+}
+
+/// <summary>How the task is left once the dump is over.</summary>
+internal enum ReleaseMode
+{
+    /// <summary>As it was: running, or stopped if it was stopped.</summary>
+    AsItWas,
+
+    /// <summary>Stopped with SIGSTOP.</summary>
+    Stopped,
+
+    /// <summary>Killed with SIGKILL; returns once it is gone (or a zombie of another parent).</summary>
+    Killed,
+}
+
+internal static class Freezer
+{
+    private const int SIGKILL = 9, SIGSTOP = 19, SIGTSTP = 20, SIGTTIN = 21, SIGTTOU = 22;
+
+    public static FrozenTask Freeze(Tracer tracer, int pid, TimeSpan timeout)
+    {
+        Tracee tracee;
+        try
+        {
+            tracee = tracer.Seize(pid);
+        }
+        catch (KernelException e)
+        {
+            throw new DumpException($"Cannot seize task {pid}: {e.Message}.", e);
+        }
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            tracee.Interrupt();
+            while (true)
+            {
+                TimeSpan left = timeout - clock.Elapsed;
+                if (left < TimeSpan.Zero) left = TimeSpan.Zero;
+                TraceeStop stop = tracee.WaitForStop(left);
+                if (stop.Status.IsEventStop)
+                {
+                    bool stopped = stop.Signal is SIGSTOP or SIGTSTP or SIGTTIN or SIGTTOU;
+                    Log.Info($"{pid}: freezer: frozen ({(stopped ? "was stopped" : "was running")})");
+                    return new FrozenTask(tracee, stopped);
+                }
+                // A signal on its way in: let the task have it; the interrupt stops it afterwards.
+                int signal = stop.Status.IsSignalDeliveryStop ? stop.Signal : 0;
+                Log.Debug($"{pid}: freezer: passing on {stop.Status} before the interrupt stop");
+                tracee.Continue(signal);
+            }
+        }
+        catch (TraceeExitedException e)
+        {
+            throw new DumpException($"Task {pid} ended while it was being frozen ({e.Status}).", e);
+        }
+        catch (TimeoutException e)
+        {
+            TryDetachAfterFailedFreeze(tracee);
+            throw new DumpException($"Task {pid} did not stop within {timeout.TotalSeconds:0.###} s.", e);
+        }
+        catch (KernelException e)
+        {
+            TryDetachAfterFailedFreeze(tracee);
+            throw new DumpException($"Cannot freeze task {pid}: {e.Message}.", e);
+        }
+    }
+
+    /// <summary>Detach as <paramref name="mode"/> says. Throws DumpException if the task cannot be released.</summary>
+    public static void Release(FrozenTask task, ReleaseMode mode)
+    {
+        if (task.Released) return;
+        int pid = task.Pid;
+        try
+        {
+            switch (mode)
+            {
+                case ReleaseMode.AsItWas:
+                    task.Tracee.Detach();
+                    break;
+                case ReleaseMode.Stopped:
+                    if (!task.WasStopped)
+                    {
+                        using var pidfd = PidFd.Open(pid);
+                        pidfd.SendSignal(SIGSTOP);
+                    }
+                    task.Tracee.Detach();
+                    break;
+                case ReleaseMode.Killed:
+                    Kill(task);
+                    break;
+            }
+            task.Released = true;
+            Log.Info($"{pid}: freezer: released ({mode})");
+        }
+        catch (KernelException e)
+        {
+            throw new DumpException($"Cannot release task {pid} ({mode}): {e.Message}.", e);
+        }
+    }
+
+    private static void Kill(FrozenTask task)
+    {
+        int pid = task.Pid;
+        using (var pidfd = PidFd.Open(pid))
+            pidfd.SendSignal(SIGKILL);
+        // The tracer hears of the death first; if Crest is also the parent, that wait reaps the task (and
+        // remembers its status for ChildProcess); otherwise the task then becomes a zombie of its parent.
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            while (true) task.Tracee.WaitForStop(TimeSpan.FromSeconds(10));
+        }
+        catch (TraceeExitedException)
+        {
+        }
+        catch (KernelException e) when (e.Errno.Value == Errno.ECHILD)
+        {
+        }
+        task.Released = true;
+        while (clock.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            string stat;
+            try
+            {
+                stat = File.ReadAllText($"/proc/{pid}/stat");
+            }
+            catch (IOException)
+            {
+                return; // gone
+            }
+            int paren = stat.LastIndexOf(')');
+            if (paren > 0 && paren + 2 < stat.Length && stat[paren + 2] is 'Z' or 'X') return;
+            Thread.Sleep(1);
+        }
+        throw new DumpException($"Task {pid} was sent SIGKILL but is still alive after 30 s.");
+    }
+
+    private static void TryDetachAfterFailedFreeze(Tracee tracee)
+    {
+        // The interrupt may still be pending; a detach needs a stop. Try to catch one briefly, else the
+        // tracer's end detaches the task anyway (exit_ptrace).
+        try
+        {
+            if (tracee.LastStop is null) tracee.WaitForStop(TimeSpan.FromMilliseconds(200));
+            tracee.Detach();
+        }
+        catch (Exception e) when (e is KernelException or TimeoutException or TraceeExitedException)
+        {
+            Log.Warning($"{tracee.Tid}: freezer: detach after a failed freeze: {e.Message}");
+        }
+    }
+}

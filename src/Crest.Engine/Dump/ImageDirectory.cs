@@ -1,0 +1,102 @@
+// The images directory of one dump. Every image is written whole and fsynced (ImageWriter.Create with
+// syncOnClose), then the directory itself is fsynced, so that a dump that reports success survives a crash.
+// inventory.img is written last: a directory without it is an incomplete dump. On failure every file this
+// dump created is removed again.
+using Crest.Images;
+using Crest.Kernel;
+using Crest.Kernel.Files;
+using Google.Protobuf;
+
+namespace Crest.Engine.Dump;
+
+internal sealed class ImageDirectory
+{
+    private readonly List<string> _created = [];
+
+    public ImageDirectory(string path)
+    {
+        Path = System.IO.Path.GetFullPath(path);
+        if (!Directory.Exists(Path))
+            throw new DumpException($"The images directory {Path} does not exist.");
+    }
+
+    public string Path { get; }
+
+    public ulong BytesWritten { get; private set; }
+
+    public string PathOf(string name) => System.IO.Path.Combine(Path, name);
+
+    /// <summary>Remove an inventory.img left by an earlier dump, so that a failed dump cannot look complete.</summary>
+    public void RemoveStaleInventory()
+    {
+        string inventory = PathOf(ImageKinds.FileName(ImageKinds.Inventory));
+        try
+        {
+            if (File.Exists(inventory)) File.Delete(inventory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DumpException($"Cannot remove the old {inventory}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Write an image of <paramref name="kind"/> holding <paramref name="entries"/>.</summary>
+    public void Write(ImageKind kind, ulong id, params IMessage[] entries) => WriteNamed(ImageKinds.FileName(kind, id), kind, entries);
+
+    public void WriteNamed(string name, ImageKind kind, IReadOnlyList<IMessage> entries)
+    {
+        string path = PathOf(name);
+        _created.Add(path);
+        try
+        {
+            using var writer = ImageWriter.Create(path, kind, syncOnClose: true);
+            foreach (var e in entries) writer.WriteEntry(e);
+            writer.Complete();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DumpException($"Cannot write {path}: {e.Message}", e);
+        }
+        BytesWritten += (ulong)new FileInfo(path).Length;
+    }
+
+    /// <summary>Note a file written by another writer (pagemap/pages) for cleanup and size.</summary>
+    public void Track(string name)
+    {
+        string path = PathOf(name);
+        if (!_created.Contains(path)) _created.Add(path);
+    }
+
+    public void Account(string name) => BytesWritten += (ulong)new FileInfo(PathOf(name)).Length;
+
+    /// <summary>fsync the directory so that the new names are durable too.</summary>
+    public void SyncDirectory()
+    {
+        try
+        {
+            using var dir = FileDescriptor.Open(Path, OpenFlags.ReadOnly | OpenFlags.Directory | OpenFlags.CloseOnExec);
+            dir.Sync();
+        }
+        catch (KernelException e)
+        {
+            throw new DumpException($"Cannot sync the images directory {Path}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Remove what this dump wrote (after a failure).</summary>
+    public void RemoveCreated()
+    {
+        foreach (string path in _created)
+        {
+            try
+            {
+                File.Delete(path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Crest.Diagnostics.Log.Warning($"cannot remove the partial image {path}: {e.Message}");
+            }
+        }
+        _created.Clear();
+    }
+}

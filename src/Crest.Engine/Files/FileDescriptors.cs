@@ -1,0 +1,50 @@
+// The fd table of a task: /proc/PID/fd (readlink gives the kind: a path, or "pipe:[ino]", "socket:[ino]",
+// "anon_inode:[eventfd]"...) and /proc/PID/fdinfo/N (pos, flags in octal with O_CLOEXEC, mnt_id). Every fd
+// is checked before the dump changes anything in the task, so an unsupported one fails the dump early.
+using System.Globalization;
+using Crest.Engine.Dump;
+using Crest.Images.Protos;
+using Crest.Kernel.Proc;
+
+namespace Crest.Engine.Files;
+
+internal static class FileDescriptors
+{
+    private const uint O_CLOEXEC = 0x80000, FD_CLOEXEC = 1;
+
+    /// <summary>Describe every fd of <paramref name="pid"/> into <paramref name="table"/>; returns fdinfo-N.img's entries.</summary>
+    public static List<FdinfoEntry> Collect(int pid, FileTable table)
+    {
+        var fds = new List<int>();
+        foreach (string entry in Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"))
+            fds.Add(int.Parse(Path.GetFileName(entry), CultureInfo.InvariantCulture));
+        fds.Sort();
+        var result = new List<FdinfoEntry>(fds.Count);
+        foreach (int fd in fds)
+        {
+            string what = $"task {pid} fd {fd}";
+            string link = $"/proc/{pid}/fd/{fd}";
+            string target = new FileInfo(link).LinkTarget ?? throw new DumpException($"{what}: readlink {link} failed.");
+            if (!target.StartsWith('/'))
+                throw new DumpException($"{what}: unsupported file kind ({target}).");
+            if (target.StartsWith("/memfd:", StringComparison.Ordinal))
+                throw new DumpException($"{what}: unsupported file kind (memfd {target}).");
+            var info = FdInfo.Parse(ProcFile.ReadAll(pid, $"fdinfo/{fd}"));
+            var st = RegularFiles.TryStat(link) ?? throw new DumpException($"{what}: {link} cannot be opened (the fd was closed during the dump?).");
+            if (!RegularFiles.IsSupported(st))
+                throw new DumpException($"{what}: unsupported file kind ({target}, mode {st.Mode:o}).");
+            if (target.EndsWith(" (deleted)", StringComparison.Ordinal))
+                throw new DumpException($"{what}: file {target[..^" (deleted)".Length]} was deleted; deleted files are not supported.");
+            RegularFiles.CheckSameFile(what, target, st);
+            uint id = table.Add(RegularFiles.Describe(target, info.Flags, (ulong)info.Pos, st, info.MntId));
+            result.Add(new FdinfoEntry
+            {
+                Id = id,
+                Flags = (info.Flags & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0,
+                Type = FdTypes.Reg,
+                Fd = (uint)fd,
+            });
+        }
+        return result;
+    }
+}

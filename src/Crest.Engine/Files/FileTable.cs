@@ -1,0 +1,31 @@
+// files.img: one FileEntry per open file object (CRIU's file ids), which fdinfo-N.img, mm-PID.img
+// (vma.shmid, exe_file_id) and fs-PID.img (cwd_id, root_id) refer to by id. Ids start at 1.
+using Crest.Images.Protos;
+
+namespace Crest.Engine.Files;
+
+internal sealed class FileTable
+{
+    private readonly List<FileEntry> _entries = [];
+    private readonly Dictionary<(string Path, uint Flags), uint> _byPath = [];
+
+    public IReadOnlyList<FileEntry> Entries => _entries;
+
+    public uint NextId => (uint)_entries.Count + 1;
+
+    public uint Add(RegFileEntry reg)
+    {
+        reg.Id = NextId;
+        _entries.Add(new FileEntry { Type = FdTypes.Reg, Id = reg.Id, Reg = reg });
+        return reg.Id;
+    }
+
+    /// <summary>One entry per (path, flags) for files that are not open descriptors (mappings, exe, cwd, root).</summary>
+    public uint AddShared(RegFileEntry reg)
+    {
+        if (_byPath.TryGetValue((reg.Name, reg.Flags), out uint id)) return id;
+        id = Add(reg);
+        _byPath[(reg.Name, reg.Flags)] = id;
+        return id;
+    }
+}

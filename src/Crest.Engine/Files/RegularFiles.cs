@@ -1,0 +1,76 @@
+// Regular files, directories and the harmless character devices (/dev/null, /dev/zero & co.), as CRIU's
+// REG file entries: path, open flags, position, size and mode. A file is only accepted when the path still
+// names the very object the task holds (same device and inode, by fstat of /proc/PID/fd/N or
+// /proc/PID/map_files against stat of the path); otherwise restore would open something else, so the dump
+// refuses, naming the fd or the mapping (deleted and replaced files need ghost/remap images, not done yet).
+using Crest.Engine.Dump;
+using Crest.Images.Protos;
+using Crest.Kernel;
+using Crest.Kernel.Files;
+
+namespace Crest.Engine.Files;
+
+internal static class RegularFiles
+{
+    /// <summary>Character devices that hold no state, by (major, minor): null, zero, full, random, urandom.</summary>
+    private const int ESTALE = 116;
+
+    private static readonly HashSet<(uint, uint)> StatelessDevices = [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9)];
+
+    /// <summary>The status of whatever <paramref name="path"/> names (following a /proc magic link), or null if it is gone.</summary>
+    public static FileStatus? TryStat(string path)
+    {
+        try
+        {
+            using var fd = FileDescriptor.Open(path, OpenFlags.Path | OpenFlags.CloseOnExec);
+            return fd.Stat();
+        }
+        catch (KernelException e) when (e.Errno.Value is Errno.ENOENT or Errno.ENOTDIR or ESTALE)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Whether a file of this status can be reopened by path: regular file, directory, stateless device.</summary>
+    public static bool IsSupported(FileStatus st) =>
+        st.IsRegularFile || st.IsDirectory || (st.IsCharacterDevice && StatelessDevices.Contains((FileStatus.Major(st.RDevice), FileStatus.Minor(st.RDevice))));
+
+    /// <summary>
+    /// Check that <paramref name="path"/> still names the object of status <paramref name="held"/>; throws a
+    /// DumpException starting with <paramref name="what"/> ("task 12 fd 3") otherwise.
+    /// </summary>
+    public static void CheckSameFile(string what, string path, FileStatus held)
+    {
+        var atPath = TryStat(path);
+        if (atPath is null)
+            throw new DumpException($"{what}: file {path} was deleted; deleted files are not supported.");
+        if (atPath.Value.Device != held.Device || atPath.Value.Inode != held.Inode)
+            throw new DumpException($"{what}: {path} now names another file than the one open (inode {held.Inode}, now {atPath.Value.Inode}).");
+    }
+
+    public static RegFileEntry Describe(string path, uint flags, ulong pos, FileStatus st, int? mntId) => new()
+    {
+        Flags = flags,
+        Pos = pos,
+        Fown = new FownEntry { Uid = 0, Euid = 0, Signum = 0, PidType = 0, Pid = 0 },
+        Name = path,
+        MntId = mntId ?? -1,
+        Size = (ulong)st.Size,
+        Mode = st.Mode,
+    };
+
+    /// <summary>
+    /// A file the task uses other than through a descriptor (its exe, cwd, root, a mapping): <paramref name="heldPath"/>
+    /// is the /proc link that reaches the object itself, <paramref name="path"/> the name to reopen.
+    /// </summary>
+    public static uint AddByPath(FileTable table, string what, string heldPath, string path, uint flags)
+    {
+        if (path.EndsWith(" (deleted)", StringComparison.Ordinal))
+            throw new DumpException($"{what}: file {path[..^" (deleted)".Length]} was deleted; deleted files are not supported.");
+        var held = TryStat(heldPath) ?? throw new DumpException($"{what}: {heldPath} cannot be opened.");
+        if (!IsSupported(held))
+            throw new DumpException($"{what}: unsupported file kind ({path}, mode {held.Mode:o}).");
+        CheckSameFile(what, path, held);
+        return table.AddShared(Describe(path, flags, 0, held, null));
+    }
+}

@@ -1,0 +1,154 @@
+// Private memory into pagemap-PID.img + pages-1.img (ENGINE.md §1.6, §6). Present pages are found with
+// PAGEMAP_SCAN (PagemapScan.cs), read with process_vm_readv in vectors of up to IOV_MAX ranges into one of
+// two large pinned buffers, and written with large sequential writes while the next buffer is being read
+// (reading and writing overlap on two threads). A page run of a VMA without PROT_READ is read through
+// /proc/PID/mem instead, which may read what process_vm_readv may not (FOLL_FORCE).
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Crest.Diagnostics;
+using Crest.Engine.Dump;
+using Crest.Images.Pages;
+using Crest.Kernel;
+using Crest.Kernel.Files;
+using Crest.Kernel.Memory;
+using Crest.Kernel.Proc;
+
+namespace Crest.Engine.Memory;
+
+internal sealed record PageDumpResult(ulong PagesScanned, ulong PagesWritten, TimeSpan MemdumpTime, TimeSpan MemwriteTime);
+
+internal static class PageDumper
+{
+    private const int PageSize = 4096;
+
+    /// <summary>Size of each of the two transfer buffers.</summary>
+    internal const int BufferSize = 16 << 20;
+
+    private readonly record struct Run(ulong Start, ulong End, bool Readable);
+
+    private readonly record struct Piece(ulong RunStart, ulong RunPages, bool First, ulong Address, int Length, bool Readable);
+
+    public static PageDumpResult Dump(int pid, IReadOnlyList<DumpedVma> vmas, PageImageWriter writer)
+    {
+        var clock = Stopwatch.StartNew();
+        ulong scanned = 0;
+        var runs = new List<Run>();
+        using (var scan = new PagemapScan(pid))
+        {
+            var found = new List<(ulong Start, ulong End)>();
+            foreach (var v in vmas)
+            {
+                if (v.Pages == PageSelection.None) continue;
+                scanned += v.Vma.Size / PageSize;
+                found.Clear();
+                scan.Scan(v.Vma.Start, v.Vma.End, v.Pages, found);
+                bool readable = (v.Vma.Permissions & VmaPermissions.Read) != 0;
+                foreach (var (s, e) in found) runs.Add(new Run(s, e, readable));
+            }
+        }
+        ulong total = 0;
+        foreach (var r in runs) total += (r.End - r.Start) / PageSize;
+        Log.Info($"{pid}: pages: {scanned} pages scanned, {total} to write in {runs.Count} runs");
+
+        long writeTicks = 0;
+        FileDescriptor? mem = null;
+        var buffers = new[] { GC.AllocateUninitializedArray<byte>(BufferSize, pinned: true), GC.AllocateUninitializedArray<byte>(BufferSize, pinned: true) };
+        Task? pendingWrite = null;
+        var ranges = new List<RemoteRange>();
+        try
+        {
+            int ri = 0, bi = 0;
+            ulong within = 0;
+            while (ri < runs.Count)
+            {
+                var pieces = new List<Piece>();
+                int filled = 0;
+                while (ri < runs.Count && filled < BufferSize)
+                {
+                    var r = runs[ri];
+                    ulong size = r.End - r.Start;
+                    int take = (int)Math.Min(size - within, (ulong)(BufferSize - filled));
+                    pieces.Add(new Piece(r.Start, size / PageSize, within == 0, r.Start + within, take, r.Readable));
+                    filled += take;
+                    within += (ulong)take;
+                    if (within == size)
+                    {
+                        ri++;
+                        within = 0;
+                    }
+                }
+                byte[] buffer = buffers[bi];
+                bi ^= 1;
+                ReadPieces(pid, pieces, buffer, ranges, ref mem);
+                pendingWrite?.GetAwaiter().GetResult();
+                pendingWrite = Task.Run(() =>
+                {
+                    long begin = Stopwatch.GetTimestamp();
+                    int at = 0;
+                    foreach (var p in pieces)
+                    {
+                        if (p.First) writer.BeginPresent(p.RunStart, checked((uint)p.RunPages));
+                        writer.WritePageData(buffer.AsSpan(at, p.Length));
+                        at += p.Length;
+                    }
+                    writeTicks += Stopwatch.GetTimestamp() - begin;
+                });
+            }
+            pendingWrite?.GetAwaiter().GetResult();
+            pendingWrite = null;
+            long flushBegin = Stopwatch.GetTimestamp();
+            writer.Complete();
+            writeTicks += Stopwatch.GetTimestamp() - flushBegin;
+        }
+        finally
+        {
+            // Never leave a write running on the writer the caller is about to dispose.
+            if (pendingWrite is not null)
+            {
+                try { pendingWrite.Wait(); }
+                catch (AggregateException) { }
+            }
+            mem?.Dispose();
+        }
+        return new PageDumpResult(scanned, total, clock.Elapsed, Stopwatch.GetElapsedTime(0, writeTicks));
+    }
+
+    private static void ReadPieces(int pid, List<Piece> pieces, byte[] buffer, List<RemoteRange> ranges, ref FileDescriptor? mem)
+    {
+        ranges.Clear();
+        int at = 0, readableStart = 0;
+        foreach (var p in pieces)
+        {
+            if (p.Readable)
+            {
+                ranges.Add(new RemoteRange(p.Address, (ulong)p.Length));
+            }
+            else
+            {
+                // Flush the readable ranges gathered so far, then this one through /proc/PID/mem.
+                ReadRanges(pid, ranges, buffer.AsSpan(readableStart, at - readableStart));
+                ranges.Clear();
+                mem ??= FileDescriptor.Open($"/proc/{pid}/mem", OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
+                int n = mem.PRead(buffer.AsSpan(at, p.Length), (long)p.Address);
+                if (n != p.Length)
+                    throw new DumpException($"Cannot read the memory of task {pid} at 0x{p.Address:x}: /proc/{pid}/mem gave {n} of {p.Length} bytes.");
+                readableStart = at + p.Length;
+            }
+            at += p.Length;
+        }
+        ReadRanges(pid, ranges, buffer.AsSpan(readableStart, at - readableStart));
+    }
+
+    private static void ReadRanges(int pid, List<RemoteRange> ranges, Span<byte> buffer)
+    {
+        if (ranges.Count == 0) return;
+        try
+        {
+            RemoteMemory.ReadVectored(pid, CollectionsMarshal.AsSpan(ranges), buffer);
+        }
+        catch (KernelException e)
+        {
+            throw new DumpException($"Cannot read the memory of task {pid}: {e.Message}.", e);
+        }
+    }
+}

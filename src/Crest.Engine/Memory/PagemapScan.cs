@@ -1,0 +1,86 @@
+// Which pages of a range are worth dumping, from the PAGEMAP_SCAN ioctl on /proc/PID/pagemap (Linux 6.7):
+// the kernel walks the page tables and returns runs of pages matching a category filter, so a 64 GiB
+// sparse mapping with three touched pages costs one call and three regions, not 16 M pagemap words.
+//
+//   struct pm_scan_arg (96 bytes): size, flags, start, end, walk_end, vec, vec_len, max_pages,
+//                                  category_inverted, category_mask, category_anyof_mask, return_mask
+//   struct page_region (24 bytes): start, end, categories
+//
+// A page matches when ((categories ^ inverted) & mask) == mask and (categories & anyof) != 0. The call
+// returns the number of regions written to vec and sets walk_end to where it stopped (vec full).
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using Crest.Engine.Dump;
+using Crest.Kernel;
+using Crest.Kernel.Files;
+
+namespace Crest.Engine.Memory;
+
+internal sealed class PagemapScan : IDisposable
+{
+    private const ulong PAGEMAP_SCAN = 0xC0606610;
+    private const ulong PAGE_IS_FILE = 1 << 2, PAGE_IS_PRESENT = 1 << 3, PAGE_IS_SWAPPED = 1 << 4, PAGE_IS_PFNZERO = 1 << 5;
+    private const int RegionSize = 24, VecLength = 4096;
+
+    private readonly FileDescriptor _pagemap;
+    private readonly byte[] _vec = GC.AllocateArray<byte>(RegionSize * VecLength, pinned: true);
+    private readonly byte[] _arg = new byte[96];
+    private readonly int _pid;
+
+    public PagemapScan(int pid)
+    {
+        _pid = pid;
+        _pagemap = FileDescriptor.Open($"/proc/{pid}/pagemap", OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
+    }
+
+    /// <summary>Appends the runs of pages of [start, end) that <paramref name="selection"/> keeps to <paramref name="runs"/>.</summary>
+    public unsafe void Scan(ulong start, ulong end, PageSelection selection, List<(ulong Start, ulong End)> runs)
+    {
+        ulong mask = PAGE_IS_PFNZERO, inverted = PAGE_IS_PFNZERO;
+        if (selection == PageSelection.PrivateCopies)
+        {
+            mask |= PAGE_IS_FILE;
+            inverted |= PAGE_IS_FILE;
+        }
+        ulong at = start;
+        while (at < end)
+        {
+            Span<byte> a = _arg;
+            a.Clear();
+            fixed (byte* vec = _vec)
+            {
+                BinaryPrimitives.WriteUInt64LittleEndian(a[0..], 96);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[16..], at);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[24..], end);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[40..], (ulong)vec);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[48..], VecLength);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[64..], inverted);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[72..], mask);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[80..], PAGE_IS_PRESENT | PAGE_IS_SWAPPED);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[88..], PAGE_IS_PRESENT | PAGE_IS_SWAPPED);
+                int n;
+                try
+                {
+                    n = _pagemap.Ioctl(PAGEMAP_SCAN, a);
+                }
+                catch (KernelException e)
+                {
+                    throw new DumpException($"Cannot scan the pages of task {_pid} at 0x{at:x}-0x{end:x}: ioctl(PAGEMAP_SCAN) failed with {e.Errno}.", e);
+                }
+                ReadOnlySpan<byte> regions = _vec;
+                for (int i = 0; i < n; i++)
+                {
+                    ulong rs = BinaryPrimitives.ReadUInt64LittleEndian(regions[(i * RegionSize)..]);
+                    ulong re = BinaryPrimitives.ReadUInt64LittleEndian(regions[(i * RegionSize + 8)..]);
+                    if (runs.Count > 0 && runs[^1].End == rs) runs[^1] = (runs[^1].Start, re);
+                    else runs.Add((rs, re));
+                }
+                ulong walkEnd = BinaryPrimitives.ReadUInt64LittleEndian(a[32..]);
+                if (walkEnd <= at) throw new DumpException($"ioctl(PAGEMAP_SCAN) on task {_pid} made no progress at 0x{at:x}.");
+                at = walkEnd;
+            }
+        }
+    }
+
+    public void Dispose() => _pagemap.Dispose();
+}

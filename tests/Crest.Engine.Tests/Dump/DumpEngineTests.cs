@@ -1,0 +1,161 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Crest.Engine.Dump;
+using Crest.Kernel.Tests.Fixtures;
+
+namespace Crest.Engine.Tests.Dump;
+
+// Shares a collection with KernelCheckTests: that one asserts the test process has no children left.
+[Collection("Children of the test process")]
+public sealed class DumpEngineTests : IDisposable
+{
+    private const int SIGUSR1 = 10;
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    private readonly string _dir = Directory.CreateTempSubdirectory("crest-dump-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void CounterImagesDecodeWithCritAndTheCounterKeepsRunning()
+    {
+        using var fixture = FixtureProcess.Start("dump_counter");
+        var stats = DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir, LeaveRunning = true });
+
+        int pid = fixture.Pid;
+        string[] expected = ["inventory.img", "pstree.img", $"core-{pid}.img", $"mm-{pid}.img", $"pagemap-{pid}.img",
+            "pages-1.img", $"ids-{pid}.img", $"fs-{pid}.img", "files.img", "fdinfo-1.img", "stats-dump"];
+        foreach (string name in expected) Assert.True(File.Exists(Path.Combine(_dir, name)), $"{name} is missing");
+        foreach (string file in Directory.GetFiles(_dir))
+        {
+            if (Path.GetFileName(file).StartsWith("pages-", StringComparison.Ordinal)) continue; // raw page data
+            Crit.Decode(file).Dispose();
+        }
+
+        using (var core = Crit.Decode(Path.Combine(_dir, $"core-{pid}.img")))
+        {
+            var entry = core.RootElement.GetProperty("entries")[0];
+            Assert.Equal("X86_64", entry.GetProperty("mtype").GetString());
+            Assert.Equal(62, entry.GetProperty("tc").GetProperty("sigactions").GetArrayLength());
+            Assert.Equal("dump_counter", entry.GetProperty("tc").GetProperty("comm").GetString());
+            Assert.True(entry.GetProperty("thread_info").GetProperty("fpregs").TryGetProperty("xsave", out _));
+        }
+        using (var files = Crit.Decode(Path.Combine(_dir, "files.img")))
+        {
+            var names = files.RootElement.GetProperty("entries").EnumerateArray()
+                .Select(e => e.GetProperty("reg").GetProperty("name").GetString()).ToList();
+            Assert.Contains(fixture.Ready["file"], names);
+            Assert.Contains("/dev/null", names);
+        }
+        Assert.True(stats.PagesWritten > (3u << 20) / 4096, $"{stats.PagesWritten} pages written");
+        AssertStatsMatchPages();
+
+        Assert.Equal("PASS", fixture.Verify(SIGUSR1, Timeout));
+    }
+
+    [Fact]
+    public void WithoutLeaveRunningTheTaskIsKilled()
+    {
+        using var fixture = FixtureProcess.Start("dump_counter");
+        DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir });
+        var status = fixture.Child.WaitForExit(Timeout);
+        Assert.True(status.Signaled && status.TermSignal == 9, status.ToString());
+        Assert.True(File.Exists(Path.Combine(_dir, "inventory.img")));
+    }
+
+    [Fact]
+    public void LeaveStoppedLeavesTheTaskStopped()
+    {
+        using var fixture = FixtureProcess.Start("dump_counter");
+        DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir, LeaveStopped = true });
+        var clock = Stopwatch.StartNew();
+        char state = ' ';
+        while (clock.Elapsed < Timeout && state != 'T')
+        {
+            string stat = File.ReadAllText($"/proc/{fixture.Pid}/stat");
+            state = stat[stat.LastIndexOf(')') + 2];
+            Thread.Sleep(5);
+        }
+        Assert.Equal('T', state);
+        fixture.Child.Signal(18 /* SIGCONT */);
+        Assert.Equal("PASS", fixture.Verify(SIGUSR1, Timeout));
+    }
+
+    [Theory]
+    [InlineData("pipe", "unsupported file kind (pipe:[")]
+    [InlineData("eventfd", "unsupported file kind (anon_inode:[eventfd])")]
+    [InlineData("mapdeleted", "was deleted")]
+    public void UnsupportedStateFailsClosed(string extra, string message)
+    {
+        using var fixture = FixtureProcess.Start("dump_counter", extra);
+        var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir }));
+        Assert.Contains(message, e.Message);
+        Assert.Contains(fixture.Pid.ToString(), e.Message);
+        Assert.Empty(Directory.GetFiles(_dir));
+        Assert.Equal("PASS", fixture.Verify(SIGUSR1, Timeout));
+    }
+
+    [Theory]
+    [InlineData("pages-1.img")]
+    [InlineData("core-{pid}.img")]
+    [InlineData("fdinfo-1.img")]
+    public void AnImageThatCannotBeWrittenFailsClosed(string blocked)
+    {
+        using var fixture = FixtureProcess.Start("dump_counter");
+        // Root writes anywhere, so block one image name with a directory of that name.
+        string blocker = Path.Combine(_dir, blocked.Replace("{pid}", fixture.Pid.ToString()));
+        Directory.CreateDirectory(blocker);
+        var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir }));
+        Assert.Contains(_dir, e.Message);
+        Assert.False(File.Exists(Path.Combine(_dir, "inventory.img")));
+        Assert.Equal([blocker], Directory.GetFileSystemEntries(_dir));
+        Assert.Equal("PASS", fixture.Verify(SIGUSR1, Timeout));
+    }
+
+    [Fact]
+    public void AMissingImagesDirectoryIsRefusedBeforeFreezing()
+    {
+        using var fixture = FixtureProcess.Start("dump_counter");
+        var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = Path.Combine(_dir, "nope") }));
+        Assert.Contains("does not exist", e.Message);
+        Assert.Equal("PASS", fixture.Verify(SIGUSR1, Timeout));
+    }
+
+    [Fact]
+    public void ASparse64GiBMappingDumpsSmallAndFast()
+    {
+        using var fixture = FixtureProcess.Start("dump_counter", "sparse");
+        var clock = Stopwatch.StartNew();
+        var stats = DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir, LeaveRunning = true });
+        var elapsed = clock.Elapsed;
+        long pages = new FileInfo(Path.Combine(_dir, "pages-1.img")).Length;
+        Assert.True(pages < 64L << 20, $"pages-1.img is {pages} bytes");
+        Assert.True(stats.PagesScanned > (64UL << 30) / 4096, $"{stats.PagesScanned} pages scanned");
+        Assert.True(elapsed < TimeSpan.FromSeconds(5), $"dump took {elapsed}");
+        AssertStatsMatchPages();
+        Assert.Equal("PASS", fixture.Verify(SIGUSR1, Timeout));
+    }
+
+    [Fact]
+    public void ThreadsAreRefusedWithTheTaskNamed()
+    {
+        using var fixture = FixtureProcess.Start("dump_counter");
+        // A task with children: the fixture's parent (this process) is multi-threaded and has children; use
+        // ourselves as the multi-threaded example.
+        int self = Environment.ProcessId;
+        var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = self, ImagesDir = _dir }));
+        Assert.Contains($"Task {self} has", e.Message);
+        Assert.Equal("PASS", fixture.Verify(SIGUSR1, Timeout));
+    }
+
+    private void AssertStatsMatchPages()
+    {
+        using var stats = Crit.Decode(Path.Combine(_dir, "stats-dump"));
+        var dump = stats.RootElement.GetProperty("entries")[0].GetProperty("dump");
+        ulong written = dump.GetProperty("pages_written").GetUInt64();
+        ulong shwritten = dump.TryGetProperty("shpages_written", out var sh) ? sh.GetUInt64() : 0;
+        long bytes = Directory.GetFiles(_dir, "pages-*.img").Sum(f => new FileInfo(f).Length);
+        Assert.Equal((ulong)bytes / 4096, written + shwritten);
+        Assert.Equal(0, bytes % 4096);
+    }
+}
