@@ -8,7 +8,7 @@ namespace Crest.Cli.Tests.EndToEnd;
 [Collection("Checkpointed processes")]
 public class DumpRestoreTests
 {
-    private const string NeedsEngines = "until engine-dump and engine-restore are merged";
+    private const string NeedsEngines = "until engine-restore is merged";
 
     private static string[] HarnessDump(string images, int pid, string pidFile) =>
         ["dump", "--no-default-config", "--log-file", "dump.log", "--images-dir", images, "--verbosity=4",
@@ -38,7 +38,7 @@ public class DumpRestoreTests
         Assert.Equal("PASS", target.Verify());
     }
 
-    [Fact(Skip = NeedsEngines)]
+    [Fact]
     public void EveryImageDecodesWithCritAndShowsAsCritShowsIt()
     {
         using var dir = new TempDirectory();
@@ -63,7 +63,7 @@ public class DumpRestoreTests
         }
     }
 
-    [Fact(Skip = NeedsEngines)]
+    [Fact]
     public void FailedDumpLeavesTheProcessRunningAndSaysWhy()
     {
         using var dir = new TempDirectory();
@@ -81,7 +81,7 @@ public class DumpRestoreTests
         Assert.Equal("PASS", target.Verify());
     }
 
-    [Fact(Skip = NeedsEngines)]
+    [Fact]
     public void LeaveRunningKeepsTheProcessGoing()
     {
         using var dir = new TempDirectory();

@@ -1,0 +1,26 @@
+// `dump` and `restore`: CRIU's options turned into the engines' options (CONTRACT.md). Paths are
+// already absolute (CriuPaths: a relative --pidfile is in the work directory, as CRIU has it);
+// the engines' exceptions become "Error: <message>", exit 1, in CriuRunner.
+using Crest.Diagnostics;
+using Crest.Engine.Dump;
+
+namespace Crest.Cli.Criu;
+
+internal static class CheckpointCommands
+{
+    public static int Dump(CriuOptions options, CriuPaths paths)
+    {
+        if (paths.PidFile is { } pidFile)
+            Log.Debug($"dump: --pidfile {pidFile} has no use on dump (CRIU ignores it too)");
+        var statistics = DumpEngine.Dump(new DumpOptions
+        {
+            Pid = options.Tree,
+            ImagesDir = paths.ImagesDir,
+            LeaveRunning = options.FinalState == FinalState.Alive,
+            LeaveStopped = options.FinalState == FinalState.Stopped,
+            FreezeTimeout = TimeSpan.FromSeconds(options.Timeout),
+        });
+        Log.Info($"dump: {statistics}");
+        return 0;
+    }
+}
