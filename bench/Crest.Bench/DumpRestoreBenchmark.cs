@@ -24,13 +24,15 @@ internal static class DumpRestoreBenchmark
 
     private static readonly Size[] AllSizes = [new("64 MiB", 64, 5), new("1 GiB", 1024, 3), new("4 GiB", 4096, 1)];
 
-    /// <summary>One dump and restore of one process.</summary>
-    private sealed record Round(double DumpMs, double RestoreMs, DumpStatsEntry? Stats, long ImageBytes);
+    /// <summary>One dump and restore of one process; RestoreMs is null when the restore failed.</summary>
+    private sealed record Round(double DumpMs, double? RestoreMs, DumpStatsEntry? Stats, long ImageBytes);
 
     private sealed record Outcome(List<Round> Rounds, MachineLimits? Limits, string? Failure)
     {
+        public bool Dumped => Rounds.Count > 0;
+        public bool Restored => Rounds.Any(r => r.RestoreMs is not null);
         public double DumpMs => Median(Rounds.Select(r => r.DumpMs));
-        public double RestoreMs => Median(Rounds.Select(r => r.RestoreMs));
+        public double RestoreMs => Median(Rounds.Where(r => r.RestoreMs is not null).Select(r => r.RestoreMs!.Value));
     }
 
     public static int Run(BenchContext context)
@@ -47,7 +49,7 @@ internal static class DumpRestoreBenchmark
             Console.WriteLine($"  crest {context.CrestBinary}; images in {work} ({FileSystemOf("/dev/shm")}); THP {TransparentHugePages()}");
             Console.WriteLine($"  {"crest --version",-12} p50 {StartupMs(context, work):F1} ms (fixed cost of every crest call)");
             Console.WriteLine();
-            Console.WriteLine($"  {"size",-7} {"crest dump",-20} {"crest restore -d",-20}| {"write to tmpfs",-15} {"vm_readv",-10} {"fault-in",-10} | restored memory");
+            Console.WriteLine($"  {"size",-7} {"crest dump",-22} {"crest restore -d",-22}| {"write to tmpfs",-15} {"vm_readv",-10} {"fault-in",-10} | restored memory");
 
             var outcomes = new Dictionary<int, Outcome>();
             bool ok = true;
@@ -61,14 +63,13 @@ internal static class DumpRestoreBenchmark
 
             var tiny = RunTiny(context, work);
             Console.WriteLine();
+            string tinyDump = tiny.Dumped ? Summary(tiny.Rounds.Select(r => r.DumpMs)) : "failed";
+            string tinyRestore = tiny.Restored ? Summary(tiny.Rounds.Where(r => r.RestoreMs is not null).Select(r => r.RestoreMs!.Value)) : "failed";
+            Console.WriteLine($"  sleep 1000 ({tiny.Rounds.Count} runs)  dump {tinyDump}   restore {tinyRestore}");
             if (tiny.Failure is not null)
             {
-                Console.WriteLine($"  sleep 1000: {tiny.Failure}");
+                Console.WriteLine($"          FAILED: {tiny.Failure}");
                 ok = false;
-            }
-            else
-            {
-                Console.WriteLine($"  sleep 1000 ({tiny.Rounds.Count} runs)  dump {Summary(tiny.Rounds.Select(r => r.DumpMs))}   restore {Summary(tiny.Rounds.Select(r => r.RestoreMs))}");
             }
 
             PrintTargets(outcomes.GetValueOrDefault(1024), tiny);
@@ -117,6 +118,7 @@ internal static class DumpRestoreBenchmark
                 limits ??= MachineLimits.Measure(pid, address, size.Bytes, work, repeats: size.MiB <= 1024 ? 3 : 2);
 
                 var (round, failure) = DumpAndRestore(context, pid, Path.Combine(work, $"images-{size.MiB}"), work);
+                if (round is not null) rounds.Add(round);
                 if (failure is not null) return new Outcome(rounds, limits, failure);
 
                 Native.kill(pid, Native.SIGTERM); // the restored process checks its memory and exits
@@ -124,7 +126,6 @@ internal static class DumpRestoreBenchmark
                 string verdict = Spawned.Tail(output, 1);
                 if (verdict != "PASS")
                     return new Outcome(rounds, limits, $"restored process {pid} {(status is { } s ? Native.Describe(s) : "ended")}: {verdict}");
-                rounds.Add(round!);
             }
             finally
             {
@@ -135,7 +136,10 @@ internal static class DumpRestoreBenchmark
         return new Outcome(rounds, limits, null);
     }
 
-    /// <summary>Dumps <paramref name="pid"/> into a fresh <paramref name="images"/>, checks it is gone, restores it, checks it runs.</summary>
+    /// <summary>
+    /// Dumps <paramref name="pid"/> into a fresh <paramref name="images"/>, checks it is gone, restores
+    /// it, checks it runs. The round is there once the dump worked, the failure once anything did not.
+    /// </summary>
     private static (Round? Round, string? Failure) DumpAndRestore(BenchContext context, int pid, string images, string work)
     {
         if (Directory.Exists(images)) Directory.Delete(images, recursive: true);
@@ -156,11 +160,12 @@ internal static class DumpRestoreBenchmark
             string restoreOutput = Path.Combine(work, "crest-restore.out");
             File.Delete(restoreOutput);
             var (restoreMs, restoreStatus) = Spawned.Run(context.CrestBinary, ["restore", "-D", images, "-d"], restoreOutput);
+            var dumped = new Round(dumpMs, null, stats, imageBytes);
             if (restoreStatus != 0)
-                return (null, $"crest restore {Native.Describe(restoreStatus)}: {Spawned.Tail(restoreOutput)}");
+                return (dumped, $"crest restore {Native.Describe(restoreStatus)}: {Spawned.Tail(restoreOutput)}");
             if (!Spawned.IsAlive(pid))
-                return (null, $"crest restore exited 0 but process {pid} does not run");
-            return (new Round(dumpMs, restoreMs, stats, imageBytes), null);
+                return (dumped, $"crest restore exited 0 but process {pid} does not run");
+            return (dumped with { RestoreMs = restoreMs }, null);
         }
         finally
         {
@@ -178,8 +183,8 @@ internal static class DumpRestoreBenchmark
             {
                 WaitForExec(pid, "sleep");
                 var (round, failure) = DumpAndRestore(context, pid, Path.Combine(work, "images-sleep"), work);
+                if (round is not null) rounds.Add(round);
                 if (failure is not null) return new Outcome(rounds, null, failure);
-                rounds.Add(round!);
             }
             finally
             {
@@ -248,13 +253,13 @@ internal static class DumpRestoreBenchmark
 
     private static void PrintSize(Size size, Outcome o)
     {
-        string Rate(double ms) => $"{ms,8:F1} ms {size.Bytes / (ms / 1000) / 1e9,5:F2} GB/s";
+        string Rate(double ms) => $"{ms,7:F1} ms {size.Bytes / (ms / 1000) / 1e9,5:F2} GB/s";
         string Limit(double seconds) => $"{size.Bytes / seconds / 1e9,5:F2} GB/s";
-        string dump = o.Rounds.Count > 0 ? Rate(o.DumpMs) : "failed";
-        string restore = o.Rounds.Count > 0 ? Rate(o.RestoreMs) : "failed";
+        string dump = o.Dumped ? Rate(o.DumpMs) : "failed";
+        string restore = o.Restored ? Rate(o.RestoreMs) : "failed";
         string limits = o.Limits is { } l ? $"{Limit(l.TmpfsWriteSeconds),-15} {Limit(l.VmReadvSeconds),-10} {Limit(l.FaultInSeconds),-10}" : $"{"-",-15} {"-",-10} {"-",-10}";
         string memory = o.Failure is null ? $"intact ({o.Rounds.Count}/{size.Runs} runs, median)" : "-";
-        Console.WriteLine($"  {size.Label,-7} {dump,-20} {restore,-20}| {limits} | {memory}");
+        Console.WriteLine($"  {size.Label,-7} {dump,-22} {restore,-22}| {limits} | {memory}");
         if (o.Rounds.Count > 0 && o.Rounds[^1].Stats is { } s)
             Console.WriteLine($"          dump stats: freezing {s.FreezingTime / 1000.0:F1} ms, frozen {s.FrozenTime / 1000.0:F1} ms, memdump {s.MemdumpTime / 1000.0:F1} ms, memwrite {s.MemwriteTime / 1000.0:F1} ms, {s.PagesWritten} pages written of {s.PagesScanned} scanned; images {o.Rounds[^1].ImageBytes / 1048576.0:F1} MiB");
         if (o.Failure is not null) Console.WriteLine($"          FAILED: {o.Failure}");
@@ -264,26 +269,28 @@ internal static class DumpRestoreBenchmark
     {
         Console.WriteLine();
         Console.WriteLine("  targets");
-        if (gib is { Limits: { } limits, Rounds.Count: > 0 })
+        if (gib is { Limits: { } limits, Dumped: true })
         {
             double dumpRate = (1L << 30) / (gib.DumpMs / 1000), writeRate = (1L << 30) / limits.TmpfsWriteSeconds;
-            double restoreRate = (1L << 30) / (gib.RestoreMs / 1000), faultRate = (1L << 30) / limits.FaultInSeconds;
             Console.WriteLine($"    1 GiB dump    >= {DumpTargetOfWrite:P0} of tmpfs write : {dumpRate / 1e9:F2} GB/s = {dumpRate / writeRate:P0} of {writeRate / 1e9:F2} GB/s   {Verdict(dumpRate >= DumpTargetOfWrite * writeRate)}");
+        }
+        else
+        {
+            Console.WriteLine("    1 GiB dump: not measured");
+        }
+        if (gib is { Limits: { } faults, Restored: true })
+        {
+            double restoreRate = (1L << 30) / (gib.RestoreMs / 1000), faultRate = (1L << 30) / faults.FaultInSeconds;
             Console.WriteLine($"    1 GiB restore >= {RestoreTargetOfFault:F1}x fault-in      : {restoreRate / 1e9:F2} GB/s = {restoreRate / faultRate:F2}x {faultRate / 1e9:F2} GB/s   {Verdict(restoreRate >= RestoreTargetOfFault * faultRate)}");
         }
         else
         {
-            Console.WriteLine("    1 GiB dump and restore: not measured");
+            Console.WriteLine("    1 GiB restore: not measured");
         }
-        if (tiny.Rounds.Count > 0)
-        {
-            Console.WriteLine($"    sleep 1000 dump    <= {TinyTargetMs} ms        : p50 {Median(tiny.Rounds.Select(r => r.DumpMs)):F1} ms   {Verdict(Median(tiny.Rounds.Select(r => r.DumpMs)) <= TinyTargetMs)}");
-            Console.WriteLine($"    sleep 1000 restore <= {TinyTargetMs} ms        : p50 {Median(tiny.Rounds.Select(r => r.RestoreMs)):F1} ms   {Verdict(Median(tiny.Rounds.Select(r => r.RestoreMs)) <= TinyTargetMs)}");
-        }
-        else
-        {
-            Console.WriteLine("    sleep 1000 dump and restore: not measured");
-        }
+        if (tiny.Dumped)
+            Console.WriteLine($"    sleep 1000 dump    <= {TinyTargetMs} ms        : p50 {tiny.DumpMs:F1} ms   {Verdict(tiny.DumpMs <= TinyTargetMs)}");
+        if (tiny.Restored)
+            Console.WriteLine($"    sleep 1000 restore <= {TinyTargetMs} ms        : p50 {tiny.RestoreMs:F1} ms   {Verdict(tiny.RestoreMs <= TinyTargetMs)}");
     }
 
     private static string Verdict(bool met) => met ? "met" : "MISSED";
