@@ -24,14 +24,15 @@ step "start a counter: its own session (setsid), stdin /dev/null, one number eve
 # Not a job of an interactive shell, so setsid(1) does not fork: $! is the counter itself.
 setsid "$work/counter" </dev/null >>"$work/counter.log" 2>&1 &
 pid=$!
+disown "$pid" # no job notice when the dump kills it; bash still reaps it at once
 sleep 2
 echo "counter $pid is at $(tail -n1 "$work/counter.log")"
 
 step "checkpoint it: crest dump (the process is killed once its images are written)"
 run "$crest" dump -t "$pid" -D "$images" -v4 -o dump.log
 last=$(tail -n1 "$work/counter.log")
-wait "$pid" 2>/dev/null || true # reap it: our child until now
-if kill -0 "$pid" 2>/dev/null; then echo "process $pid still runs after the dump" >&2; exit 1; fi
+for _ in {1..100}; do kill -0 "$pid" 2>/dev/null || break; sleep 0.02; done
+if kill -0 "$pid" 2>/dev/null; then echo "process $pid still exists after the dump" >&2; exit 1; fi
 echo "process $pid is gone; its last number was $last"
 echo "log: $(wc -l <"$images/dump.log") lines in $images/dump.log; images:"
 ls -l "$images" | tail -n +2 | awk '{ printf "  %10s  %s\n", $5, $9 }'
