@@ -53,6 +53,9 @@ internal static class Freezer
 
     public static FrozenTask Freeze(Tracer tracer, int pid, TimeSpan timeout)
     {
+        // A task in group stop is reported stopped right at PTRACE_SEIZE; an interrupt on top of that would
+        // leave a second trap pending that would later break into the first injected syscall.
+        bool inGroupStop = ReadState(pid) == 'T';
         Tracee tracee;
         try
         {
@@ -65,7 +68,7 @@ internal static class Freezer
         var clock = Stopwatch.StartNew();
         try
         {
-            tracee.Interrupt();
+            if (!inGroupStop) tracee.Interrupt();
             while (true)
             {
                 TimeSpan left = timeout - clock.Elapsed;
@@ -167,6 +170,22 @@ internal static class Freezer
             Thread.Sleep(1);
         }
         throw new DumpException($"Task {pid} was sent SIGKILL but is still alive after 30 s.");
+    }
+
+    /// <summary>The state letter of /proc/PID/stat (R, S, D, T, t, Z...).</summary>
+    private static char ReadState(int pid)
+    {
+        string stat;
+        try
+        {
+            stat = File.ReadAllText($"/proc/{pid}/stat");
+        }
+        catch (IOException e)
+        {
+            throw new DumpException($"Task {pid} does not exist ({e.Message}).", e);
+        }
+        int paren = stat.LastIndexOf(')');
+        return paren > 0 && paren + 2 < stat.Length ? stat[paren + 2] : '?';
     }
 
     private static void TryDetachAfterFailedFreeze(Tracee tracee)

@@ -1,7 +1,7 @@
 // The per-task part of core-PID.img (CRIU's CoreEntry): registers, FPU/AVX state, signal state, creds,
 // rlimits and the small per-task knobs. Sources (ENGINE.md §3):
 //  - PTRACE_GETREGSET NT_PRSTATUS / NT_X86_XSTATE (2.6.35), PTRACE_GETSIGMASK (3.11),
-//    PTRACE_GET_RSEQ_CONFIGURATION (5.13); /proc/PID/{stat,status,comm,personality,oom_score_adj,loginuid};
+//    PTRACE_PEEKSIGINFO (3.10) for queued signals, PTRACE_GET_RSEQ_CONFIGURATION (5.13); /proc/PID/{stat,status,comm,personality,oom_score_adj,loginuid};
 //  - injected into the task, because no outside interface exists: rt_sigaction(sig, NULL, &old) for each
 //    signal, sigaltstack(NULL, &old), prctl(PR_GET_TID_ADDRESS), get_robust_list(0), prlimit64(0) when
 //    prlimit64(pid) is refused (no CAP_SYS_RESOURCE towards tasks with other creds), PR_GET_SECUREBITS,
@@ -21,12 +21,13 @@ using Crest.Kernel;
 using Crest.Kernel.Arch.X64;
 using Crest.Kernel.Injection;
 using Crest.Kernel.Proc;
+using Crest.Kernel.Ptrace;
 
 namespace Crest.Engine.Processes;
 
 internal static class CoreDumper
 {
-    /// <summary>CRIU's task_state values (TASK_ALIVE, TASK_STOPPED).</summary>
+    /// <summary>CRIU's task_state values (compel's TASK_ALIVE = 1, TASK_STOPPED = 3).</summary>
     public const uint TaskAlive = 1, TaskStopped = 3;
 
     private const int SignalCount = 64, SIGKILL = 9, SIGSTOP = 19;
@@ -63,8 +64,23 @@ internal static class CoreDumper
             OomScoreAdj = ReadOptionalInt($"/proc/{pid}/oom_score_adj") is long adj ? (int)adj : null,
             LoginUid = ReadOptionalInt($"/proc/{pid}/loginuid") is long uid ? (uint)uid : null,
             WasStopped = task.WasStopped,
+            SharedSignals = PendingSignals(tracee, shared: true),
+            ThreadSignals = PendingSignals(tracee, shared: false),
             Umask = status.Umask ?? 0,
         };
+    }
+
+    /// <summary>PTRACE_PEEKSIGINFO (Linux 3.10) until the queue is exhausted; the signals stay queued.</summary>
+    private static List<byte[]> PendingSignals(Tracee tracee, bool shared)
+    {
+        const int Batch = 32;
+        var result = new List<byte[]>();
+        while (true)
+        {
+            var got = tracee.PeekSigInfo(shared, result.Count, Batch);
+            foreach (var info in got) result.Add(info.Bytes);
+            if (got.Count < Batch) return result;
+        }
     }
 
     /// <summary>Refuse what this engine cannot restore, before anything in the task is changed.</summary>
@@ -159,6 +175,7 @@ internal static class CoreDumper
             ChildSubreaper = state.ChildSubreaper,
         };
         if (state.WasStopped) tc.StopSigno = SIGSTOP;
+        if (state.SharedSignals.Count > 0) tc.SignalsS = SignalQueue(state.SharedSignals);
         if (state.OomScoreAdj is int adj) tc.OomScoreAdj = adj;
         if (state.LoginUid is uint loginuid) tc.Loginuid = loginuid;
         foreach (var limit in state.Limits)
@@ -180,6 +197,7 @@ internal static class CoreDumper
             SeccompMode = SeccompMode.Disabled,
             Comm = state.Comm,
         };
+        if (state.ThreadSignals.Count > 0) thread.SignalsP = SignalQueue(state.ThreadSignals);
         if (state.Rseq.AbiPointer != 0)
             thread.RseqEntry = new RseqEntry { RseqAbiPointer = state.Rseq.AbiPointer, RseqAbiSize = state.Rseq.AbiSize, Signature = state.Rseq.Signature };
 
@@ -214,6 +232,13 @@ internal static class CoreDumper
                 break;
         }
         return regs;
+    }
+
+    private static SignalQueueEntry SignalQueue(IReadOnlyList<byte[]> signals)
+    {
+        var queue = new SignalQueueEntry();
+        foreach (var info in signals) queue.Signals.Add(new SiginfoEntry { Siginfo = Google.Protobuf.ByteString.CopyFrom(info) });
+        return queue;
     }
 
     private static UserX86RegsEntry BuildGpRegs(UserRegs r) => new()

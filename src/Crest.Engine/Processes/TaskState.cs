@@ -30,6 +30,10 @@ internal sealed class TaskState
     public required uint? LoginUid { get; init; }
     public required bool WasStopped { get; init; }
 
+    /// <summary>Signals queued for the process (shared) and for the thread, as raw 128-byte siginfo.</summary>
+    public required IReadOnlyList<byte[]> SharedSignals { get; init; }
+    public required IReadOnlyList<byte[]> ThreadSignals { get; init; }
+
     // From injected syscalls.
     public IReadOnlyList<SignalAction> SignalActions { get; set; } = [];
     public AltStack AltStack { get; set; }
