@@ -102,6 +102,16 @@ public sealed unsafe class ChildProcess : IDisposable
         }
     }
 
+    /// <summary>
+    /// Take ownership of a child this process did not spawn with <see cref="Spawn"/>: one a tracee cloned with
+    /// CLONE_PARENT (restore), whose parent is therefore us. It is reaped and killed like a spawned one.
+    /// </summary>
+    public static ChildProcess Adopt(int pid)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(pid);
+        return new ChildProcess(pid);
+    }
+
     /// <summary>Send a signal (kill(2)). A child already reaped is not signalled: its pid may belong to another process.</summary>
     public void Signal(int signal)
     {

@@ -1,0 +1,119 @@
+// The images of one single-threaded task, read and cross-checked before anything is created (fail early:
+// a missing or corrupt image is reported before any task exists). Names and kinds: ENGINE.md §6.
+using Crest.Images;
+using Crest.Images.Pages;
+using Crest.Images.Protos;
+using Google.Protobuf;
+
+namespace Crest.Engine.Restore;
+
+internal sealed class RestoreImages
+{
+    private RestoreImages(string dir) => Directory = dir;
+
+    public string Directory { get; }
+
+    public required PstreeEntry Task { get; init; }
+    public required CoreEntry Core { get; init; }
+    public required MmEntry Mm { get; init; }
+    public TaskKobjIdsEntry? Ids { get; init; }
+    public FsEntry? Fs { get; init; }
+    public required IReadOnlyDictionary<uint, FileEntry> Files { get; init; }
+    public required IReadOnlyList<FdinfoEntry> Fds { get; init; }
+    public required IReadOnlyList<PagemapRecord> Pages { get; init; }
+    public required string PagesPath { get; init; }
+    public required long PagesBytes { get; init; }
+
+    public int Pid => (int)Task.Pid;
+
+    public static RestoreImages Load(string dir)
+    {
+        if (!System.IO.Directory.Exists(dir))
+            throw new RestoreException($"images directory {dir} does not exist");
+        try
+        {
+            if (File.Exists(Path.Combine(dir, "inventory.img")))
+                ReadAll(dir, "inventory.img", ImageKinds.Inventory, InventoryEntry.Parser);
+            var tree = ReadAll(dir, "pstree.img", ImageKinds.Pstree, PstreeEntry.Parser);
+            if (tree.Count == 0) throw new RestoreException($"pstree.img in {dir} lists no task");
+            if (tree.Count > 1) throw new RestoreException($"pstree.img lists {tree.Count} tasks; this restore brings back a single process only");
+            var task = tree[0];
+            if (task.Threads.Count > 1)
+                throw new RestoreException($"task {task.Pid} has {task.Threads.Count} threads; this restore brings back single-threaded processes only");
+            int pid = (int)task.Pid;
+            var core = ReadOne(dir, $"core-{pid}.img", ImageKinds.Core, CoreEntry.Parser);
+            if (core.Mtype != CoreEntry.Types.March.X8664 || core.ThreadInfo is null)
+                throw new RestoreException($"core-{pid}.img is not an x86_64 task ({core.Mtype})");
+            var mm = ReadOne(dir, $"mm-{pid}.img", ImageKinds.Mm, MmEntry.Parser);
+            var ids = ReadOptional(dir, $"ids-{pid}.img", ImageKinds.Ids, TaskKobjIdsEntry.Parser) ?? core.Ids;
+            var fs = ReadOptional(dir, $"fs-{pid}.img", ImageKinds.Fs, FsEntry.Parser);
+            var files = new Dictionary<uint, FileEntry>();
+            if (File.Exists(Path.Combine(dir, "files.img")))
+                foreach (var f in ReadAll(dir, "files.img", ImageKinds.Files, FileEntry.Parser))
+                    files[f.Id] = f;
+            IReadOnlyList<FdinfoEntry> fds = [];
+            if (ids is not null)
+            {
+                string fdinfo = $"fdinfo-{ids.FilesId}.img";
+                if (File.Exists(Path.Combine(dir, fdinfo)))
+                    fds = ReadAll(dir, fdinfo, ImageKinds.Fdinfo, FdinfoEntry.Parser);
+            }
+
+            string pagemapPath = Path.Combine(dir, $"pagemap-{pid}.img");
+            if (!File.Exists(pagemapPath)) throw new RestoreException($"image pagemap-{pid}.img is missing from {dir}");
+            var pages = new List<PagemapRecord>();
+            string pagesPath;
+            long present;
+            using (var pagemap = PagemapReader.Open(pagemapPath))
+            {
+                while (pagemap.TryRead(out var record)) pages.Add(record);
+                present = pagemap.PresentBytes;
+                pagesPath = Path.Combine(dir, $"pages-{pagemap.PagesId}.img");
+            }
+            if (pages.Exists(p => (p.Flags & (PagemapFlags.Parent | PagemapFlags.Lazy)) != 0))
+                throw new RestoreException($"pagemap-{pid}.img refers to parent or lazy pages, which this restore does not support");
+            long available = File.Exists(pagesPath) ? new FileInfo(pagesPath).Length : -1;
+            if (present > 0 && available < 0) throw new RestoreException($"image {Path.GetFileName(pagesPath)} is missing from {dir}");
+            if (available >= 0 && available < present)
+                throw new ImageFormatException(Path.GetFileName(pagesPath), ImageFormatException.HeaderEntry, available,
+                    $"pages image is truncated: pagemap-{pid}.img needs {present} bytes, the file has {available}");
+
+            return new RestoreImages(dir)
+            {
+                Task = task, Core = core, Mm = mm, Ids = ids, Fs = fs, Files = files, Fds = fds,
+                Pages = pages, PagesPath = pagesPath, PagesBytes = present,
+            };
+        }
+        catch (ImageFormatException e)
+        {
+            throw new RestoreException($"corrupt image: {e.Message}", e);
+        }
+    }
+
+    public RegFileEntry RegularFile(uint id, string purpose)
+    {
+        if (!Files.TryGetValue(id, out var file))
+            throw new RestoreException($"files.img has no file id {id} ({purpose})");
+        if (file.Type != FdTypes.Reg || file.Reg is null)
+            throw new RestoreException($"file id {id} ({purpose}) is a {file.Type}, not a regular file");
+        return file.Reg;
+    }
+
+    private static T ReadOne<T>(string dir, string name, ImageKind kind, MessageParser<T> parser) where T : class, IMessage<T>
+    {
+        var all = ReadAll(dir, name, kind, parser);
+        if (all.Count != 1) throw new RestoreException($"image {name} holds {all.Count} entries, expected one");
+        return all[0];
+    }
+
+    private static T? ReadOptional<T>(string dir, string name, ImageKind kind, MessageParser<T> parser) where T : class, IMessage<T> =>
+        File.Exists(Path.Combine(dir, name)) ? ReadOne(dir, name, kind, parser) : null;
+
+    private static List<T> ReadAll<T>(string dir, string name, ImageKind kind, MessageParser<T> parser) where T : class, IMessage<T>
+    {
+        string path = Path.Combine(dir, name);
+        if (!File.Exists(path)) throw new RestoreException($"image {name} is missing from {dir}");
+        using var reader = ImageReader.Open(path, kind);
+        return reader.ReadEntries(parser).ToList();
+    }
+}

@@ -1,0 +1,14 @@
+namespace Crest.Engine.Restore;
+
+/// <summary>What to restore and how (CONTRACT.md; CRIU's restore options of the same names).</summary>
+public sealed record RestoreOptions
+{
+    /// <summary>The images directory (absolute or relative to the current directory).</summary>
+    public required string ImagesDir { get; init; }
+
+    /// <summary>-d / --restore-detached: return once the tree runs instead of waiting for the root task.</summary>
+    public bool Detached { get; init; }
+
+    /// <summary>--pidfile: absolute path, created O_EXCL, receives the root pid in decimal without a newline.</summary>
+    public string? PidFile { get; init; }
+}

@@ -1,0 +1,52 @@
+using System.Runtime.InteropServices;
+using Crest.Engine.Restore;
+using Crest.Kernel.Processes;
+using Crest.Kernel.Tests.Fixtures;
+
+namespace Crest.Engine.Tests.Restore;
+
+/// <summary>Dump a running fixture, kill it, restore it, let it verify itself.</summary>
+internal static partial class RestoreTestSupport
+{
+    public const int SIGKILL = 9, SIGUSR1 = 10, SIGTERM = 15;
+
+    public static string NewImagesDir()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"crest-restore-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    /// <summary>Dump with the test dumper (the task stays stopped), then kill and reap the original.</summary>
+    public static void DumpAndKill(FixtureProcess fixture, string dir)
+    {
+        TestDumper.Dump(fixture.Pid, dir);
+        fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>Restore detached; the restored task is our child: returns a handle that reaps (and kills on Dispose).</summary>
+    public static ChildProcess RestoreDetached(string dir)
+    {
+        string pidFile = Path.Combine(dir, $"restored-{Guid.NewGuid():N}.pid");
+        int rc = RestoreEngine.Run(new RestoreOptions { ImagesDir = dir, Detached = true, PidFile = pidFile });
+        Assert.Equal(0, rc);
+        return ChildProcess.Adopt(int.Parse(File.ReadAllText(pidFile), System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>Signal the restored fixture and return its verdict line from the fixture's output.</summary>
+    public static string Verify(ChildProcess restored, FixtureProcess fixture, int signal = SIGUSR1)
+    {
+        restored.Signal(signal);
+        var status = restored.WaitForExit(TimeSpan.FromSeconds(20));
+        string output = fixture.Output;
+        string? verdict = output.Split('\n').FirstOrDefault(l => l.StartsWith("PASS", StringComparison.Ordinal) || l.StartsWith("FAIL", StringComparison.Ordinal));
+        return verdict is "PASS" && status.Exited ? verdict : $"{verdict} ({status}):\n{output}";
+    }
+
+    public static void AssertPass(string verdict) => Assert.True(verdict == "PASS", verdict);
+
+    public static bool Exists(int pid) => Kill(pid, 0) == 0;
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    internal static partial int Kill(int pid, int sig);
+}
