@@ -3,6 +3,7 @@
 // the engines' exceptions become "Error: <message>", exit 1, in CriuRunner.
 using Crest.Diagnostics;
 using Crest.Engine.Dump;
+using Crest.Engine.Restore;
 
 namespace Crest.Cli.Criu;
 
@@ -23,4 +24,13 @@ internal static class CheckpointCommands
         Log.Info($"dump: {statistics}");
         return 0;
     }
+
+    /// <summary>0 once a detached tree runs; otherwise the root task's exit status (128+signal when killed).</summary>
+    public static int Restore(CriuOptions options, CriuPaths paths) =>
+        RestoreEngine.Run(new RestoreOptions
+        {
+            ImagesDir = paths.ImagesDir,
+            Detached = options.IsOn("restore-detached"),
+            PidFile = paths.PidFile,
+        });
 }

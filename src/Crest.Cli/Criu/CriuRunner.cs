@@ -6,6 +6,7 @@ using Crest.Cli.Interop;
 using Crest.Diagnostics;
 using Crest.Engine.Check;
 using Crest.Engine.Dump;
+using Crest.Engine.Restore;
 using Crest.Images;
 using Crest.Kernel;
 
@@ -56,10 +57,11 @@ internal static class CriuRunner
                 // KernelCheck's `all` covers CRIU's --extra, --experimental and --all alike.
                 "check" => KernelCheck.Run(options.CheckExtra || options.CheckExperimental, options.Features, stdout),
                 "dump" => CheckpointCommands.Dump(options, paths),
+                "restore" => CheckpointCommands.Restore(options, paths),
                 _ => Fail($"{command.Name}: not implemented yet", stderr, logIsStderr),
             };
         }
-        catch (Exception e) when (e is DumpException or ImageFormatException)
+        catch (Exception e) when (e is DumpException or RestoreException or ImageFormatException)
         {
             return EngineFailure(e.Message, stderr, logIsStderr);
         }

@@ -108,6 +108,9 @@ public static class RestoreEngine
         Log.Info($"{pid}: restore: cloned with its pid in {forking.Elapsed.TotalMilliseconds:0.00} ms");
 
         var injector = new StubInjector(task, regionBase, regionBase + RestoreStub.GadgetOffset);
+        // A clone starts in the stub's session and group; a task that led its own (a daemon does) leads them again.
+        if (images.Task.Sid == (uint)pid) injector.Check("setsid", "its own session", SyscallNumbers.setsid);
+        else if (images.Task.Pgid == (uint)pid) injector.Check("setpgid", "its own process group", SyscallNumbers.setpgid);
         var memoryClock = Stopwatch.StartNew();
         var memory = new RestoreMemory(injector, images);
         memory.PrepareRegion();

@@ -160,14 +160,14 @@ public sealed unsafe class ChildProcess : IDisposable
         return true;
     }
 
-    /// <summary>Wait until the child terminates, at most <paramref name="timeout"/>.</summary>
+    /// <summary>Wait until the child terminates, at most <paramref name="timeout"/> (Timeout.InfiniteTimeSpan: no limit).</summary>
     public WaitStatus WaitForExit(TimeSpan timeout)
     {
         var clock = Stopwatch.StartNew();
         for (int round = 0; ; round++)
         {
             if (TryReap(out var status)) return status;
-            if (clock.Elapsed > timeout)
+            if (timeout != Timeout.InfiniteTimeSpan && clock.Elapsed > timeout)
                 throw new TimeoutException($"process {Pid} did not exit within {timeout.TotalSeconds:0.###} s");
             Thread.Sleep(round < 20 ? 1 : 10);
         }

@@ -42,7 +42,7 @@ public class SupportTests
         Assert.Equal("dump: option --shell-job is not supported yet", Support.Refusal("dump", InEffect("-t", "42", "--shell-job")));
     }
 
-    [Fact(Skip = "until engine-restore is merged")]
+    [Fact]
     public void RestoreTakesWhatTheHarnessSends()
     {
         Assert.Null(Support.Refusal("restore", InEffect("--no-default-config", "--log-file", "restore.log", "--images-dir", "/d",

@@ -8,7 +8,6 @@ namespace Crest.Cli.Tests.EndToEnd;
 [Collection("Checkpointed processes")]
 public class DumpRestoreTests
 {
-    private const string NeedsEngines = "until engine-restore is merged";
 
     private static string[] HarnessDump(string images, int pid, string pidFile) =>
         ["dump", "--no-default-config", "--log-file", "dump.log", "--images-dir", images, "--verbosity=4",
@@ -18,7 +17,7 @@ public class DumpRestoreTests
         ["restore", "--no-default-config", "--log-file", "restore.log", "--images-dir", images, "--verbosity=4",
          "--pidfile", pidFile, "--restore-detached"];
 
-    [Fact(Skip = NeedsEngines)]
+    [Fact]
     public void HarnessDumpAndRestoreBringBackTheSameProcess()
     {
         using var dir = new TempDirectory();
@@ -94,7 +93,7 @@ public class DumpRestoreTests
         Assert.Equal("PASS", target.Verify());
     }
 
-    [Fact(Skip = NeedsEngines)]
+    [Fact]
     public async Task RestoreWithoutDetachExitsWithTheProcessStatus()
     {
         using var dir = new TempDirectory();
@@ -112,7 +111,9 @@ public class DumpRestoreTests
             Assert.True(target.WaitUntil(() => target.IsReleased || restore.HasExited),
                 $"process {target.Pid} was not restored: {Log(images, "restore.log")}");
             Assert.False(restore.HasExited, $"restore exited {(restore.HasExited ? restore.ExitCode : 0)} early: {Log(images, "restore.log")}");
-            Assert.Equal(target.Pid.ToString(), File.ReadAllText(Path.Combine(images, "restored.pid")));
+            string pidFile = Path.Combine(images, "restored.pid");
+            Assert.True(target.WaitUntil(() => File.Exists(pidFile)), "no pidfile in the images directory");
+            Assert.Equal(target.Pid.ToString(), File.ReadAllText(pidFile));
             Assert.Equal("PASS", target.Verify());
             Assert.True(restore.WaitForExit(TimeSpan.FromSeconds(20)), "restore did not exit after its process did");
             string errors = await stderr;
