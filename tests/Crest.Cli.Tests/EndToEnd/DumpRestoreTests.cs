@@ -35,6 +35,7 @@ public class DumpRestoreTests
         Assert.Equal(target.Pid.ToString(), File.ReadAllText(pidFile)); // decimal, no newline
         Assert.True(target.IsRunning, $"process {target.Pid} does not run after the restore");
         Assert.Equal("PASS", target.Verify());
+        AssertShowsAsCrit(dir.Path, Path.Combine(images, "stats-restore"));
     }
 
     [Fact]
@@ -50,16 +51,21 @@ public class DumpRestoreTests
         foreach (var expected in new[] { "inventory.img", "pstree.img", $"core-{target.Pid}.img", $"mm-{target.Pid}.img",
                      $"pagemap-{target.Pid}.img", "pages-1.img", $"ids-{target.Pid}.img", $"fs-{target.Pid}.img", "files.img", "stats-dump" })
             Assert.Contains(expected, files);
+        // pages-*.img is raw page data: crit has nothing to decode there.
         foreach (var file in files.Where(f => !f!.StartsWith("pages-")))
-        {
-            string path = Path.Combine(images, file!);
-            var crit = External.Run("crit", "decode", "-i", path);
-            Assert.True(crit.ExitCode == 0, $"crit decode -i {file}: {crit.Stderr}");
-            var critShow = External.Run("crit", "show", path);
-            var show = CrestProcess.Run(dir.Path, "show", path);
-            Assert.True(show.ExitCode == 0, $"crest show {file}: {show.Stderr}");
-            Assert.Equal(critShow.Stdout, show.Stdout);
-        }
+            AssertShowsAsCrit(dir.Path, Path.Combine(images, file!));
+    }
+
+    /// <summary>crit decodes the image, and `crest show` prints exactly what `crit show` prints.</summary>
+    private static void AssertShowsAsCrit(string workingDirectory, string path)
+    {
+        string file = Path.GetFileName(path);
+        var crit = External.Run("crit", "decode", "-i", path);
+        Assert.True(crit.ExitCode == 0, $"crit decode -i {file}: {crit.Stderr}");
+        var critShow = External.Run("crit", "show", path);
+        var show = CrestProcess.Run(workingDirectory, "show", path);
+        Assert.True(show.ExitCode == 0, $"crest show {file}: {show.Stderr}");
+        Assert.Equal(critShow.Stdout, show.Stdout);
     }
 
     [Fact]
@@ -90,6 +96,19 @@ public class DumpRestoreTests
         Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(images, "dump.log")}");
         Assert.True(File.Exists(Path.Combine(images, "inventory.img")));
         Assert.True(target.IsRunning);
+        Assert.Equal("PASS", target.Verify());
+    }
+
+    [Fact]
+    public void LeaveStoppedLeavesItStopped()
+    {
+        using var dir = new TempDirectory();
+        string images = dir.Sub("images");
+        using var target = HarnessTarget.Start(dir.Path);
+        var dump = CrestProcess.Run(dir.Path, "dump", "-t", target.Pid.ToString(), "-D", images, "-o", "dump.log", "--leave-stopped");
+        Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(images, "dump.log")}");
+        Assert.True(target.WaitUntil(() => target.IsStopped), $"process {target.Pid} is not stopped after --leave-stopped");
+        target.Continue();
         Assert.Equal("PASS", target.Verify());
     }
 

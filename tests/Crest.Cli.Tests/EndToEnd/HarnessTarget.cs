@@ -9,7 +9,7 @@ namespace Crest.Cli.Tests.EndToEnd;
 
 internal sealed partial class HarnessTarget : IDisposable
 {
-    public const int SIGKILL = 9, SIGTERM = 15;
+    public const int SIGKILL = 9, SIGTERM = 15, SIGCONT = 18;
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
 
     private readonly string _output;
@@ -60,6 +60,15 @@ internal sealed partial class HarnessTarget : IDisposable
     public bool IsReleased =>
         IsRunning && File.ReadAllText($"/proc/{Pid}/comm").Trim() == "harness_target"
         && File.ReadAllLines($"/proc/{Pid}/status").Contains("TracerPid:\t0");
+
+    /// <summary>In a group stop (state T), as --leave-stopped leaves it.</summary>
+    public bool IsStopped => State == 'T';
+
+    /// <summary>SIGCONT.</summary>
+    public void Continue()
+    {
+        if (kill(Pid, SIGCONT) != 0) throw new InvalidOperationException($"kill({Pid}, SIGCONT): errno {Marshal.GetLastPInvokeError()}");
+    }
 
     private char? State
     {
