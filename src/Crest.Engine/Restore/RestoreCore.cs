@@ -19,6 +19,7 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
 {
     private const long PR_SET_PDEATHSIG = 1, PR_SET_DUMPABLE = 4, PR_SET_NAME = 15, PR_SET_MM = 35, PR_SET_MM_MAP = 14,
         PR_SET_THP_DISABLE = 41, AT_FDCWD = -100, O_CLOEXEC = 0x80000;
+    private const uint TaskStopped = 3;
     private const long ERESTARTSYS = 512, ERESTARTNOINTR = 513, ERESTARTNOHAND = 514, ERESTART_RESTARTBLOCK = 516, EINTR = 4;
 
     private readonly CoreEntry _core = images.Core;
@@ -122,6 +123,59 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
             task.Check("prctl(PR_SET_PDEATHSIG)", $"signal {thread.PdeathSig}", SyscallNumbers.prctl, PR_SET_PDEATHSIG, thread.PdeathSig);
     }
 
+    /// <summary>
+    /// Signals that were pending at dump time, queued again by the task to itself (rt_sigqueueinfo and
+    /// rt_tgsigqueueinfo accept any si_code for the caller's own process); all signals stay blocked until release.
+    /// </summary>
+    public void RestorePendingSignals()
+    {
+        int count = 0;
+        if (_core.Tc?.SignalsS is { } shared)
+            foreach (var info in shared.Signals)
+            {
+                int sig = BinaryPrimitives.ReadInt32LittleEndian(info.Siginfo.Span);
+                task.Check("rt_sigqueueinfo", $"pending signal {sig}", SyscallNumbers.rt_sigqueueinfo, task.Pid, sig, (long)task.Put(info.Siginfo.Span));
+                task.ResetScratch();
+                count++;
+            }
+        if (_core.ThreadCore?.SignalsP is { } own)
+            foreach (var info in own.Signals)
+            {
+                int sig = BinaryPrimitives.ReadInt32LittleEndian(info.Siginfo.Span);
+                task.Check("rt_tgsigqueueinfo", $"pending signal {sig}", SyscallNumbers.rt_tgsigqueueinfo, task.Pid, task.Pid, sig, (long)task.Put(info.Siginfo.Span));
+                task.ResetScratch();
+                count++;
+            }
+        if (count > 0) Log.Info($"{task.Pid}: restore: {count} pending signals queued again");
+    }
+
+    /// <summary>
+    /// Credentials last (ENGINE.md §4.6): once the ids drop, no privileged call works any more. The task starts
+    /// with Crest's; groups, gids, then uids are set where the image differs. Capabilities follow the kernel's
+    /// rules for setresuid (dropped when no uid is 0 any more).
+    /// </summary>
+    public void RestoreCreds()
+    {
+        if (_core.ThreadCore?.Creds is not { } creds) return;
+        var now = Crest.Kernel.Proc.ProcStatus.Parse(File.ReadAllBytes($"/proc/{task.Pid}/status"));
+        bool groupsDiffer = !now.Groups.SequenceEqual(creds.Groups);
+        bool gidsDiffer = now.Gid.Real != creds.Gid || now.Gid.Effective != creds.Egid || now.Gid.Saved != creds.Sgid;
+        bool uidsDiffer = now.Uid.Real != creds.Uid || now.Uid.Effective != creds.Euid || now.Uid.Saved != creds.Suid;
+        if (groupsDiffer)
+        {
+            var groups = new byte[creds.Groups.Count * 4];
+            for (int i = 0; i < creds.Groups.Count; i++) BinaryPrimitives.WriteUInt32LittleEndian(groups.AsSpan(i * 4), creds.Groups[i]);
+            task.Check("setgroups", $"{creds.Groups.Count} groups", SyscallNumbers.setgroups, creds.Groups.Count, groups.Length > 0 ? (long)task.Put(groups) : 0);
+            task.ResetScratch();
+        }
+        if (gidsDiffer)
+            task.Check("setresgid", $"gids {creds.Gid}/{creds.Egid}/{creds.Sgid}", SyscallNumbers.setresgid, creds.Gid, creds.Egid, creds.Sgid);
+        if (uidsDiffer)
+            task.Check("setresuid", $"uids {creds.Uid}/{creds.Euid}/{creds.Suid}", SyscallNumbers.setresuid, creds.Uid, creds.Euid, creds.Suid);
+        if (groupsDiffer || gidsDiffer || uidsDiffer)
+            Log.Info($"{task.Pid}: restore: credentials uid {creds.Uid}/{creds.Euid}/{creds.Suid} gid {creds.Gid}/{creds.Egid}/{creds.Sgid}");
+    }
+
     /// <summary>Unmap the restore region, set the dumped registers and signal mask, detach.</summary>
     public void Release(RestoreMemory memory)
     {
@@ -135,6 +189,13 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
         task.Tracee.SetXState(xstate);
         task.Tracee.SetRegisters(regs);
         task.Tracee.SetSigMask(blocked);
+        if (_core.Tc is { TaskState: TaskStopped } tc)
+        {
+            // A task stopped by job control stays stopped: the signal is queued while the task is still held,
+            // and taken as soon as it is detached (one passed to PTRACE_DETACH from a trap stop would be lost).
+            using var pidfd = Crest.Kernel.Files.PidFd.Open(task.Pid);
+            pidfd.SendSignal(tc.HasStopSigno && tc.StopSigno != 0 ? (int)tc.StopSigno : 19);
+        }
         task.Tracee.Detach(0);
         Log.Info($"{task.Pid}: restore: released at {regs}");
     }

@@ -107,6 +107,8 @@ public static class RestoreEngine
         forking.Stop();
         Log.Info($"{pid}: restore: cloned with its pid in {forking.Elapsed.TotalMilliseconds:0.00} ms");
 
+        // Every signal blocked while the task is rebuilt: one sent to it now waits for the release.
+        task.SetSigMask(ulong.MaxValue);
         var injector = new StubInjector(task, regionBase, regionBase + RestoreStub.GadgetOffset);
         // A clone starts in the stub's session and group; a task that led its own (a daemon does) leads them again.
         if (images.Task.Sid == (uint)pid) injector.Check("setsid", "its own session", SyscallNumbers.setsid);
@@ -126,9 +128,11 @@ public static class RestoreEngine
         RestoreFiles.Restore(injector, images);
         core.RestoreProcessState();
         core.RestoreThreadState();
+        core.RestorePendingSignals();
+        core.RestoreCreds();
         core.Release(memory);
 
-        return new RestoreStatistics(forking.Elapsed, memoryClock.Elapsed, TimeSpan.Zero, pagesRestored);
+        return new RestoreStatistics(forking.Elapsed, memoryClock.Elapsed, TimeSpan.Zero, pagesRestored) { PagesWriteTime = memory.ContentsTime };
     }
 
     private static ChildProcess StartStub(Tracer tracer, ulong regionBase, out Tracee tracee)
@@ -280,4 +284,11 @@ public static class RestoreEngine
 }
 
 /// <summary>Figures of one restore (times in CRIU's stats-restore are microseconds).</summary>
-public sealed record RestoreStatistics(TimeSpan ForkingTime, TimeSpan MemoryTime, TimeSpan RestoreTime, long PagesRestored);
+public sealed record RestoreStatistics(TimeSpan ForkingTime, TimeSpan MemoryTime, TimeSpan RestoreTime, long PagesRestored)
+{
+    /// <summary>Time spent writing page contents (process_vm_writev), part of MemoryTime.</summary>
+    public TimeSpan PagesWriteTime { get; init; }
+
+    /// <summary>Page contents written per second, in bytes.</summary>
+    public double PagesWriteRate => PagesWriteTime > TimeSpan.Zero ? PagesRestored * 4096.0 / PagesWriteTime.TotalSeconds : 0;
+}

@@ -51,6 +51,9 @@ internal sealed class RestoreMemory
 
     public long PagesWritten { get; private set; }
 
+    /// <summary>Threads that write pages (tests compare one with several).</summary>
+    internal static int Workers { get; set; } = Environment.ProcessorCount;
+
     public TimeSpan ContentsTime { get; private set; }
 
     /// <summary>A base for the restore region where the image has no VMA (low addresses first, below any PIE).</summary>
@@ -287,7 +290,7 @@ internal sealed class RestoreMemory
             batches.Add((first, i - first, pieces[first].Local, length));
         }
         int pid = _task.Pid;
-        int workers = Math.Max(1, Math.Min(Environment.ProcessorCount, batches.Count));
+        int workers = Math.Max(1, Math.Min(Workers, batches.Count));
         int next = -1;
         Exception? failure = null;
         void Work()
@@ -301,6 +304,8 @@ internal sealed class RestoreMemory
                     var (first, count, local, length) = batches[b];
                     var ranges = new RemoteRange[count];
                     for (int k = 0; k < count; k++) ranges[k] = new RemoteRange(pieces[first + k].Remote, (ulong)pieces[first + k].Length);
+                    // Map the page-cache pages of this batch in one call, not one fault at a time.
+                    pages.Advise((ulong)local, (ulong)length, MemoryAdvice.PopulateRead);
                     RemoteMemory.WriteVectored(pid, ranges, pages.Slice((ulong)local, (int)length));
                 }
             }

@@ -160,7 +160,7 @@ public sealed unsafe class ChildProcess : IDisposable
         return true;
     }
 
-    /// <summary>Wait until the child terminates, at most <paramref name="timeout"/> (Timeout.InfiniteTimeSpan: no limit).</summary>
+    /// <summary>Wait until the child terminates, at most <paramref name="timeout"/> (or without bound: Timeout.InfiniteTimeSpan).</summary>
     public WaitStatus WaitForExit(TimeSpan timeout)
     {
         var clock = Stopwatch.StartNew();

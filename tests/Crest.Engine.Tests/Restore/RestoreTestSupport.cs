@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Crest.Engine.Dump;
 using Crest.Engine.Restore;
 using Crest.Kernel.Processes;
 using Crest.Kernel.Tests.Fixtures;
@@ -17,11 +18,18 @@ internal static partial class RestoreTestSupport
         return dir;
     }
 
-    /// <summary>Dump with the test dumper (the task stays stopped), then kill and reap the original.</summary>
+    /// <summary>Dump with DumpEngine (which kills the task, as CRIU does without -R), and reap the original.</summary>
     public static void DumpAndKill(FixtureProcess fixture, string dir)
     {
-        TestDumper.Dump(fixture.Pid, dir);
+        DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir });
         fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>Dump a task that is not a FixtureProcess child (a restored one) and wait until it is gone.</summary>
+    public static void DumpAndKill(ChildProcess task, string dir)
+    {
+        DumpEngine.Dump(new DumpOptions { Pid = task.Pid, ImagesDir = dir });
+        task.WaitForExit(TimeSpan.FromSeconds(10));
     }
 
     /// <summary>Restore detached; the restored task is our child: returns a handle that reaps (and kills on Dispose).</summary>
