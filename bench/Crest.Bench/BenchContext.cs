@@ -1,16 +1,17 @@
 namespace Crest.Bench;
 
 /// <summary>Where the binary under test is, and small statistics helpers.</summary>
-internal sealed record BenchContext(string CrestBinary)
+internal sealed record BenchContext(string CrestBinary, IReadOnlyList<string> Options)
 {
-    public static BenchContext FromEnvironment()
+    /// <param name="options">The --options on the command line, for the benchmarks that take any.</param>
+    public static BenchContext FromEnvironment(IReadOnlyList<string> options)
     {
         string? bin = Environment.GetEnvironmentVariable("CREST_BIN");
         if (string.IsNullOrEmpty(bin))
             bin = Path.Combine(FindRepositoryRoot(), "out", "crest");
         if (!File.Exists(bin))
             throw new FileNotFoundException($"bench: no crest binary at {bin}: run scripts/publish.sh or set CREST_BIN");
-        return new BenchContext(bin);
+        return new BenchContext(bin, options);
     }
 
     private static string FindRepositoryRoot()

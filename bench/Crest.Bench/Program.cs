@@ -1,4 +1,4 @@
-// Crest's benchmark runner. Usage: bench/run [NAME...] (default: all).
+// Crest's benchmark runner. Usage: bench/run [NAME...] [--OPTION...] (default: all benchmarks).
 // Every figure is printed beside a baseline measured in the same run on the same machine.
 namespace Crest.Bench;
 
@@ -7,12 +7,15 @@ internal static class Program
     private static readonly Dictionary<string, Func<BenchContext, int>> Benchmarks = new()
     {
         ["startup"] = StartupBenchmark.Run,
+        ["dump-restore"] = DumpRestoreBenchmark.Run,
     };
 
     private static int Main(string[] args)
     {
-        var context = BenchContext.FromEnvironment();
-        var names = args.Length > 0 ? args : Benchmarks.Keys.ToArray();
+        var options = args.Where(a => a.StartsWith("--", StringComparison.Ordinal)).ToArray();
+        var context = BenchContext.FromEnvironment(options);
+        var names = args.Except(options).ToArray();
+        if (names.Length == 0) names = Benchmarks.Keys.ToArray();
         foreach (var name in names)
         {
             if (!Benchmarks.TryGetValue(name, out var run))

@@ -1,10 +1,13 @@
 // Runs a parsed CRIU command the way CRIU's main does: close --close fds, open the images
 // directory, move to the work directory, open the log (every call, success or failure), check
 // the option combination, then hand over to the command. Failures are logged and repeated on
-// stderr as "crest: ...", exit code 1.
+// stderr, exit code 1: "crest: ..." for the command line, "Error: ..." for what the engines report.
 using Crest.Cli.Interop;
 using Crest.Diagnostics;
 using Crest.Engine.Check;
+using Crest.Engine.Dump;
+using Crest.Engine.Restore;
+using Crest.Images;
 using Crest.Kernel;
 
 namespace Crest.Cli.Criu;
@@ -53,12 +56,27 @@ internal static class CriuRunner
             {
                 // KernelCheck's `all` covers CRIU's --extra, --experimental and --all alike.
                 "check" => KernelCheck.Run(options.CheckExtra || options.CheckExperimental, options.Features, stdout),
+                "dump" => CheckpointCommands.Dump(options, paths),
+                "restore" => CheckpointCommands.Restore(options, paths),
                 _ => Fail($"{command.Name}: not implemented yet", stderr, logIsStderr),
             };
         }
+        catch (Exception e) when (e is DumpException or RestoreException or ImageFormatException)
+        {
+            return EngineFailure(e.Message, stderr, logIsStderr);
+        }
         catch (KernelException e)
         {
-            return Fail($"{command.Name}: {e.Message}", stderr, logIsStderr);
+            return command.Name is "dump" or "restore"
+                ? EngineFailure(e.Message, stderr, logIsStderr)
+                : Fail($"{command.Name}: {e.Message}", stderr, logIsStderr);
+        }
+        catch (Exception e) when (command.Name is "dump" or "restore")
+        {
+            // A harness expects a plain failure, never a crash: anything the engines did not
+            // anticipate is still reported as an error (with its stack in the log at -v4).
+            Log.Debug($"{e}");
+            return EngineFailure($"{command.Name}: unexpected {e.GetType().Name}: {e.Message}", stderr, logIsStderr);
         }
         finally
         {
@@ -93,6 +111,14 @@ internal static class CriuRunner
         if (command.Name is "dump" or "pre-dump" && options.Tree == 0)
             return "No pid specified (-t option missing)";
         return null;
+    }
+
+    /// <summary>What an engine reports (CONTRACT.md): "Error: message" in the log and on stderr.</summary>
+    private static int EngineFailure(string message, TextWriter stderr, bool logIsStderr)
+    {
+        Log.Error(message);
+        if (!logIsStderr) stderr.WriteLine($"Error: {message}");
+        return CrestCommandLine.Failure;
     }
 
     private static int Fail(string message, TextWriter stderr, bool logIsStderr)

@@ -21,6 +21,10 @@ internal static class Support
     public static readonly IReadOnlyDictionary<string, IReadOnlySet<string>> Implemented = new Dictionary<string, IReadOnlySet<string>>
     {
         ["check"] = new HashSet<string> { "feature", "extra", "experimental", "all" },
+        // --pidfile means nothing to CRIU's dump, --pre-dump-mode only to pre-dump: both accepted, as CRIU does.
+        // --shell-job is not honoured yet (the dump engine refuses a task with a terminal anyway).
+        ["dump"] = new HashSet<string> { "tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode" },
+        ["restore"] = new HashSet<string> { "restore-detached", "pidfile" },
     };
 
     /// <summary>Null when Crest can run <paramref name="command"/> with these options; otherwise why not.</summary>

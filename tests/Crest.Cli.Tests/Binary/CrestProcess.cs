@@ -15,6 +15,21 @@ internal static class CrestProcess
 
     public static CrestRun Run(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
     {
+        using var process = Start(workingDirectory, environment, args);
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(Limit))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"crest {string.Join(' ', args)} ran longer than {Limit}");
+        }
+        process.WaitForExit();
+        return new CrestRun(process.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    /// <summary>Starts crest without waiting (stdin closed, stdout and stderr redirected): for a restore that waits for its task.</summary>
+    public static Process Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
+    {
         var start = new ProcessStartInfo
         {
             WorkingDirectory = workingDirectory,
@@ -41,17 +56,9 @@ internal static class CrestProcess
         if (environment is not null)
             foreach (var (name, value) in environment) start.Environment[name] = value;
 
-        using var process = Process.Start(start) ?? throw new InvalidOperationException("crest did not start");
+        var process = Process.Start(start) ?? throw new InvalidOperationException("crest did not start");
         process.StandardInput.Close();
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(Limit))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"crest {string.Join(' ', args)} ran longer than {Limit}");
-        }
-        process.WaitForExit();
-        return new CrestRun(process.ExitCode, stdout.Result, stderr.Result);
+        return process;
     }
 }
 

@@ -9,9 +9,7 @@ public class SupportTests
         CriuCommandLine.Parse(args, _ => null).Options.InEffect;
 
     [Theory]
-    [InlineData("dump")]
     [InlineData("pre-dump")]
-    [InlineData("restore")]
     [InlineData("page-server")]
     [InlineData("image-proxy")]
     [InlineData("image-cache")]
@@ -32,6 +30,25 @@ public class SupportTests
             Support.Refusal("check", InEffect("--feature", "userns", "--tcp-established")));
         Assert.Equal("check: option --manage-cgroups is not supported yet",
             Support.Refusal("check", InEffect("--manage-cgroups=soft")));
+    }
+
+    [Fact]
+    public void DumpTakesWhatTheHarnessSendsButNotShellJob()
+    {
+        Assert.Null(Support.Refusal("dump", InEffect("--no-default-config", "--log-file", "dump.log", "--images-dir", "/d",
+            "--verbosity=4", "--tree", "42", "--pidfile", "/p", "--timeout", "10", "--pre-dump-mode", "splice")));
+        Assert.Null(Support.Refusal("dump", InEffect("-t", "42", "-R")));
+        Assert.Null(Support.Refusal("dump", InEffect("-t", "42", "-s")));
+        Assert.Equal("dump: option --shell-job is not supported yet", Support.Refusal("dump", InEffect("-t", "42", "--shell-job")));
+    }
+
+    [Fact]
+    public void RestoreTakesWhatTheHarnessSends()
+    {
+        Assert.Null(Support.Refusal("restore", InEffect("--no-default-config", "--log-file", "restore.log", "--images-dir", "/d",
+            "--verbosity=4", "--pidfile", "/p", "--restore-detached")));
+        Assert.Equal("restore: option --tcp-established is not supported yet",
+            Support.Refusal("restore", InEffect("-d", "--tcp-established")));
     }
 
     [Fact]

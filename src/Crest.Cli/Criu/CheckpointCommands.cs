@@ -1,0 +1,36 @@
+// `dump` and `restore`: CRIU's options turned into the engines' options (CONTRACT.md). Paths are
+// already absolute (CriuPaths: a relative --pidfile is in the work directory, as CRIU has it);
+// the engines' exceptions become "Error: <message>", exit 1, in CriuRunner.
+using Crest.Diagnostics;
+using Crest.Engine.Dump;
+using Crest.Engine.Restore;
+
+namespace Crest.Cli.Criu;
+
+internal static class CheckpointCommands
+{
+    public static int Dump(CriuOptions options, CriuPaths paths)
+    {
+        if (paths.PidFile is { } pidFile)
+            Log.Debug($"dump: --pidfile {pidFile} has no use on dump (CRIU ignores it too)");
+        var statistics = DumpEngine.Dump(new DumpOptions
+        {
+            Pid = options.Tree,
+            ImagesDir = paths.ImagesDir,
+            LeaveRunning = options.FinalState == FinalState.Alive,
+            LeaveStopped = options.FinalState == FinalState.Stopped,
+            FreezeTimeout = TimeSpan.FromSeconds(options.Timeout),
+        });
+        Log.Info($"dump: {statistics}");
+        return 0;
+    }
+
+    /// <summary>0 once a detached tree runs; otherwise the root task's exit status (128+signal when killed).</summary>
+    public static int Restore(CriuOptions options, CriuPaths paths) =>
+        RestoreEngine.Run(new RestoreOptions
+        {
+            ImagesDir = paths.ImagesDir,
+            Detached = options.IsOn("restore-detached"),
+            PidFile = paths.PidFile,
+        });
+}
