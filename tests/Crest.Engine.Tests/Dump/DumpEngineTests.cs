@@ -99,6 +99,7 @@ public sealed class DumpEngineTests : IDisposable
     [InlineData("mapdeleted", "was deleted")]
     [InlineData("seccomp", "runs under seccomp")]
     [InlineData("child", "has children")]
+    [InlineData("guard", "guard pages")]
     public void UnsupportedStateFailsClosed(string extra, string message)
     {
         using var fixture = FixtureProcess.Start("dump_counter", extra);
