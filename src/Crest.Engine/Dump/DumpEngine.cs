@@ -5,7 +5,7 @@
 //   check every fd and mapping (refuse early)     Files/FileDescriptors.cs, Memory/VmaDumper.cs
 //   injected syscalls, all undone again           Processes/CoreDumper.cs (SyscallInjector)
 //   pages: PAGEMAP_SCAN + process_vm_readv        Memory/PageDumper.cs
-//   images, fsync, directory fsync, inventory     ImageDirectory.cs
+//   images, fsync all, directory, inventory last  ImageDirectory.cs
 //   release: kill / leave running / leave stopped Freezer.cs
 //
 // Fail closed: any failure before the images are complete releases the task exactly as it was (the
@@ -38,6 +38,9 @@ public static class DumpEngine
     /// <summary>Kernel object ids of the one task (CRIU generates them per kind, from 1).</summary>
     private const uint VmId = 1, FilesId = 1, FsId = 1, SighandId = 1;
 
+    /// <summary>Tests only: called at named stages ("frozen", "injecting", "pages") to make the dump fail there.</summary>
+    internal static Action<string>? StageHook { get; set; }
+
     public static DumpStatistics Dump(DumpOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -59,7 +62,6 @@ public static class DumpEngine
         {
             CheckSingleTask(pid);
             pages = DumpFrozen(task, images);
-            images.SyncDirectory();
         }
         catch (Exception e)
         {
@@ -67,9 +69,7 @@ public static class DumpEngine
             if (e is DumpException) throw;
             if (e is TraceeExitedException exited)
                 throw new DumpException($"Task {pid} ended during the dump ({exited.Status}).", e);
-            if (e is KernelException or IOException or ProcParseException or InjectionException or UnauthorizedAccessException)
-                throw new DumpException($"Dumping task {pid} failed: {e.Message}", e);
-            throw;
+            throw new DumpException($"Dumping task {pid} failed: {e.Message}", e);
         }
 
         var mode = options.LeaveRunning ? ReleaseMode.AsItWas : options.LeaveStopped ? ReleaseMode.Stopped : ReleaseMode.Killed;
@@ -109,6 +109,7 @@ public static class DumpEngine
     {
         int pid = task.Pid;
         // 1. Everything readable from outside, and every check, before anything in the task changes.
+        StageHook?.Invoke("frozen");
         var state = CoreDumper.ReadFromOutside(task);
         CoreDumper.CheckSupported(state);
         var smaps = VmaDumper.ReadSmaps(pid);
@@ -119,7 +120,10 @@ public static class DumpEngine
 
         // 2. What only the task can tell; the injector puts everything back when disposed.
         using (var remote = SyscallInjector.Open(task.Tracee))
+        {
             CoreDumper.ReadFromInside(state, remote);
+            StageHook?.Invoke("injecting");
+        }
 
         var mm = VmaDumper.BuildMm(pid, state, vmas, files);
         var core = CoreDumper.BuildCore(state);
@@ -132,8 +136,9 @@ public static class DumpEngine
         images.Track(pagesName);
         try
         {
-            using var writer = PageImageWriter.Create(images.Path, (ulong)pid, PagesId, syncOnClose: true);
+            using var writer = PageImageWriter.Create(images.Path, (ulong)pid, PagesId, syncOnClose: false);
             pages = PageDumper.Dump(pid, vmas, writer);
+            StageHook?.Invoke("pages");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -152,7 +157,7 @@ public static class DumpEngine
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Files), ImageKinds.Files, [.. files.Entries]);
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Fdinfo, FilesId), ImageKinds.Fdinfo, [.. fdinfos]);
         images.Write(ImageKinds.Pstree, 0, new PstreeEntry { Pid = (uint)pid, Ppid = 0, Pgid = (uint)stat.Pgrp, Sid = (uint)stat.Session, Threads = { (uint)pid } });
-        images.SyncDirectory();
+        images.SyncAll();
         var inventory = new InventoryEntry
         {
             ImgVersion = ImageVersion,
@@ -162,6 +167,7 @@ public static class DumpEngine
             Lsmtype = Lsmtype.NoLsm,
         };
         images.Write(ImageKinds.Inventory, 0, inventory);
+        images.SyncAll();
         Log.Info($"{pid}: dump: {vmas.Count} vmas, {fdinfos.Count} fds, {files.Entries.Count} files, {pages.PagesWritten} pages");
         return pages;
     }
@@ -204,7 +210,7 @@ public static class DumpEngine
         };
         // CRIU names it without .img.
         images.WriteNamed("stats-dump", ImageKinds.Stats, [entry]);
-        images.SyncDirectory();
+        images.SyncAll();
     }
 
     private static void ReleaseAfterFailure(FrozenTask task, ImageDirectory images)

@@ -1,7 +1,8 @@
-// The images directory of one dump. Every image is written whole and fsynced (ImageWriter.Create with
-// syncOnClose), then the directory itself is fsynced, so that a dump that reports success survives a crash.
-// inventory.img is written last: a directory without it is an incomplete dump. On failure every file this
-// dump created is removed again.
+// The images directory of one dump. Every image is written whole, then all of them are fsynced at once
+// (in parallel, so that the filesystem commits them in few journal transactions instead of one per file),
+// then the directory itself, so that a dump that reports success survives a crash. inventory.img is written
+// and synced after that: a directory without it is an incomplete dump. On failure every file this dump
+// created is removed again.
 using Crest.Images;
 using Crest.Kernel;
 using Crest.Kernel.Files;
@@ -12,6 +13,7 @@ namespace Crest.Engine.Dump;
 internal sealed class ImageDirectory
 {
     private readonly List<string> _created = [];
+    private readonly List<string> _unsynced = [];
 
     public ImageDirectory(string path)
     {
@@ -49,7 +51,7 @@ internal sealed class ImageDirectory
         _created.Add(path);
         try
         {
-            using var writer = ImageWriter.Create(path, kind, syncOnClose: true);
+            using var writer = ImageWriter.Create(path, kind, syncOnClose: false);
             foreach (var e in entries) writer.WriteEntry(e);
             writer.Complete();
         }
@@ -57,6 +59,7 @@ internal sealed class ImageDirectory
         {
             throw new DumpException($"Cannot write {path}: {e.Message}", e);
         }
+        _unsynced.Add(path);
         BytesWritten += (ulong)new FileInfo(path).Length;
     }
 
@@ -67,7 +70,30 @@ internal sealed class ImageDirectory
         if (!_created.Contains(path)) _created.Add(path);
     }
 
-    public void Account(string name) => BytesWritten += (ulong)new FileInfo(PathOf(name)).Length;
+    public void Account(string name)
+    {
+        _unsynced.Add(PathOf(name));
+        BytesWritten += (ulong)new FileInfo(PathOf(name)).Length;
+    }
+
+    /// <summary>fsync every image written so far (in parallel), then the directory.</summary>
+    public void SyncAll()
+    {
+        try
+        {
+            Parallel.ForEach(_unsynced, new ParallelOptions { MaxDegreeOfParallelism = 8 }, path =>
+            {
+                using var fd = FileDescriptor.Open(path, OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
+                fd.Sync();
+            });
+        }
+        catch (AggregateException e) when (e.InnerException is KernelException k)
+        {
+            throw new DumpException($"Cannot sync the images in {Path}: {k.Message}", k);
+        }
+        _unsynced.Clear();
+        SyncDirectory();
+    }
 
     /// <summary>fsync the directory so that the new names are durable too.</summary>
     public void SyncDirectory()

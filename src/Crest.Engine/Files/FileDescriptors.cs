@@ -1,10 +1,13 @@
 // The fd table of a task: /proc/PID/fd (readlink gives the kind: a path, or "pipe:[ino]", "socket:[ino]",
 // "anon_inode:[eventfd]"...) and /proc/PID/fdinfo/N (pos, flags in octal with O_CLOEXEC, mnt_id). Every fd
 // is checked before the dump changes anything in the task, so an unsupported one fails the dump early.
+// Descriptors that share one open file description (dup, dup2, inherited) get one file id, found with
+// kcmp(KCMP_FILE) among the fds on the same inode, so that restore keeps their position shared.
 using System.Globalization;
 using Crest.Engine.Dump;
 using Crest.Images.Protos;
 using Crest.Kernel.Proc;
+using Crest.Kernel.Processes;
 
 namespace Crest.Engine.Files;
 
@@ -20,6 +23,7 @@ internal static class FileDescriptors
             fds.Add(int.Parse(Path.GetFileName(entry), CultureInfo.InvariantCulture));
         fds.Sort();
         var result = new List<FdinfoEntry>(fds.Count);
+        var byInode = new Dictionary<(ulong Device, ulong Inode), List<(int Fd, uint Id)>>();
         foreach (int fd in fds)
         {
             string what = $"task {pid} fd {fd}";
@@ -36,7 +40,21 @@ internal static class FileDescriptors
             if (target.EndsWith(" (deleted)", StringComparison.Ordinal))
                 throw new DumpException($"{what}: file {target[..^" (deleted)".Length]} was deleted; deleted files are not supported.");
             RegularFiles.CheckSameFile(what, target, st);
-            uint id = table.Add(RegularFiles.Describe(target, info.Flags, (ulong)info.Pos, st, info.MntId));
+            if (!byInode.TryGetValue((st.Device, st.Inode), out var same)) byInode[(st.Device, st.Inode)] = same = [];
+            uint id = 0;
+            foreach (var (otherFd, otherId) in same)
+            {
+                if (Kcmp.SameFile(pid, pid, fd, otherFd))
+                {
+                    id = otherId;
+                    break;
+                }
+            }
+            if (id == 0)
+            {
+                id = table.Add(RegularFiles.Describe(target, info.Flags, (ulong)info.Pos, st, info.MntId));
+                same.Add((fd, id));
+            }
             result.Add(new FdinfoEntry
             {
                 Id = id,

@@ -46,11 +46,12 @@ internal static class PageDumper
                 foreach (var (s, e) in found) runs.Add(new Run(s, e, readable));
             }
         }
+        var scanTime = clock.Elapsed;
         ulong total = 0;
         foreach (var r in runs) total += (r.End - r.Start) / PageSize;
         Log.Info($"{pid}: pages: {scanned} pages scanned, {total} to write in {runs.Count} runs");
 
-        long writeTicks = 0;
+        long writeTicks = 0, readTicks = 0, waitTicks = 0;
         FileDescriptor? mem = null;
         var buffers = new[] { GC.AllocateUninitializedArray<byte>(BufferSize, pinned: true), GC.AllocateUninitializedArray<byte>(BufferSize, pinned: true) };
         Task? pendingWrite = null;
@@ -79,8 +80,12 @@ internal static class PageDumper
                 }
                 byte[] buffer = buffers[bi];
                 bi ^= 1;
+                long readBegin = Stopwatch.GetTimestamp();
                 ReadPieces(pid, pieces, buffer, ranges, ref mem);
+                long waitBegin = Stopwatch.GetTimestamp();
+                readTicks += waitBegin - readBegin;
                 pendingWrite?.GetAwaiter().GetResult();
+                waitTicks += Stopwatch.GetTimestamp() - waitBegin;
                 pendingWrite = Task.Run(() =>
                 {
                     long begin = Stopwatch.GetTimestamp();
@@ -110,6 +115,9 @@ internal static class PageDumper
             }
             mem?.Dispose();
         }
+        Log.Info($"{pid}: pages: scan {scanTime.TotalMilliseconds:0.#} ms, read {Stopwatch.GetElapsedTime(0, readTicks).TotalMilliseconds:0.#} ms, " +
+            $"write {Stopwatch.GetElapsedTime(0, writeTicks).TotalMilliseconds:0.#} ms, waiting for writes {Stopwatch.GetElapsedTime(0, waitTicks).TotalMilliseconds:0.#} ms, " +
+            $"all {clock.Elapsed.TotalMilliseconds:0.#} ms");
         return new PageDumpResult(scanned, total, clock.Elapsed, Stopwatch.GetElapsedTime(0, writeTicks));
     }
 

@@ -46,8 +46,28 @@ public sealed class DumpEngineTests : IDisposable
                 .Select(e => e.GetProperty("reg").GetProperty("name").GetString()).ToList();
             Assert.Contains(fixture.Ready["file"], names);
             Assert.Contains("/dev/null", names);
+            // Every file names its mount, mapped files and the cwd included.
+            Assert.All(files.RootElement.GetProperty("entries").EnumerateArray(), e => Assert.True(e.GetProperty("reg").GetProperty("mnt_id").GetInt32() >= 0));
+            // stdout and stderr are one open file (dup2): one entry.
+            Assert.Single(names, n => n!.Contains("crest-fixture-dump_counter", StringComparison.Ordinal));
+        }
+        using (var fdinfo = Crit.Decode(Path.Combine(_dir, "fdinfo-1.img")))
+        {
+            var byFd = fdinfo.RootElement.GetProperty("entries").EnumerateArray().ToDictionary(e => e.GetProperty("fd").GetInt32(), e => e.GetProperty("id").GetInt32());
+            Assert.Equal(byFd[1], byFd[2]);
+            Assert.NotEqual(byFd[0], byFd[4]); // two separate opens of /dev/null
         }
         Assert.True(stats.PagesWritten > (3u << 20) / 4096, $"{stats.PagesWritten} pages written");
+        using (var pagemap = Crit.Decode(Path.Combine(_dir, $"pagemap-{pid}.img")))
+        {
+            // The written pages the fixture then made PROT_NONE are dumped too (read through /proc/PID/mem).
+            ulong hidden = fixture.ReadyAddress("hidden");
+            Assert.Contains(pagemap.RootElement.GetProperty("entries").EnumerateArray().Skip(1), e =>
+            {
+                ulong vaddr = Convert.ToUInt64(e.GetProperty("vaddr").ToString(), e.GetProperty("vaddr").ToString().StartsWith("0x") ? 16 : 10);
+                return vaddr <= hidden && hidden + 8192 <= vaddr + e.GetProperty("nr_pages").GetUInt64() * 4096;
+            });
+        }
         AssertStatsMatchPages();
 
         Assert.Equal("PASS", VerifyAfterAWhile(fixture));
@@ -77,6 +97,9 @@ public sealed class DumpEngineTests : IDisposable
     [InlineData("pipe", "unsupported file kind (pipe:[")]
     [InlineData("eventfd", "unsupported file kind (anon_inode:[eventfd])")]
     [InlineData("mapdeleted", "was deleted")]
+    [InlineData("seccomp", "runs under seccomp")]
+    [InlineData("child", "has children")]
+    [InlineData("guard", "guard pages")]
     public void UnsupportedStateFailsClosed(string extra, string message)
     {
         using var fixture = FixtureProcess.Start("dump_counter", extra);
@@ -101,6 +124,29 @@ public sealed class DumpEngineTests : IDisposable
         Assert.Contains(_dir, e.Message);
         Assert.False(File.Exists(Path.Combine(_dir, "inventory.img")));
         Assert.Equal([blocker], Directory.GetFileSystemEntries(_dir));
+        Assert.Equal("PASS", VerifyAfterAWhile(fixture));
+    }
+
+    [Theory]
+    [InlineData("frozen")]
+    [InlineData("injecting")]
+    [InlineData("pages")]
+    public void AFailureAtAnyStageReleasesTheTaskAsItWas(string stage)
+    {
+        using var fixture = FixtureProcess.Start("dump_counter");
+        DumpEngine.StageHook = s => { if (s == stage) throw new IOException($"test failure at {s}"); };
+        try
+        {
+            var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir }));
+            Assert.Contains($"test failure at {stage}", e.Message);
+        }
+        finally
+        {
+            DumpEngine.StageHook = null;
+        }
+        Assert.Empty(Directory.GetFileSystemEntries(_dir));
+        // Not traced any more, and still counting with its state intact.
+        Assert.Matches(@"TracerPid:\s+0\n", File.ReadAllText($"/proc/{fixture.Pid}/status"));
         Assert.Equal("PASS", VerifyAfterAWhile(fixture));
     }
 
