@@ -7,6 +7,7 @@ using Crest.Engine.Dump;
 using Crest.Images.Protos;
 using Crest.Kernel;
 using Crest.Kernel.Files;
+using Crest.Kernel.Proc;
 
 namespace Crest.Engine.Files;
 
@@ -26,6 +27,23 @@ internal static class RegularFiles
             return fd.Stat();
         }
         catch (KernelException e) when (e.Errno.Value is Errno.ENOENT or Errno.ENOTDIR or ESTALE)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The mount id of the object <paramref name="heldPath"/> reaches (a /proc link of the task): opened with
+    /// O_PATH here, its /proc/self/fdinfo names the mount. Null when it cannot be opened.
+    /// </summary>
+    public static int? MountIdOf(string heldPath)
+    {
+        try
+        {
+            using var fd = FileDescriptor.Open(heldPath, OpenFlags.Path | OpenFlags.CloseOnExec);
+            return FdInfo.Parse(ProcFile.ReadAll($"/proc/self/fdinfo/{fd.Fd}")).MntId;
+        }
+        catch (KernelException)
         {
             return null;
         }
@@ -71,6 +89,6 @@ internal static class RegularFiles
         if (!IsSupported(held))
             throw new DumpException($"{what}: unsupported file kind ({path}, mode {held.Mode:o}).");
         CheckSameFile(what, path, held);
-        return table.AddShared(Describe(path, flags, 0, held, null));
+        return table.AddShared(Describe(path, flags, 0, held, MountIdOf(heldPath)));
     }
 }

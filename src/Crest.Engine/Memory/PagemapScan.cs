@@ -8,6 +8,9 @@
 //
 // A page matches when ((categories ^ inverted) & mask) == mask and (categories & anyof) != 0. The call
 // returns the number of regions written to vec and sets walk_end to where it stopped (vec full).
+// Guard regions (MADV_GUARD_INSTALL, Linux 6.13; PAGE_IS_GUARD in PAGEMAP_SCAN) cannot be recreated by
+// restore yet, so a range holding one is refused; a kernel that does not know the category answers EINVAL
+// and is asked again without it.
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Crest.Engine.Dump;
@@ -19,13 +22,14 @@ namespace Crest.Engine.Memory;
 internal sealed class PagemapScan : IDisposable
 {
     private const ulong PAGEMAP_SCAN = 0xC0606610;
-    private const ulong PAGE_IS_FILE = 1 << 2, PAGE_IS_PRESENT = 1 << 3, PAGE_IS_SWAPPED = 1 << 4, PAGE_IS_PFNZERO = 1 << 5;
+    private const ulong PAGE_IS_FILE = 1 << 2, PAGE_IS_PRESENT = 1 << 3, PAGE_IS_SWAPPED = 1 << 4, PAGE_IS_PFNZERO = 1 << 5, PAGE_IS_GUARD = 1 << 8;
     private const int RegionSize = 24, VecLength = 4096;
 
     private readonly FileDescriptor _pagemap;
     private readonly byte[] _vec = GC.AllocateArray<byte>(RegionSize * VecLength, pinned: true);
     private readonly byte[] _arg = new byte[96];
     private readonly int _pid;
+    private ulong _guard = PAGE_IS_GUARD;
 
     public PagemapScan(int pid)
     {
@@ -56,12 +60,17 @@ internal sealed class PagemapScan : IDisposable
                 BinaryPrimitives.WriteUInt64LittleEndian(a[48..], VecLength);
                 BinaryPrimitives.WriteUInt64LittleEndian(a[64..], inverted);
                 BinaryPrimitives.WriteUInt64LittleEndian(a[72..], mask);
-                BinaryPrimitives.WriteUInt64LittleEndian(a[80..], PAGE_IS_PRESENT | PAGE_IS_SWAPPED);
-                BinaryPrimitives.WriteUInt64LittleEndian(a[88..], PAGE_IS_PRESENT | PAGE_IS_SWAPPED);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[80..], PAGE_IS_PRESENT | PAGE_IS_SWAPPED | _guard);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[88..], PAGE_IS_PRESENT | PAGE_IS_SWAPPED | _guard);
                 int n;
                 try
                 {
                     n = _pagemap.Ioctl(PAGEMAP_SCAN, a);
+                }
+                catch (KernelException e) when (e.Errno.Value == Errno.EINVAL && _guard != 0)
+                {
+                    _guard = 0;
+                    continue;
                 }
                 catch (KernelException e)
                 {
@@ -72,6 +81,9 @@ internal sealed class PagemapScan : IDisposable
                 {
                     ulong rs = BinaryPrimitives.ReadUInt64LittleEndian(regions[(i * RegionSize)..]);
                     ulong re = BinaryPrimitives.ReadUInt64LittleEndian(regions[(i * RegionSize + 8)..]);
+                    ulong categories = BinaryPrimitives.ReadUInt64LittleEndian(regions[(i * RegionSize + 16)..]);
+                    if ((categories & PAGE_IS_GUARD) != 0)
+                        throw new DumpException($"task {_pid} mapping at 0x{rs:x}-0x{re:x} holds guard pages (MADV_GUARD_INSTALL), which cannot be restored yet.");
                     if (runs.Count > 0 && runs[^1].End == rs) runs[^1] = (runs[^1].Start, re);
                     else runs.Add((rs, re));
                 }

@@ -46,6 +46,8 @@ public sealed class DumpEngineTests : IDisposable
                 .Select(e => e.GetProperty("reg").GetProperty("name").GetString()).ToList();
             Assert.Contains(fixture.Ready["file"], names);
             Assert.Contains("/dev/null", names);
+            // Every file names its mount, mapped files and the cwd included.
+            Assert.All(files.RootElement.GetProperty("entries").EnumerateArray(), e => Assert.True(e.GetProperty("reg").GetProperty("mnt_id").GetInt32() >= 0));
             // stdout and stderr are one open file (dup2): one entry.
             Assert.Single(names, n => n!.Contains("crest-fixture-dump_counter", StringComparison.Ordinal));
         }
@@ -97,6 +99,7 @@ public sealed class DumpEngineTests : IDisposable
     [InlineData("mapdeleted", "was deleted")]
     [InlineData("seccomp", "runs under seccomp")]
     [InlineData("child", "has children")]
+    [InlineData("guard", "guard pages")]
     public void UnsupportedStateFailsClosed(string extra, string message)
     {
         using var fixture = FixtureProcess.Start("dump_counter", extra);
