@@ -18,7 +18,7 @@ namespace Crest.Engine.Restore;
 internal sealed class RestoreCore(StubInjector task, RestoreImages images)
 {
     private const long PR_SET_PDEATHSIG = 1, PR_SET_DUMPABLE = 4, PR_SET_NAME = 15, PR_SET_MM = 35, PR_SET_MM_MAP = 14,
-        PR_SET_THP_DISABLE = 41, AT_FDCWD = -100, O_CLOEXEC = 0x80000;
+        PR_SET_THP_DISABLE = 41, PR_SET_CHILD_SUBREAPER = 36, AT_FDCWD = -100, O_CLOEXEC = 0x80000;
     private const uint TaskStopped = 3;
     private const long ERESTARTSYS = 512, ERESTARTNOINTR = 513, ERESTARTNOHAND = 514, ERESTART_RESTARTBLOCK = 516, EINTR = 4;
 
@@ -54,10 +54,19 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
             task.Check("prctl(PR_SET_THP_DISABLE)", "thp", SyscallNumbers.prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 
-    /// <summary>Signal handlers, rlimits, personality.</summary>
+    /// <summary>Signal handlers, rlimits, personality, session and process group.</summary>
     public void RestoreProcessState()
     {
         var tc = _core.Tc ?? throw new RestoreException($"core-{task.Pid}.img has no task core (tc)");
+        // A session or group leader leads its own again; a member of a session or group led by a task outside
+        // the images stays in Crest's (CRIU needs --shell-job there).
+        var tree = images.Task;
+        if (tree.Sid == tree.Pid)
+            task.Check("setsid", "session leader", SyscallNumbers.setsid);
+        else if (tree.Pgid == tree.Pid)
+            task.Check("setpgid", "group leader", SyscallNumbers.setpgid, 0, 0);
+        else
+            Log.Info($"{task.Pid}: restore: session {tree.Sid} and group {tree.Pgid} are outside the images; the task joins Crest's");
         int index = 0;
         Span<byte> act = stackalloc byte[32];
         for (int sig = 1; sig <= 64 && index < tc.Sigactions.Count; sig++)
@@ -89,6 +98,10 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
                 task.ResetScratch();
             }
         }
+        if (tc.HasChildSubreaper && tc.ChildSubreaper)
+            task.Check("prctl(PR_SET_CHILD_SUBREAPER)", "child subreaper", SyscallNumbers.prctl, PR_SET_CHILD_SUBREAPER, 1);
+        if (tc.HasOomScoreAdj)
+            File.WriteAllText($"/proc/{task.Pid}/oom_score_adj", tc.OomScoreAdj.ToString(System.Globalization.CultureInfo.InvariantCulture));
         long personality = task.Syscall(SyscallNumbers.personality, 0xffffffff);
         if (personality != tc.Personality)
             task.Syscall(SyscallNumbers.personality, tc.Personality);
@@ -119,6 +132,16 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
             task.Check("sigaltstack", $"0x{sas.SsSp:x}+{sas.SsSize}", SyscallNumbers.sigaltstack, (long)task.Put(stack), 0);
             task.ResetScratch();
         }
+        if ((thread.HasSchedPolicy && thread.SchedPolicy != 0) || (thread.HasSchedPrio && thread.SchedPrio != 0))
+        {
+            var param = new byte[4];
+            BinaryPrimitives.WriteInt32LittleEndian(param, (int)thread.SchedPrio);
+            task.Check("sched_setscheduler", $"policy {thread.SchedPolicy} priority {thread.SchedPrio}", 144 /* sched_setscheduler */, 0,
+                thread.SchedPolicy, (long)task.Put(param));
+            task.ResetScratch();
+        }
+        if (thread.HasSchedNice && thread.SchedNice != 0 && thread.SchedPolicy is 0 or 3 /* SCHED_OTHER, SCHED_BATCH */)
+            task.Check("setpriority", $"nice {thread.SchedNice}", 141 /* setpriority */, 0 /* PRIO_PROCESS */, 0, thread.SchedNice);
         if (thread.HasPdeathSig && thread.PdeathSig != 0)
             task.Check("prctl(PR_SET_PDEATHSIG)", $"signal {thread.PdeathSig}", SyscallNumbers.prctl, PR_SET_PDEATHSIG, thread.PdeathSig);
     }

@@ -25,6 +25,9 @@ public static class RestoreEngine
     private const int SIGKILL = 9, SIGSTOP = 19;
     private const ulong CLONE_PARENT = 0x8000;
 
+    /// <summary>Pin the tracer and the task to one CPU while injecting (tests compare with and without).</summary>
+    internal static bool PinWhileInjecting { get; set; } = true;
+
     /// <summary>How long a PID held by a zombie or dying task is waited for.</summary>
     public static TimeSpan PidWait { get; set; } = TimeSpan.FromSeconds(5);
 
@@ -90,12 +93,33 @@ public static class RestoreEngine
         restored = null;
         int pid = images.Pid;
         ulong regionBase = RestoreMemory.ChooseRegion(images.Mm);
+        // Tracer and tasks share one CPU while syscalls are injected (ENGINE.md §8); the task gets Crest's
+        // affinity back before it is released, the tracer thread when the restore ends.
+        byte[] affinity = CpuAffinity.Get(0);
+        byte[] pinned = PinWhileInjecting ? CpuAffinity.Only(CpuAffinity.CurrentCpu()) : affinity;
+        CpuAffinity.Set(0, pinned);
+        try
+        {
+            return RestorePinned(tracer, images, regionBase, affinity, pinned, out restored);
+        }
+        finally
+        {
+            CpuAffinity.Set(0, affinity);
+        }
+    }
+
+    private static RestoreStatistics RestorePinned(Tracer tracer, RestoreImages images, ulong regionBase, byte[] affinity, byte[] pinned,
+        out ChildProcess? restored)
+    {
+        restored = null;
+        int pid = images.Pid;
         var forking = Stopwatch.StartNew();
         Tracee task;
         using (var stub = StartStub(tracer, regionBase, out var stubTracee))
         {
             try
             {
+                CpuAffinity.Set(stub.Pid, pinned);
                 task = CloneWithPid(stubTracee, regionBase, pid);
                 restored = ChildProcess.Adopt(pid);
             }
@@ -119,7 +143,10 @@ public static class RestoreEngine
         // Nothing of what the stub's parent had open belongs to the task.
         injector.Check("close_range", "inherited fds", SyscallNumbers.close_range, 0, uint.MaxValue, 0);
         memory.RestoreLayout();
+        // The page writers are started from this thread and inherit its affinity: all CPUs for them.
+        CpuAffinity.Set(0, affinity);
         long pagesRestored = memory.RestoreContents();
+        CpuAffinity.Set(0, pinned);
         memory.FinishLayout();
         memoryClock.Stop();
 
@@ -130,6 +157,7 @@ public static class RestoreEngine
         core.RestoreThreadState();
         core.RestorePendingSignals();
         core.RestoreCreds();
+        CpuAffinity.Set(pid, affinity);
         core.Release(memory);
 
         return new RestoreStatistics(forking.Elapsed, memoryClock.Elapsed, TimeSpan.Zero, pagesRestored) { PagesWriteTime = memory.ContentsTime };

@@ -138,7 +138,7 @@ internal sealed class RestoreMemory
             _finalProtect.Add(index);
             if (!hasPages && MergesWithNeighbour(index)) _touch.Add(index);
         }
-        else if (hasPages && !shared)
+        else if (hasPages && !(shared && !anonymous))
         {
             if ((prot & PROT_WRITE) == 0) _finalProtect.Add(index);
             prot |= PROT_READ | PROT_WRITE;

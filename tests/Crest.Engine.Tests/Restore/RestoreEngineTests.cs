@@ -126,8 +126,9 @@ public class RestoreCoverageTests
             Thread.Sleep(100);
             Assert.Equal('T', State(fixture.Pid));
             Assert.Equal(0, Kill(fixture.Pid, 18 /* SIGCONT */));
-            clock.Restart();
-            while (State(fixture.Pid) == 'T' && clock.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(5);
+            // Continued, the task re-issues its pause() (the dump rewound it, as CRIU does); a signal that came
+            // before it is back in the syscall would run its handler and leave pause() waiting for another.
+            fixture.WaitUntilInSyscall(34, TimeSpan.FromSeconds(5));
             AssertPass(Verify(restored, fixture));
         }
         finally

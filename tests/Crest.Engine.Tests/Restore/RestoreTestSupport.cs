@@ -44,6 +44,15 @@ internal static partial class RestoreTestSupport
     /// <summary>Signal the restored fixture and return its verdict line from the fixture's output.</summary>
     public static string Verify(ChildProcess restored, FixtureProcess fixture, int signal = SIGUSR1)
     {
+        // The dump rewinds an interrupted syscall (as CRIU does): until the task has re-entered it, a signal
+        // would run its handler first and the re-issued pause() would miss it. Wait for it to block again.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(5))
+        {
+            string syscall = File.Exists($"/proc/{restored.Pid}/syscall") ? File.ReadAllText($"/proc/{restored.Pid}/syscall") : "";
+            if (syscall.Length > 0 && char.IsDigit(syscall[0])) break;
+            Thread.Sleep(2);
+        }
         restored.Signal(signal);
         var status = restored.WaitForExit(TimeSpan.FromSeconds(20));
         string output = fixture.Output;
