@@ -100,6 +100,25 @@ public class DumpRestoreTests
     }
 
     [Fact]
+    public void RestoreOverALiveProcessFailsAndLeavesItAlone()
+    {
+        using var dir = new TempDirectory();
+        string images = dir.Sub("images");
+        using var target = HarnessTarget.Start(dir.Path);
+        var dump = CrestProcess.Run(dir.Path, "dump", "-t", target.Pid.ToString(), "-D", images, "-o", "dump.log", "-R");
+        Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(images, "dump.log")}");
+
+        var restore = CrestProcess.Run(dir.Path, HarnessRestore(images, Path.Combine(dir.Path, "restore.pid")));
+        Assert.Equal(1, restore.ExitCode);
+        Assert.StartsWith("Error: ", restore.Stderr);
+        Assert.Contains(target.Pid.ToString(), restore.Stderr);
+        Assert.Contains("Error: ", Log(images, "restore.log"));
+        Assert.False(File.Exists(Path.Combine(dir.Path, "restore.pid")));
+        Assert.True(target.IsRunning);
+        Assert.Equal("PASS", target.Verify());
+    }
+
+    [Fact]
     public void LeaveStoppedLeavesItStopped()
     {
         using var dir = new TempDirectory();
