@@ -55,7 +55,10 @@ public sealed class DumpEngineTests : IDisposable
         {
             var byFd = fdinfo.RootElement.GetProperty("entries").EnumerateArray().ToDictionary(e => e.GetProperty("fd").GetInt32(), e => e.GetProperty("id").GetInt32());
             Assert.Equal(byFd[1], byFd[2]);
-            Assert.NotEqual(byFd[0], byFd[4]); // two separate opens of /dev/null
+            Assert.NotEqual(byFd[0], byFd[5]); // two separate opens of /dev/null
+            // fd 4: the directory, close-on-exec.
+            var dirEntry = fdinfo.RootElement.GetProperty("entries").EnumerateArray().Single(e => e.GetProperty("fd").GetInt32() == 4);
+            Assert.Equal(1, dirEntry.GetProperty("flags").GetInt32());
         }
         Assert.True(stats.PagesWritten > (3u << 20) / 4096, $"{stats.PagesWritten} pages written");
         using (var pagemap = Crit.Decode(Path.Combine(_dir, $"pagemap-{pid}.img")))
@@ -81,6 +84,16 @@ public sealed class DumpEngineTests : IDisposable
         var status = fixture.Child.WaitForExit(Timeout);
         Assert.True(status.Signaled && status.TermSignal == 9, status.ToString());
         Assert.True(File.Exists(Path.Combine(_dir, "inventory.img")));
+    }
+
+    [Fact]
+    public void ADumpedFixtureLeavesCompleteImagesForRestoreTests()
+    {
+        using var dumped = DumpedFixture.Start("dump_counter");
+        Assert.True(File.Exists(Path.Combine(dumped.ImagesDir, "inventory.img")));
+        Assert.True(File.Exists(Path.Combine(dumped.ImagesDir, $"core-{dumped.Pid}.img")));
+        Assert.False(Directory.Exists($"/proc/{dumped.Pid}"));
+        Assert.StartsWith("READY", dumped.Output);
     }
 
     [Fact]
