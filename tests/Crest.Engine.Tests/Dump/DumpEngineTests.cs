@@ -113,6 +113,7 @@ public sealed class DumpEngineTests : IDisposable
     [InlineData("seccomp", "runs under seccomp")]
     [InlineData("child", "has children")]
     [InlineData("guard", "guard pages")]
+    [InlineData("posixtimer", "POSIX timer")]
     public void UnsupportedStateFailsClosed(string extra, string message)
     {
         using var fixture = FixtureProcess.Start("dump_counter", extra);
@@ -250,6 +251,20 @@ public sealed class DumpEngineTests : IDisposable
     {
         Thread.Sleep(20);
         return fixture.Verify(SIGUSR1, Timeout);
+    }
+
+    [Fact]
+    public void IntervalTimersAreDumped()
+    {
+        using var fixture = FixtureProcess.Start("dump_counter", "itimer");
+        DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir, LeaveRunning = true });
+        using (var core = Crit.Decode(Path.Combine(_dir, $"core-{fixture.Pid}.img")))
+        {
+            var real = core.RootElement.GetProperty("entries")[0].GetProperty("tc").GetProperty("timers").GetProperty("real");
+            Assert.Equal(1000UL, real.GetProperty("isec").GetUInt64());
+            Assert.InRange(real.GetProperty("vsec").GetUInt64(), 1990UL, 2000UL);
+        }
+        Assert.Equal("PASS", VerifyAfterAWhile(fixture));
     }
 
     private static char State(int pid)
