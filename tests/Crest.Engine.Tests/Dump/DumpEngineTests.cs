@@ -97,6 +97,43 @@ public sealed class DumpEngineTests : IDisposable
     }
 
     [Fact]
+    public void ATaskOfAnotherParentIsKilledAndLeftToItsParent()
+    {
+        // sh is our child, the fixture is sh's: after SIGKILL the tracer hears of the death, then the task is
+        // a zombie of sh until sh's wait reaps it; the dump returns once it is a zombie or gone.
+        string fixturePath = Path.Combine(AppContext.BaseDirectory, "fixtures", "dump_counter");
+        string output = Path.Combine(_dir, "..", $"crest-grandchild-{Guid.NewGuid():N}.out");
+        var options = new Crest.Kernel.Processes.SpawnOptions { NewSession = true };
+        options.FileActions.Add(new Crest.Kernel.Processes.SpawnFileAction.Open(0, "/dev/null", Crest.Kernel.Processes.SpawnFileAction.O_RDONLY));
+        using var shell = Crest.Kernel.Processes.ChildProcess.Spawn("/bin/sh", ["sh", "-c", $"\"{fixturePath}\" > \"{output}\" 2>&1 & wait $!; echo exited $? >> \"{output}\""], options);
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            int pid = 0;
+            while (pid == 0)
+            {
+                string text = File.Exists(output) ? File.ReadAllText(output) : "";
+                var ready = text.Split('\n').FirstOrDefault(l => l.StartsWith("READY ", StringComparison.Ordinal));
+                if (ready is not null) pid = int.Parse(ready.Split(' ')[1]["pid=".Length..]);
+                else if (clock.Elapsed > Timeout) Assert.Fail($"no READY from the grandchild: {text}");
+                else Thread.Sleep(5);
+            }
+            DumpEngine.Dump(new DumpOptions { Pid = pid, ImagesDir = _dir });
+            char state;
+            try { state = State(pid); }
+            catch (IOException) { state = 'X'; } // already reaped
+            Assert.True(state is 'Z' or 'X', $"task {pid} is in state {state} after the dump");
+            var status = shell.WaitForExit(Timeout);
+            Assert.True(status.Exited && status.ExitCode == 0, status.ToString());
+            Assert.Contains("exited 137", File.ReadAllText(output)); // 128 + SIGKILL, seen by the real parent
+        }
+        finally
+        {
+            File.Delete(output);
+        }
+    }
+
+    [Fact]
     public void LeaveStoppedLeavesTheTaskStopped()
     {
         using var fixture = FixtureProcess.Start("dump_counter");
