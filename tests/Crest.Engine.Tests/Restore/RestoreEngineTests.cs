@@ -79,6 +79,13 @@ public class RestoreCoverageTests
         RoundTrip("restore_regs", [], f => f.WaitUntilInSyscall(34, TimeSpan.FromSeconds(10)));
 
     [Fact]
+    public void Avx512RegistersKeepLiveValues()
+    {
+        if (!File.ReadAllText("/proc/cpuinfo").Contains(" avx512f", StringComparison.Ordinal)) return; // nothing to check on this CPU
+        RoundTrip("restore_regs", ["avx512"], f => f.WaitUntilInSyscall(34, TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
     public void FutexWaitGoesOnAfterRestore() =>
         RoundTrip("restore_blocking", ["futex"], f => f.WaitUntilInSyscall(202, TimeSpan.FromSeconds(10)));
 
