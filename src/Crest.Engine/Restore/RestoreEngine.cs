@@ -168,7 +168,9 @@ public static class RestoreEngine
         var stub = ChildProcess.Spawn($"/proc/self/fd/{memfd.Fd}", ["crest-stub"]);
         try
         {
-            tracee = tracer.Seize(stub.Pid, PtraceOptions.TraceSysGood | PtraceOptions.TraceFork | PtraceOptions.TraceClone);
+            // ExitKill: should Crest die half way, the kernel kills the stub and the half-built task (the
+            // option is inherited by the auto-attached child) instead of letting them run.
+            tracee = tracer.Seize(stub.Pid, PtraceOptions.TraceSysGood | PtraceOptions.TraceFork | PtraceOptions.TraceClone | PtraceOptions.ExitKill);
             // The stub stops itself: either it did before the seize (reported at once as a group-stop event
             // stop) or we see its SIGSTOP being delivered first and let it through into the group stop.
             while (true)
@@ -209,11 +211,20 @@ public static class RestoreEngine
             string holder = errno.Value == Errno.EEXIST ? $" (held by {DescribeHolder(pid)})" : "";
             throw new RestoreException($"clone3 with set_tid {pid} failed: {errno}{holder}");
         }
-        if (rc != pid) throw new RestoreException($"clone3 with set_tid {pid} gave pid {rc}");
-        var task = stub.Tracer.Adopt(pid, stub.Options);
-        var first = task.WaitForStop(TimeSpan.FromSeconds(10));
-        if (!first.Status.IsEventStop) throw new RestoreException($"new task {pid}: first stop is {first.Status}, expected an event stop");
-        return task;
+        try
+        {
+            if (rc != pid) throw new RestoreException($"clone3 with set_tid {pid} gave pid {rc}");
+            var task = stub.Tracer.Adopt(pid, stub.Options);
+            var first = task.WaitForStop(TimeSpan.FromSeconds(10));
+            if (!first.Status.IsEventStop) throw new RestoreException($"new task {pid}: first stop is {first.Status}, expected an event stop");
+            return task;
+        }
+        catch
+        {
+            // The new task is our child (CLONE_PARENT): kill and reap it before the failure goes on.
+            using var created = ChildProcess.Adopt((int)rc);
+            throw;
+        }
     }
 
     private static void KillStub(ChildProcess stub, Tracee tracee)
@@ -306,14 +317,4 @@ public static class RestoreEngine
         writer.WriteEntry(entry);
         writer.Complete();
     }
-}
-
-/// <summary>Figures of one restore (times in CRIU's stats-restore are microseconds).</summary>
-public sealed record RestoreStatistics(TimeSpan ForkingTime, TimeSpan MemoryTime, TimeSpan RestoreTime, long PagesRestored)
-{
-    /// <summary>Time spent writing page contents (process_vm_writev), part of MemoryTime.</summary>
-    public TimeSpan PagesWriteTime { get; init; }
-
-    /// <summary>Page contents written per second, in bytes.</summary>
-    public double PagesWriteRate => PagesWriteTime > TimeSpan.Zero ? PagesRestored * 4096.0 / PagesWriteTime.TotalSeconds : 0;
 }

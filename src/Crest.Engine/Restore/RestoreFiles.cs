@@ -3,7 +3,7 @@
 // status flags (O_APPEND, O_NONBLOCK...; never O_CREAT/O_TRUNC), moved to their number with dup3 (O_CLOEXEC
 // from the fd flags) and set to their offset. Opening in the task gives the same result as opening in Crest
 // and passing the file over SCM_RIGHTS, with three syscalls fewer; objects that cannot be reopened by path
-// (pipes, sockets) will need the passing.
+// (pipes, sockets) will need the passing. Descriptors that shared an open file description share one again.
 using Crest.Diagnostics;
 using Crest.Images.Protos;
 using Crest.Kernel.Arch.X64;
@@ -15,34 +15,49 @@ internal static class RestoreFiles
     private const long O_CREAT = 0x40, O_EXCL = 0x80, O_NOCTTY = 0x100, O_TRUNC = 0x200, O_CLOEXEC = 0x80000;
     private const long FD_CLOEXEC = 1, F_SETFD = 2, SEEK_SET = 0, AT_FDCWD = -100;
 
+    private static void OpenAt(StubInjector task, FdinfoEntry fd, RegFileEntry file, bool cloexec)
+    {
+        long flags = file.Flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
+        long opened = task.Syscall(SyscallNumbers.openat, AT_FDCWD, (long)task.PutString(file.Name), flags, 0);
+        task.ResetScratch();
+        if (opened < 0)
+            throw new RestoreException($"fd {fd.Fd} of task {task.Pid}: cannot open {file.Name}: {Crest.Kernel.Errno.FromRawReturn(opened)}");
+        if (opened != fd.Fd)
+        {
+            task.Check("dup3", $"fd {fd.Fd} ({file.Name})", SyscallNumbers.dup3, opened, fd.Fd, cloexec ? O_CLOEXEC : 0);
+            task.Check("close", $"temporary fd {opened}", SyscallNumbers.close, opened);
+        }
+        else if (cloexec)
+        {
+            task.Check("fcntl(F_SETFD)", $"fd {fd.Fd}", SyscallNumbers.fcntl, fd.Fd, F_SETFD, FD_CLOEXEC);
+        }
+        if (file.Pos != 0)
+        {
+            long pos = task.Check("lseek", $"fd {fd.Fd} ({file.Name})", SyscallNumbers.lseek, fd.Fd, (long)file.Pos, SEEK_SET);
+            if (pos != (long)file.Pos) throw new RestoreException($"fd {fd.Fd} of task {task.Pid}: lseek to {file.Pos} gave {pos}");
+        }
+        Log.Debug($"{task.Pid}: restore: fd {fd.Fd} = {file.Name} flags 0x{flags:x} pos {file.Pos}{(cloexec ? " cloexec" : "")}");
+    }
+
     public static void Restore(StubInjector task, RestoreImages images)
     {
+        // Descriptors with one file id share one open file description (dup, dup2, fork): it is opened once,
+        // at the lowest number, and duplicated to the others, so that they share the offset and status flags.
+        var opened = new Dictionary<uint, int>();
         foreach (var fd in images.Fds.OrderBy(f => f.Fd))
         {
             if (fd.Type != FdTypes.Reg)
                 throw new RestoreException($"fd {fd.Fd} of task {task.Pid} is a {fd.Type}, which this restore does not support yet");
             var file = images.RegularFile(fd.Id, $"fd {fd.Fd}");
-            long flags = file.Flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
             bool cloexec = (fd.Flags & FD_CLOEXEC) != 0;
-            long opened = task.Syscall(SyscallNumbers.openat, AT_FDCWD, (long)task.PutString(file.Name), flags, 0);
-            task.ResetScratch();
-            if (opened < 0)
-                throw new RestoreException($"fd {fd.Fd} of task {task.Pid}: cannot open {file.Name}: {Crest.Kernel.Errno.FromRawReturn(opened)}");
-            if (opened != fd.Fd)
+            if (opened.TryGetValue(fd.Id, out int first))
             {
-                task.Check("dup3", $"fd {fd.Fd} ({file.Name})", SyscallNumbers.dup3, opened, fd.Fd, cloexec ? O_CLOEXEC : 0);
-                task.Check("close", $"temporary fd {opened}", SyscallNumbers.close, opened);
+                task.Check("dup3", $"fd {fd.Fd} (same file as fd {first})", SyscallNumbers.dup3, first, fd.Fd, cloexec ? O_CLOEXEC : 0);
+                Log.Debug($"{task.Pid}: restore: fd {fd.Fd} = fd {first}{(cloexec ? " cloexec" : "")}");
+                continue;
             }
-            else if (cloexec)
-            {
-                task.Check("fcntl(F_SETFD)", $"fd {fd.Fd}", SyscallNumbers.fcntl, fd.Fd, F_SETFD, FD_CLOEXEC);
-            }
-            if (file.Pos != 0)
-            {
-                long pos = task.Check("lseek", $"fd {fd.Fd} ({file.Name})", SyscallNumbers.lseek, fd.Fd, (long)file.Pos, SEEK_SET);
-                if (pos != (long)file.Pos) throw new RestoreException($"fd {fd.Fd} of task {task.Pid}: lseek to {file.Pos} gave {pos}");
-            }
-            Log.Debug($"{task.Pid}: restore: fd {fd.Fd} = {file.Name} flags 0x{flags:x} pos {file.Pos}{(cloexec ? " cloexec" : "")}");
+            OpenAt(task, fd, file, cloexec);
+            opened[fd.Id] = (int)fd.Fd;
         }
 
         if (images.Fs is { } fs)
