@@ -47,6 +47,7 @@ internal static class DumpRestoreBenchmark
         {
             string target = Path.Combine(AppContext.BaseDirectory, "native", "random_memory");
             Console.WriteLine($"  crest {context.CrestBinary}; images in {work} ({FileSystemOf("/dev/shm")}); THP {TransparentHugePages()}");
+            Console.WriteLine($"  {Environment.ProcessorCount} CPUs, load average {LoadAverage()} (figures from a busy machine are not limits)");
             Console.WriteLine($"  {"crest --version",-12} p50 {StartupMs(context, work):F1} ms (fixed cost of every crest call)");
             Console.WriteLine();
             Console.WriteLine($"  {"size",-7} {"crest dump",-22} {"crest restore -d",-22}| {"write to tmpfs",-15} {"vm_readv",-10} {"fault-in",-10} | restored memory");
@@ -73,6 +74,7 @@ internal static class DumpRestoreBenchmark
             }
 
             PrintTargets(outcomes.GetValueOrDefault(1024), tiny);
+            Console.WriteLine($"  load average at the end {LoadAverage()}");
             return ok ? 0 : 1;
         }
         finally
@@ -316,6 +318,8 @@ internal static class DumpRestoreBenchmark
         }
         return "unknown file system";
     }
+
+    private static string LoadAverage() => string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
 
     private static string TransparentHugePages()
     {

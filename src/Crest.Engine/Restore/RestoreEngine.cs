@@ -134,9 +134,6 @@ public static class RestoreEngine
         // Every signal blocked while the task is rebuilt: one sent to it now waits for the release.
         task.SetSigMask(ulong.MaxValue);
         var injector = new StubInjector(task, regionBase, regionBase + RestoreStub.GadgetOffset);
-        // A clone starts in the stub's session and group; a task that led its own (a daemon does) leads them again.
-        if (images.Task.Sid == (uint)pid) injector.Check("setsid", "its own session", SyscallNumbers.setsid);
-        else if (images.Task.Pgid == (uint)pid) injector.Check("setpgid", "its own process group", SyscallNumbers.setpgid);
         var memoryClock = Stopwatch.StartNew();
         var memory = new RestoreMemory(injector, images);
         memory.PrepareRegion();

@@ -33,6 +33,8 @@ public class DumpRestoreTests
         var restore = CrestProcess.Run(dir.Path, HarnessRestore(images, pidFile));
         Assert.True(restore.ExitCode == 0, $"restore exited {restore.ExitCode}: {restore.Stderr}\n{Log(images, "restore.log")}");
         Assert.Equal(target.Pid.ToString(), File.ReadAllText(pidFile)); // decimal, no newline
+        Assert.Contains("Version: 0.1.0", Log(images, "dump.log"));    // relative logs land in the images
+        Assert.Contains("Version: 0.1.0", Log(images, "restore.log")); // directory, the default work dir
         Assert.True(target.IsRunning, $"process {target.Pid} does not run after the restore");
         Assert.Equal("PASS", target.Verify());
         AssertShowsAsCrit(dir.Path, Path.Combine(images, "stats-restore"));
