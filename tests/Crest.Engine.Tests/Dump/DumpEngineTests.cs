@@ -46,6 +46,10 @@ public sealed class DumpEngineTests : IDisposable
                 .Select(e => e.GetProperty("reg").GetProperty("name").GetString()).ToList();
             Assert.Contains(fixture.Ready["file"], names);
             Assert.Contains("/dev/null", names);
+            var data = files.RootElement.GetProperty("entries").EnumerateArray().Single(e => e.GetProperty("reg").GetProperty("name").GetString() == fixture.Ready["file"]);
+            var fown = data.GetProperty("reg").GetProperty("fown");
+            Assert.Equal((uint)fixture.Pid, fown.GetProperty("pid").GetUInt32());
+            Assert.Equal(12U, fown.GetProperty("signum").GetUInt32());
             // Every file names its mount, mapped files and the cwd included.
             Assert.All(files.RootElement.GetProperty("entries").EnumerateArray(), e => Assert.True(e.GetProperty("reg").GetProperty("mnt_id").GetInt32() >= 0));
             // stdout and stderr are one open file (dup2): one entry.
