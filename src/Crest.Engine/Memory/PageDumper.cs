@@ -53,7 +53,9 @@ internal static class PageDumper
 
         long writeTicks = 0, readTicks = 0, waitTicks = 0;
         FileDescriptor? mem = null;
-        var buffers = new[] { GC.AllocateUninitializedArray<byte>(BufferSize, pinned: true), GC.AllocateUninitializedArray<byte>(BufferSize, pinned: true) };
+        // A small task needs no 16 MiB buffers: every first touch of a buffer page is a fault.
+        int bufferSize = (int)Math.Min((ulong)BufferSize, Math.Max(1UL, total) * PageSize);
+        var buffers = new[] { GC.AllocateUninitializedArray<byte>(bufferSize, pinned: true), GC.AllocateUninitializedArray<byte>(bufferSize, pinned: true) };
         Task? pendingWrite = null;
         var ranges = new List<RemoteRange>();
         try
@@ -64,11 +66,11 @@ internal static class PageDumper
             {
                 var pieces = new List<Piece>();
                 int filled = 0;
-                while (ri < runs.Count && filled < BufferSize)
+                while (ri < runs.Count && filled < bufferSize)
                 {
                     var r = runs[ri];
                     ulong size = r.End - r.Start;
-                    int take = (int)Math.Min(size - within, (ulong)(BufferSize - filled));
+                    int take = (int)Math.Min(size - within, (ulong)(bufferSize - filled));
                     pieces.Add(new Piece(r.Start, size / PageSize, within == 0, r.Start + within, take, r.Readable));
                     filled += take;
                     within += (ulong)take;

@@ -10,6 +10,9 @@ namespace Crest.Engine.Processes;
 /// <summary>One kernel struct sigaction (x86_64): handler, flags, restorer, blocked mask.</summary>
 internal readonly record struct SignalAction(int Signal, ulong Handler, ulong Flags, ulong Restorer, ulong Mask);
 
+/// <summary>struct itimerval of getitimer(2): interval and value, in seconds and microseconds.</summary>
+internal readonly record struct IntervalTimer(ulong IntervalSec, ulong IntervalUsec, ulong ValueSec, ulong ValueUsec);
+
 /// <summary>stack_t of sigaltstack(2).</summary>
 internal readonly record struct AltStack(ulong Sp, uint Flags, ulong Size);
 
@@ -37,6 +40,8 @@ internal sealed class TaskState
     // From injected syscalls.
     public IReadOnlyList<SignalAction> SignalActions { get; set; } = [];
     public AltStack AltStack { get; set; }
+    /// <summary>ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF.</summary>
+    public IntervalTimer[] IntervalTimers { get; set; } = [];
     public ulong ClearChildTid { get; set; }
     public ulong RobustListHead { get; set; }
     public ulong RobustListLength { get; set; }

@@ -55,7 +55,10 @@ public sealed class DumpEngineTests : IDisposable
         {
             var byFd = fdinfo.RootElement.GetProperty("entries").EnumerateArray().ToDictionary(e => e.GetProperty("fd").GetInt32(), e => e.GetProperty("id").GetInt32());
             Assert.Equal(byFd[1], byFd[2]);
-            Assert.NotEqual(byFd[0], byFd[4]); // two separate opens of /dev/null
+            Assert.NotEqual(byFd[0], byFd[5]); // two separate opens of /dev/null
+            // fd 4: the directory, close-on-exec.
+            var dirEntry = fdinfo.RootElement.GetProperty("entries").EnumerateArray().Single(e => e.GetProperty("fd").GetInt32() == 4);
+            Assert.Equal(1, dirEntry.GetProperty("flags").GetInt32());
         }
         Assert.True(stats.PagesWritten > (3u << 20) / 4096, $"{stats.PagesWritten} pages written");
         using (var pagemap = Crit.Decode(Path.Combine(_dir, $"pagemap-{pid}.img")))
@@ -84,6 +87,53 @@ public sealed class DumpEngineTests : IDisposable
     }
 
     [Fact]
+    public void ADumpedFixtureLeavesCompleteImagesForRestoreTests()
+    {
+        using var dumped = DumpedFixture.Start("dump_counter");
+        Assert.True(File.Exists(Path.Combine(dumped.ImagesDir, "inventory.img")));
+        Assert.True(File.Exists(Path.Combine(dumped.ImagesDir, $"core-{dumped.Pid}.img")));
+        Assert.False(Directory.Exists($"/proc/{dumped.Pid}"));
+        Assert.StartsWith("READY", dumped.Output);
+    }
+
+    [Fact]
+    public void ATaskOfAnotherParentIsKilledAndLeftToItsParent()
+    {
+        // sh is our child, the fixture is sh's: after SIGKILL the tracer hears of the death, then the task is
+        // a zombie of sh until sh's wait reaps it; the dump returns once it is a zombie or gone.
+        string fixturePath = Path.Combine(AppContext.BaseDirectory, "fixtures", "dump_counter");
+        string output = Path.Combine(_dir, "..", $"crest-grandchild-{Guid.NewGuid():N}.out");
+        var options = new Crest.Kernel.Processes.SpawnOptions { NewSession = true };
+        options.FileActions.Add(new Crest.Kernel.Processes.SpawnFileAction.Open(0, "/dev/null", Crest.Kernel.Processes.SpawnFileAction.O_RDONLY));
+        using var shell = Crest.Kernel.Processes.ChildProcess.Spawn("/bin/sh", ["sh", "-c", $"\"{fixturePath}\" > \"{output}\" 2>&1 & wait $!; echo exited $? >> \"{output}\""], options);
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            int pid = 0;
+            while (pid == 0)
+            {
+                string text = File.Exists(output) ? File.ReadAllText(output) : "";
+                var ready = text.Split('\n').FirstOrDefault(l => l.StartsWith("READY ", StringComparison.Ordinal));
+                if (ready is not null) pid = int.Parse(ready.Split(' ')[1]["pid=".Length..]);
+                else if (clock.Elapsed > Timeout) Assert.Fail($"no READY from the grandchild: {text}");
+                else Thread.Sleep(5);
+            }
+            DumpEngine.Dump(new DumpOptions { Pid = pid, ImagesDir = _dir });
+            char state;
+            try { state = State(pid); }
+            catch (IOException) { state = 'X'; } // already reaped
+            Assert.True(state is 'Z' or 'X', $"task {pid} is in state {state} after the dump");
+            var status = shell.WaitForExit(Timeout);
+            Assert.True(status.Exited && status.ExitCode == 0, status.ToString());
+            Assert.Contains("exited 137", File.ReadAllText(output)); // 128 + SIGKILL, seen by the real parent
+        }
+        finally
+        {
+            File.Delete(output);
+        }
+    }
+
+    [Fact]
     public void LeaveStoppedLeavesTheTaskStopped()
     {
         using var fixture = FixtureProcess.Start("dump_counter");
@@ -100,6 +150,7 @@ public sealed class DumpEngineTests : IDisposable
     [InlineData("seccomp", "runs under seccomp")]
     [InlineData("child", "has children")]
     [InlineData("guard", "guard pages")]
+    [InlineData("posixtimer", "POSIX timer")]
     public void UnsupportedStateFailsClosed(string extra, string message)
     {
         using var fixture = FixtureProcess.Start("dump_counter", extra);
@@ -237,6 +288,20 @@ public sealed class DumpEngineTests : IDisposable
     {
         Thread.Sleep(20);
         return fixture.Verify(SIGUSR1, Timeout);
+    }
+
+    [Fact]
+    public void IntervalTimersAreDumped()
+    {
+        using var fixture = FixtureProcess.Start("dump_counter", "itimer");
+        DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir, LeaveRunning = true });
+        using (var core = Crit.Decode(Path.Combine(_dir, $"core-{fixture.Pid}.img")))
+        {
+            var real = core.RootElement.GetProperty("entries")[0].GetProperty("tc").GetProperty("timers").GetProperty("real");
+            Assert.Equal(1000UL, real.GetProperty("isec").GetUInt64());
+            Assert.InRange(real.GetProperty("vsec").GetUInt64(), 1990UL, 2000UL);
+        }
+        Assert.Equal("PASS", VerifyAfterAWhile(fixture));
     }
 
     private static char State(int pid)
