@@ -25,7 +25,7 @@ internal static class DumpRestoreBenchmark
     private static readonly Size[] AllSizes = [new("64 MiB", 64, 5), new("1 GiB", 1024, 3), new("4 GiB", 4096, 1)];
 
     /// <summary>One dump and restore of one process; RestoreMs is null when the restore failed.</summary>
-    private sealed record Round(double DumpMs, double? RestoreMs, DumpStatsEntry? Stats, long ImageBytes);
+    private sealed record Round(double DumpMs, double? RestoreMs, DumpStatsEntry? Stats, long ImageBytes, RestoreStatsEntry? RestoreStats = null);
 
     private sealed record Outcome(List<Round> Rounds, MachineLimits? Limits, string? Failure)
     {
@@ -156,7 +156,7 @@ internal static class DumpRestoreBenchmark
             if (WaitGone(pid, TimeSpan.FromSeconds(10)) is null)
                 return (null, $"process {pid} still runs after crest dump");
 
-            var stats = ReadDumpStats(images);
+            var stats = ReadStats(images, "stats-dump")?.Dump;
             long imageBytes = Directory.GetFiles(images).Sum(f => new FileInfo(f).Length);
 
             string restoreOutput = Path.Combine(work, "crest-restore.out");
@@ -167,7 +167,7 @@ internal static class DumpRestoreBenchmark
                 return (dumped, $"crest restore {Native.Describe(restoreStatus)}: {Spawned.Tail(restoreOutput)}");
             if (!Spawned.IsAlive(pid))
                 return (dumped, $"crest restore exited 0 but process {pid} does not run");
-            return (dumped with { RestoreMs = restoreMs }, null);
+            return (dumped with { RestoreMs = restoreMs, RestoreStats = ReadStats(images, "stats-restore")?.Restore }, null);
         }
         finally
         {
@@ -233,12 +233,13 @@ internal static class DumpRestoreBenchmark
         throw new TimeoutException($"process {pid} did not become {comm}");
     }
 
-    private static DumpStatsEntry? ReadDumpStats(string images)
+    /// <summary>What crest itself says it spent (stats-dump, stats-restore: CRIU's statistics, microseconds).</summary>
+    private static StatsEntry? ReadStats(string images, string name)
     {
-        string path = Path.Combine(images, "stats-dump");
+        string path = Path.Combine(images, name);
         if (!File.Exists(path)) return null;
         using var reader = ImageReader.Open(path, ImageKinds.Stats);
-        return reader.ReadEntry(StatsEntry.Parser)?.Dump;
+        return reader.ReadEntry(StatsEntry.Parser);
     }
 
     private static double StartupMs(BenchContext context, string work)
@@ -264,6 +265,8 @@ internal static class DumpRestoreBenchmark
         Console.WriteLine($"  {size.Label,-7} {dump,-22} {restore,-22}| {limits} | {memory}");
         if (o.Rounds.Count > 0 && o.Rounds[^1].Stats is { } s)
             Console.WriteLine($"          dump stats: freezing {s.FreezingTime / 1000.0:F1} ms, frozen {s.FrozenTime / 1000.0:F1} ms, memdump {s.MemdumpTime / 1000.0:F1} ms, memwrite {s.MemwriteTime / 1000.0:F1} ms, {s.PagesWritten} pages written of {s.PagesScanned} scanned; images {o.Rounds[^1].ImageBytes / 1048576.0:F1} MiB");
+        if (o.Rounds.LastOrDefault(r => r.RestoreStats is not null)?.RestoreStats is { } r)
+            Console.WriteLine($"          restore stats: forking {r.ForkingTime / 1000.0:F1} ms, restore {r.RestoreTime / 1000.0:F1} ms, {r.PagesRestored} pages restored");
         if (o.Failure is not null) Console.WriteLine($"          FAILED: {o.Failure}");
     }
 
