@@ -8,6 +8,21 @@
 //   images, fsync all, directory, inventory last  ImageDirectory.cs
 //   release: kill / leave running / leave stopped Freezer.cs
 //
+// What the images hold, for the restore side:
+//  - core-PID.img: gpregs already settled for restore (an interrupted syscall is re-issued: ax = orig_ax,
+//    ip -= 2; a restart-block one returns -EINTR); orig_ax as the kernel had it. fpregs = the FXSAVE fields,
+//    xsave = XSTATE_BV + each enabled component (ymmh, bndreg, bndcsr, opmask, zmm_upper, hi16_zmm, pkru).
+//    tc.sigactions: 62 entries for signals 1..64 without SIGKILL and SIGSTOP, in order; tc.rlimits: 16;
+//    tc.timers: the three itimers; tc.task_state 1 (alive) or 3 (stopped, stop_signo 19); thread_core: robust
+//    list, sigaltstack, rseq, creds (caps as two u32 words each), pdeath_sig, pending signals (signals_p,
+//    tc.signals_s). thread_info.clear_tid_addr from PR_GET_TID_ADDRESS.
+//  - mm-PID.img: every VMA; shmid/exe_file_id are ids in files.img; pgoff in bytes; vdso/vvar/vvar_vclock
+//    with their addresses (no pages); status bits as crit's mmap.status.
+//  - files.img: REG entries (path, fdinfo flags incl. O_CLOEXEC, pos, size, mode, mnt_id) for fds, mapped
+//    files, exe, cwd and root (O_DIRECTORY); fds sharing one open file description share one id.
+//  - fdinfo-1.img (files_id 1): fd number, file id, FD_CLOEXEC. fs-PID.img: cwd_id, root_id, umask.
+//  - pagemap-PID.img + pages-1.img: PE_PRESENT runs in ascending order, zero-page-backed pages left out.
+//
 // Fail closed: any failure before the images are complete releases the task exactly as it was (the
 // injector restores registers, signal mask and scratch memory; the detach happens from an event stop, so an
 // interrupted syscall restarts) and removes the images written so far.

@@ -51,6 +51,9 @@ internal static class Freezer
 {
     private const int SIGKILL = 9, SIGSTOP = 19, SIGTSTP = 20, SIGTTIN = 21, SIGTTOU = 22;
 
+    /// <summary>How long a task seen in group stop gets to report that stop after PTRACE_SEIZE.</summary>
+    private static readonly TimeSpan GroupStopReport = TimeSpan.FromMilliseconds(200);
+
     public static FrozenTask Freeze(Tracer tracer, int pid, TimeSpan timeout)
     {
         // A task in group stop is reported stopped right at PTRACE_SEIZE; an interrupt on top of that would
@@ -68,12 +71,31 @@ internal static class Freezer
         var clock = Stopwatch.StartNew();
         try
         {
-            if (!inGroupStop) tracee.Interrupt();
+            bool interrupted = !inGroupStop;
+            if (interrupted) tracee.Interrupt();
             while (true)
             {
                 TimeSpan left = timeout - clock.Elapsed;
                 if (left < TimeSpan.Zero) left = TimeSpan.Zero;
-                TraceeStop stop = tracee.WaitForStop(left);
+                TraceeStop stop;
+                if (interrupted)
+                {
+                    stop = tracee.WaitForStop(left);
+                }
+                else
+                {
+                    // Stopped when looked at; if SIGCONT came before the seize, no stop is reported: interrupt.
+                    try
+                    {
+                        stop = tracee.WaitForStop(left < GroupStopReport ? left : GroupStopReport);
+                    }
+                    catch (TimeoutException)
+                    {
+                        tracee.Interrupt();
+                        interrupted = true;
+                        continue;
+                    }
+                }
                 if (stop.Status.IsEventStop)
                 {
                     bool stopped = stop.Signal is SIGSTOP or SIGTSTP or SIGTTIN or SIGTTOU;
@@ -84,6 +106,11 @@ internal static class Freezer
                 int signal = stop.Status.IsSignalDeliveryStop ? stop.Signal : 0;
                 Log.Debug($"{pid}: freezer: passing on {stop.Status} before the interrupt stop");
                 tracee.Continue(signal);
+                if (!interrupted)
+                {
+                    tracee.Interrupt();
+                    interrupted = true;
+                }
             }
         }
         catch (TraceeExitedException e)

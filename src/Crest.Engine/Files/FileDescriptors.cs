@@ -3,9 +3,13 @@
 // is checked before the dump changes anything in the task, so an unsupported one fails the dump early.
 // Descriptors that share one open file description (dup, dup2, inherited) get one file id, found with
 // kcmp(KCMP_FILE) among the fds on the same inode, so that restore keeps their position shared.
+// The owner set with F_SETOWN(_EX) / F_SETSIG is read from a duplicate taken with pidfd_getfd (Linux 5.6):
+// F_GETOWN_EX, F_GETSIG and F_GETOWNER_UIDS (CONFIG_CHECKPOINT_RESTORE).
 using System.Globalization;
 using Crest.Engine.Dump;
 using Crest.Images.Protos;
+using Crest.Kernel;
+using Crest.Kernel.Files;
 using Crest.Kernel.Proc;
 using Crest.Kernel.Processes;
 
@@ -14,6 +18,7 @@ namespace Crest.Engine.Files;
 internal static class FileDescriptors
 {
     private const uint O_CLOEXEC = 0x80000, FD_CLOEXEC = 1;
+    private const int F_GETSIG = 11, F_GETOWN_EX = 16, F_GETOWNER_UIDS = 17;
 
     /// <summary>Describe every fd of <paramref name="pid"/> into <paramref name="table"/>; returns fdinfo-N.img's entries.</summary>
     public static List<FdinfoEntry> Collect(int pid, FileTable table)
@@ -24,6 +29,7 @@ internal static class FileDescriptors
         fds.Sort();
         var result = new List<FdinfoEntry>(fds.Count);
         var byInode = new Dictionary<(ulong Device, ulong Inode), List<(int Fd, uint Id)>>();
+        using var pidfd = PidFd.Open(pid);
         foreach (int fd in fds)
         {
             string what = $"task {pid} fd {fd}";
@@ -52,7 +58,9 @@ internal static class FileDescriptors
             }
             if (id == 0)
             {
-                id = table.Add(RegularFiles.Describe(target, info.Flags, (ulong)info.Pos, st, info.MntId));
+                var reg = RegularFiles.Describe(target, info.Flags, (ulong)info.Pos, st, info.MntId);
+                reg.Fown = ReadOwner(pidfd, fd, what);
+                id = table.Add(reg);
                 same.Add((fd, id));
             }
             result.Add(new FdinfoEntry
@@ -64,5 +72,25 @@ internal static class FileDescriptors
             });
         }
         return result;
+    }
+
+    /// <summary>The fd's owner for SIGIO/SIGURG (CRIU's fown): all zeros when none was set.</summary>
+    private static unsafe FownEntry ReadOwner(PidFd pidfd, int fd, string what)
+    {
+        try
+        {
+            using var dup = pidfd.GetFd(fd);
+            var owner = stackalloc int[2];    // struct f_owner_ex { int type; pid_t pid; }
+            var uids = stackalloc uint[2];    // uid, euid of whoever set the owner
+            dup.Fcntl(F_GETOWN_EX, (long)owner);
+            int signal = dup.Fcntl(F_GETSIG);
+            if (owner[1] == 0) return new FownEntry { Uid = 0, Euid = 0, Signum = (uint)signal, PidType = 0, Pid = 0 };
+            dup.Fcntl(F_GETOWNER_UIDS, (long)uids);
+            return new FownEntry { Uid = uids[0], Euid = uids[1], Signum = (uint)signal, PidType = (uint)owner[0], Pid = (uint)owner[1] };
+        }
+        catch (KernelException e)
+        {
+            throw new DumpException($"{what}: cannot read the file owner: {e.Message}.", e);
+        }
     }
 }

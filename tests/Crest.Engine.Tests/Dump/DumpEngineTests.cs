@@ -7,7 +7,7 @@ namespace Crest.Engine.Tests.Dump;
 
 // Shares a collection with KernelCheckTests: that one asserts the test process has no children left.
 [Collection("Children of the test process")]
-public sealed class DumpEngineTests : IDisposable
+public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output) : IDisposable
 {
     private const int SIGUSR1 = 10;
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
@@ -46,6 +46,10 @@ public sealed class DumpEngineTests : IDisposable
                 .Select(e => e.GetProperty("reg").GetProperty("name").GetString()).ToList();
             Assert.Contains(fixture.Ready["file"], names);
             Assert.Contains("/dev/null", names);
+            var data = files.RootElement.GetProperty("entries").EnumerateArray().Single(e => e.GetProperty("reg").GetProperty("name").GetString() == fixture.Ready["file"]);
+            var fown = data.GetProperty("reg").GetProperty("fown");
+            Assert.Equal((uint)fixture.Pid, fown.GetProperty("pid").GetUInt32());
+            Assert.Equal(12U, fown.GetProperty("signum").GetUInt32());
             // Every file names its mount, mapped files and the cwd included.
             Assert.All(files.RootElement.GetProperty("entries").EnumerateArray(), e => Assert.True(e.GetProperty("reg").GetProperty("mnt_id").GetInt32() >= 0));
             // stdout and stderr are one open file (dup2): one entry.
@@ -218,6 +222,8 @@ public sealed class DumpEngineTests : IDisposable
         var stats = DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir, LeaveRunning = true });
         var elapsed = clock.Elapsed;
         long pages = new FileInfo(Path.Combine(_dir, "pages-1.img")).Length;
+        output.WriteLine($"64 GiB sparse mapping: dump {elapsed.TotalMilliseconds:0} ms, memory stage {stats.MemdumpTime.TotalMilliseconds:0.#} ms, " +
+            $"{stats.PagesScanned} pages scanned, pages-1.img {pages} bytes");
         Assert.True(pages < 64L << 20, $"pages-1.img is {pages} bytes");
         Assert.True(stats.PagesScanned > (64UL << 30) / 4096, $"{stats.PagesScanned} pages scanned");
         Assert.True(elapsed < TimeSpan.FromSeconds(5), $"dump took {elapsed}");
