@@ -146,6 +146,24 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
             task.Check("prctl(PR_SET_PDEATHSIG)", $"signal {thread.PdeathSig}", SyscallNumbers.prctl, PR_SET_PDEATHSIG, thread.PdeathSig);
     }
 
+    /// <summary>Interval timers (setitimer; ITIMER_REAL, _VIRTUAL, _PROF) with the time they had left at dump.</summary>
+    public void RestoreIntervalTimers()
+    {
+        if (_core.Tc?.Timers is not { } timers) return;
+        ItimerEntry?[] all = [timers.Real, timers.Virt, timers.Prof];
+        var value = new byte[32];
+        for (int which = 0; which < all.Length; which++)
+        {
+            if (all[which] is not { } t || (t.Vsec == 0 && t.Vusec == 0)) continue; // disarmed
+            BinaryPrimitives.WriteUInt64LittleEndian(value, t.Isec);
+            BinaryPrimitives.WriteUInt64LittleEndian(value.AsSpan(8), t.Iusec);
+            BinaryPrimitives.WriteUInt64LittleEndian(value.AsSpan(16), t.Vsec);
+            BinaryPrimitives.WriteUInt64LittleEndian(value.AsSpan(24), t.Vusec);
+            task.Check("setitimer", $"timer {which}", SyscallNumbers.setitimer, which, (long)task.Put(value), 0);
+            task.ResetScratch();
+        }
+    }
+
     /// <summary>
     /// Signals that were pending at dump time, queued again by the task to itself (rt_sigqueueinfo and
     /// rt_tgsigqueueinfo accept any si_code for the caller's own process); all signals stay blocked until release.

@@ -152,6 +152,7 @@ public static class RestoreEngine
         RestoreFiles.Restore(injector, images);
         core.RestoreProcessState();
         core.RestoreThreadState();
+        core.RestoreIntervalTimers();
         core.RestorePendingSignals();
         core.RestoreCreds();
         CpuAffinity.Set(pid, affinity);

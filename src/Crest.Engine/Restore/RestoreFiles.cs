@@ -13,7 +13,7 @@ namespace Crest.Engine.Restore;
 internal static class RestoreFiles
 {
     private const long O_CREAT = 0x40, O_EXCL = 0x80, O_NOCTTY = 0x100, O_TRUNC = 0x200, O_CLOEXEC = 0x80000;
-    private const long FD_CLOEXEC = 1, F_SETFD = 2, SEEK_SET = 0, AT_FDCWD = -100;
+    private const long FD_CLOEXEC = 1, F_SETFD = 2, F_SETSIG = 10, F_SETOWN_EX = 15, SEEK_SET = 0, AT_FDCWD = -100;
 
     private static void OpenAt(StubInjector task, FdinfoEntry fd, RegFileEntry file, bool cloexec)
     {
@@ -35,6 +35,20 @@ internal static class RestoreFiles
         {
             long pos = task.Check("lseek", $"fd {fd.Fd} ({file.Name})", SyscallNumbers.lseek, fd.Fd, (long)file.Pos, SEEK_SET);
             if (pos != (long)file.Pos) throw new RestoreException($"fd {fd.Fd} of task {task.Pid}: lseek to {file.Pos} gave {pos}");
+        }
+        if (file.Fown is { } owner && (owner.Pid != 0 || owner.Signum != 0))
+        {
+            // The owner of SIGIO/SIGURG (fcntl F_SETOWN_EX with F_OWNER_TID/PID/PGRP) and the signal sent.
+            if (owner.Pid != 0)
+            {
+                var ownerEx = new byte[8];
+                BitConverter.TryWriteBytes(ownerEx, (int)owner.PidType);
+                BitConverter.TryWriteBytes(ownerEx.AsSpan(4), (int)owner.Pid);
+                task.Check("fcntl(F_SETOWN_EX)", $"fd {fd.Fd} owner {owner.PidType}:{owner.Pid}", SyscallNumbers.fcntl, fd.Fd, F_SETOWN_EX, (long)task.Put(ownerEx));
+                task.ResetScratch();
+            }
+            if (owner.Signum != 0)
+                task.Check("fcntl(F_SETSIG)", $"fd {fd.Fd} signal {owner.Signum}", SyscallNumbers.fcntl, fd.Fd, F_SETSIG, owner.Signum);
         }
         Log.Debug($"{task.Pid}: restore: fd {fd.Fd} = {file.Name} flags 0x{flags:x} pos {file.Pos}{(cloexec ? " cloexec" : "")}");
     }

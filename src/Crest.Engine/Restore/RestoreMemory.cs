@@ -51,6 +51,12 @@ internal sealed class RestoreMemory
 
     public long PagesWritten { get; private set; }
 
+    /// <summary>Fault pages in from inside the task before writing them (tests compare; off by default).</summary>
+    internal static bool PopulateInTask { get; set; }
+
+    /// <summary>pread each batch into a reused buffer instead of mapping the page cache (tests compare).</summary>
+    internal static bool ReadIntoBuffer { get; set; }
+
     /// <summary>Threads that write pages (tests compare one with several).</summary>
     internal static int Workers { get; set; } = Environment.ProcessorCount;
 
@@ -261,6 +267,14 @@ internal sealed class RestoreMemory
     {
         if (_images.PagesBytes == 0) return 0;
         var clock = Stopwatch.StartNew();
+        if (PopulateInTask)
+        {
+            // The alternative measured against parallel writers: the task faults its pages in itself
+            // (MADV_POPULATE_WRITE, Linux 5.14), then the writers copy into present pages.
+            foreach (var p in _images.Pages)
+                if ((p.Flags & PagemapFlags.Present) != 0)
+                    _task.Check("madvise(MADV_POPULATE_WRITE)", $"0x{p.Vaddr:x}+{p.Length}", SyscallNumbers.madvise, (long)p.Vaddr, p.Length, 23);
+        }
         using var file = FileDescriptor.Open(_images.PagesPath, OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
         using var pages = MemoryMapping.MapFile(file, 0, (ulong)_images.PagesBytes, MemoryProtection.Read, MapFlags.Private);
         pages.Advise(MemoryAdvice.Sequential);
@@ -295,6 +309,7 @@ internal sealed class RestoreMemory
         Exception? failure = null;
         void Work()
         {
+            MemoryMapping? buffer = null;
             try
             {
                 while (true)
@@ -304,6 +319,15 @@ internal sealed class RestoreMemory
                     var (first, count, local, length) = batches[b];
                     var ranges = new RemoteRange[count];
                     for (int k = 0; k < count; k++) ranges[k] = new RemoteRange(pieces[first + k].Remote, (ulong)pieces[first + k].Length);
+                    if (ReadIntoBuffer)
+                    {
+                        buffer ??= MemoryMapping.Anonymous((ulong)ChunkBytes);
+                        var span = buffer.Slice(0, (int)length);
+                        if (file.PRead(span, local) != length)
+                            throw new RestoreException($"{Path.GetFileName(_images.PagesPath)}: short read at offset {local}");
+                        RemoteMemory.WriteVectored(pid, ranges, span);
+                        continue;
+                    }
                     // Map the page-cache pages of this batch in one call, not one fault at a time.
                     pages.Advise((ulong)local, (ulong)length, MemoryAdvice.PopulateRead);
                     RemoteMemory.WriteVectored(pid, ranges, pages.Slice((ulong)local, (int)length));
@@ -312,6 +336,10 @@ internal sealed class RestoreMemory
             catch (Exception e)
             {
                 Interlocked.CompareExchange(ref failure, e, null);
+            }
+            finally
+            {
+                buffer?.Dispose();
             }
         }
         var threads = new Thread[workers - 1];

@@ -40,6 +40,9 @@ public class RestoreCoverageTests
     }
 
     [Fact]
+    public void IntervalTimerKeepsRunning() => RoundTrip("restore_timer", []);
+
+    [Fact]
     public void FutexWaitGoesOnAfterRestore() =>
         RoundTrip("restore_blocking", ["futex"], f => f.WaitUntilInSyscall(202, TimeSpan.FromSeconds(10)));
 
