@@ -40,11 +40,18 @@ internal static class PageDumper
             var guards = new List<(ulong Start, ulong End)>();
             foreach (var v in vmas)
             {
-                if (v.Pages == PageSelection.None) continue;
-                scanned += v.Vma.Size / PageSize;
                 found.Clear();
                 guards.Clear();
-                scan.Scan(v.Vma.Start, v.Vma.End, v.Pages, found, guards);
+                if (v.Pages == PageSelection.None)
+                {
+                    // Shared file mappings may hold guard regions too (Linux 6.15); vDSO and co. cannot.
+                    if ((v.Entry.Status & VmaDumper.VMA_FILE_SHARED) != 0) scan.ScanGuards(v.Vma.Start, v.Vma.End, guards);
+                }
+                else
+                {
+                    scanned += v.Vma.Size / PageSize;
+                    scan.Scan(v.Vma.Start, v.Vma.End, v.Pages, found, guards);
+                }
                 // Guard regions go into the VMA's entry (mm-PID.img is written after the pages).
                 foreach (var (s, e) in guards)
                 {

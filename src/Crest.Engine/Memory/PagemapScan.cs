@@ -42,7 +42,7 @@ internal sealed class PagemapScan : IDisposable
     /// Appends the runs of pages of [start, end) that <paramref name="selection"/> keeps to <paramref name="runs"/>,
     /// and the guard regions of the range to <paramref name="guards"/>.
     /// </summary>
-    public unsafe void Scan(ulong start, ulong end, PageSelection selection, List<(ulong Start, ulong End)> runs, List<(ulong Start, ulong End)> guards)
+    public void Scan(ulong start, ulong end, PageSelection selection, List<(ulong Start, ulong End)> runs, List<(ulong Start, ulong End)> guards)
     {
         ulong mask = PAGE_IS_PFNZERO, inverted = PAGE_IS_PFNZERO;
         if (selection == PageSelection.PrivateCopies)
@@ -50,6 +50,19 @@ internal sealed class PagemapScan : IDisposable
             mask |= PAGE_IS_FILE;
             inverted |= PAGE_IS_FILE;
         }
+        Scan(start, end, mask, inverted, PAGE_IS_PRESENT | PAGE_IS_SWAPPED, runs, guards);
+    }
+
+    /// <summary>Appends only the guard regions of [start, end) to <paramref name="guards"/> (mappings whose pages are not dumped).</summary>
+    public void ScanGuards(ulong start, ulong end, List<(ulong Start, ulong End)> guards)
+    {
+        if (_guard == 0) return;
+        var none = new List<(ulong Start, ulong End)>();
+        Scan(start, end, 0, 0, 0, none, guards);
+    }
+
+    private unsafe void Scan(ulong start, ulong end, ulong mask, ulong inverted, ulong anyof, List<(ulong Start, ulong End)> runs, List<(ulong Start, ulong End)> guards)
+    {
         ulong at = start;
         while (at < end)
         {
@@ -64,7 +77,8 @@ internal sealed class PagemapScan : IDisposable
                 BinaryPrimitives.WriteUInt64LittleEndian(a[48..], VecLength);
                 BinaryPrimitives.WriteUInt64LittleEndian(a[64..], inverted);
                 BinaryPrimitives.WriteUInt64LittleEndian(a[72..], mask);
-                BinaryPrimitives.WriteUInt64LittleEndian(a[80..], PAGE_IS_PRESENT | PAGE_IS_SWAPPED | _guard);
+                if ((anyof | _guard) == 0) return;
+                BinaryPrimitives.WriteUInt64LittleEndian(a[80..], anyof | _guard);
                 BinaryPrimitives.WriteUInt64LittleEndian(a[88..], PAGE_IS_PRESENT | PAGE_IS_SWAPPED | _guard);
                 int n;
                 try

@@ -17,7 +17,7 @@ public class GuardRegionTests
     {
         using var fixture = FixtureProcess.Start("guard_pages");
         Assert.False(fixture.Ready.ContainsKey("nomadvguard"), "this kernel refuses MADV_GUARD_INSTALL (Linux 6.13+ needed)");
-        ulong area = fixture.ReadyAddress("area");
+        ulong area = fixture.ReadyAddress("area"), fpriv = fixture.ReadyAddress("fpriv"), fshared = fixture.ReadyAddress("fshared");
         int pid = fixture.Pid;
         string dir = NewImagesDir();
         try
@@ -32,12 +32,14 @@ public class GuardRegionTests
                 mm = reader.ReadEntries(MmEntry.Parser).Single();
             var guarded = mm.Vmas.Single(v => v.Start == area);
             Assert.Equal([area + 2 * Page, area + 3 * Page, area + 5 * Page, area + 7 * Page], guarded.CrestGuardRanges.ToArray());
-            Assert.Equal(1, mm.Vmas.Count(v => v.CrestGuardRanges.Count > 0));
+            Assert.Equal([fpriv + Page, fpriv + 2 * Page], mm.Vmas.Single(v => v.Start == fpriv).CrestGuardRanges.ToArray());
+            Assert.Equal([fshared + Page, fshared + 2 * Page], mm.Vmas.Single(v => v.Start == fshared).CrestGuardRanges.ToArray());
+            Assert.Equal(3, mm.Vmas.Count(v => v.CrestGuardRanges.Count > 0));
 
             using var restored = RestoreDetached(dir);
             Assert.Equal(pid, restored.Pid);
             AssertPass(Verify(restored, fixture));
-            Assert.Contains("faults=4", fixture.Output);
+            Assert.Contains("faults=6", fixture.Output);
         }
         finally
         {
