@@ -2,7 +2,8 @@
 // PAGEMAP_SCAN (PagemapScan.cs), read with process_vm_readv in vectors of up to IOV_MAX ranges into one of
 // two large pinned buffers, and written with large sequential writes while the next buffer is being read
 // (reading and writing overlap on two threads). A page run of a VMA without PROT_READ is read through
-// /proc/PID/mem instead, which may read what process_vm_readv may not (FOLL_FORCE).
+// /proc/PID/mem instead, which may read what process_vm_readv may not (FOLL_FORCE). Guard regions found by
+// the scan (MADV_GUARD_INSTALL) are recorded in the VMA's entry, for restore to install again.
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Crest.Diagnostics;
@@ -36,12 +37,28 @@ internal static class PageDumper
         using (var scan = new PagemapScan(pid))
         {
             var found = new List<(ulong Start, ulong End)>();
+            var guards = new List<(ulong Start, ulong End)>();
             foreach (var v in vmas)
             {
-                if (v.Pages == PageSelection.None) continue;
-                scanned += v.Vma.Size / PageSize;
                 found.Clear();
-                scan.Scan(v.Vma.Start, v.Vma.End, v.Pages, found);
+                guards.Clear();
+                if (v.Pages == PageSelection.None)
+                {
+                    // Shared file mappings may hold guard regions too (Linux 6.15); vDSO and co. cannot.
+                    if ((v.Entry.Status & VmaDumper.VMA_FILE_SHARED) != 0) scan.ScanGuards(v.Vma.Start, v.Vma.End, guards);
+                }
+                else
+                {
+                    scanned += v.Vma.Size / PageSize;
+                    scan.Scan(v.Vma.Start, v.Vma.End, v.Pages, found, guards);
+                }
+                // Guard regions go into the VMA's entry (mm-PID.img is written after the pages).
+                foreach (var (s, e) in guards)
+                {
+                    v.Entry.CrestGuardRanges.Add(s);
+                    v.Entry.CrestGuardRanges.Add(e);
+                }
+                if (guards.Count > 0) Log.Info($"{pid}: pages: VMA 0x{v.Vma.Start:x}-0x{v.Vma.End:x} has {guards.Count} guard regions");
                 bool readable = (v.Vma.Permissions & VmaPermissions.Read) != 0;
                 foreach (var (s, e) in found) runs.Add(new Run(s, e, readable));
             }

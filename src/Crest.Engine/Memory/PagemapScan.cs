@@ -8,9 +8,10 @@
 //
 // A page matches when ((categories ^ inverted) & mask) == mask and (categories & anyof) != 0. The call
 // returns the number of regions written to vec and sets walk_end to where it stopped (vec full).
-// Guard regions (MADV_GUARD_INSTALL, Linux 6.13; PAGE_IS_GUARD in PAGEMAP_SCAN) cannot be recreated by
-// restore yet, so a range holding one is refused; a kernel that does not know the category answers EINVAL
-// and is asked again without it.
+// Guard regions (MADV_GUARD_INSTALL, Linux 6.13; PAGE_IS_GUARD in PAGEMAP_SCAN since 6.14) come back as
+// regions of their own (the return mask keeps their category apart from present pages) and are handed to
+// the caller separately, to be recorded in the VMA's entry; a kernel that does not know the category
+// answers EINVAL and is asked again without it (such a kernel has no guard regions to report).
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Crest.Engine.Dump;
@@ -37,8 +38,11 @@ internal sealed class PagemapScan : IDisposable
         _pagemap = FileDescriptor.Open($"/proc/{pid}/pagemap", OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
     }
 
-    /// <summary>Appends the runs of pages of [start, end) that <paramref name="selection"/> keeps to <paramref name="runs"/>.</summary>
-    public unsafe void Scan(ulong start, ulong end, PageSelection selection, List<(ulong Start, ulong End)> runs)
+    /// <summary>
+    /// Appends the runs of pages of [start, end) that <paramref name="selection"/> keeps to <paramref name="runs"/>,
+    /// and the guard regions of the range to <paramref name="guards"/>.
+    /// </summary>
+    public void Scan(ulong start, ulong end, PageSelection selection, List<(ulong Start, ulong End)> runs, List<(ulong Start, ulong End)> guards)
     {
         ulong mask = PAGE_IS_PFNZERO, inverted = PAGE_IS_PFNZERO;
         if (selection == PageSelection.PrivateCopies)
@@ -46,6 +50,19 @@ internal sealed class PagemapScan : IDisposable
             mask |= PAGE_IS_FILE;
             inverted |= PAGE_IS_FILE;
         }
+        Scan(start, end, mask, inverted, PAGE_IS_PRESENT | PAGE_IS_SWAPPED, runs, guards);
+    }
+
+    /// <summary>Appends only the guard regions of [start, end) to <paramref name="guards"/> (mappings whose pages are not dumped).</summary>
+    public void ScanGuards(ulong start, ulong end, List<(ulong Start, ulong End)> guards)
+    {
+        if (_guard == 0) return;
+        var none = new List<(ulong Start, ulong End)>();
+        Scan(start, end, 0, 0, 0, none, guards);
+    }
+
+    private unsafe void Scan(ulong start, ulong end, ulong mask, ulong inverted, ulong anyof, List<(ulong Start, ulong End)> runs, List<(ulong Start, ulong End)> guards)
+    {
         ulong at = start;
         while (at < end)
         {
@@ -60,7 +77,8 @@ internal sealed class PagemapScan : IDisposable
                 BinaryPrimitives.WriteUInt64LittleEndian(a[48..], VecLength);
                 BinaryPrimitives.WriteUInt64LittleEndian(a[64..], inverted);
                 BinaryPrimitives.WriteUInt64LittleEndian(a[72..], mask);
-                BinaryPrimitives.WriteUInt64LittleEndian(a[80..], PAGE_IS_PRESENT | PAGE_IS_SWAPPED | _guard);
+                if ((anyof | _guard) == 0) return;
+                BinaryPrimitives.WriteUInt64LittleEndian(a[80..], anyof | _guard);
                 BinaryPrimitives.WriteUInt64LittleEndian(a[88..], PAGE_IS_PRESENT | PAGE_IS_SWAPPED | _guard);
                 int n;
                 try
@@ -82,10 +100,9 @@ internal sealed class PagemapScan : IDisposable
                     ulong rs = BinaryPrimitives.ReadUInt64LittleEndian(regions[(i * RegionSize)..]);
                     ulong re = BinaryPrimitives.ReadUInt64LittleEndian(regions[(i * RegionSize + 8)..]);
                     ulong categories = BinaryPrimitives.ReadUInt64LittleEndian(regions[(i * RegionSize + 16)..]);
-                    if ((categories & PAGE_IS_GUARD) != 0)
-                        throw new DumpException($"task {_pid} mapping at 0x{rs:x}-0x{re:x} holds guard pages (MADV_GUARD_INSTALL), which cannot be restored yet.");
-                    if (runs.Count > 0 && runs[^1].End == rs) runs[^1] = (runs[^1].Start, re);
-                    else runs.Add((rs, re));
+                    var list = (categories & PAGE_IS_GUARD) != 0 ? guards : runs;
+                    if (list.Count > 0 && list[^1].End == rs) list[^1] = (list[^1].Start, re);
+                    else list.Add((rs, re));
                 }
                 ulong walkEnd = BinaryPrimitives.ReadUInt64LittleEndian(a[32..]);
                 if (walkEnd <= at) throw new DumpException($"ioctl(PAGEMAP_SCAN) on task {_pid} made no progress at 0x{at:x}.");

@@ -145,6 +145,7 @@ public static class RestoreEngine
         long pagesRestored = memory.RestoreContents();
         CpuAffinity.Set(0, pinned);
         memory.FinishLayout();
+        GuardRegions.Install(injector, images.Mm.Vmas);
         memoryClock.Stop();
 
         var core = new RestoreCore(injector, images);

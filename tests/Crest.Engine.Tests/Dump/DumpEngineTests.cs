@@ -153,7 +153,6 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
     [InlineData("mapdeleted", "was deleted")]
     [InlineData("seccomp", "runs under seccomp")]
     [InlineData("child", "has children")]
-    [InlineData("guard", "guard pages")]
     [InlineData("posixtimer", "POSIX timer")]
     public void UnsupportedStateFailsClosed(string extra, string message)
     {

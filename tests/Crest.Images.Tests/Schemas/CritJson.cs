@@ -23,6 +23,8 @@ internal static class CritJson
         "criu.IpOptsEntry.pktinfo",
         "criu.IpOptsEntry.tos",
         "criu.IpOptsEntry.ttl",
+        // Crest's own extension (vma.proto field 1000), in no CRIU version: guard regions of a VMA.
+        "criu.VmaEntry.crest_guard_ranges",
     };
 
     public static void AssertMatches(IMessage message, JsonElement json, string path)

@@ -124,6 +124,19 @@ public sealed class TaskImagesDecodeWithCritTests : IClassFixture<ScratchDirecto
     }
 
     [Fact]
+    public void CrestGuardRangesOfAVmaAreSkippedByCrit()
+    {
+        var mm = new MmEntry { MmStartCode = 0x400000, ExeFileId = 1 };
+        var vma = new VmaEntry { Start = 0x7f0000000000, End = 0x7f0000008000, Pgoff = 0, Shmid = 0, Prot = 3, Flags = 0x22, Status = 0x201, Fd = -1 };
+        vma.CrestGuardRanges.Add([0x7f0000002000, 0x7f0000003000, 0x7f0000005000, 0x7f0000007000]);
+        mm.Vmas.Add(vma);
+        JsonElement entry = CritDecoding.DecodeAndCompare(_scratch, ImageKinds.Mm, mm)[0];
+        JsonElement decoded = entry.GetProperty("vmas")[0];
+        Assert.Equal("0x7f0000000000", decoded.GetProperty("start").GetString());
+        Assert.False(decoded.TryGetProperty("crest_guard_ranges", out _));
+    }
+
+    [Fact]
     public void InventoryDecodesWithoutCommonMagic()
     {
         var inventory = new InventoryEntry
