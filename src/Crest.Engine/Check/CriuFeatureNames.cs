@@ -50,7 +50,7 @@ internal static class CriuFeatureNames
         ["pagemap_scan"] = "pagemap_scan",
         ["timer_cr_ids"] = "timer_cr_ids",
         ["overlayfs_maps"] = null,
-        ["pagemap_scan_guard_pages"] = null,
+        ["pagemap_scan_guard_pages"] = "pagemap_scan_guard_pages",
         ["binfmt_misc_sandboxing"] = null,
     };
 }

@@ -11,7 +11,8 @@ public static unsafe partial class FeatureProbes
 {
     // include/uapi/linux/fs.h: PAGEMAP_SCAN = _IOWR('f', 16, struct pm_scan_arg), 96-byte argument.
     internal const long PAGEMAP_SCAN = 0xC0606610;
-    internal const ulong PAGE_IS_WRITTEN = 1 << 1, PAGE_IS_PRESENT = 1 << 3;
+    internal const ulong PAGE_IS_WRITTEN = 1 << 1, PAGE_IS_PRESENT = 1 << 3, PAGE_IS_GUARD = 1 << 8;
+    private const int MADV_GUARD_INSTALL = 102;
     internal const ulong PM_SCAN_WP_MATCHING = 1 << 0, PM_SCAN_CHECK_WPASYNC = 1 << 1;
 
     /// <summary>struct pm_scan_arg.</summary>
@@ -69,6 +70,37 @@ public static unsafe partial class FeatureProbes
                 && regions[1].Start == third && regions[1].End == third + (ulong)PageSize;
             if (!exact) return ProbeResult.Missing($"PAGEMAP_SCAN reported {found} regions, not the 2 touched pages");
             return ProbeResult.Ok("reported exactly the 2 touched pages of 4");
+        }
+        finally
+        {
+            Close(fd);
+            Unmap(area, pages);
+        }
+    }
+
+    /// <summary>
+    /// Install a guard region (MADV_GUARD_INSTALL, Linux 6.13) on the second of four pages and ask PAGEMAP_SCAN
+    /// for PAGE_IS_GUARD (Linux 6.14): what dump needs to record guard regions and restore to install them.
+    /// </summary>
+    public static ProbeResult ProbePagemapScanGuardPages()
+    {
+        const int pages = 4;
+        byte* area = MapAnonymous(pages, out var errno);
+        if (area == null) return ProbeResult.Missing($"untested: mmap: {errno}", errno);
+        long fd = -1;
+        try
+        {
+            if (Sys(Nr.madvise, out errno, (long)area + PageSize, PageSize, MADV_GUARD_INSTALL) == -1)
+                return ProbeResult.Missing($"madvise(MADV_GUARD_INSTALL) failed with {errno}", errno);
+            fd = Open("/proc/self/pagemap", O_RDONLY, out errno);
+            if (fd == -1) return ProbeResult.Failed("open(/proc/self/pagemap)", errno);
+            PageRegion* regions = stackalloc PageRegion[pages];
+            long found = PagemapScan(fd, area, pages, 0, PAGE_IS_GUARD, regions, pages, out errno);
+            if (found == -1) return ProbeResult.Missing($"ioctl(PAGEMAP_SCAN, PAGE_IS_GUARD) failed with {errno}", errno);
+            ulong second = (ulong)area + (ulong)PageSize;
+            if (found != 1 || regions[0].Start != second || regions[0].End != second + (ulong)PageSize)
+                return ProbeResult.Missing($"PAGEMAP_SCAN reported {found} guard regions, not the 1 installed page");
+            return ProbeResult.Ok("PAGEMAP_SCAN reported exactly the 1 guard page installed of 4");
         }
         finally
         {

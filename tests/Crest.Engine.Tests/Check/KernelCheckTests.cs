@@ -63,6 +63,7 @@ public class KernelCheckTests
     [InlineData("seccomp_suspend")]
     [InlineData("seccomp_filters")]
     [InlineData("pagemap_scan")]
+    [InlineData("pagemap_scan_guard_pages")]
     [InlineData("timer_cr_ids")]
     // crest's own names work too.
     [InlineData("ptrace_seize")]

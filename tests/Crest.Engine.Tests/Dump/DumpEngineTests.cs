@@ -101,6 +101,26 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     [Fact]
+    public void GuardRegionsAreRecordedInTheVmaAndCritStillDecodesMm()
+    {
+        // Once refused ("guard pages ... cannot be restored yet"): now the range goes into VmaEntry.crest_guard_ranges.
+        using var fixture = FixtureProcess.Start("dump_counter", "guard");
+        DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir });
+        fixture.Child.WaitForExit(Timeout);
+        string mmImage = Path.Combine(_dir, $"mm-{fixture.Pid}.img");
+        Crit.Decode(mmImage).Dispose();
+        Crest.Images.Protos.MmEntry mm;
+        using (var reader = Crest.Images.ImageReader.Open(mmImage, Crest.Images.ImageKinds.Mm))
+            mm = reader.ReadEntries(Crest.Images.Protos.MmEntry.Parser).Single();
+        var guarded = Assert.Single(mm.Vmas, v => v.CrestGuardRanges.Count > 0);
+        // One page, not at either end of its mapping (the VMA may have merged with a neighbour).
+        Assert.Equal(2, guarded.CrestGuardRanges.Count);
+        ulong start = guarded.CrestGuardRanges[0], end = guarded.CrestGuardRanges[1];
+        Assert.Equal(4096UL, end - start);
+        Assert.True(start > guarded.Start && end < guarded.End, $"guard 0x{start:x}-0x{end:x} in VMA 0x{guarded.Start:x}-0x{guarded.End:x}");
+    }
+
+    [Fact]
     public void ATaskOfAnotherParentIsKilledAndLeftToItsParent()
     {
         // sh is our child, the fixture is sh's: after SIGKILL the tracer hears of the death, then the task is

@@ -47,6 +47,9 @@ public class FeatureProbeTests
     public void PagemapScanFindsExactlyTheTouchedPages() => AssertPresent(FeatureProbes.ProbePagemapScan());
 
     [Fact]
+    public void PagemapScanFindsTheInstalledGuardPage() => AssertPresent(FeatureProbes.ProbePagemapScanGuardPages());
+
+    [Fact]
     public void SoftDirtyIsReportedMissingOnThisKernel()
     {
         var softDirty = FeatureProbes.ProbeSoftDirty();
