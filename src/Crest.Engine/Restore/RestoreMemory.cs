@@ -216,7 +216,13 @@ internal sealed class RestoreMemory
         {
             ulong end = p.Vaddr + (ulong)p.Length;
             while (i < _vmas.Count && _vmas[i].End <= p.Vaddr) i++;
-            for (int j = i; j < _vmas.Count && _vmas[j].Start < end; j++) result.Add(j);
+            for (int j = i; j < _vmas.Count && _vmas[j].Start < end; j++)
+            {
+                // Pages of a shared file mapping live in the file; writing them would change the file.
+                if ((_vmas[j].Flags & MAP_SHARED) != 0 && (_vmas[j].Status & VMA_FILE_SHARED) != 0)
+                    throw new RestoreException($"pagemap-{_images.Pid}.img has pages for the shared file mapping at 0x{_vmas[j].Start:x}");
+                result.Add(j);
+            }
             if (i >= _vmas.Count || _vmas[i].Start > p.Vaddr)
                 throw new RestoreException($"pagemap-{_images.Pid}.img has pages at 0x{p.Vaddr:x} outside every VMA");
         }

@@ -48,4 +48,26 @@ public class RestoreEngineTests
             Directory.Delete(dir, true);
         }
     }
+
+    [Fact]
+    public void StateSurvivesTwoGenerationsOfDumpAndRestore()
+    {
+        string dir = NewImagesDir(), second = NewImagesDir();
+        string data = Path.Combine(dir, "data.bin"), log = Path.Combine(dir, "log.txt");
+        File.WriteAllBytes(data, System.Text.Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("0123456789abcdef", 1024))));
+        using var fixture = FixtureProcess.Start("restore_state", data, log);
+        try
+        {
+            DumpAndKill(fixture, dir);
+            using (var once = RestoreDetached(dir))
+                DumpAndKill(once, second);
+            using var twice = RestoreDetached(second);
+            AssertPass(Verify(twice, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(second, true);
+        }
+    }
 }
