@@ -49,6 +49,8 @@ internal static class FileDescriptors
                 throw new DumpException($"{what}: unsupported file kind (memfd {target}).");
             var info = FdInfo.Parse(ProcFile.ReadAll(pid, $"fdinfo/{fd}"));
             var st = RegularFiles.TryStat(link) ?? throw new DumpException($"{what}: {link} cannot be opened (the fd was closed during the dump?).");
+            if (st.IsFifo)
+                throw new DumpException($"{what}: unsupported file kind (FIFO {target} opened by path; only anonymous pipes are supported).");
             if (!RegularFiles.IsSupported(st))
                 throw new DumpException($"{what}: unsupported file kind ({target}, mode {Convert.ToString(st.Mode, 8)}).");
             if (target.EndsWith(" (deleted)", StringComparison.Ordinal))

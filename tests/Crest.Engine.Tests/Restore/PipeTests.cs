@@ -37,8 +37,8 @@ public class PipeTests
             DecodeAll(dir);
             var files = Read(Path.Combine(dir, "files.img"), ImageKinds.Files, FileEntry.Parser);
             var pipes = files.Where(f => f.Type == FdTypes.Pipe).Select(f => f.Pipe).ToList();
-            Assert.Equal(4, pipes.Count);                                  // a[0] (with fd 20), a[1], b[0], b[1]
-            Assert.Equal(2, pipes.Select(p => p.PipeId).Distinct().Count());
+            Assert.Equal(6, pipes.Count);                                  // a[0] (with fd 20), a[1], b[0], b[1], c[0], d[1]
+            Assert.Equal(4, pipes.Select(p => p.PipeId).Distinct().Count());
             var fds = Read(Path.Combine(dir, "fdinfo-1.img"), ImageKinds.Fdinfo, FdinfoEntry.Parser);
             Assert.Equal(fds.Single(f => f.Fd == 3).Id, fds.Single(f => f.Fd == 20).Id);
             Assert.Equal(FdTypes.Pipe, fds.Single(f => f.Fd == 20).Type);
@@ -47,15 +47,17 @@ public class PipeTests
             {
                 var entries = new List<(PipeDataEntry Entry, byte[] Data)>();
                 while (reader.ReadEntry(PipeDataEntry.Parser) is { } e) entries.Add((e, reader.ReadPayload()));
-                Assert.Equal(2, entries.Count);
-                var full = entries.Single(e => e.Entry.Bytes != 0);
+                Assert.Equal(4, entries.Count);
+                var full = entries.Single(e => e.Entry.Bytes == 1000);
                 Assert.Equal(1000u, full.Entry.Bytes);
                 Assert.Equal(256u * 1024, full.Entry.Size);
                 Assert.Equal(Enumerable.Range(0, 1000).Select(i => (byte)(i * 7 + 3)).ToArray(), full.Data);
-                Assert.Equal(0u, entries.Single(e => e.Entry.Bytes == 0).Entry.Bytes);
+                Assert.Equal(65536u, entries.Single(e => e.Entry.Bytes == 0).Entry.Size);
+                Assert.Equal("tail"u8.ToArray(), entries.Single(e => e.Entry.Bytes == 4).Data);
+                Assert.Equal("12345"u8.ToArray(), entries.Single(e => e.Entry.Bytes == 5).Data);
             }
             using (var decoded = Crit.Decode(Path.Combine(dir, "pipes-data.img")))
-                Assert.Equal(2, decoded.RootElement.GetProperty("entries").GetArrayLength());
+                Assert.Equal(4, decoded.RootElement.GetProperty("entries").GetArrayLength());
 
             using var restored = RestoreDetached(dir);
             Assert.Equal(pid, restored.Pid);
