@@ -171,6 +171,7 @@ public static class DumpEngine
         images.Write(ImageKinds.Fs, (ulong)pid, fs);
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Files), ImageKinds.Files, [.. files.Entries]);
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Fdinfo, FilesId), ImageKinds.Fdinfo, [.. fdinfos]);
+        images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.PipesData), ImageKinds.PipesData, [.. files.PipeData.Select(p => ((IMessage)p.Entry, p.Data))]);
         images.Write(ImageKinds.Pstree, 0, new PstreeEntry { Pid = (uint)pid, Ppid = 0, Pgid = (uint)stat.Pgrp, Sid = (uint)stat.Session, Threads = { (uint)pid } });
         images.SyncAll();
         var inventory = new InventoryEntry

@@ -63,6 +63,30 @@ internal sealed class ImageDirectory
         BytesWritten += (ulong)new FileInfo(path).Length;
     }
 
+    /// <summary>Write an image whose entries are each followed by raw bytes (pipes-data.img); nothing when there are none.</summary>
+    public void WriteWithPayloads(string name, ImageKind kind, IReadOnlyList<(IMessage Entry, byte[] Payload)> entries)
+    {
+        if (entries.Count == 0) return;
+        string path = PathOf(name);
+        _created.Add(path);
+        try
+        {
+            using var writer = ImageWriter.Create(path, kind, syncOnClose: false);
+            foreach (var (e, payload) in entries)
+            {
+                writer.WriteEntry(e);
+                writer.WritePayload(payload);
+            }
+            writer.Complete();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DumpException($"Cannot write {path}: {e.Message}", e);
+        }
+        _unsynced.Add(path);
+        BytesWritten += (ulong)new FileInfo(path).Length;
+    }
+
     /// <summary>Note a file written by another writer (pagemap/pages) for cleanup and size.</summary>
     public void Track(string name)
     {

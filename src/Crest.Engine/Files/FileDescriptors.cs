@@ -30,19 +30,29 @@ internal static class FileDescriptors
         var result = new List<FdinfoEntry>(fds.Count);
         var byInode = new Dictionary<(ulong Device, ulong Inode), List<(int Fd, uint Id)>>();
         using var pidfd = PidFd.Open(pid);
+        var pipes = new Pipes();
         foreach (int fd in fds)
         {
             string what = $"task {pid} fd {fd}";
             string link = $"/proc/{pid}/fd/{fd}";
             string target = new FileInfo(link).LinkTarget ?? throw new DumpException($"{what}: readlink {link} failed.");
+            if (Pipes.IsPipe(target, out uint pipeId))
+            {
+                var status = FdInfo.Parse(ProcFile.ReadAll(pid, $"fdinfo/{fd}")).Flags;
+                uint pipe = pipes.Add(pid, fd, pipeId, status, ReadOwner(pidfd, fd, what), table, what);
+                result.Add(new FdinfoEntry { Id = pipe, Flags = (status & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Pipe, Fd = (uint)fd });
+                continue;
+            }
             if (!target.StartsWith('/'))
                 throw new DumpException($"{what}: unsupported file kind ({target}).");
             if (target.StartsWith("/memfd:", StringComparison.Ordinal))
                 throw new DumpException($"{what}: unsupported file kind (memfd {target}).");
             var info = FdInfo.Parse(ProcFile.ReadAll(pid, $"fdinfo/{fd}"));
             var st = RegularFiles.TryStat(link) ?? throw new DumpException($"{what}: {link} cannot be opened (the fd was closed during the dump?).");
+            if (st.IsFifo)
+                throw new DumpException($"{what}: unsupported file kind (FIFO {target} opened by path; only anonymous pipes are supported).");
             if (!RegularFiles.IsSupported(st))
-                throw new DumpException($"{what}: unsupported file kind ({target}, mode {st.Mode:o}).");
+                throw new DumpException($"{what}: unsupported file kind ({target}, mode {Convert.ToString(st.Mode, 8)}).");
             if (target.EndsWith(" (deleted)", StringComparison.Ordinal))
                 throw new DumpException($"{what}: file {target[..^" (deleted)".Length]} was deleted; deleted files are not supported.");
             RegularFiles.CheckSameFile(what, target, st);

@@ -20,6 +20,16 @@ internal sealed class FileTable
         return reg.Id;
     }
 
+    public uint Add(PipeEntry pipe)
+    {
+        pipe.Id = NextId;
+        _entries.Add(new FileEntry { Type = FdTypes.Pipe, Id = pipe.Id, Pipe = pipe });
+        return pipe.Id;
+    }
+
+    /// <summary>The queued data of each pipe (pipes-data.img), in the order the pipes were first seen.</summary>
+    public List<(PipeDataEntry Entry, byte[] Data)> PipeData { get; } = [];
+
     /// <summary>One entry per (path, flags) for files that are not open descriptors (mappings, exe, cwd, root).</summary>
     public uint AddShared(RegFileEntry reg)
     {

@@ -87,7 +87,7 @@ internal static class RegularFiles
             throw new DumpException($"{what}: file {path[..^" (deleted)".Length]} was deleted; deleted files are not supported.");
         var held = TryStat(heldPath) ?? throw new DumpException($"{what}: {heldPath} cannot be opened.");
         if (!IsSupported(held))
-            throw new DumpException($"{what}: unsupported file kind ({path}, mode {held.Mode:o}).");
+            throw new DumpException($"{what}: unsupported file kind ({path}, mode {Convert.ToString(held.Mode, 8)}).");
         CheckSameFile(what, path, held);
         return table.AddShared(Describe(path, flags, 0, held, MountIdOf(heldPath)));
     }

@@ -111,7 +111,7 @@ internal static class VmaDumper
                     if (FileStatus.Major(st.Device) != vma.DevMajor || FileStatus.Minor(st.Device) != vma.DevMinor || st.Inode != vma.Inode)
                         throw new DumpException($"{what}: {path} now names another file than the mapped one (inode {vma.Inode}, now {st.Inode}).");
                     if (!st.IsRegularFile)
-                        throw new DumpException($"{what}: unsupported mapping of {path} (mode {st.Mode:o}).");
+                        throw new DumpException($"{what}: unsupported mapping of {path} (mode {Convert.ToString(st.Mode, 8)}).");
                     uint openFlags = shared && (flags & VmFlags.MayWrite) != 0 ? O_RDWR : O_RDONLY;
                     int? mount = RegularFiles.MountIdOf($"/proc/{pid}/map_files/{vma.Start:x}-{vma.End:x}");
                     entry.Shmid = files.AddShared(RegularFiles.Describe(path, openFlags, 0, st, mount));

@@ -58,11 +58,17 @@ internal static class RestoreFiles
         // Descriptors with one file id share one open file description (dup, dup2, fork): it is opened once,
         // at the lowest number, and duplicated to the others, so that they share the offset and status flags.
         var opened = new Dictionary<uint, int>();
+        using var pipes = new RestorePipes(images.Directory);
         foreach (var fd in images.Fds.OrderBy(f => f.Fd))
         {
-            if (fd.Type != FdTypes.Reg)
-                throw new RestoreException($"fd {fd.Fd} of task {task.Pid} is a {fd.Type}, which this restore does not support yet");
-            var file = images.RegularFile(fd.Id, $"fd {fd.Fd}");
+            if (fd.Type == FdTypes.Pipe && !opened.ContainsKey(fd.Id))
+            {
+                if (!images.Files.TryGetValue(fd.Id, out var p) || p.Pipe is null)
+                    throw new RestoreException($"files.img has no pipe with file id {fd.Id} (fd {fd.Fd})");
+                pipes.Open(task, fd, p.Pipe, (fd.Flags & FD_CLOEXEC) != 0);
+                opened[fd.Id] = (int)fd.Fd;
+                continue;
+            }
             bool cloexec = (fd.Flags & FD_CLOEXEC) != 0;
             if (opened.TryGetValue(fd.Id, out int first))
             {
@@ -70,6 +76,9 @@ internal static class RestoreFiles
                 Log.Debug($"{task.Pid}: restore: fd {fd.Fd} = fd {first}{(cloexec ? " cloexec" : "")}");
                 continue;
             }
+            if (fd.Type != FdTypes.Reg)
+                throw new RestoreException($"fd {fd.Fd} of task {task.Pid} is a {fd.Type}, which this restore does not support yet");
+            var file = images.RegularFile(fd.Id, $"fd {fd.Fd}");
             OpenAt(task, fd, file, cloexec);
             opened[fd.Id] = (int)fd.Fd;
         }

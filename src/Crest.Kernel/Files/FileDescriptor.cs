@@ -1,6 +1,6 @@
 // A file descriptor owned (or borrowed) by Crest: open(2)/openat(2), read(2)/write(2)/pread(2)/
 // pwrite(2) with EINTR retried here and nowhere else, lseek(2), ftruncate(2), fstat(2), fcntl(2),
-// dup(2)/dup3(2), pipe2(2), ioctl(2), close(2).
+// dup(2)/dup3(2), pipe2(2), tee(2), ioctl(2), close(2).
 //
 // Ownership: a FileDescriptor created by Open/Dup/CreatePipe/socket calls owns its number and
 // closes it once, on Dispose (or finalization). Borrow wraps a number someone else owns (stdin, a
@@ -126,6 +126,19 @@ public sealed class FileDescriptor : SafeHandle
             while (Interrupted(n = Libc.read(fd.Fd, p, (nuint)buffer.Length))) { }
         }
         if (n < 0) throw new KernelException("read", Errno.Last, $"fd {fd.Fd}");
+        return (int)n;
+    }
+
+    /// <summary>tee(2), non-blocking: copies up to <paramref name="length"/> bytes queued in this pipe (a read
+    /// end) into the pipe <paramref name="output"/> (a write end) without consuming them; the bytes copied.</summary>
+    public int Tee(FileDescriptor output, int length)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        using var fd = Use();
+        using var o = output.Use();
+        nint n;
+        while (Interrupted(n = Libc.tee(fd.Fd, o.Fd, (nuint)length, Libc.SPLICE_F_NONBLOCK))) { }
+        if (n < 0) throw new KernelException("tee", Errno.Last, $"fd {fd.Fd} to fd {o.Fd}");
         return (int)n;
     }
 

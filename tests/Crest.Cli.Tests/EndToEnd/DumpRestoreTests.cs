@@ -75,7 +75,7 @@ public class DumpRestoreTests
     {
         using var dir = new TempDirectory();
         string images = dir.Sub("images");
-        using var target = HarnessTarget.Start(dir.Path, extra: "pipe");
+        using var target = HarnessTarget.Start(dir.Path, extra: "eventfd");
 
         var dump = CrestProcess.Run(dir.Path, HarnessDump(images, target.Pid, Path.Combine(dir.Path, "dump.pid")));
         Assert.Equal(1, dump.ExitCode);

@@ -24,7 +24,7 @@ internal sealed partial class HarnessTarget : IDisposable
 
     public string Output => File.Exists(_output) ? File.ReadAllText(_output) : "";
 
-    /// <summary>Starts the fixture; it exits PASS with <paramref name="passCode"/>. <paramref name="extra"/>: "pipe".</summary>
+    /// <summary>Starts the fixture; it exits PASS with <paramref name="passCode"/>. <paramref name="extra"/>: "eventfd".</summary>
     public static HarnessTarget Start(string directory, int passCode = 0, string? extra = null)
     {
         string path = Path.Combine(AppContext.BaseDirectory, "fixtures", "harness_target");

@@ -168,7 +168,7 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("pipe", "unsupported file kind (pipe:[")]
+    [InlineData("fifo", "unsupported file kind (FIFO /tmp/crest-fifo-")]
     [InlineData("eventfd", "unsupported file kind (anon_inode:[eventfd])")]
     [InlineData("mapdeleted", "was deleted")]
     [InlineData("seccomp", "runs under seccomp")]

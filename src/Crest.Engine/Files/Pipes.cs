@@ -1,0 +1,89 @@
+// Pipe ends held by the dumped task (/proc/PID/fd/N reads "pipe:[INO]"), as CRIU's PIPE file entries:
+// files.img gets one PipeEntry per open file description (id, pipe_id = the pipefs inode, status flags,
+// owner), so both ends of one pipe share a pipe_id; pipes-data.img gets one PipeDataEntry per pipe with the
+// buffer size (F_GETPIPE_SZ) and the queued bytes, followed by those bytes.
+// The queued bytes are read without taking them from the task: Crest opens the pipe through the task's
+// /proc link for reading (O_NONBLOCK; opening a pipe inode there gives a new read end even when the task
+// holds only the write end), tee(2)s the buffer into a pipe of its own sized like the task's, and reads
+// that copy. FIFOs opened by path (a "/..." link to a S_IFIFO inode) are refused by RegularFiles.IsSupported.
+using Crest.Engine.Dump;
+using Crest.Images.Protos;
+using Crest.Kernel;
+using Crest.Kernel.Files;
+using Crest.Kernel.Processes;
+
+namespace Crest.Engine.Files;
+
+internal sealed class Pipes
+{
+    private const int F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
+    private const ulong FIONREAD = 0x541B;
+    private const uint O_CLOEXEC = 0x80000;
+
+    private readonly Dictionary<uint, List<(int Fd, uint Id)>> _byPipe = [];
+
+    /// <summary>Whether the readlink target of an fd names a pipe; its pipefs inode in <paramref name="pipeId"/>.</summary>
+    public static bool IsPipe(string target, out uint pipeId)
+    {
+        pipeId = 0;
+        return target.StartsWith("pipe:[", StringComparison.Ordinal) && target.EndsWith(']')
+            && uint.TryParse(target.AsSpan(6, target.Length - 7), System.Globalization.NumberStyles.None,
+                System.Globalization.CultureInfo.InvariantCulture, out pipeId);
+    }
+
+    /// <summary>The file id of pipe end <paramref name="fd"/> of <paramref name="pid"/>, adding it (and, for a pipe
+    /// seen first, its queued data) to <paramref name="table"/>.</summary>
+    public uint Add(int pid, int fd, uint pipeId, uint flags, FownEntry owner, FileTable table, string what)
+    {
+        if (!_byPipe.TryGetValue(pipeId, out var ends))
+        {
+            _byPipe[pipeId] = ends = [];
+            table.PipeData.Add(ReadQueued(pid, fd, pipeId, what));
+        }
+        foreach (var (otherFd, otherId) in ends)
+        {
+            if (Kcmp.SameFile(pid, pid, fd, otherFd))
+                return otherId;
+        }
+        uint id = table.Add(new PipeEntry { PipeId = pipeId, Flags = flags & ~O_CLOEXEC, Fown = owner });
+        ends.Add((fd, id));
+        return id;
+    }
+
+    private static (PipeDataEntry, byte[]) ReadQueued(int pid, int fd, uint pipeId, string what)
+    {
+        try
+        {
+            using var source = FileDescriptor.Open($"/proc/{pid}/fd/{fd}", OpenFlags.ReadOnly | OpenFlags.NonBlock);
+            int size = source.Fcntl(F_GETPIPE_SZ);
+            int queued;
+            unsafe
+            {
+                int n = 0;
+                source.Ioctl(FIONREAD, (nint)(&n));
+                queued = n;
+            }
+            byte[] data = new byte[queued];
+            if (queued > 0)
+            {
+                var (copyRead, copyWrite) = FileDescriptor.CreatePipe(OpenFlags.NonBlock);
+                using (copyRead)
+                using (copyWrite)
+                {
+                    if (copyWrite.Fcntl(F_GETPIPE_SZ) < size) copyWrite.Fcntl(F_SETPIPE_SZ, size);
+                    int copied = source.Tee(copyWrite, queued);
+                    if (copied != queued)
+                        throw new DumpException($"{what}: tee copied {copied} of the {queued} bytes queued in pipe {pipeId}.");
+                    int read = copyRead.ReadFull(data);
+                    if (read != queued)
+                        throw new DumpException($"{what}: read {read} of the {queued} bytes copied from pipe {pipeId}.");
+                }
+            }
+            return (new PipeDataEntry { PipeId = pipeId, Bytes = (uint)queued, Size = (uint)size }, data);
+        }
+        catch (KernelException e)
+        {
+            throw new DumpException($"{what}: cannot read the data queued in pipe {pipeId}: {e.Message}.", e);
+        }
+    }
+}
