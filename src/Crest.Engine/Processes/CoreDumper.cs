@@ -3,7 +3,8 @@
 //  - PTRACE_GETREGSET NT_PRSTATUS / NT_X86_XSTATE (2.6.35), PTRACE_GETSIGMASK (3.11),
 //    PTRACE_PEEKSIGINFO (3.10) for queued signals, PTRACE_GET_RSEQ_CONFIGURATION (5.13); /proc/PID/{stat,status,comm,personality,oom_score_adj,loginuid};
 //  - injected into the task, because no outside interface exists: rt_sigaction(sig, NULL, &old) for each
-//    signal, getitimer x3, sigaltstack(NULL, &old), prctl(PR_GET_TID_ADDRESS), get_robust_list(0), prlimit64(0) when
+//    signal, getitimer x3, timer_gettime and timer_getoverrun per POSIX timer (Timers/PosixTimers.cs),
+//    sigaltstack(NULL, &old), prctl(PR_GET_TID_ADDRESS), get_robust_list(0), prlimit64(0) when
 //    prlimit64(pid) is refused (no CAP_SYS_RESOURCE towards tasks with other creds), PR_GET_SECUREBITS,
 //    PR_GET_PDEATHSIG, PR_GET_DUMPABLE, PR_GET_CHILD_SUBREAPER, PR_GET_THP_DISABLE, brk(0), umask.
 //
@@ -88,9 +89,6 @@ internal static class CoreDumper
     {
         if (state.Status.Seccomp is int mode && mode != 0)
             throw new DumpException($"Task {state.Pid} runs under seccomp (mode {mode}); only tasks without seccomp can be dumped for now.");
-        var timers = ProcTimers.Parse(ProcFile.ReadAll(state.Pid, "timers"));
-        if (timers.Count > 0)
-            throw new DumpException($"Task {state.Pid} has {timers.Count} POSIX timer(s) (timer_create); they cannot be dumped yet.");
     }
 
     /// <summary>The state only the task itself can tell, by injected syscalls.</summary>
@@ -127,6 +125,7 @@ internal static class CoreDumper
             itimers[which] = new IntervalTimer(U64(buffer, 0), U64(buffer, 8), U64(buffer, 16), U64(buffer, 24));
         }
         state.IntervalTimers = itimers;
+        state.PosixTimers = Timers.PosixTimers.Read(pid, remote, scratch);
 
         Call("sigaltstack", SyscallNumbers.sigaltstack, 0, (long)scratch);
         remote.ReadScratch(scratch, buffer[..24]);
@@ -190,6 +189,7 @@ internal static class CoreDumper
         {
             static ItimerEntry Itimer(IntervalTimer t) => new() { Isec = t.IntervalSec, Iusec = t.IntervalUsec, Vsec = t.ValueSec, Vusec = t.ValueUsec };
             tc.Timers = new TaskTimersEntry { Real = Itimer(state.IntervalTimers[0]), Virt = Itimer(state.IntervalTimers[1]), Prof = Itimer(state.IntervalTimers[2]) };
+            foreach (var t in state.PosixTimers) tc.Timers.Posix.Add(Timers.PosixTimers.ToEntry(t));
         }
         if (state.WasStopped) tc.StopSigno = SIGSTOP;
         if (state.SharedSignals.Count > 0) tc.SignalsS = SignalQueue(state.SharedSignals);

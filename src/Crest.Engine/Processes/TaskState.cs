@@ -42,6 +42,8 @@ internal sealed class TaskState
     public AltStack AltStack { get; set; }
     /// <summary>ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF.</summary>
     public IntervalTimer[] IntervalTimers { get; set; } = [];
+    /// <summary>timer_create timers, oldest first.</summary>
+    public IReadOnlyList<Timers.PosixTimer> PosixTimers { get; set; } = [];
     public ulong ClearChildTid { get; set; }
     public ulong RobustListHead { get; set; }
     public ulong RobustListLength { get; set; }

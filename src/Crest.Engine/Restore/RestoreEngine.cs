@@ -154,6 +154,7 @@ public static class RestoreEngine
         core.RestoreProcessState();
         core.RestoreThreadState();
         core.RestoreIntervalTimers();
+        Timers.PosixTimers.Restore(injector, images.Core);
         core.RestorePendingSignals();
         core.RestoreCreds();
         CpuAffinity.Set(pid, affinity);

@@ -173,7 +173,6 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
     [InlineData("mapdeleted", "was deleted")]
     [InlineData("seccomp", "runs under seccomp")]
     [InlineData("child", "has children")]
-    [InlineData("posixtimer", "POSIX timer")]
     public void UnsupportedStateFailsClosed(string extra, string message)
     {
         using var fixture = FixtureProcess.Start("dump_counter", extra);
