@@ -68,7 +68,7 @@ internal static class FileDescriptors
             }
             if (id == 0)
             {
-                var reg = RegularFiles.Describe(target, info.Flags, (ulong)info.Pos, st, info.MntId);
+                var reg = RegularFiles.Describe(target, info.Flags, (ulong)info.Pos, st, info.MntId, link);
                 reg.Fown = ReadOwner(pidfd, fd, what);
                 id = table.Add(reg);
                 same.Add((fd, id));

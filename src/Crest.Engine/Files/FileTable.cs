@@ -38,4 +38,8 @@ internal sealed class FileTable
         _byPath[(reg.Name, reg.Flags)] = id;
         return id;
     }
+
+    /// <summary>As AddShared, describing the file only the first time (path, flags) is seen.</summary>
+    public uint AddShared(string path, uint flags, Func<RegFileEntry> describe) =>
+        _byPath.TryGetValue((path, flags), out uint id) ? id : AddShared(describe());
 }

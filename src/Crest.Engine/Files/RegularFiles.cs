@@ -3,6 +3,8 @@
 // names the very object the task holds (same device and inode, by fstat of /proc/PID/fd/N or
 // /proc/PID/map_files against stat of the path); otherwise restore would open something else, so the dump
 // refuses, naming the fd or the mapping (deleted and replaced files need ghost/remap images, not done yet).
+// Each entry also records the file's identity for the restore to check: CRIU's build_id for ELF files and
+// Crest's crest_dev/crest_ino/crest_mtime_ns extension fields.
 using Crest.Engine.Dump;
 using Crest.Images.Protos;
 using Crest.Kernel;
@@ -66,16 +68,29 @@ internal static class RegularFiles
             throw new DumpException($"{what}: {path} now names another file than the one open (inode {held.Inode}, now {atPath.Value.Inode}).");
     }
 
-    public static RegFileEntry Describe(string path, uint flags, ulong pos, FileStatus st, int? mntId) => new()
+    /// <summary>
+    /// The entry for a file of status <paramref name="st"/>; <paramref name="heldPath"/> (a /proc link of the task)
+    /// is read for the build id of a regular ELF file, as the restore checks it.
+    /// </summary>
+    public static RegFileEntry Describe(string path, uint flags, ulong pos, FileStatus st, int? mntId, string? heldPath = null)
     {
-        Flags = flags,
-        Pos = pos,
-        Fown = new FownEntry { Uid = 0, Euid = 0, Signum = 0, PidType = 0, Pid = 0 },
-        Name = path,
-        MntId = mntId ?? -1,
-        Size = (ulong)st.Size,
-        Mode = st.Mode,
-    };
+        var entry = new RegFileEntry
+        {
+            Flags = flags,
+            Pos = pos,
+            Fown = new FownEntry { Uid = 0, Euid = 0, Signum = 0, PidType = 0, Pid = 0 },
+            Name = path,
+            MntId = mntId ?? -1,
+            Size = (ulong)st.Size,
+            Mode = st.Mode,
+            CrestDev = st.Device,
+            CrestIno = st.Inode,
+            CrestMtimeNs = (ulong)(st.ModifyTimeSeconds * 1_000_000_000L + st.ModifyTimeNanoseconds),
+        };
+        if (heldPath is not null && st.IsRegularFile && ElfBuildId.ReadPath(heldPath, st.Size) is { } buildId)
+            entry.BuildId.Add(buildId);
+        return entry;
+    }
 
     /// <summary>
     /// A file the task uses other than through a descriptor (its exe, cwd, root, a mapping): <paramref name="heldPath"/>
@@ -89,6 +104,6 @@ internal static class RegularFiles
         if (!IsSupported(held))
             throw new DumpException($"{what}: unsupported file kind ({path}, mode {Convert.ToString(held.Mode, 8)}).");
         CheckSameFile(what, path, held);
-        return table.AddShared(Describe(path, flags, 0, held, MountIdOf(heldPath)));
+        return table.AddShared(path, flags, () => Describe(path, flags, 0, held, MountIdOf(heldPath), heldPath));
     }
 }

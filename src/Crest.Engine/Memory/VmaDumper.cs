@@ -113,8 +113,8 @@ internal static class VmaDumper
                     if (!st.IsRegularFile)
                         throw new DumpException($"{what}: unsupported mapping of {path} (mode {Convert.ToString(st.Mode, 8)}).");
                     uint openFlags = shared && (flags & VmFlags.MayWrite) != 0 ? O_RDWR : O_RDONLY;
-                    int? mount = RegularFiles.MountIdOf($"/proc/{pid}/map_files/{vma.Start:x}-{vma.End:x}");
-                    entry.Shmid = files.AddShared(RegularFiles.Describe(path, openFlags, 0, st, mount));
+                    string mapFile = $"/proc/{pid}/map_files/{vma.Start:x}-{vma.End:x}";
+                    entry.Shmid = files.AddShared(path, openFlags, () => RegularFiles.Describe(path, openFlags, 0, st, RegularFiles.MountIdOf(mapFile), mapFile));
                     entry.Fdflags = openFlags;
                     entry.Status = VMA_AREA_REGULAR | (shared ? VMA_FILE_SHARED : VMA_FILE_PRIVATE);
                     pages = shared ? PageSelection.None : PageSelection.PrivateCopies;

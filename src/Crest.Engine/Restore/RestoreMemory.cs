@@ -185,20 +185,15 @@ internal sealed class RestoreMemory
         if (openFiles.TryGetValue(v.Shmid, out long known)) return known;
         var file = _images.RegularFile((uint)v.Shmid, $"mapping at 0x{v.Start:x}");
         string path = file.Name;
-        FileStatus status;
         try
         {
             using var probe = FileDescriptor.Open(path, OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
-            status = probe.Stat();
+            RestoreFileIdentity.Check(file, probe, $"file {path} mapped at 0x{v.Start:x}");
         }
         catch (KernelException e)
         {
             throw new RestoreException($"file {path} mapped at 0x{v.Start:x} cannot be opened: {e.Errno}", e);
         }
-        if (file.HasSize && (ulong)status.Size != file.Size)
-            throw new RestoreException($"file {path} mapped at 0x{v.Start:x} changed since the dump: size {status.Size}, image says {file.Size}");
-        if (file.HasMode && file.Mode != 0 && (status.Mode & 0xf000) != (file.Mode & 0xf000))
-            throw new RestoreException($"file {path} mapped at 0x{v.Start:x} changed since the dump: mode 0{status.Mode:o}, image says 0{file.Mode:o}");
         long accessMode = (v.Flags & MAP_SHARED) != 0 && (v.Prot & PROT_WRITE) != 0 ? 2 /* O_RDWR */ : 0;
         if (v.HasFdflags) accessMode = v.Fdflags & 3;
         long fd = _task.Check("openat", $"file {path}", SyscallNumbers.openat, -100 /* AT_FDCWD */, (long)_task.PutString(path),

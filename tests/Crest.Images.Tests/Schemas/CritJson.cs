@@ -25,6 +25,10 @@ internal static class CritJson
         "criu.IpOptsEntry.ttl",
         // Crest's own extension (vma.proto field 1000), in no CRIU version: guard regions of a VMA.
         "criu.VmaEntry.crest_guard_ranges",
+        // Crest's own extensions (regfile.proto fields 1000-1002): identity of a file at dump time.
+        "criu.RegFileEntry.crest_dev",
+        "criu.RegFileEntry.crest_ino",
+        "criu.RegFileEntry.crest_mtime_ns",
     };
 
     public static void AssertMatches(IMessage message, JsonElement json, string path)

@@ -1,0 +1,36 @@
+// Is the file a path names now the one the image describes? Refused, naming the path and what changed, when
+// its size, file type or ELF build id differ, or when it is on the same device as at dump but has another
+// inode (the path was replaced or renamed over: another file). On another device (another machine or
+// filesystem) the inode means nothing: size and build id decide, and the difference is logged at -v4.
+using Crest.Diagnostics;
+using Crest.Engine.Files;
+using Crest.Images.Protos;
+using Crest.Kernel.Files;
+
+namespace Crest.Engine.Restore;
+
+internal static class RestoreFileIdentity
+{
+    /// <summary>Throw a RestoreException starting with <paramref name="what"/> unless <paramref name="fd"/> is the file <paramref name="file"/> describes.</summary>
+    public static void Check(RegFileEntry file, FileDescriptor fd, string what)
+    {
+        var status = fd.Stat();
+        if (file.HasSize && (ulong)status.Size != file.Size)
+            throw new RestoreException($"{what} changed since the dump: size {status.Size}, image says {file.Size}");
+        if (file.HasMode && file.Mode != 0 && (status.Mode & 0xf000) != (file.Mode & 0xf000))
+            throw new RestoreException($"{what} changed since the dump: mode 0{status.Mode:o}, image says 0{file.Mode:o}");
+        if (file.HasCrestDev && file.HasCrestIno)
+        {
+            if (status.Device == file.CrestDev && status.Inode != file.CrestIno)
+                throw new RestoreException($"{what} changed since the dump: it is another file (inode {status.Inode}, image says {file.CrestIno} on the same device)");
+            if (status.Device != file.CrestDev)
+                Log.Debug($"restore: {file.Name} is on device 0x{status.Device:x}, at dump 0x{file.CrestDev:x}: checked by size and build id only");
+        }
+        if (file.BuildId.Count > 0 && status.IsRegularFile)
+        {
+            var now = ElfBuildId.Read(fd, status.Size);
+            if (now is null || !now.AsSpan().SequenceEqual(file.BuildId.ToArray()))
+                throw new RestoreException($"{what} changed since the dump: build id {(now is null ? "none" : ElfBuildId.Format(now))}, image says {ElfBuildId.Format(file.BuildId)}");
+        }
+    }
+}
