@@ -6,6 +6,7 @@
 // /proc link for reading (O_NONBLOCK; opening a pipe inode there gives a new read end even when the task
 // holds only the write end), tee(2)s the buffer into a pipe of its own sized like the task's, and reads
 // that copy. FIFOs opened by path (a "/..." link to a S_IFIFO inode) are refused by RegularFiles.IsSupported.
+using Crest.Diagnostics;
 using Crest.Engine.Dump;
 using Crest.Images.Protos;
 using Crest.Kernel;
@@ -52,6 +53,7 @@ internal sealed class Pipes
 
     private static (PipeDataEntry, byte[]) ReadQueued(int pid, int fd, uint pipeId, string what)
     {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             using var source = FileDescriptor.Open($"/proc/{pid}/fd/{fd}", OpenFlags.ReadOnly | OpenFlags.NonBlock);
@@ -79,6 +81,7 @@ internal sealed class Pipes
                         throw new DumpException($"{what}: read {read} of the {queued} bytes copied from pipe {pipeId}.");
                 }
             }
+            Log.Debug($"{pid}: dump: fd {fd}: pipe {pipeId}, size {size}, {queued} bytes queued, read in {System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds:F2} ms");
             return (new PipeDataEntry { PipeId = pipeId, Bytes = (uint)queued, Size = (uint)size }, data);
         }
         catch (KernelException e)

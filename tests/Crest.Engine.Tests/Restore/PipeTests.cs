@@ -1,3 +1,4 @@
+using Crest.Engine.Dump;
 using Crest.Engine.Tests.Dump;
 using Crest.Images;
 using Crest.Images.Protos;
@@ -81,6 +82,23 @@ public class PipeTests
             DecodeAll(dir);
             using var restored = RestoreDetached(dir);
             AssertPass(Verify(restored, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void DumpingLeavesTheQueuedDataInThePipe()
+    {
+        using var fixture = FixtureProcess.Start("pipe_buffer");
+        string dir = NewImagesDir();
+        try
+        {
+            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, LeaveRunning = true });
+            // The fixture reads exactly its 1000 bytes and the other queued data from the pipes it kept.
+            Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(10)));
         }
         finally
         {
