@@ -95,7 +95,8 @@ internal static class PosixTimers
         var wanted = new byte[4];
         BinaryPrimitives.WriteInt32LittleEndian(wanted, (int)t.ItId);
         ulong idAddress = task.Put(wanted);
-        long rc = task.Check("timer_create", $"POSIX timer {t.ItId} (clock {t.ClockId})", SyscallNumbers.timer_create, t.ClockId, (long)eventAddress, (long)idAddress);
+        long rc = task.Check("timer_create", $"POSIX timer {t.ItId} (clock {(int)t.ClockId})", SyscallNumbers.timer_create,
+            (int)t.ClockId, (long)eventAddress, (long)idAddress);
         Span<byte> got = stackalloc byte[4];
         Crest.Kernel.Memory.RemoteMemory.Read(task.Pid, idAddress, got);
         task.ResetScratch();
