@@ -76,14 +76,9 @@ internal static class PosixTimers
         var timers = core.Tc?.Timers?.Posix;
         if (timers is null || timers.Count == 0) return;
         task.Check("prctl(PR_TIMER_CREATE_RESTORE_IDS)", "on", SyscallNumbers.prctl, PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0);
-        try
-        {
-            foreach (var t in timers) Create(task, t);
-        }
-        finally
-        {
-            task.Check("prctl(PR_TIMER_CREATE_RESTORE_IDS)", "off", SyscallNumbers.prctl, PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0);
-        }
+        // A failure leaves the mode on, but the half-restored task is killed then anyway.
+        foreach (var t in timers) Create(task, t);
+        task.Check("prctl(PR_TIMER_CREATE_RESTORE_IDS)", "off", SyscallNumbers.prctl, PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0);
         foreach (var t in timers) Arm(task, t);
         Log.Info($"{task.Pid}: restore: {timers.Count} POSIX timer(s) created with their ids");
     }
@@ -100,7 +95,8 @@ internal static class PosixTimers
         var wanted = new byte[4];
         BinaryPrimitives.WriteInt32LittleEndian(wanted, (int)t.ItId);
         ulong idAddress = task.Put(wanted);
-        long rc = task.Check("timer_create", $"POSIX timer {t.ItId} (clock {t.ClockId})", SyscallNumbers.timer_create, t.ClockId, (long)eventAddress, (long)idAddress);
+        long rc = task.Check("timer_create", $"POSIX timer {t.ItId} (clock {(int)t.ClockId})", SyscallNumbers.timer_create,
+            (int)t.ClockId, (long)eventAddress, (long)idAddress);
         Span<byte> got = stackalloc byte[4];
         Crest.Kernel.Memory.RemoteMemory.Read(task.Pid, idAddress, got);
         task.ResetScratch();
