@@ -142,4 +142,34 @@ public class FileIdentityTests
             Directory.Delete(dir, true);
         }
     }
+
+    [Fact]
+    public void BuildIdReaderSurvivesTruncatedAndCorruptElfFiles()
+    {
+        string dir = NewImagesDir();
+        try
+        {
+            byte[] elf = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "fixtures", "restore_counter"));
+            string copy = Path.Combine(dir, "elf");
+            File.WriteAllBytes(copy, elf);
+            uint[] id = ElfBuildId.ReadPath(copy, elf.Length) ?? throw new InvalidOperationException("no build id");
+            Assert.Equal(id.Length * 8, ElfBuildId.Format(id).Length);
+            Assert.True(elf.AsSpan().IndexOf(id.SelectMany(BitConverter.GetBytes).Take(16).ToArray()) > 0);
+            var random = new Random(3);
+            for (int round = 0; round < 300; round++)
+            {
+                byte[] bad = (byte[])elf.Clone();
+                int length = round < 100 ? random.Next(0, Math.Min(bad.Length, 4096)) : bad.Length;
+                if (round >= 100)
+                    for (int k = 0; k < 8; k++) bad[random.Next(0, Math.Min(bad.Length, 2048))] = (byte)random.Next(256);
+                File.WriteAllBytes(copy, bad.AsSpan(0, length).ToArray());
+                _ = ElfBuildId.ReadPath(copy, length); // null or an id: never throws, never reads past the end
+            }
+            Assert.Null(ElfBuildId.ReadPath("/nonexistent/elf", 0));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
 }

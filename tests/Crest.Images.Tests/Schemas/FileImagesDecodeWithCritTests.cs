@@ -68,7 +68,7 @@ public sealed class FileImagesDecodeWithCritTests : IClassFixture<ScratchDirecto
 
         FileEntry[] files =
         [
-            new() { Type = FdTypes.Reg, Id = 2, Reg = new RegFileEntry { Id = 2, Flags = ORdwr | OCloexec, Pos = 4096, Fown = NoOwner(), Name = "/var/log/app.log", MntId = 25, Size = 8192, Mode = 0x81a4 } },
+            new() { Type = FdTypes.Reg, Id = 2, Reg = new RegFileEntry { Id = 2, Flags = ORdwr | OCloexec, Pos = 4096, Fown = NoOwner(), Name = "/var/log/app.log", MntId = 25, Size = 8192, Mode = 0x81a4, BuildId = { 0xdeadbeef, 0x01020304 }, CrestDev = Dev(8, 1), CrestIno = 131073, CrestMtimeNs = 1_700_000_000_123_456_789 } },
             new() { Type = FdTypes.Pipe, Id = 3, Pipe = new PipeEntry { Id = 3, PipeId = 51234, Flags = 0, Fown = NoOwner() } },
             new() { Type = FdTypes.Fifo, Id = 4, Fifo = new FifoEntry { Id = 4, PipeId = 51240, RegfId = 14 } },
             new() { Type = FdTypes.Unixsk, Id = 5, Usk = new UnixSkEntry { Id = 5, Ino = 81230, Type = 1, State = 10, Flags = 0, Uflags = 0, Backlog = 5, Peer = 0, Fown = NoOwner(), Opts = SocketOptions(), Name = unixName } },
@@ -90,6 +90,8 @@ public sealed class FileImagesDecodeWithCritTests : IClassFixture<ScratchDirecto
         JsonElement reg = entries[0].GetProperty("reg");
         Assert.Equal("/var/log/app.log", reg.GetProperty("name").GetString());
         Assert.Equal("O_RDWR | O_CLOEXEC", reg.GetProperty("flags").GetString());
+        Assert.Equal(0xdeadbeefL, reg.GetProperty("build_id")[0].GetInt64());
+        Assert.False(reg.TryGetProperty("crest_ino", out _)); // Crest's extension fields 1000-1002: skipped by crit
         Assert.Equal("/tmp/crest.sock", entries[3].GetProperty("usk").GetProperty("name").GetString());
         Assert.Equal("LISTEN", entries[3].GetProperty("usk").GetProperty("state").GetString());
 
