@@ -49,16 +49,7 @@ internal sealed class StubInjector
     /// <summary>Run syscall <paramref name="nr"/>: rax, or -errno.</summary>
     public long Syscall(long nr, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0, long a5 = 0, long a6 = 0)
     {
-        var regs = _template;
-        regs.rax = (ulong)nr;
-        regs.rdi = (ulong)a1;
-        regs.rsi = (ulong)a2;
-        regs.rdx = (ulong)a3;
-        regs.r10 = (ulong)a4;
-        regs.r8 = (ulong)a5;
-        regs.r9 = (ulong)a6;
-        regs.orig_rax = ulong.MaxValue;
-        regs.rip = Gadget;
+        var regs = _template.ForInjectedSyscall(Gadget, nr, a1, a2, a3, a4, a5, a6);
         Tracee.SetRegisters(regs);
         Tracee.Continue(0);
         while (true)
@@ -93,12 +84,7 @@ internal sealed class StubInjector
     /// </summary>
     public long FinalSyscall(long nr, long a1, long a2)
     {
-        var regs = _template;
-        regs.rax = (ulong)nr;
-        regs.rdi = (ulong)a1;
-        regs.rsi = (ulong)a2;
-        regs.orig_rax = ulong.MaxValue;
-        regs.rip = Gadget;
+        var regs = _template.ForInjectedSyscall(Gadget, nr, a1, a2);
         Tracee.SetRegisters(regs);
         Tracee.ContinueToSyscall(0);
         var entry = Tracee.WaitForStop();

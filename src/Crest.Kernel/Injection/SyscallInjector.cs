@@ -229,16 +229,7 @@ public sealed class SyscallInjector : IDisposable
 
     private long SyscallCore(long nr, long a1, long a2, long a3, long a4, long a5, long a6)
     {
-        var regs = _saved;
-        regs.rax = (ulong)nr;
-        regs.rdi = (ulong)a1;
-        regs.rsi = (ulong)a2;
-        regs.rdx = (ulong)a3;
-        regs.r10 = (ulong)a4;
-        regs.r8 = (ulong)a5;
-        regs.r9 = (ulong)a6;
-        regs.orig_rax = ulong.MaxValue;
-        regs.rip = GadgetAddress;
+        var regs = _saved.ForInjectedSyscall(GadgetAddress, nr, a1, a2, a3, a4, a5, a6);
         Tracee.SetRegistersCore(in regs);
         _resumed = true;
         if (Mode == InjectionMode.ExistingSyscall)

@@ -22,6 +22,26 @@ public struct UserRegs : IEquatable<UserRegs>
     /// <summary>orig_rax as the kernel keeps it: the syscall number at syscall entry, -1 outside a syscall.</summary>
     public readonly long SyscallNumber => (long)orig_rax;
 
+    /// <summary>
+    /// These registers set up to run syscall <paramref name="nr"/> from the `syscall` instruction at
+    /// <paramref name="rip"/>: the x86_64 syscall ABI (rax, rdi, rsi, rdx, r10, r8, r9), and orig_rax = -1 so
+    /// the kernel sees no interrupted syscall to restart.
+    /// </summary>
+    public readonly UserRegs ForInjectedSyscall(ulong rip, long nr, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0, long a5 = 0, long a6 = 0)
+    {
+        var regs = this;
+        regs.rax = (ulong)nr;
+        regs.rdi = (ulong)a1;
+        regs.rsi = (ulong)a2;
+        regs.rdx = (ulong)a3;
+        regs.r10 = (ulong)a4;
+        regs.r8 = (ulong)a5;
+        regs.r9 = (ulong)a6;
+        regs.orig_rax = ulong.MaxValue;
+        regs.rip = rip;
+        return regs;
+    }
+
     public readonly bool Equals(UserRegs other) =>
         MemoryMarshal.AsBytes(new ReadOnlySpan<UserRegs>(in this)).SequenceEqual(MemoryMarshal.AsBytes(new ReadOnlySpan<UserRegs>(in other)));
 
