@@ -19,7 +19,7 @@ internal sealed class Pipes
 {
     private const int F_SETPIPE_SZ = 1031, F_GETPIPE_SZ = 1032;
     private const ulong FIONREAD = 0x541B;
-    private const uint O_CLOEXEC = 0x80000;
+    private const uint O_CLOEXEC = 0x80000, O_DIRECT = 0x4000;
 
     private readonly Dictionary<uint, List<(int Fd, uint Id)>> _byPipe = [];
 
@@ -36,6 +36,9 @@ internal sealed class Pipes
     /// seen first, its queued data) to <paramref name="table"/>.</summary>
     public uint Add(int pid, int fd, uint pipeId, uint flags, FownEntry owner, FileTable table, string what)
     {
+        // A packet-mode end (pipe2 O_DIRECT) cannot be opened again through /proc, where restore gets its ends.
+        if ((flags & O_DIRECT) != 0)
+            throw new DumpException($"{what}: pipe {pipeId} is in packet mode (O_DIRECT), which is not supported yet.");
         if (!_byPipe.TryGetValue(pipeId, out var ends))
         {
             _byPipe[pipeId] = ends = [];
