@@ -27,30 +27,62 @@ public enum MagicPrefix
 }
 
 /// <summary>
-/// One image kind. <paramref name="Name"/> is the name crit prints as "magic".
-/// <paramref name="Entry"/> is the message every entry holds; <paramref name="HeadEntry"/>, when set, is a
-/// different message for the first entry only (pagemap: pagemap_head). <paramref name="ExtraPayloadField"/>
-/// names the field of <paramref name="Entry"/> whose value is the count of raw bytes that follow each entry
-/// (pipes-data: "bytes"); kinds whose payload length is a sum of several fields list them all in
-/// <see cref="ExtraPayloadFields"/>, which is the authoritative list. <paramref name="FileNamePattern"/> uses
-/// "{id}" for a decimal number and "{hexid}" for a hexadecimal one (see <see cref="ImageKinds.FileName"/>).
+/// One image kind. <paramref name="name"/> is the name crit prints as "magic".
+/// <paramref name="entry"/> yields the message every entry holds; <paramref name="headEntry"/>, when set, a
+/// different message for the first entry only (pagemap: pagemap_head). Both are looked up only when asked
+/// for: building a schema's descriptor builds its whole .proto file and its imports (descriptor.proto via
+/// opts.proto), tens of milliseconds for all of them, so a dump touches only the files it writes.
+/// <paramref name="extraPayloadField"/> names the field of <see cref="Entry"/> whose value is the count of raw
+/// bytes that follow each entry (pipes-data: "bytes"); kinds whose payload length is a sum of several fields
+/// list them all in <see cref="ExtraPayloadFields"/>, which is the authoritative list.
+/// <paramref name="fileNamePattern"/> uses "{id}" for a decimal number and "{hexid}" for a hexadecimal one
+/// (see <see cref="ImageKinds.FileName"/>).
 /// </summary>
-public sealed record ImageKind(
-    string Name,
-    uint Magic,
-    MagicPrefix Prefix,
-    MessageDescriptor? Entry,
-    MessageDescriptor? HeadEntry,
-    string? ExtraPayloadField,
-    string FileNamePattern)
+public sealed record ImageKind
 {
+    private readonly Func<MessageDescriptor>? _entry;
+    private readonly Func<MessageDescriptor>? _headEntry;
+
+    public ImageKind(string name, uint magic, MagicPrefix prefix, Func<MessageDescriptor>? entry,
+        Func<MessageDescriptor>? headEntry, string? extraPayloadField, string fileNamePattern)
+    {
+        Name = name;
+        Magic = magic;
+        Prefix = prefix;
+        _entry = entry;
+        _headEntry = headEntry;
+        ExtraPayloadField = extraPayloadField;
+        FileNamePattern = fileNamePattern;
+        ExtraPayloadFields = extraPayloadField is null ? [] : [extraPayloadField];
+    }
+
+    /// <summary>The name crit prints as "magic" ("CORE").</summary>
+    public string Name { get; }
+
+    /// <summary>The image's own magic; 0 for raw images.</summary>
+    public uint Magic { get; }
+
+    public MagicPrefix Prefix { get; }
+
+    /// <summary>The message every entry holds (null for raw images).</summary>
+    public MessageDescriptor? Entry => _entry?.Invoke();
+
+    /// <summary>The message of the first entry when it differs from <see cref="Entry"/> (pagemap_head).</summary>
+    public MessageDescriptor? HeadEntry => _headEntry?.Invoke();
+
+    /// <summary>True when the first entry is a different message (<see cref="HeadEntry"/>), without building it.</summary>
+    public bool HasHeadEntry => _headEntry is not null;
+
+    public string? ExtraPayloadField { get; }
+
+    public string FileNamePattern { get; }
+
     /// <summary>
     /// Fields of <see cref="Entry"/> whose values, added up, give the count of raw bytes that follow each
     /// entry, in the order the payload parts are stored (tcp-stream: "inq_len" then "outq_len"). Empty when
     /// entries carry no payload. Defaults to <see cref="ExtraPayloadField"/> alone.
     /// </summary>
-    public IReadOnlyList<string> ExtraPayloadFields { get; init; } =
-        ExtraPayloadField is null ? [] : [ExtraPayloadField];
+    public IReadOnlyList<string> ExtraPayloadFields { get; init; }
 
     /// <summary>
     /// True when the file is not a plain stream of entries plus counted payloads, and crit decodes it with

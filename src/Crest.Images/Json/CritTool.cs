@@ -73,7 +73,7 @@ public static class CritTool
         using var reader = new ImageReader(file, Path.GetFileName(path), leaveOpen: true);
         int count = 0;
         WalkEntries(reader, new PythonJsonWriter(TextWriter.Null, indent: false), pretty: false, () => count++);
-        if (reader.Kind.HeadEntry is not null && count > 0)
+        if (reader.Kind.HasHeadEntry && count > 0)
             count--;
         var json = new PythonJsonWriter(output, indent: true);
         json.StartObject();
