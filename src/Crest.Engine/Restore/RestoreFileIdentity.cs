@@ -18,7 +18,7 @@ internal static class RestoreFileIdentity
         if (file.HasSize && (ulong)status.Size != file.Size)
             throw new RestoreException($"{what} changed since the dump: size {status.Size}, image says {file.Size}");
         if (file.HasMode && file.Mode != 0 && (status.Mode & 0xf000) != (file.Mode & 0xf000))
-            throw new RestoreException($"{what} changed since the dump: mode 0{status.Mode:o}, image says 0{file.Mode:o}");
+            throw new RestoreException($"{what} changed since the dump: mode 0{Convert.ToString(status.Mode, 8)}, image says 0{Convert.ToString(file.Mode, 8)}");
         if (file.HasCrestDev && file.HasCrestIno)
         {
             if (status.Device == file.CrestDev && status.Inode != file.CrestIno)
