@@ -12,17 +12,6 @@ namespace Crest.Engine.Tests.Restore;
 [Collection("Children of the test process")]
 public class FileIdentityTests
 {
-    private static string Children() =>
-        string.Concat(Directory.GetDirectories("/proc/self/task").Select(t => File.ReadAllText(Path.Combine(t, "children"))));
-
-    private static RestoreException FailsCleanly(string dir, int pid, string childrenBefore)
-    {
-        var e = Assert.Throws<RestoreException>(() => RestoreEngine.Run(new RestoreOptions { ImagesDir = dir, Detached = true }));
-        Assert.False(Exists(pid), $"task {pid} was left behind");
-        Assert.Equal(childrenBefore, Children());
-        return e;
-    }
-
     private static JsonElement RegEntry(JsonDocument files, string name) =>
         files.RootElement.GetProperty("entries").EnumerateArray()
             .Where(e => e.TryGetProperty("reg", out _)).Select(e => e.GetProperty("reg"))

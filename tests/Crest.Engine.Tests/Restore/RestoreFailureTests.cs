@@ -8,17 +8,6 @@ namespace Crest.Engine.Tests.Restore;
 [Collection("Children of the test process")]
 public class RestoreFailureTests
 {
-    private static string Children() =>
-        string.Concat(Directory.GetDirectories("/proc/self/task").Select(t => File.ReadAllText(Path.Combine(t, "children"))));
-
-    private static RestoreException FailsCleanly(string dir, int pid, string childrenBefore)
-    {
-        var e = Assert.Throws<RestoreException>(() => RestoreEngine.Run(new RestoreOptions { ImagesDir = dir, Detached = true }));
-        Assert.False(Exists(pid), $"task {pid} was left behind");
-        Assert.Equal(childrenBefore, Children());
-        return e;
-    }
-
     [Fact]
     public void PidTakenByALiveTaskIsNamedWithItsComm()
     {

@@ -64,6 +64,19 @@ internal static partial class RestoreTestSupport
 
     public static bool Exists(int pid) => Kill(pid, 0) == 0;
 
+    /// <summary>The children of every thread of the test process, as /proc lists them.</summary>
+    public static string Children() =>
+        string.Concat(Directory.GetDirectories("/proc/self/task").Select(t => File.ReadAllText(Path.Combine(t, "children"))));
+
+    /// <summary>A restore that must fail: it throws, the task is gone, and the test process has the children it had.</summary>
+    public static RestoreException FailsCleanly(string dir, int pid, string childrenBefore)
+    {
+        var e = Assert.Throws<RestoreException>(() => RestoreEngine.Run(new RestoreOptions { ImagesDir = dir, Detached = true }));
+        Assert.False(Exists(pid), $"task {pid} was left behind");
+        Assert.Equal(childrenBefore, Children());
+        return e;
+    }
+
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     internal static partial int Kill(int pid, int sig);
 }
