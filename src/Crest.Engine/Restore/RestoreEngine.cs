@@ -156,6 +156,7 @@ public static class RestoreEngine
         core.RestoreIntervalTimers();
         Timers.PosixTimers.Restore(injector, images.Core);
         core.RestorePendingSignals();
+        RestoreSeccomp.Install(injector, images.Core.ThreadCore, images.SeccompChain);
         core.RestoreCreds();
         CpuAffinity.Set(pid, affinity);
         core.Release(memory);
