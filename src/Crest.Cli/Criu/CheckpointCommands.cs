@@ -20,8 +20,26 @@ internal static class CheckpointCommands
             LeaveRunning = options.FinalState == FinalState.Alive,
             LeaveStopped = options.FinalState == FinalState.Stopped,
             FreezeTimeout = TimeSpan.FromSeconds(options.Timeout),
+            ParentLink = options.PrevImagesDir,
+            TrackMemory = options.IsOn("track-mem"),
         });
         Log.Info($"dump: {statistics}");
+        return 0;
+    }
+
+    /// <summary>Memory only, the tree left running (ImagesDir from -D; --prev-images-dir relative to it).</summary>
+    public static int PreDump(CriuOptions options, CriuPaths paths)
+    {
+        var statistics = DumpEngine.Dump(new DumpOptions
+        {
+            Pid = options.Tree,
+            ImagesDir = paths.ImagesDir,
+            PreDump = true,
+            FreezeTimeout = TimeSpan.FromSeconds(options.Timeout),
+            ParentLink = options.PrevImagesDir,
+            TrackMemory = true,
+        });
+        Log.Info($"pre-dump: {statistics}");
         return 0;
     }
 

@@ -57,6 +57,7 @@ internal static class CriuRunner
                 // KernelCheck's `all` covers CRIU's --extra, --experimental and --all alike.
                 "check" => KernelCheck.Run(options.CheckExtra || options.CheckExperimental, options.Features, stdout),
                 "dump" => CheckpointCommands.Dump(options, paths),
+                "pre-dump" => CheckpointCommands.PreDump(options, paths),
                 "restore" => CheckpointCommands.Restore(options, paths),
                 _ => Fail($"{command.Name}: not implemented yet", stderr, logIsStderr),
             };
@@ -67,11 +68,11 @@ internal static class CriuRunner
         }
         catch (KernelException e)
         {
-            return command.Name is "dump" or "restore"
+            return command.Name is "dump" or "pre-dump" or "restore"
                 ? EngineFailure(e.Message, stderr, logIsStderr)
                 : Fail($"{command.Name}: {e.Message}", stderr, logIsStderr);
         }
-        catch (Exception e) when (command.Name is "dump" or "restore")
+        catch (Exception e) when (command.Name is "dump" or "pre-dump" or "restore")
         {
             // A harness expects a plain failure, never a crash: anything the engines did not
             // anticipate is still reported as an error (with its stack in the log at -v4).

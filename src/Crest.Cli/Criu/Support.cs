@@ -23,7 +23,9 @@ internal static class Support
         ["check"] = new HashSet<string> { "feature", "extra", "experimental", "all" },
         // --pidfile means nothing to CRIU's dump, --pre-dump-mode only to pre-dump: both accepted, as CRIU does.
         // --shell-job is not honoured yet (the dump engine refuses a task with a terminal anyway).
-        ["dump"] = new HashSet<string> { "tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode" },
+        ["dump"] = new HashSet<string> { "tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem" },
+        // pre-dump always tracks memory (as CRIU enforces --track-mem for it); the tree keeps running.
+        ["pre-dump"] = new HashSet<string> { "tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem" },
         ["restore"] = new HashSet<string> { "restore-detached", "pidfile" },
     };
 

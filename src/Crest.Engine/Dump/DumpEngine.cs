@@ -52,7 +52,7 @@ namespace Crest.Engine.Dump;
 public static class DumpEngine
 {
     /// <summary>CRIU's image version (2: images since CRIU 1.x with fdinfo per id).</summary>
-    private const uint ImageVersion = 2;
+    internal const uint ImageVersion = 2;
 
     /// <summary>CRIU's task_state of a zombie (TASK_DEAD).</summary>
     private const uint TaskDead = 2;
@@ -69,7 +69,10 @@ public static class DumpEngine
         var images = new ImageDirectory(options.ImagesDir);
         CheckSingleThreaded(pid);
         images.RemoveStaleInventory();
-        Log.Info($"{pid}: dump: into {images.Path}");
+        string? parentDir = PreDump.LinkParent(options, images);
+        // Pages unchanged since the parent round are left in the parent images when tracking is asked for.
+        string? trackedParent = options.PreDump || options.TrackMemory ? parentDir : null;
+        Log.Info($"{pid}: {(options.PreDump ? "pre-dump" : "dump")}: into {images.Path}{(parentDir is null ? "" : $", parent {parentDir}")}");
 
         var clock = Stopwatch.StartNew();
         using var tracer = new Tracer("crest dump");
@@ -77,13 +80,16 @@ public static class DumpEngine
         var freezingTime = clock.Elapsed;
         var frozenAt = Stopwatch.GetTimestamp();
         PageDumpResult pages;
+        var trackers = new List<DirtyTracker>();
         try
         {
             foreach (var task in tree.Tasks) CheckSingleThreaded(task.Pid);
-            pages = DumpTree(tree, images);
+            foreach (var task in tree.Tasks) trackers.Add(DirtyTracker.Find(task.Pid, trackedParent));
+            pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, trackers, trackedParent);
         }
         catch (Exception e)
         {
+            foreach (var t in trackers) t.Dispose();
             ReleaseAfterFailure(tree, images);
             if (e is DumpException) throw;
             if (e is TraceeExitedException exited)
@@ -91,14 +97,30 @@ public static class DumpEngine
             throw new DumpException($"Dumping the tree of task {pid} failed: {e.Message}", e);
         }
 
-        var mode = options.LeaveRunning ? ReleaseMode.AsItWas : options.LeaveStopped ? ReleaseMode.Stopped : ReleaseMode.Killed;
+        if (!options.PreDump)
+        {
+            // The images are complete: the restored task must never see the tracker, and this one no longer needs it.
+            for (int i = 0; i < trackers.Count; i++)
+            {
+                try
+                {
+                    if (options.LeaveRunning || options.LeaveStopped) trackers[i].Remove(tree.Tasks[i]);
+                }
+                catch (Exception e) when (e is DumpException or KernelException)
+                {
+                    Log.Warning($"{tree.Tasks[i].Pid}: dump: the dirty-page tracker stays in the task: {e.Message}");
+                }
+            }
+        }
+        foreach (var t in trackers) t.Dispose();
+        var mode = options.PreDump || options.LeaveRunning ? ReleaseMode.AsItWas : options.LeaveStopped ? ReleaseMode.Stopped : ReleaseMode.Killed;
         Freezer.ReleaseTree(tree, mode);
         var frozenTime = Stopwatch.GetElapsedTime(frozenAt);
 
         var stats = new DumpStatistics(freezingTime, frozenTime, pages.MemdumpTime, pages.MemwriteTime,
-            pages.PagesScanned, 0, pages.PagesWritten, 0, images.BytesWritten);
+            pages.PagesScanned, pages.PagesInParent, pages.PagesWritten, 0, images.BytesWritten);
         WriteStats(images, stats);
-        Log.Info($"{pid}: dump: done, {tree.Tasks.Count} processes, {stats.PagesWritten} pages, {stats.ImageBytes} bytes of images, frozen {frozenTime.TotalMilliseconds:0.###} ms");
+        Log.Info($"{pid}: {(options.PreDump ? "pre-dump" : "dump")}: done, {tree.Tasks.Count} processes, {stats.PagesWritten} pages written, {stats.PagesSkippedParent} in the parent, {stats.ImageBytes} bytes of images, frozen {frozenTime.TotalMilliseconds:0.###} ms");
         return stats;
     }
 
@@ -113,7 +135,7 @@ public static class DumpEngine
             throw new DumpException($"Task {pid} has {threads} threads; only single-threaded processes can be dumped for now.");
     }
 
-    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images)
+    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, List<DirtyTracker> trackers, string? parentDir)
     {
         StageHook?.Invoke("frozen");
         var files = new FileTable();
@@ -130,9 +152,9 @@ public static class DumpEngine
             var ids = new TaskKobjIdsEntry { VmId = n, FilesId = n, FsId = n, SighandId = n };
             FillNamespaceIds(ids);
             rootIds ??= ids;
-            var (pages, stat) = DumpProcess(task, images, files, shared, seccomp, ids, pagesId: n);
-            total = new PageDumpResult(total.PagesScanned + pages.PagesScanned, total.PagesWritten + pages.PagesWritten,
-                total.MemdumpTime + pages.MemdumpTime, total.MemwriteTime + pages.MemwriteTime);
+            var incremental = PreDump.Incremental(trackers[i], parentDir);
+            var (pages, stat) = DumpProcess(task, images, files, shared, seccomp, ids, pagesId: n, trackers[i], incremental);
+            total = PreDump.Add(total, pages);
             pstree.Add(new PstreeEntry
             {
                 Pid = (uint)task.Pid,
@@ -158,6 +180,7 @@ public static class DumpEngine
         var inventory = new InventoryEntry
         {
             ImgVersion = ImageVersion,
+            DumpUptime = PreDump.UptimeMicroseconds(),
             FdinfoPerId = true,
             RootIds = rootIds!.Clone(),
             NsPerId = true,
@@ -170,14 +193,14 @@ public static class DumpEngine
 
     /// <summary>The images of one process: core, mm, ids, fs, fdinfo, pagemap and pages. Its fds and files go into the tree's tables.</summary>
     private static (PageDumpResult Pages, ProcStat Stat) DumpProcess(FrozenTask task, ImageDirectory images, FileTable files, SharedFiles shared,
-        SeccompTable seccomp, TaskKobjIdsEntry ids, uint pagesId)
+        SeccompTable seccomp, TaskKobjIdsEntry ids, uint pagesId, DirtyTracker tracker, IncrementalPages? incremental)
     {
         int pid = task.Pid;
         // 1. Everything readable from outside, and every check, before anything in the task changes.
         var state = CoreDumper.ReadFromOutside(task);
         var smaps = VmaDumper.ReadSmaps(pid);
-        var fdinfos = FileDescriptors.Collect(pid, files, shared);
-        var vmas = VmaDumper.Collect(pid, smaps, files);
+        var fdinfos = FileDescriptors.Collect(pid, files, shared, tracker.TaskFds);
+        var vmas = VmaDumper.Collect(pid, smaps, files, crestTracks: tracker.TaskFds.Count > 0);
         var fs = FsDumper.Collect(pid, files, state.Umask);
 
         // 2. What only the task can tell; the injector puts everything back when disposed.
@@ -201,7 +224,7 @@ public static class DumpEngine
         try
         {
             using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
-            pages = PageDumper.Dump(pid, vmas, writer);
+            pages = PageDumper.Dump(pid, vmas, writer, incremental);
             StageHook?.Invoke("pages");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -248,7 +271,7 @@ public static class DumpEngine
         ids.TimeNsId = 8;
     }
 
-    private static void WriteStats(ImageDirectory images, DumpStatistics s)
+    internal static void WriteStats(ImageDirectory images, DumpStatistics s)
     {
         static uint Micros(TimeSpan t) => (uint)Math.Min(uint.MaxValue, t.Ticks / 10);
         var entry = new StatsEntry

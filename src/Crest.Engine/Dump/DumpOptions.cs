@@ -15,6 +15,17 @@ public sealed record DumpOptions
     /// <summary>-s / --leave-stopped: detach the task stopped (SIGSTOP) once the images are safe.</summary>
     public bool LeaveStopped { get; init; }
 
+    /// <summary>pre-dump: only memory is written (pagemap, pages, inventory, stats) and the task keeps running;
+    /// its pages are write-protect tracked for the next round (Memory/DirtyTracking.cs).</summary>
+    public bool PreDump { get; init; }
+
+    /// <summary>--prev-images-dir as given (relative to the images directory, or absolute): the text of the
+    /// "parent" link made in the images directory.</summary>
+    public string? ParentLink { get; init; }
+
+    /// <summary>--track-mem: pages unchanged since the parent (pre-)dump become PE_PARENT entries (pre-dump always tracks).</summary>
+    public bool TrackMemory { get; init; }
+
     /// <summary>--timeout: how long freezing may take.</summary>
     public TimeSpan FreezeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 }

@@ -21,11 +21,15 @@ internal static class FileDescriptors
     private const int F_GETSIG = 11, F_GETOWN_EX = 16, F_GETOWNER_UIDS = 17;
 
     /// <summary>Describe every fd of <paramref name="pid"/> into <paramref name="table"/>; returns fdinfo-N.img's entries.</summary>
-    public static List<FdinfoEntry> Collect(int pid, FileTable table, SharedFiles shared)
+    /// <param name="leftOut">fds that are Crest's own (the dirty-page tracker), not the task's.</param>
+    public static List<FdinfoEntry> Collect(int pid, FileTable table, SharedFiles shared, IReadOnlySet<int>? leftOut = null)
     {
         var fds = new List<int>();
         foreach (string entry in Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"))
-            fds.Add(int.Parse(Path.GetFileName(entry), CultureInfo.InvariantCulture));
+        {
+            int fd = int.Parse(Path.GetFileName(entry), CultureInfo.InvariantCulture);
+            if (leftOut is null || !leftOut.Contains(fd)) fds.Add(fd);
+        }
         fds.Sort();
         var result = new List<FdinfoEntry>(fds.Count);
         using var pidfd = PidFd.Open(pid);

@@ -16,7 +16,10 @@ using Crest.Kernel.Proc;
 
 namespace Crest.Engine.Memory;
 
-internal sealed record PageDumpResult(ulong PagesScanned, ulong PagesWritten, TimeSpan MemdumpTime, TimeSpan MemwriteTime);
+internal sealed record PageDumpResult(ulong PagesScanned, ulong PagesWritten, TimeSpan MemdumpTime, TimeSpan MemwriteTime, ulong PagesInParent = 0);
+
+/// <summary>An incremental dump: the task's tracker and its pages in the parent images (ascending runs).</summary>
+internal sealed record IncrementalPages(DirtyTracker Tracker, IReadOnlyList<PageRun>? Parent);
 
 internal static class PageDumper
 {
@@ -25,11 +28,12 @@ internal static class PageDumper
     /// <summary>Size of each of the two transfer buffers.</summary>
     internal const int BufferSize = 16 << 20;
 
-    private readonly record struct Run(ulong Start, ulong End, bool Readable);
+    private readonly record struct Run(ulong Start, ulong End, bool Readable, bool InParent = false);
 
-    private readonly record struct Piece(ulong RunStart, ulong RunPages, bool First, ulong Address, int Length, bool Readable);
+    /// <summary>A part of a run read into the buffer; a run whose pages stay in the parent images is one piece without data.</summary>
+    private readonly record struct Piece(ulong RunStart, ulong RunPages, bool First, ulong Address, int Length, bool Readable, bool InParent = false);
 
-    public static PageDumpResult Dump(int pid, IReadOnlyList<DumpedVma> vmas, PageImageWriter writer)
+    public static PageDumpResult Dump(int pid, IReadOnlyList<DumpedVma> vmas, PageImageWriter writer, IncrementalPages? incremental = null)
     {
         var clock = Stopwatch.StartNew();
         ulong scanned = 0;
@@ -38,6 +42,7 @@ internal static class PageDumper
         {
             var found = new List<(ulong Start, ulong End)>();
             var guards = new List<(ulong Start, ulong End)>();
+            var split = new List<(ulong Start, ulong End, bool InParent)>();
             foreach (var v in vmas)
             {
                 found.Clear();
@@ -60,13 +65,24 @@ internal static class PageDumper
                 }
                 if (guards.Count > 0) Log.Info($"{pid}: pages: VMA 0x{v.Vma.Start:x}-0x{v.Vma.End:x} has {guards.Count} guard regions");
                 bool readable = (v.Vma.Permissions & VmaPermissions.Read) != 0;
-                foreach (var (s, e) in found) runs.Add(new Run(s, e, readable));
+                if (incremental is null || v.Pages == PageSelection.None)
+                {
+                    foreach (var (s, e) in found) runs.Add(new Run(s, e, readable));
+                    continue;
+                }
+                split.Clear();
+                incremental.Tracker.Split(scan, v.Vma.Start, v.Vma.End, found, incremental.Parent, split);
+                foreach (var (s, e, parentHolds) in split) runs.Add(new Run(s, e, readable, parentHolds));
             }
         }
         var scanTime = clock.Elapsed;
-        ulong total = 0;
-        foreach (var r in runs) total += (r.End - r.Start) / PageSize;
-        Log.Info($"{pid}: pages: {scanned} pages scanned, {total} to write in {runs.Count} runs");
+        ulong total = 0, inParent = 0;
+        foreach (var r in runs)
+        {
+            if (r.InParent) inParent += (r.End - r.Start) / PageSize;
+            else total += (r.End - r.Start) / PageSize;
+        }
+        Log.Info($"{pid}: pages: {scanned} pages scanned, {total} to write in {runs.Count} runs, {inParent} unchanged in the parent images");
 
         long writeTicks = 0, readTicks = 0, waitTicks = 0;
         FileDescriptor? mem = null;
@@ -87,6 +103,12 @@ internal static class PageDumper
                 {
                     var r = runs[ri];
                     ulong size = r.End - r.Start;
+                    if (r.InParent)
+                    {
+                        pieces.Add(new Piece(r.Start, size / PageSize, true, r.Start, 0, r.Readable, InParent: true));
+                        ri++;
+                        continue;
+                    }
                     int take = (int)Math.Min(size - within, (ulong)(bufferSize - filled));
                     pieces.Add(new Piece(r.Start, size / PageSize, within == 0, r.Start + within, take, r.Readable));
                     filled += take;
@@ -111,6 +133,11 @@ internal static class PageDumper
                     int at = 0;
                     foreach (var p in pieces)
                     {
+                        if (p.InParent)
+                        {
+                            writer.AddWithoutData(p.RunStart, checked((uint)p.RunPages), PagemapFlags.Parent);
+                            continue;
+                        }
                         if (p.First) writer.BeginPresent(p.RunStart, checked((uint)p.RunPages));
                         writer.WritePageData(buffer.AsSpan(at, p.Length));
                         at += p.Length;
@@ -137,7 +164,7 @@ internal static class PageDumper
         Log.Info($"{pid}: pages: scan {scanTime.TotalMilliseconds:0.#} ms, read {Stopwatch.GetElapsedTime(0, readTicks).TotalMilliseconds:0.#} ms, " +
             $"write {Stopwatch.GetElapsedTime(0, writeTicks).TotalMilliseconds:0.#} ms, waiting for writes {Stopwatch.GetElapsedTime(0, waitTicks).TotalMilliseconds:0.#} ms, " +
             $"all {clock.Elapsed.TotalMilliseconds:0.#} ms");
-        return new PageDumpResult(scanned, total, clock.Elapsed, Stopwatch.GetElapsedTime(0, writeTicks));
+        return new PageDumpResult(scanned, total, clock.Elapsed, Stopwatch.GetElapsedTime(0, writeTicks), inParent);
     }
 
     private static void ReadPieces(int pid, List<Piece> pieces, byte[] buffer, List<RemoteRange> ranges, ref FileDescriptor? mem)
@@ -146,6 +173,7 @@ internal static class PageDumper
         int at = 0, readableStart = 0;
         foreach (var p in pieces)
         {
+            if (p.InParent) continue;
             if (p.Readable)
             {
                 ranges.Add(new RemoteRange(p.Address, (ulong)p.Length));

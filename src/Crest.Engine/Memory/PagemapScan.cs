@@ -23,6 +23,7 @@ namespace Crest.Engine.Memory;
 internal sealed class PagemapScan : IDisposable
 {
     private const ulong PAGEMAP_SCAN = 0xC0606610;
+    private const ulong PAGE_IS_WRITTEN = 1 << 1, PM_SCAN_WP_MATCHING = 1 << 0, PM_SCAN_CHECK_WPASYNC = 1 << 1;
     private const ulong PAGE_IS_FILE = 1 << 2, PAGE_IS_PRESENT = 1 << 3, PAGE_IS_SWAPPED = 1 << 4, PAGE_IS_PFNZERO = 1 << 5, PAGE_IS_GUARD = 1 << 8;
     private const int RegionSize = 24, VecLength = 4096;
 
@@ -59,6 +60,60 @@ internal sealed class PagemapScan : IDisposable
         if (_guard == 0) return;
         var none = new List<(ulong Start, ulong End)>();
         Scan(start, end, 0, 0, 0, none, guards);
+    }
+
+    /// <summary>
+    /// Appends the runs of pages of [start, end) written since they were last write-protected (uffd-wp async,
+    /// DirtyTracking.cs); with <paramref name="protect"/> they are write-protected again in the same walk
+    /// (PM_SCAN_WP_MATCHING). False, with nothing appended, when a VMA of the range is not registered for
+    /// async write-protect (the kernel answers EPERM to PM_SCAN_CHECK_WPASYNC): its changes are unknown.
+    /// </summary>
+    public unsafe bool ScanWritten(ulong start, ulong end, bool protect, List<(ulong Start, ulong End)> runs)
+    {
+        int before = runs.Count;
+        ulong at = start;
+        while (at < end)
+        {
+            Span<byte> a = _arg;
+            a.Clear();
+            fixed (byte* vec = _vec)
+            {
+                BinaryPrimitives.WriteUInt64LittleEndian(a[0..], 96);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[8..], PM_SCAN_CHECK_WPASYNC | (protect ? PM_SCAN_WP_MATCHING : 0));
+                BinaryPrimitives.WriteUInt64LittleEndian(a[16..], at);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[24..], end);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[40..], (ulong)vec);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[48..], VecLength);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[72..], PAGE_IS_WRITTEN);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[88..], PAGE_IS_WRITTEN);
+                int n;
+                try
+                {
+                    n = _pagemap.Ioctl(PAGEMAP_SCAN, a);
+                }
+                catch (KernelException e) when (e.Errno.Value == Errno.EPERM)
+                {
+                    runs.RemoveRange(before, runs.Count - before);
+                    return false;
+                }
+                catch (KernelException e)
+                {
+                    throw new DumpException($"Cannot scan the written pages of task {_pid} at 0x{at:x}-0x{end:x}: ioctl(PAGEMAP_SCAN) failed with {e.Errno}.", e);
+                }
+                ReadOnlySpan<byte> regions = _vec;
+                for (int i = 0; i < n; i++)
+                {
+                    ulong rs = BinaryPrimitives.ReadUInt64LittleEndian(regions[(i * RegionSize)..]);
+                    ulong re = BinaryPrimitives.ReadUInt64LittleEndian(regions[(i * RegionSize + 8)..]);
+                    if (runs.Count > before && runs[^1].End == rs) runs[^1] = (runs[^1].Start, re);
+                    else runs.Add((rs, re));
+                }
+                ulong walkEnd = BinaryPrimitives.ReadUInt64LittleEndian(a[32..]);
+                if (walkEnd <= at) throw new DumpException($"ioctl(PAGEMAP_SCAN) on task {_pid} made no progress at 0x{at:x}.");
+                at = walkEnd;
+            }
+        }
+        return true;
     }
 
     private unsafe void Scan(ulong start, ulong end, ulong mask, ulong inverted, ulong anyof, List<(ulong Start, ulong End)> runs, List<(ulong Start, ulong End)> guards)

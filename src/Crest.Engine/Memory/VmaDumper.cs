@@ -47,7 +47,9 @@ internal static class VmaDumper
     public static IReadOnlyList<SmapsVma> ReadSmaps(int pid) => ProcSmaps.Parse(ProcFile.ReadAll(pid, "smaps"));
 
     /// <summary>Classify every VMA; throws DumpException naming the first one that cannot be dumped.</summary>
-    public static List<DumpedVma> Collect(int pid, IReadOnlyList<SmapsVma> smaps, FileTable files)
+    /// <param name="crestTracks">The task holds Crest's dirty-page tracker (DirtyTracking.cs): VMAs registered for
+    /// write-protect are its doing, not the task's, and are dumped as plain memory.</param>
+    public static List<DumpedVma> Collect(int pid, IReadOnlyList<SmapsVma> smaps, FileTable files, bool crestTracks = false)
     {
         var result = new List<DumpedVma>(smaps.Count);
         foreach (var s in smaps)
@@ -90,7 +92,7 @@ internal static class VmaDumper
                 case VmaKind.Heap or VmaKind.Stack or VmaKind.Anonymous or VmaKind.AnonNamed:
                     if (shared)
                         throw new DumpException($"{what}: shared anonymous memory is not supported yet.");
-                    CheckPlainMemory(what, flags);
+                    CheckPlainMemory(what, crestTracks ? flags & ~VmFlags.UffdWp : flags);
                     entry.Status = VMA_AREA_REGULAR | VMA_ANON_PRIVATE
                         | (vma.Kind == VmaKind.Heap ? VMA_AREA_HEAP : 0)
                         | (vma.Kind == VmaKind.Stack ? VMA_AREA_STACK : 0);
@@ -105,7 +107,7 @@ internal static class VmaDumper
                     if (path.StartsWith("/memfd:", StringComparison.Ordinal) || path.StartsWith("/SYSV", StringComparison.Ordinal)
                         || path.StartsWith("anon_inode:", StringComparison.Ordinal) || !path.StartsWith('/'))
                         throw new DumpException($"{what}: unsupported mapping of {path}.");
-                    CheckPlainMemory(what, flags);
+                    CheckPlainMemory(what, crestTracks ? flags & ~VmFlags.UffdWp : flags);
                     var st = RegularFiles.TryStat(path)
                         ?? throw new DumpException($"{what}: the mapped file {path} was deleted; mappings of deleted files are not supported.");
                     if (FileStatus.Major(st.Device) != vma.DevMajor || FileStatus.Minor(st.Device) != vma.DevMinor || st.Inode != vma.Inode)

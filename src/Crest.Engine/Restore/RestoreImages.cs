@@ -23,8 +23,10 @@ internal sealed class RestoreImages
     public FsEntry? Fs { get; init; }
     public required IReadOnlyDictionary<uint, FileEntry> Files { get; init; }
     public required IReadOnlyList<FdinfoEntry> Fds { get; init; }
-    public required IReadOnlyList<PagemapRecord> Pages { get; init; }
-    public required string PagesPath { get; init; }
+    /// <summary>Present pages, resolved through the parent chain of a pre-dump (PageChain.cs).</summary>
+    public required IReadOnlyList<PageRun> Pages { get; init; }
+    /// <summary>The pages files <see cref="Pages"/> read from (more than one when the images have parents).</summary>
+    public required IReadOnlyList<PageSource> PageSources { get; init; }
     public required long PagesBytes { get; init; }
     /// <summary>The main thread's seccomp filters, oldest first (empty without filter mode).</summary>
     public IReadOnlyList<SeccompFilter> SeccompChain { get; init; } = [];
@@ -101,22 +103,8 @@ internal sealed class RestoreImages
 
             string pagemapPath = Path.Combine(dir, $"pagemap-{pid}.img");
             if (!File.Exists(pagemapPath)) throw new RestoreException($"image pagemap-{pid}.img is missing from {dir}");
-            var pages = new List<PagemapRecord>();
-            string pagesPath;
-            long present;
-            using (var pagemap = PagemapReader.Open(pagemapPath))
-            {
-                while (pagemap.TryRead(out var record)) pages.Add(record);
-                present = pagemap.PresentBytes;
-                pagesPath = Path.Combine(dir, $"pages-{pagemap.PagesId}.img");
-            }
-            if (pages.Exists(p => (p.Flags & (PagemapFlags.Parent | PagemapFlags.Lazy)) != 0))
-                throw new RestoreException($"pagemap-{pid}.img refers to parent or lazy pages, which this restore does not support");
-            long available = File.Exists(pagesPath) ? new FileInfo(pagesPath).Length : -1;
-            if (present > 0 && available < 0) throw new RestoreException($"image {Path.GetFileName(pagesPath)} is missing from {dir}");
-            if (available >= 0 && available < present)
-                throw new ImageFormatException(Path.GetFileName(pagesPath), ImageFormatException.HeaderEntry, available,
-                    $"pages image is truncated: pagemap-{pid}.img needs {present} bytes, the file has {available}");
+            // PE_PARENT entries are followed up the chain of "parent" links (pre-dump, --prev-images-dir).
+            var chain = PageChain.Resolve(dir, (ulong)pid);
 
             var seccomp = ReadOptional(dir, "seccomp.img", ImageKinds.Seccomp, SeccompEntry.Parser);
             var seccompChain = RestoreSeccomp.ChainOf(seccomp, core.ThreadCore, pid);
@@ -125,7 +113,7 @@ internal sealed class RestoreImages
             {
                 SeccompChain = seccompChain,
                 Task = task, Core = core, Mm = mm, Ids = ids, Fs = fs, Files = files, Fds = fds,
-                Pages = pages, PagesPath = pagesPath, PagesBytes = present,
+                Pages = chain.Runs, PageSources = chain.Sources, PagesBytes = chain.Bytes,
             };
         }
         catch (ImageFormatException e)

@@ -287,13 +287,33 @@ internal sealed class RestoreMemory
             // The alternative measured against parallel writers: the task faults its pages in itself
             // (MADV_POPULATE_WRITE, Linux 5.14), then the writers copy into present pages.
             foreach (var p in _images.Pages)
-                if ((p.Flags & PagemapFlags.Present) != 0)
                     _task.Check("madvise(MADV_POPULATE_WRITE)", $"0x{p.Vaddr:x}+{p.Length}", SyscallNumbers.madvise, (long)p.Vaddr, p.Length, 23);
         }
-        using var file = FileDescriptor.Open(_images.PagesPath, OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
-        using var pages = MemoryMapping.MapFile(file, 0, (ulong)_images.PagesBytes, MemoryProtection.Read, MapFlags.Private);
-        pages.Advise(MemoryAdvice.Sequential);
-        pages.Advise(MemoryAdvice.WillNeed);
+        // One mapping per pages file: the task's own, and those of parent images when the dump was incremental.
+        var files = new List<FileDescriptor>();
+        var mappings = new List<MemoryMapping>();
+        try
+        {
+            foreach (var source in _images.PageSources)
+            {
+                var f = FileDescriptor.Open(source.Path, OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
+                files.Add(f);
+                var m = MemoryMapping.MapFile(f, 0, (ulong)source.Bytes, MemoryProtection.Read, MapFlags.Private);
+                mappings.Add(m);
+                m.Advise(MemoryAdvice.Sequential);
+                m.Advise(MemoryAdvice.WillNeed);
+            }
+            return RestoreContents(clock, files, mappings);
+        }
+        finally
+        {
+            foreach (var m in mappings) m.Dispose();
+            foreach (var f in files) f.Dispose();
+        }
+    }
+
+    private long RestoreContents(Stopwatch clock, List<FileDescriptor> files, List<MemoryMapping> mappings)
+    {
 
         // VMAs whose missing pages are filled with UFFDIO_COPY (no zeroing, no fault per page); the rest
         // (file-backed private mappings, and anonymous ones where a fault may bring a transparent huge page)
@@ -306,11 +326,10 @@ internal sealed class RestoreMemory
         // Runs of (remote address, local offset, length, by UFFDIO_COPY), cut into pieces of at most
         // ChunkBytes so that work can be shared and each vector stays within one span.
         long chunkBytes = uffd is null ? 64L << 20 : CopyChunkBytes;
-        var pieces = new List<(ulong Remote, long Local, long Length, bool Copy)>();
+        var pieces = new List<(ulong Remote, long Local, long Length, bool Copy, int Source)>();
         int vi = 0;
         foreach (var p in _images.Pages)
         {
-            if ((p.Flags & PagemapFlags.Present) == 0) continue;
             // Entries never straddle VMAs in our images, but the pages of one entry are checked VMA by VMA anyway.
             long at = 0;
             while (at < p.Length)
@@ -322,7 +341,7 @@ internal sealed class RestoreMemory
                 long inVma = Math.Min(p.Length - at, (long)(_vmas[vi].End - address));
                 bool copy = filled.Contains(vi);
                 for (long done = 0; done < inVma; done += chunkBytes)
-                    pieces.Add((address + (ulong)done, p.PagesOffset + at + done, Math.Min(chunkBytes, inVma - done), copy));
+                    pieces.Add((address + (ulong)done, p.Offset + at + done, Math.Min(chunkBytes, inVma - done), copy, p.Source));
                 at += inVma;
             }
         }
@@ -333,7 +352,7 @@ internal sealed class RestoreMemory
             int first = i;
             long length = 0;
             while (i < pieces.Count && (i == first || (length + pieces[i].Length <= chunkBytes && pieces[i].Copy == pieces[first].Copy &&
-                pieces[i].Local == pieces[first].Local + length)) && i - first < 1024)
+                pieces[i].Source == pieces[first].Source && pieces[i].Local == pieces[first].Local + length)) && i - first < 1024)
             {
                 length += pieces[i].Length;
                 i++;
@@ -354,6 +373,8 @@ internal sealed class RestoreMemory
                     int b = Interlocked.Increment(ref next);
                     if (b >= batches.Count || Volatile.Read(ref failure) is not null) return;
                     var (first, count, local, length) = batches[b];
+                    var pages = mappings[pieces[first].Source];
+                    var file = files[pieces[first].Source];
                     if (pieces[first].Copy)
                     {
                         // Source pages mapped in one call: UFFDIO_COPY would otherwise leave the task's mm lock and
@@ -370,7 +391,7 @@ internal sealed class RestoreMemory
                         buffer ??= MemoryMapping.Anonymous((ulong)chunkBytes);
                         var span = buffer.Slice(0, (int)length);
                         if (file.PRead(span, local) != length)
-                            throw new RestoreException($"{Path.GetFileName(_images.PagesPath)}: short read at offset {local}");
+                            throw new RestoreException($"{Path.GetFileName(_images.PageSources[pieces[first].Source].Path)}: short read at offset {local}");
                         RemoteMemory.WriteVectored(pid, ranges, span);
                         continue;
                     }

@@ -11,6 +11,10 @@
 //  - UFFDIO_COPY fails with EEXIST on a page that is already present; a partial copy returns EAGAIN with
 //    the bytes done in uffdio_copy.copy (or -EAGAIN there when the mm was changing: retry);
 //  - closing the last reference unregisters every range.
+// Dirty-page tracking (DirtyTracking.cs in the engine) uses the same fd kind in write-protect async mode
+// (UFFD_FEATURE_WP_ASYNC, Linux 6.7): a write to a protected page is resolved by the kernel at once,
+// which clears the page's uffd-wp bit, so nobody has to read the fd; with WP_ASYNC any VMA kind may be
+// registered for UFFDIO_REGISTER_MODE_WP.
 using System.Runtime.InteropServices;
 using Crest.Kernel.Files;
 
@@ -22,7 +26,10 @@ public sealed class Userfaultfd : IDisposable
     // include/uapi/linux/userfaultfd.h: _IOWR/_IOR(0xAA, nr, struct).
     private const ulong UFFDIO_API = 0xC018AA3F, UFFDIO_REGISTER = 0xC020AA00, UFFDIO_UNREGISTER = 0x8010AA01,
         UFFDIO_COPY = 0xC028AA03;
-    private const ulong UFFDIO_REGISTER_MODE_MISSING = 1, UFFDIO_COPY_MODE_DONTWAKE = 1;
+    private const ulong UFFDIO_REGISTER_MODE_MISSING = 1, UFFDIO_REGISTER_MODE_WP = 2, UFFDIO_COPY_MODE_DONTWAKE = 1;
+
+    /// <summary>UFFD_FEATURE_WP_UNPOPULATED (6.4) | UFFD_FEATURE_WP_ASYNC (6.7): write-protect dirty tracking.</summary>
+    public const ulong WriteTrackingFeatures = (1UL << 13) | (1UL << 15);
 
     [StructLayout(LayoutKind.Sequential)]
     private struct UffdioApi
@@ -64,12 +71,15 @@ public sealed class Userfaultfd : IDisposable
     /// Takes ownership of <paramref name="fd"/>, a fresh userfaultfd created in task <paramref name="pid"/>,
     /// and runs the UFFDIO_API handshake (no optional features).
     /// </summary>
-    public static unsafe Userfaultfd Adopt(FileDescriptor fd, int pid)
+    public static Userfaultfd Adopt(FileDescriptor fd, int pid) => Adopt(fd, pid, 0);
+
+    /// <summary>As <see cref="Adopt(FileDescriptor, int)"/>, asking for <paramref name="features"/> in the handshake.</summary>
+    public static unsafe Userfaultfd Adopt(FileDescriptor fd, int pid, ulong features)
     {
         var uffd = new Userfaultfd(fd, pid);
         try
         {
-            var api = new UffdioApi { Api = UFFD_API };
+            var api = new UffdioApi { Api = UFFD_API, Features = features };
             uffd.Ioctl(UFFDIO_API, &api, "UFFDIO_API");
             return uffd;
         }
@@ -85,6 +95,20 @@ public sealed class Userfaultfd : IDisposable
     {
         var r = new UffdioRegister { Start = start, Length = length, Mode = UFFDIO_REGISTER_MODE_MISSING };
         Ioctl(UFFDIO_REGISTER, &r, $"UFFDIO_REGISTER 0x{start:x}+{length}");
+    }
+
+    /// <summary>Takes ownership of <paramref name="fd"/>, a userfaultfd whose handshake was made before (by an earlier Crest).</summary>
+    public static Userfaultfd Wrap(FileDescriptor fd, int pid) => new(fd, pid);
+
+    /// <summary>
+    /// Registers [start, start + length) for write-protect tracking; the errno when the kernel refuses this
+    /// range (EBUSY: another userfaultfd has it; EINVAL: a VMA kind it cannot track), 0 on success.
+    /// </summary>
+    public unsafe Errno TryRegisterWriteProtect(ulong start, ulong length)
+    {
+        var r = new UffdioRegister { Start = start, Length = length, Mode = UFFDIO_REGISTER_MODE_WP };
+        using var fd = _fd.Use();
+        return Interop.Libc.ioctl(fd.Fd, UFFDIO_REGISTER, (nint)(&r)) < 0 ? Errno.Last : new Errno(0);
     }
 
     /// <summary>Ends the registration of [start, start + length).</summary>
