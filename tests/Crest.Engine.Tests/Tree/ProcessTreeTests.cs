@@ -107,6 +107,32 @@ public class ProcessTreeTests
     }
 
     [Fact]
+    public void AGroupAndASessionWhoseLeadersAreGoneComeBackThroughHelpers()
+    {
+        using var fixture = FixtureProcess.Start("tree_groups", "deadleader");
+        string dir = NewImagesDir();
+        try
+        {
+            DumpAndKill(fixture, dir);
+            DecodeAll(dir);
+            var pstree = ReadPstree(dir);
+            Assert.Equal(8, pstree.Count);
+            var pids = pstree.Select(e => e.Pid).ToHashSet();
+            Assert.Contains(pstree, e => !pids.Contains(e.Pgid) && pids.Contains(e.Sid));     // H: group leader gone
+            Assert.Contains(pstree, e => !pids.Contains(e.Pgid) && !pids.Contains(e.Sid));    // T: session leader gone
+            using var restored = RestoreDetached(dir);
+            AssertTreeAsDumped(pstree, fixture.Pid);
+            foreach (var e in pstree.Where(e => !pids.Contains(e.Pgid)))
+                Assert.False(Exists((int)e.Pgid), $"helper {e.Pgid} is still there");
+            AssertPass(Verify(restored, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void ZombiesStayZombiesWithTheirExitStatus()
     {
         using var fixture = FixtureProcess.Start("tree_zombie");
@@ -226,6 +252,31 @@ public class ProcessTreeTests
         {
             Directory.Delete(dir, true);
             File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void AFailedRestoreLeavesNoTaskOfTheTree()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"crest-tree-file-{Guid.NewGuid():N}");
+        using var fixture = FixtureProcess.Start("tree_file", path);
+        int child = Field(fixture, "child");
+        string dir = NewImagesDir();
+        try
+        {
+            DumpAndKill(fixture, dir);
+            // Every task is created before any is given its files: the open of the deleted file fails then.
+            File.Delete(path);
+            var deadline = System.Diagnostics.Stopwatch.StartNew();
+            while (Exists(child) && deadline.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(10);
+            string before = Children();
+            var e = FailsCleanly(dir, fixture.Pid, before);
+            Assert.Contains(path, e.Message);
+            Assert.False(Exists(child), $"child {child} was left behind");
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
         }
     }
 
