@@ -118,6 +118,7 @@ public static class DumpEngine
         StageHook?.Invoke("frozen");
         var files = new FileTable();
         var shared = new SharedFiles();
+        var seccomp = new SeccompTable();
         var pstree = new List<IMessage>();
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
         TaskKobjIdsEntry? rootIds = null;
@@ -129,7 +130,7 @@ public static class DumpEngine
             var ids = new TaskKobjIdsEntry { VmId = n, FilesId = n, FsId = n, SighandId = n };
             FillNamespaceIds(ids);
             rootIds ??= ids;
-            var (pages, stat) = DumpProcess(task, images, files, shared, ids, pagesId: n);
+            var (pages, stat) = DumpProcess(task, images, files, shared, seccomp, ids, pagesId: n);
             total = new PageDumpResult(total.PagesScanned + pages.PagesScanned, total.PagesWritten + pages.PagesWritten,
                 total.MemdumpTime + pages.MemdumpTime, total.MemwriteTime + pages.MemwriteTime);
             pstree.Add(new PstreeEntry
@@ -150,6 +151,8 @@ public static class DumpEngine
 
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Files), ImageKinds.Files, [.. files.Entries]);
         images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.PipesData), ImageKinds.PipesData, [.. files.PipeData.Select(p => ((IMessage)p.Entry, p.Data))]);
+        if (seccomp.Count > 0)
+            images.WriteNamed(ImageKinds.FileName(ImageKinds.Seccomp), ImageKinds.Seccomp, [seccomp.Entry]);
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Pstree), ImageKinds.Pstree, pstree);
         images.SyncAll();
         var inventory = new InventoryEntry
@@ -167,12 +170,11 @@ public static class DumpEngine
 
     /// <summary>The images of one process: core, mm, ids, fs, fdinfo, pagemap and pages. Its fds and files go into the tree's tables.</summary>
     private static (PageDumpResult Pages, ProcStat Stat) DumpProcess(FrozenTask task, ImageDirectory images, FileTable files, SharedFiles shared,
-        TaskKobjIdsEntry ids, uint pagesId)
+        SeccompTable seccomp, TaskKobjIdsEntry ids, uint pagesId)
     {
         int pid = task.Pid;
         // 1. Everything readable from outside, and every check, before anything in the task changes.
         var state = CoreDumper.ReadFromOutside(task);
-        CoreDumper.CheckSupported(state);
         var smaps = VmaDumper.ReadSmaps(pid);
         var fdinfos = FileDescriptors.Collect(pid, files, shared);
         var vmas = VmaDumper.Collect(pid, smaps, files);
@@ -187,6 +189,7 @@ public static class DumpEngine
 
         var mm = VmaDumper.BuildMm(pid, state, vmas, files);
         var core = CoreDumper.BuildCore(state);
+        seccomp.Describe(task.Tracee, state.Status, core.ThreadCore);
 
         // 3. Memory, then the small images.
         PageDumpResult pages;

@@ -179,6 +179,7 @@ public static class RestoreEngine
             core.RestoreIntervalTimers();
             Timers.PosixTimers.Restore(injector, images.Core);
             core.RestorePendingSignals();
+            RestoreSeccomp.Install(injector, images.Core.ThreadCore, images.SeccompChain);
             core.RestoreCreds();
             restores.Add(new ProcessRestore(injector, memory, core, pages));
         }

@@ -26,6 +26,8 @@ internal sealed class RestoreImages
     public required IReadOnlyList<PagemapRecord> Pages { get; init; }
     public required string PagesPath { get; init; }
     public required long PagesBytes { get; init; }
+    /// <summary>The main thread's seccomp filters, oldest first (empty without filter mode).</summary>
+    public IReadOnlyList<SeccompFilter> SeccompChain { get; init; } = [];
 
     public int Pid => (int)Task.Pid;
 
@@ -116,8 +118,12 @@ internal sealed class RestoreImages
                 throw new ImageFormatException(Path.GetFileName(pagesPath), ImageFormatException.HeaderEntry, available,
                     $"pages image is truncated: pagemap-{pid}.img needs {present} bytes, the file has {available}");
 
+            var seccomp = ReadOptional(dir, "seccomp.img", ImageKinds.Seccomp, SeccompEntry.Parser);
+            var seccompChain = RestoreSeccomp.ChainOf(seccomp, core.ThreadCore, pid);
+
             return new RestoreImages(dir)
             {
+                SeccompChain = seccompChain,
                 Task = task, Core = core, Mm = mm, Ids = ids, Fs = fs, Files = files, Fds = fds,
                 Pages = pages, PagesPath = pagesPath, PagesBytes = present,
             };
