@@ -280,6 +280,40 @@ public class ProcessTreeTests
         }
     }
 
+    [Fact]
+    public void AShellPipelineCheckpointedMidwayCountsEveryByte()
+    {
+        const long Bytes = 1_000_000_000;
+        using var fixture = FixtureProcess.Start("shell_pipeline", $"yes | head -c {Bytes} | wc -c");
+        string dir = NewImagesDir();
+        try
+        {
+            // Midway: the shell has its three children and bytes are moving through both pipes.
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (File.ReadAllText($"/proc/{fixture.Pid}/task/{fixture.Pid}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries).Length < 3)
+            {
+                if (clock.Elapsed > TimeSpan.FromSeconds(10)) Assert.Fail("the pipeline did not start");
+                Thread.Sleep(5);
+            }
+            Thread.Sleep(300);
+            DumpAndKill(fixture, dir);
+            DecodeAll(dir);
+            var pstree = ReadPstree(dir);
+            Assert.Equal(4, pstree.Count);
+            Assert.True(Directory.GetFiles(dir, "core-*.img").Length == 4);
+            using var restored = RestoreDetached(dir);
+            AssertTreeAsDumped(pstree, fixture.Pid);
+            var status = restored.WaitForExit(TimeSpan.FromSeconds(120));
+            Assert.True(status.Exited && status.ExitCode == 0, $"{status}\n{fixture.Output}");
+            var lines = fixture.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal(Bytes.ToString(System.Globalization.CultureInfo.InvariantCulture), lines[^1].Trim());
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     internal static char State(int pid)
     {
         string stat = File.ReadAllText($"/proc/{pid}/stat");
