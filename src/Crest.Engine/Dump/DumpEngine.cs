@@ -181,11 +181,12 @@ public static class DumpEngine
         var fs = FsDumper.Collect(pid, files, state.Umask);
 
         // 2. What only the task can tell; the injector puts everything back when disposed.
-        using (var remote = SyscallInjector.Open(task.Tracee))
+        PinnedInjection.Run(task.Tracee, () =>
         {
+            using var remote = SyscallInjector.Open(task.Tracee);
             CoreDumper.ReadFromInside(state, remote);
             StageHook?.Invoke("injecting");
-        }
+        });
 
         var mm = VmaDumper.BuildMm(pid, state, vmas, files);
         var core = CoreDumper.BuildCore(state);

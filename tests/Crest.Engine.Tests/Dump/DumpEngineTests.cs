@@ -236,6 +236,31 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Equal("PASS", VerifyAfterAWhile(fixture));
     }
 
+    [Theory]
+    [InlineData(null)]
+    [InlineData("injecting")]
+    public void TheTaskGetsItsCpuAffinityBackAfterThePinnedInjection(string? failAt)
+    {
+        using var fixture = FixtureProcess.Start("dump_counter");
+        // The last CPU alone: the tracer must pin itself to a CPU the task may use, then give both their masks back.
+        byte[] only = Crest.Kernel.Processes.CpuAffinity.Only(Environment.ProcessorCount - 1);
+        Crest.Kernel.Processes.CpuAffinity.Set(fixture.Pid, only);
+        DumpEngine.StageHook = s => { if (s == failAt) throw new IOException($"test failure at {s}"); };
+        try
+        {
+            if (failAt is null)
+                DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir, LeaveRunning = true });
+            else
+                Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir }));
+        }
+        finally
+        {
+            DumpEngine.StageHook = null;
+        }
+        Assert.Equal(only, Crest.Kernel.Processes.CpuAffinity.Get(fixture.Pid));
+        Assert.Equal("PASS", VerifyAfterAWhile(fixture));
+    }
+
     [Fact]
     public void AMissingImagesDirectoryIsRefusedBeforeFreezing()
     {
