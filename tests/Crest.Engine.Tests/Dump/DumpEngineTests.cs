@@ -172,7 +172,6 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
     [InlineData("packetpipe", "is in packet mode (O_DIRECT)")]
     [InlineData("eventfd", "unsupported file kind (anon_inode:[eventfd])")]
     [InlineData("mapdeleted", "was deleted")]
-    [InlineData("child", "has children")]
     public void UnsupportedStateFailsClosed(string extra, string message)
     {
         using var fixture = FixtureProcess.Start("dump_counter", extra);
@@ -180,6 +179,20 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Contains(message, e.Message);
         Assert.Contains(fixture.Pid.ToString(), e.Message);
         Assert.Empty(Directory.GetFiles(_dir));
+        Assert.Equal("PASS", VerifyAfterAWhile(fixture));
+    }
+
+    [Fact]
+    public void UnsupportedStateInAChildFailsTheWholeTreeClosed()
+    {
+        using var fixture = FixtureProcess.Start("dump_counter", "childeventfd");
+        int child = int.Parse(File.ReadAllText($"/proc/{fixture.Pid}/task/{fixture.Pid}/children").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir }));
+        Assert.Contains("unsupported file kind (anon_inode:[eventfd])", e.Message);
+        Assert.Contains($"task {child} fd", e.Message);
+        Assert.Empty(Directory.GetFiles(_dir));
+        // Both are released as they were: not traced, the child asleep in pause().
+        Assert.Matches(@"TracerPid:\s+0\n", File.ReadAllText($"/proc/{child}/status"));
         Assert.Equal("PASS", VerifyAfterAWhile(fixture));
     }
 
