@@ -201,7 +201,7 @@ internal static class DumpRestoreBenchmark
     /// Waits for a process to end: reaped when it is our child (the one we started, or a restored
     /// one handed to us as subreaper); otherwise until its pid is gone. Null if it still runs.
     /// </summary>
-    private static int? WaitGone(int pid, TimeSpan timeout)
+    internal static int? WaitGone(int pid, TimeSpan timeout)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         while (clock.Elapsed < timeout)
@@ -234,7 +234,7 @@ internal static class DumpRestoreBenchmark
     }
 
     /// <summary>What crest itself says it spent (stats-dump, stats-restore: CRIU's statistics, microseconds).</summary>
-    private static StatsEntry? ReadStats(string images, string name)
+    internal static StatsEntry? ReadStats(string images, string name)
     {
         string path = Path.Combine(images, name);
         if (!File.Exists(path)) return null;

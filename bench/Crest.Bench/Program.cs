@@ -9,6 +9,7 @@ internal static class Program
         ["startup"] = StartupBenchmark.Run,
         ["dump-restore"] = DumpRestoreBenchmark.Run,
         ["shapes"] = ShapesBenchmark.Run,
+        ["predump"] = PreDumpBenchmark.Run,
     };
 
     private static int Main(string[] args)

@@ -90,7 +90,10 @@ public sealed record PageChain(IReadOnlyList<PageRun> Runs, IReadOnlyList<PageSo
                 string link = Path.Combine(directory, ParentLink);
                 if (!Directory.Exists(link))
                     throw new ImageFormatException(name, r.Index, 0, $"entry at 0x{r.Vaddr:x} has its pages in the parent images, but {link} is not a directory");
-                parent = Resolve(link, pagemapId, sources, depth + 1);
+                // Followed to its directory at each level: a path of nested links would stop resolving after
+                // the kernel's 40 symlinks.
+                string target = new DirectoryInfo(link).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? link;
+                parent = Resolve(target, pagemapId, sources, depth + 1);
             }
             // Runs of the parent that cover [vaddr, end): both lists ascend, so one cursor serves all entries.
             ulong at = r.Vaddr, end = r.Vaddr + (ulong)r.Length;

@@ -124,9 +124,9 @@ public partial class CrestBinaryTests
     {
         using var dir = new TempDirectory();
         dir.Sub("imgs");
-        var run = CrestProcess.Run(dir.Path, "pre-dump", "--tree=1", "--images-dir=imgs", "--log-file=pre.log");
+        var run = CrestProcess.Run(dir.Path, "pre-dump", $"--tree={NoSuchPid}", "--images-dir=imgs", "--log-file=pre.log");
         Assert.Equal(1, run.ExitCode);
-        Assert.Contains("pre-dump: not implemented yet", File.ReadAllText(Path.Combine(dir.Path, "imgs", "pre.log")));
+        Assert.Contains($"Error: Task {NoSuchPid} does not exist.", File.ReadAllText(Path.Combine(dir.Path, "imgs", "pre.log")));
     }
 
     [Fact]

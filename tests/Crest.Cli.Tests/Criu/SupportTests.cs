@@ -9,7 +9,6 @@ public class SupportTests
         CriuCommandLine.Parse(args, _ => null).Options.InEffect;
 
     [Theory]
-    [InlineData("pre-dump")]
     [InlineData("page-server")]
     [InlineData("image-proxy")]
     [InlineData("image-cache")]
@@ -21,6 +20,14 @@ public class SupportTests
     public void CommandsWithoutAnEngineRefuse(string command)
     {
         Assert.Equal($"{command}: not implemented yet", Support.Refusal(command, InEffect("-v4", "-o", "x.log")));
+    }
+
+    [Fact]
+    public void PreDumpAndIncrementalDumpTakeTheirOptions()
+    {
+        Assert.Null(Support.Refusal("pre-dump", InEffect("-t", "42", "-D", "d2", "--prev-images-dir", "../d1", "--track-mem")));
+        Assert.Null(Support.Refusal("dump", InEffect("-t", "42", "-D", "d3", "--prev-images-dir", "../d2", "--track-mem")));
+        Assert.Equal("pre-dump: option --leave-stopped is not supported yet", Support.Refusal("pre-dump", InEffect("-t", "42", "-s")));
     }
 
     [Fact]

@@ -1,0 +1,148 @@
+using Crest.Engine.Dump;
+using Crest.Images.Pages;
+using Crest.Kernel.Tests.Fixtures;
+using static Crest.Engine.Tests.Restore.RestoreTestSupport;
+
+namespace Crest.Engine.Tests.Dump;
+
+// Incremental pre-dump (issue 5): a fixture that never stops rewriting its pages is pre-dumped while it runs;
+// each later round writes the pages written since the previous one and PE_PARENT entries for the rest; a
+// restore from the last round follows the chain and the fixture finds every page as it left it.
+[Collection("Children of the test process")]
+public sealed class PreDumpTests : IDisposable
+{
+    private readonly string _root = NewImagesDir();
+
+    public void Dispose()
+    {
+        DumpEngine.StageHook = null;
+        Directory.Delete(_root, true);
+    }
+
+    private string Dir(string name)
+    {
+        string dir = Path.Combine(_root, name);
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    private DumpStatistics PreDump(int pid, string name, string? parent = null) =>
+        DumpEngine.Dump(new DumpOptions { Pid = pid, ImagesDir = Dir(name), PreDump = true, ParentLink = parent });
+
+    [Fact]
+    public void PreDumpedTaskKeepsRunningAndTheSecondRoundWritesOnlyWhatChanged()
+    {
+        using var fixture = FixtureProcess.Start("predump_writer", "32", "1");
+        var first = PreDump(fixture.Pid, "d1");
+        Assert.True(first.PagesWritten >= 32 * 256, $"{first.PagesWritten} pages in the first round");
+        Assert.Equal(0UL, first.PagesSkippedParent);
+        Thread.Sleep(100);
+        var second = PreDump(fixture.Pid, "d2", "../d1");
+        Assert.True(second.PagesSkippedParent >= 16 * 256, $"{second.PagesSkippedParent} pages left in the parent");
+        Assert.True(second.PagesWritten < first.PagesWritten / 2, $"{second.PagesWritten} pages written in the second round");
+        Assert.Equal("../d1", new FileInfo(Path.Combine(_root, "d2", "parent")).LinkTarget);
+
+        // The task holds its tracker (one fd) and nothing else of Crest's; it still runs and its memory is intact.
+        var trackers = Directory.GetFiles($"/proc/{fixture.Pid}/fd").Where(IsUserfaultfd).ToList();
+        Assert.Single(trackers);
+        Assert.DoesNotContain(State(fixture.Pid), "tTZX");
+        AssertPass(Verify(fixture.Child, fixture));
+    }
+
+    [Fact]
+    public void ChainOfThreeRestoresEveryPage()
+    {
+        using var fixture = FixtureProcess.Start("predump_writer", "32", "4");
+        PreDump(fixture.Pid, "d1");
+        Thread.Sleep(100);
+        PreDump(fixture.Pid, "d2", "../d1");
+        Thread.Sleep(100);
+        var last = DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = Dir("d3"), ParentLink = "../d2", TrackMemory = true });
+        fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+        Assert.True(last.PagesSkippedParent > 0, "the final dump left no page in the parent images");
+
+        // The tracker is not part of the task: its fds are 0, 1 and 2 only.
+        using (var fdinfo = Crit.Decode(Path.Combine(_root, "d3", "fdinfo-1.img")))
+            Assert.All(fdinfo.RootElement.GetProperty("entries").EnumerateArray(), e => Assert.True(e.GetProperty("fd").GetInt32() < 3));
+        foreach (string name in new[] { "d1", "d2", "d3" })
+        {
+            foreach (string image in Directory.GetFiles(Path.Combine(_root, name), "*.img").Where(f => !Path.GetFileName(f).StartsWith("pages-", StringComparison.Ordinal)))
+                Crit.Decode(image).Dispose();
+        }
+        using (var pagemap = Crit.Decode(Path.Combine(_root, "d3", $"pagemap-{fixture.Pid}.img")))
+            Assert.Contains(pagemap.RootElement.GetProperty("entries").EnumerateArray(), e => e.TryGetProperty("flags", out var f) && f.GetInt32() == (int)PagemapFlags.Parent);
+
+        using var restored = RestoreDetached(Path.Combine(_root, "d3"));
+        Assert.DoesNotContain(Directory.GetFiles($"/proc/{restored.Pid}/fd"), IsUserfaultfd);
+        AssertPass(Verify(restored, fixture));
+    }
+
+    [Fact]
+    public void DumpFromAnOlderRoundWritesEveryPage()
+    {
+        using var fixture = FixtureProcess.Start("predump_writer", "16", "4");
+        PreDump(fixture.Pid, "d1");
+        Thread.Sleep(50);
+        PreDump(fixture.Pid, "d2", "../d1");
+        // d1 does not name the tracker any more (it moved at d2): its changes since d1 are unknown.
+        var last = DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = Dir("d3"), ParentLink = "../d1", TrackMemory = true });
+        fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+        Assert.Equal(0UL, last.PagesSkippedParent);
+        using var restored = RestoreDetached(Path.Combine(_root, "d3"));
+        AssertPass(Verify(restored, fixture));
+    }
+
+    [Fact]
+    public void LeaveRunningDumpTakesTheTrackerAway()
+    {
+        using var fixture = FixtureProcess.Start("predump_writer", "16", "4");
+        PreDump(fixture.Pid, "d1");
+        Assert.Contains(" uw", VmFlags(fixture.Pid), StringComparison.Ordinal);
+        DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = Dir("d2"), ParentLink = "../d1", TrackMemory = true, LeaveRunning = true });
+        Assert.DoesNotContain(Directory.GetFiles($"/proc/{fixture.Pid}/fd"), IsUserfaultfd);
+        Assert.DoesNotContain(" uw", VmFlags(fixture.Pid), StringComparison.Ordinal);
+        AssertPass(Verify(fixture.Child, fixture));
+    }
+
+    [Theory]
+    [InlineData("pages")]
+    [InlineData("tracking")]
+    public void FailedPreDumpLeavesTheTaskAsItWas(string stage)
+    {
+        using var fixture = FixtureProcess.Start("predump_writer", "16", "4");
+        DumpEngine.StageHook = s =>
+        {
+            if (s == stage) throw new InvalidOperationException($"failure injected at {s}");
+        };
+        Assert.Throws<DumpException>(() => PreDump(fixture.Pid, "d1"));
+        DumpEngine.StageHook = null;
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(_root, "d1")));
+        Assert.DoesNotContain(Directory.GetFiles($"/proc/{fixture.Pid}/fd"), IsUserfaultfd);
+        Assert.DoesNotContain(" uw", VmFlags(fixture.Pid), StringComparison.Ordinal);
+
+        // A second round that fails keeps the first round's tracker where it was: a retry still knows the changes.
+        PreDump(fixture.Pid, "d2");
+        string trackerFd = Directory.GetFiles($"/proc/{fixture.Pid}/fd").Single(IsUserfaultfd);
+        DumpEngine.StageHook = s =>
+        {
+            if (s == stage) throw new InvalidOperationException($"failure injected at {s}");
+        };
+        Assert.Throws<DumpException>(() => PreDump(fixture.Pid, "d3", "../d2"));
+        DumpEngine.StageHook = null;
+        Assert.Equal(trackerFd, Directory.GetFiles($"/proc/{fixture.Pid}/fd").Single(IsUserfaultfd));
+        var retry = PreDump(fixture.Pid, "d4", "../d2");
+        Assert.True(retry.PagesSkippedParent > 0, "the retry after a failed round lost the tracker");
+        AssertPass(Verify(fixture.Child, fixture));
+    }
+
+    private static bool IsUserfaultfd(string fd) => new FileInfo(fd).LinkTarget == "anon_inode:[userfaultfd]";
+
+    private static string VmFlags(int pid) =>
+        string.Join("\n", File.ReadAllLines($"/proc/{pid}/smaps").Where(l => l.StartsWith("VmFlags:", StringComparison.Ordinal)));
+
+    private static string State(int pid)
+    {
+        string stat = File.ReadAllText($"/proc/{pid}/stat");
+        return stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[0];
+    }
+}
