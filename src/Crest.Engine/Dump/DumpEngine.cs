@@ -1,6 +1,6 @@
-// Checkpoint of one single-threaded task without children into CRIU-format images (ENGINE.md §2, §3, §6).
+// Checkpoint of one process (all its threads) without children into CRIU-format images (ENGINE.md §2, §3, §6).
 //
-//   freeze (seize + interrupt)                    Freezer.cs
+//   freeze (seize + interrupt)                    Freezer.cs, ThreadDumper.cs (the other threads)
 //   read from outside: regs, xstate, /proc        Processes/CoreDumper.cs
 //   check every fd and mapping (refuse early)     Files/FileDescriptors.cs, Memory/VmaDumper.cs
 //   injected syscalls, all undone again           Processes/CoreDumper.cs (SyscallInjector)
@@ -70,17 +70,27 @@ public static class DumpEngine
         var clock = Stopwatch.StartNew();
         using var tracer = new Tracer("crest dump");
         var task = Freezer.Freeze(tracer, pid, options.FreezeTimeout);
+        List<FrozenTask> threads;
+        try
+        {
+            threads = ThreadDumper.FreezeOthers(tracer, task, options.FreezeTimeout);
+        }
+        catch
+        {
+            ReleaseAfterFailure(task, [], images);
+            throw;
+        }
         var freezingTime = clock.Elapsed;
         var frozenAt = Stopwatch.GetTimestamp();
         PageDumpResult pages;
         try
         {
             CheckSingleTask(pid);
-            pages = DumpFrozen(task, images);
+            pages = DumpFrozen(task, threads, images);
         }
         catch (Exception e)
         {
-            ReleaseAfterFailure(task, images);
+            ReleaseAfterFailure(task, threads, images);
             if (e is DumpException) throw;
             if (e is TraceeExitedException exited)
                 throw new DumpException($"Task {pid} ended during the dump ({exited.Status}).", e);
@@ -88,7 +98,7 @@ public static class DumpEngine
         }
 
         var mode = options.LeaveRunning ? ReleaseMode.AsItWas : options.LeaveStopped ? ReleaseMode.Stopped : ReleaseMode.Killed;
-        Freezer.Release(task, mode);
+        ThreadDumper.Release(task, threads, mode);
         var frozenTime = Stopwatch.GetElapsedTime(frozenAt);
 
         var stats = new DumpStatistics(freezingTime, frozenTime, pages.MemdumpTime, pages.MemwriteTime,
@@ -98,19 +108,17 @@ public static class DumpEngine
         return stats;
     }
 
-    /// <summary>This engine handles one task: refuse threads and children with a clear message.</summary>
+    /// <summary>This engine handles one process (with its threads): refuse children with a clear message.</summary>
     private static void CheckSingleTask(int pid)
     {
         string taskDir = $"/proc/{pid}/task";
         if (!Directory.Exists(taskDir))
             throw new DumpException($"Task {pid} does not exist.");
-        int threads = Directory.GetDirectories(taskDir).Length;
-        if (threads != 1)
-            throw new DumpException($"Task {pid} has {threads} threads; only single-threaded processes can be dumped for now.");
-        string children;
+        var children = new System.Text.StringBuilder();
         try
         {
-            children = File.ReadAllText($"{taskDir}/{pid}/children").Trim();
+            foreach (int tid in ThreadDumper.ListThreads(pid))
+                children.Append(File.ReadAllText($"{taskDir}/{tid}/children").Trim());
         }
         catch (IOException e)
         {
@@ -120,7 +128,7 @@ public static class DumpEngine
             throw new DumpException($"Task {pid} has children ({children}); only a single process without children can be dumped for now.");
     }
 
-    private static PageDumpResult DumpFrozen(FrozenTask task, ImageDirectory images)
+    private static PageDumpResult DumpFrozen(FrozenTask task, IReadOnlyList<FrozenTask> threads, ImageDirectory images)
     {
         int pid = task.Pid;
         // 1. Everything readable from outside, and every check, before anything in the task changes.
@@ -134,14 +142,18 @@ public static class DumpEngine
         var fs = FsDumper.Collect(pid, files, state.Umask);
 
         // 2. What only the task can tell; the injector puts everything back when disposed.
+        ulong vdsoSyscall;
         using (var remote = SyscallInjector.Open(task.Tracee))
         {
+            vdsoSyscall = remote.GadgetAddress;
             CoreDumper.ReadFromInside(state, remote);
             StageHook?.Invoke("injecting");
         }
+        var threadStates = ThreadDumper.Read(threads, vdsoSyscall);
 
         var mm = VmaDumper.BuildMm(pid, state, vmas, files);
         var core = CoreDumper.BuildCore(state);
+        var threadCores = threadStates.Select(t => (t.Tid, Core: ThreadDumper.BuildCore(t, core))).ToList();
 
         // 3. Memory, then the small images, inventory last.
         PageDumpResult pages;
@@ -166,13 +178,14 @@ public static class DumpEngine
         FillNamespaceIds(ids);
         var stat = state.Stat;
         images.Write(ImageKinds.Core, (ulong)pid, core);
+        foreach (var (tid, threadCore) in threadCores) images.Write(ImageKinds.Core, (ulong)tid, threadCore);
         images.Write(ImageKinds.Mm, (ulong)pid, mm);
         images.Write(ImageKinds.Ids, (ulong)pid, ids);
         images.Write(ImageKinds.Fs, (ulong)pid, fs);
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Files), ImageKinds.Files, [.. files.Entries]);
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Fdinfo, FilesId), ImageKinds.Fdinfo, [.. fdinfos]);
         images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.PipesData), ImageKinds.PipesData, [.. files.PipeData.Select(p => ((IMessage)p.Entry, p.Data))]);
-        images.Write(ImageKinds.Pstree, 0, new PstreeEntry { Pid = (uint)pid, Ppid = 0, Pgid = (uint)stat.Pgrp, Sid = (uint)stat.Session, Threads = { (uint)pid } });
+        images.Write(ImageKinds.Pstree, 0, new PstreeEntry { Pid = (uint)pid, Ppid = 0, Pgid = (uint)stat.Pgrp, Sid = (uint)stat.Session, Threads = { (uint)pid, threadCores.Select(t => (uint)t.Tid) } });
         images.SyncAll();
         var inventory = new InventoryEntry
         {
@@ -184,7 +197,7 @@ public static class DumpEngine
         };
         images.Write(ImageKinds.Inventory, 0, inventory);
         images.SyncAll();
-        Log.Info($"{pid}: dump: {vmas.Count} vmas, {fdinfos.Count} fds, {files.Entries.Count} files, {pages.PagesWritten} pages");
+        Log.Info($"{pid}: dump: {1 + threadCores.Count} threads, {vmas.Count} vmas, {fdinfos.Count} fds, {files.Entries.Count} files, {pages.PagesWritten} pages");
         return pages;
     }
 
@@ -229,9 +242,17 @@ public static class DumpEngine
         images.SyncAll();
     }
 
-    private static void ReleaseAfterFailure(FrozenTask task, ImageDirectory images)
+    private static void ReleaseAfterFailure(FrozenTask task, IReadOnlyList<FrozenTask> threads, ImageDirectory images)
     {
         images.RemoveCreated();
+        try
+        {
+            ThreadDumper.ReleaseAll(threads, ReleaseMode.AsItWas);
+        }
+        catch (DumpException e)
+        {
+            Log.Error($"{task.Pid}: dump: cannot release every thread after the failure: {e.Message}");
+        }
         if (task.Released) return;
         try
         {

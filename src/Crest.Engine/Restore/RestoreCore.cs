@@ -197,7 +197,12 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
     /// </summary>
     public void RestoreCreds()
     {
-        if (_core.ThreadCore?.Creds is not { } creds) return;
+        if (_core.ThreadCore?.Creds is { } creds) RestoreCreds(task, creds);
+    }
+
+    /// <summary>The credentials of one thread (the syscalls change the calling thread's only), by injections in it.</summary>
+    internal static void RestoreCreds(StubInjector task, CredsEntry creds)
+    {
         var now = Crest.Kernel.Proc.ProcStatus.Parse(File.ReadAllBytes($"/proc/{task.Pid}/status"));
         bool groupsDiffer = !now.Groups.SequenceEqual(creds.Groups);
         bool gidsDiffer = now.Gid.Real != creds.Gid || now.Gid.Effective != creds.Egid || now.Gid.Saved != creds.Sgid;

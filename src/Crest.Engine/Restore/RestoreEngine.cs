@@ -1,10 +1,10 @@
-// Restore of a single-threaded process with its PID (ENGINE.md §4). The flow, all on one tracer thread:
+// Restore of a process with its PID and its threads with their TIDs (ENGINE.md §4). The flow, all on one tracer thread:
 //   1. read and check every image (nothing is created before they are known to be whole);
 //   2. wait for the PID to be free (a zombie re-parented to PID 1 holds it for a second or two, §8);
 //   3. start the stub from a memfd, seize it, inject clone3(set_tid = [pid], CLONE_PARENT): the new task
 //      is our child and the stub is killed;
 //   4. in the new task: memory layout and contents (RestoreMemory), files (RestoreFiles), per-process and
-//      per-thread state and registers (RestoreCore);
+//      per-thread state and registers (RestoreCore), the other threads (RestoreThreads);
 //   5. release: unmap the restore region as the task's last syscall, set the final registers, detach.
 // Any failure kills what was created (fail closed, §1.5).
 using System.Diagnostics;
@@ -149,16 +149,28 @@ public static class RestoreEngine
         memoryClock.Stop();
 
         var core = new RestoreCore(injector, images);
-        core.RestoreMm(memory);
-        RestoreFiles.Restore(injector, images);
-        core.RestoreProcessState();
-        core.RestoreThreadState();
-        core.RestoreIntervalTimers();
-        Timers.PosixTimers.Restore(injector, images.Core);
-        core.RestorePendingSignals();
-        core.RestoreCreds();
-        CpuAffinity.Set(pid, affinity);
-        core.Release(memory);
+        var threads = new RestoreThreads(injector, images);
+        try
+        {
+            core.RestoreMm(memory);
+            RestoreFiles.Restore(injector, images);
+            core.RestoreProcessState();
+            core.RestoreThreadState();
+            core.RestoreIntervalTimers();
+            Timers.PosixTimers.Restore(injector, images.Core);
+            core.RestorePendingSignals();
+            threads.Restore();
+            core.RestoreCreds();
+            threads.PrepareRelease(affinity);
+            CpuAffinity.Set(pid, affinity);
+            core.Release(memory);
+        }
+        catch
+        {
+            threads.KillAfterFailure();
+            throw;
+        }
+        threads.Detach();
 
         return new RestoreStatistics(forking.Elapsed, memoryClock.Elapsed, TimeSpan.Zero, pagesRestored) { PagesWriteTime = memory.ContentsTime };
     }

@@ -1,4 +1,4 @@
-// The images of one single-threaded task, read and cross-checked before anything is created (fail early:
+// The images of one process (its main thread and its other threads), read and cross-checked before anything is created (fail early:
 // a missing or corrupt image is reported before any task exists). Names and kinds: ENGINE.md §6.
 using Crest.Images;
 using Crest.Images.Pages;
@@ -15,6 +15,9 @@ internal sealed class RestoreImages
 
     public required PstreeEntry Task { get; init; }
     public required CoreEntry Core { get; init; }
+
+    /// <summary>The other threads (pstree `threads` after the main one) with their core-TID.img, in image order.</summary>
+    public IReadOnlyList<(int Tid, CoreEntry Core)> Threads { get; init; } = [];
     public required MmEntry Mm { get; init; }
     public TaskKobjIdsEntry? Ids { get; init; }
     public FsEntry? Fs { get; init; }
@@ -38,12 +41,11 @@ internal sealed class RestoreImages
             if (tree.Count == 0) throw new RestoreException($"pstree.img in {dir} lists no task");
             if (tree.Count > 1) throw new RestoreException($"pstree.img lists {tree.Count} tasks; this restore brings back a single process only");
             var task = tree[0];
-            if (task.Threads.Count > 1)
-                throw new RestoreException($"task {task.Pid} has {task.Threads.Count} threads; this restore brings back single-threaded processes only");
             int pid = (int)task.Pid;
             var core = ReadOne(dir, $"core-{pid}.img", ImageKinds.Core, CoreEntry.Parser);
             if (core.Mtype != CoreEntry.Types.March.X8664 || core.ThreadInfo is null)
                 throw new RestoreException($"core-{pid}.img is not an x86_64 task ({core.Mtype})");
+            var threads = LoadThreads(dir, task);
             var mm = ReadOne(dir, $"mm-{pid}.img", ImageKinds.Mm, MmEntry.Parser);
             var ids = ReadOptional(dir, $"ids-{pid}.img", ImageKinds.Ids, TaskKobjIdsEntry.Parser) ?? core.Ids;
             var fs = ReadOptional(dir, $"fs-{pid}.img", ImageKinds.Fs, FsEntry.Parser);
@@ -80,7 +82,7 @@ internal sealed class RestoreImages
 
             return new RestoreImages(dir)
             {
-                Task = task, Core = core, Mm = mm, Ids = ids, Fs = fs, Files = files, Fds = fds,
+                Task = task, Core = core, Threads = threads, Mm = mm, Ids = ids, Fs = fs, Files = files, Fds = fds,
                 Pages = pages, PagesPath = pagesPath, PagesBytes = present,
             };
         }
@@ -88,6 +90,26 @@ internal sealed class RestoreImages
         {
             throw new RestoreException($"corrupt image: {e.Message}", e);
         }
+    }
+
+    /// <summary>core-TID.img of every thread but the main one; the main thread must come first in `threads`.</summary>
+    private static List<(int Tid, CoreEntry Core)> LoadThreads(string dir, PstreeEntry task)
+    {
+        var threads = new List<(int, CoreEntry)>();
+        if (task.Threads.Count == 0) return threads;
+        if (task.Threads[0] != task.Pid)
+            throw new RestoreException($"pstree.img: the threads of task {task.Pid} do not start with the main thread ({task.Threads[0]})");
+        var seen = new HashSet<uint> { task.Pid };
+        foreach (uint tid in task.Threads.Skip(1))
+        {
+            if (tid == 0 || tid > int.MaxValue || !seen.Add(tid))
+                throw new RestoreException($"pstree.img: task {task.Pid} lists thread {tid} twice or out of range");
+            var core = ReadOne(dir, $"core-{tid}.img", ImageKinds.Core, CoreEntry.Parser);
+            if (core.Mtype != CoreEntry.Types.March.X8664 || core.ThreadInfo?.Gpregs is null || core.ThreadInfo.Fpregs is null)
+                throw new RestoreException($"core-{tid}.img is not an x86_64 thread with registers ({core.Mtype})");
+            threads.Add(((int)tid, core));
+        }
+        return threads;
     }
 
     public RegFileEntry RegularFile(uint id, string purpose)
