@@ -115,14 +115,17 @@ public static class DumpEngine
         if (!Directory.Exists(taskDir))
             throw new DumpException($"Task {pid} does not exist.");
         var children = new System.Text.StringBuilder();
-        try
+        foreach (int tid in ThreadDumper.ListThreads(pid))
         {
-            foreach (int tid in ThreadDumper.ListThreads(pid))
+            try
+            {
                 children.Append(File.ReadAllText($"{taskDir}/{tid}/children").Trim());
-        }
-        catch (IOException e)
-        {
-            throw new DumpException($"Task {pid} vanished: {e.Message}", e);
+            }
+            catch (IOException e)
+            {
+                // A thread may end at any time before the freeze; the main thread may not.
+                if (tid == pid) throw new DumpException($"Task {pid} vanished: {e.Message}", e);
+            }
         }
         if (children.Length > 0)
             throw new DumpException($"Task {pid} has children ({children}); only a single process without children can be dumped for now.");
@@ -142,14 +145,14 @@ public static class DumpEngine
         var fs = FsDumper.Collect(pid, files, state.Umask);
 
         // 2. What only the task can tell; the injector puts everything back when disposed.
-        ulong vdsoSyscall;
+        List<ThreadState> threadStates;
         using (var remote = SyscallInjector.Open(task.Tracee))
         {
-            vdsoSyscall = remote.GadgetAddress;
             CoreDumper.ReadFromInside(state, remote);
             StageHook?.Invoke("injecting");
+            // The other threads' injections share the vdso gadget and a scratch page of this session.
+            threadStates = ThreadDumper.Read(threads, remote.GadgetAddress, threads.Count > 0 ? remote.AllocScratch(4096) : 0);
         }
-        var threadStates = ThreadDumper.Read(threads, vdsoSyscall);
 
         var mm = VmaDumper.BuildMm(pid, state, vmas, files);
         var core = CoreDumper.BuildCore(state);

@@ -6,8 +6,10 @@
 //
 // Per thread, from outside: PTRACE_GETREGSET (NT_PRSTATUS, NT_X86_XSTATE), PTRACE_GETSIGMASK,
 // PTRACE_GET_RSEQ_CONFIGURATION (5.13), PTRACE_PEEKSIGINFO of the thread's own queue (3.10; the shared queue
-// belongs to the main thread's core), /proc/PID/task/TID/comm. Injected into that very thread, because they
-// answer for the caller only: sigaltstack(NULL, &old), prctl(PR_GET_TID_ADDRESS), get_robust_list(0).
+// belongs to the main thread's core), get_robust_list(tid), /proc/PID/task/TID/comm. Injected into that very
+// thread, because they answer for the caller only: sigaltstack(NULL, &old), prctl(PR_GET_TID_ADDRESS); their
+// results land in scratch memory the main thread's injector mapped (the threads share the address space), so
+// a thread costs two injected calls and no mmap/munmap of its own.
 //
 // Images: core-TID.img per thread holds thread_info (registers settled as for the main thread, fpregs,
 // clear_tid_addr) and thread_core (blocked mask, sigaltstack, robust list, rseq, comm, creds, pending
@@ -26,6 +28,8 @@ using Crest.Kernel;
 using Crest.Kernel.Arch.X64;
 using Crest.Kernel.Files;
 using Crest.Kernel.Injection;
+using Crest.Kernel.Memory;
+using Crest.Kernel.Processes;
 using Crest.Kernel.Ptrace;
 
 namespace Crest.Engine.Dump;
@@ -42,8 +46,8 @@ internal sealed class ThreadState
     public required IReadOnlyList<byte[]> Signals { get; init; }
     public AltStack AltStack { get; set; }
     public ulong ClearChildTid { get; set; }
-    public ulong RobustListHead { get; set; }
-    public ulong RobustListLength { get; set; }
+    public required ulong RobustListHead { get; init; }
+    public required ulong RobustListLength { get; init; }
 }
 
 internal static class ThreadDumper
@@ -68,23 +72,28 @@ internal static class ThreadDumper
         {
             while (true)
             {
-                bool found = false;
-                foreach (int tid in ListThreads(pid))
+                var found = ListThreads(pid).Where(known.Add).ToList();
+                if (found.Count == 0) break;
+                if (main.WasStopped)
                 {
-                    if (!known.Add(tid)) continue;
-                    found = true;
-                    if (!Directory.Exists($"/proc/{pid}/task/{tid}")) continue;
-                    TimeSpan left = timeout - clock.Elapsed;
-                    try
+                    // Group stop: each thread reports it at the seize; Freezer knows how to wait for that.
+                    foreach (int tid in found)
                     {
-                        frozen.Add(Freezer.Freeze(tracer, tid, left > TimeSpan.Zero ? left : TimeSpan.Zero));
-                    }
-                    catch (DumpException) when (!Directory.Exists($"/proc/{pid}/task/{tid}"))
-                    {
-                        Log.Debug($"{pid}: freezer: thread {tid} ended before it was seized");
+                        TimeSpan left = timeout - clock.Elapsed;
+                        try
+                        {
+                            frozen.Add(Freezer.Freeze(tracer, tid, left > TimeSpan.Zero ? left : TimeSpan.Zero));
+                        }
+                        catch (DumpException) when (!Directory.Exists($"/proc/{pid}/task/{tid}"))
+                        {
+                            Log.Debug($"{pid}: freezer: thread {tid} ended before it was seized");
+                        }
                     }
                 }
-                if (!found) break;
+                else
+                {
+                    FreezeRunning(tracer, pid, found, frozen, timeout - clock.Elapsed);
+                }
             }
         }
         catch
@@ -94,6 +103,99 @@ internal static class ThreadDumper
         }
         if (frozen.Count > 0) Log.Info($"{pid}: freezer: {frozen.Count} more threads frozen in {clock.Elapsed.TotalMilliseconds:0.###} ms");
         return frozen;
+    }
+
+    /// <summary>
+    /// Seize and interrupt all of <paramref name="tids"/> first, then collect their stops: the threads stop in
+    /// parallel instead of one after the other. A signal-delivery stop on the way is passed on (the interrupt
+    /// stays pending and stops the thread right after), as Freezer does for a single task.
+    /// </summary>
+    private static void FreezeRunning(Tracer tracer, int pid, List<int> tids, List<FrozenTask> frozen, TimeSpan timeout)
+    {
+        var seized = new List<Tracee>(tids.Count);
+        try
+        {
+            foreach (int tid in tids)
+            {
+                Tracee tracee;
+                try
+                {
+                    tracee = tracer.Seize(tid);
+                }
+                catch (KernelException e) when (e.Errno.Value is Errno.ESRCH or Errno.EPERM && HasEnded(pid, tid))
+                {
+                    Log.Debug($"{pid}: freezer: thread {tid} ended before it was seized");
+                    continue;
+                }
+                seized.Add(tracee);
+                try
+                {
+                    tracee.Interrupt();
+                }
+                catch (KernelException e) when (e.Errno.Value == Errno.ESRCH)
+                {
+                    // Exiting already: its exit is collected below.
+                }
+            }
+            var clock = Stopwatch.StartNew();
+            while (seized.Count > 0)
+            {
+                var tracee = seized[0];
+                TimeSpan left = timeout - clock.Elapsed;
+                TraceeStop stop;
+                try
+                {
+                    stop = tracee.WaitForStop(left > TimeSpan.Zero ? left : TimeSpan.Zero);
+                }
+                catch (TraceeExitedException)
+                {
+                    Log.Debug($"{pid}: freezer: thread {tracee.Tid} ended while it was being frozen");
+                    seized.RemoveAt(0);
+                    continue;
+                }
+                if (stop.Status.IsEventStop)
+                {
+                    frozen.Add(new FrozenTask(tracee, wasStopped: false));
+                    seized.RemoveAt(0);
+                    continue;
+                }
+                Log.Debug($"{tracee.Tid}: freezer: passing on {stop.Status} before the interrupt stop");
+                tracee.Continue(stop.Status.IsSignalDeliveryStop ? stop.Signal : 0);
+            }
+        }
+        catch (Exception e) when (e is KernelException or TimeoutException or TraceeExitedException)
+        {
+            // Whatever was seized but is not frozen yet: catch its stop briefly and detach it (the tracer's end
+            // would detach it anyway).
+            foreach (var tracee in seized)
+            {
+                try
+                {
+                    if (tracee.LastStop is null) tracee.WaitForStop(TimeSpan.FromMilliseconds(200));
+                    tracee.Detach();
+                }
+                catch (Exception undo) when (undo is KernelException or TimeoutException or TraceeExitedException)
+                {
+                    Log.Warning($"{tracee.Tid}: freezer: detach after a failed freeze: {undo.Message}");
+                }
+            }
+            throw new DumpException($"Cannot freeze the threads of task {pid}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The thread is gone or a zombie (a seize of an exiting thread fails with EPERM).</summary>
+    private static bool HasEnded(int pid, int tid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/task/{tid}/stat");
+            int paren = stat.LastIndexOf(')');
+            return paren > 0 && paren + 2 < stat.Length && stat[paren + 2] is 'Z' or 'X';
+        }
+        catch (IOException)
+        {
+            return true;
+        }
     }
 
     /// <summary>The TIDs in /proc/PID/task, main thread included.</summary>
@@ -113,20 +215,25 @@ internal static class ThreadDumper
         return tids;
     }
 
-    /// <summary>Read every thread's state; the injections in each thread are undone before the next one.</summary>
-    public static List<ThreadState> Read(IReadOnlyList<FrozenTask> threads, ulong vdsoSyscall)
+    /// <summary>
+    /// Read every thread's state; the injections in each thread are undone before the next one.
+    /// <paramref name="scratch"/>: 24 bytes of memory mapped in the process for the injected calls' results.
+    /// </summary>
+    public static List<ThreadState> Read(IReadOnlyList<FrozenTask> threads, ulong vdsoSyscall, ulong scratch)
     {
+        var clock = Stopwatch.StartNew();
         var states = new List<ThreadState>(threads.Count);
         for (int i = 0; i < threads.Count; i++)
         {
             var state = ReadFromOutside(threads[i]);
             using (var remote = SyscallInjector.Open(threads[i].Tracee, vdsoSyscall))
             {
-                ReadFromInside(state, remote);
+                ReadFromInside(state, remote, scratch);
                 ThreadHook?.Invoke(i);
             }
             states.Add(state);
         }
+        if (threads.Count > 0) Log.Info($"{threads[0].Pid}: threads: {threads.Count} threads read in {clock.Elapsed.TotalMilliseconds:0.###} ms");
         return states;
     }
 
@@ -134,6 +241,7 @@ internal static class ThreadDumper
     {
         var tracee = thread.Tracee;
         int tid = thread.Pid;
+        (ulong robustHead, ulong robustLength) = RobustList.Get(tid);
         var signals = new List<byte[]>();
         while (true)
         {
@@ -160,13 +268,14 @@ internal static class ThreadDumper
             Rseq = tracee.GetRseqConfiguration(),
             Comm = comm,
             Signals = signals,
+            RobustListHead = robustHead,
+            RobustListLength = robustLength,
         };
     }
 
-    private static void ReadFromInside(ThreadState state, SyscallInjector remote)
+    private static void ReadFromInside(ThreadState state, SyscallInjector remote, ulong scratch)
     {
         int tid = state.Tid;
-        ulong scratch = remote.AllocScratch(4096);
         Span<byte> buffer = stackalloc byte[24];
 
         void Call(string what, long nr, long a1 = 0, long a2 = 0, long a3 = 0)
@@ -177,18 +286,13 @@ internal static class ThreadDumper
         }
 
         Call("sigaltstack", SyscallNumbers.sigaltstack, 0, (long)scratch);
-        remote.ReadScratch(scratch, buffer);
+        RemoteMemory.Read(tid, scratch, buffer);
         state.AltStack = new AltStack(BinaryPrimitives.ReadUInt64LittleEndian(buffer), BinaryPrimitives.ReadUInt32LittleEndian(buffer[8..]),
             BinaryPrimitives.ReadUInt64LittleEndian(buffer[16..]));
 
         Call("prctl(PR_GET_TID_ADDRESS)", SyscallNumbers.prctl, PR_GET_TID_ADDRESS, (long)scratch);
-        remote.ReadScratch(scratch, buffer[..8]);
+        RemoteMemory.Read(tid, scratch, buffer[..8]);
         state.ClearChildTid = BinaryPrimitives.ReadUInt64LittleEndian(buffer);
-
-        Call("get_robust_list", SyscallNumbers.get_robust_list, 0, (long)scratch, (long)scratch + 8);
-        remote.ReadScratch(scratch, buffer[..16]);
-        state.RobustListHead = BinaryPrimitives.ReadUInt64LittleEndian(buffer);
-        state.RobustListLength = BinaryPrimitives.ReadUInt64LittleEndian(buffer[8..]);
         Log.Debug($"{tid}: threads: clear_child_tid 0x{state.ClearChildTid:x}, robust list 0x{state.RobustListHead:x}, {state.Signals.Count} signals");
     }
 

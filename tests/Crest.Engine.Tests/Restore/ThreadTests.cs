@@ -41,6 +41,30 @@ public class ThreadTests
     }
 
     [Fact]
+    public void ThreadsThatComeAndGoDuringTheFreezeAreDumpedAndRestored()
+    {
+        using var fixture = FixtureProcess.Start("thread_churn");
+        string dir = NewImagesDir();
+        try
+        {
+            for (int round = 0; round < 5; round++)
+            {
+                string leftRunning = Path.Combine(dir, $"round-{round}");
+                Directory.CreateDirectory(leftRunning);
+                DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = leftRunning, LeaveRunning = true });
+                Assert.True(File.Exists(Path.Combine(leftRunning, "inventory.img")));
+            }
+            DumpAndKill(fixture, dir);
+            using var restored = RestoreDetached(dir);
+            AssertPass(Verify(restored, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void PendingSignalsOfThreadsAndProcessComeBackWithTheirSiginfoInOrder()
     {
         using var fixture = FixtureProcess.Start("thread_signals");
