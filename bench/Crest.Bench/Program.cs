@@ -9,6 +9,7 @@ internal static class Program
         ["startup"] = StartupBenchmark.Run,
         ["dump-restore"] = DumpRestoreBenchmark.Run,
         ["threads"] = ThreadsBenchmark.Run,
+        ["shapes"] = ShapesBenchmark.Run,
     };
 
     private static int Main(string[] args)

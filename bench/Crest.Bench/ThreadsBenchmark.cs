@@ -1,5 +1,5 @@
 // `crest dump` and `crest restore -d` of a process with 0, 16 and 256 threads blocked in futex waits
-// (native/many_threads.c), timed as a user sees them (spawn to exit), images on tmpfs. What the threads
+// (native/waiting_threads.c), timed as a user sees them (spawn to exit), images on tmpfs. What the threads
 // cost is the difference to the process without threads, per thread; Crest's own freezing and frozen
 // times (stats-dump) are printed beside. Every restored process checks that each thread kept its TID.
 // Usage: bench/run threads
@@ -19,7 +19,7 @@ internal static class ThreadsBenchmark
         if (Native.prctl(Native.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) throw Native.Failure("prctl(PR_SET_CHILD_SUBREAPER)");
         string work = Path.Combine("/dev/shm", $"crest-bench-threads-{Environment.ProcessId}");
         Directory.CreateDirectory(work);
-        string target = Path.Combine(AppContext.BaseDirectory, "native", "many_threads");
+        string target = Path.Combine(AppContext.BaseDirectory, "native", "waiting_threads");
         try
         {
             Console.WriteLine($"  {Environment.ProcessorCount} CPUs, load average {LoadAverage()}; {Runs} runs each, p50 (min)");

@@ -1,68 +1,86 @@
-/* many_threads N: a process with N threads besides main, each blocked in FUTEX_WAIT, for the threads
- * benchmark. Prints "READY pid" once all wait. On SIGTERM (after restore) main wakes them; each checks that it
- * still has its TID, main joins them all and prints PASS or FAIL. */
+/* Bench target: COUNT threads in one process (the main thread included). Half of the others wait on a
+ * condition variable (futex), half sleep in nanosleep loops; each keeps its tid and a value in __thread
+ * storage. Says "READY", the main thread sleeps in pause(). On SIGTERM every thread checks that gettid()
+ * and its __thread value are what they were: "PASS" and exit 0, or "FAIL: ..." and exit 1.
+ * Usage: many_threads COUNT */
 #define _GNU_SOURCE
-#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
-#define MAX 4096
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static atomic_int started, failures;
+static volatile int terminate;
+static volatile sig_atomic_t terminating;
+static __thread long mine;
 
-static volatile int word;
-static volatile int waiting;
-static volatile int wrong;
-static volatile sig_atomic_t terminated;
-static pid_t tids[MAX];
-
-static void on_term(int sig) { (void)sig; terminated = 1; }
-
-static void *waiter(void *arg)
+static void on_sigterm(int sig)
 {
-	long i = (long)arg;
-	tids[i] = gettid();
-	__atomic_add_fetch(&waiting, 1, __ATOMIC_SEQ_CST);
-	while (!word)
-		syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
-	if (gettid() != tids[i])
-		__atomic_add_fetch(&wrong, 1, __ATOMIC_SEQ_CST);
+	(void)sig;
+	terminating = 1;
+}
+
+static void *worker(void *arg)
+{
+	long index = (long)arg;
+	pid_t tid = gettid();
+	mine = index * 7919 + tid;
+	atomic_fetch_add(&started, 1);
+	if (index % 2) {
+		pthread_mutex_lock(&lock);
+		while (!terminate)
+			pthread_cond_wait(&wake, &lock);
+		pthread_mutex_unlock(&lock);
+	} else {
+		struct timespec nap = { 0, 20 * 1000 * 1000 };
+		while (!terminate)
+			nanosleep(&nap, NULL);
+	}
+	if (gettid() != tid || mine != index * 7919 + tid)
+		atomic_fetch_add(&failures, 1);
 	return NULL;
 }
 
 int main(int argc, char **argv)
 {
-	close_range(3, ~0U, 0);
-	int n = argc > 1 ? atoi(argv[1]) : 256;
-	if (n < 0 || n > MAX)
-		return 2;
-	signal(SIGTERM, on_term);
+	int count = argc > 1 ? atoi(argv[1]) : 256;
 	sigset_t term;
 	sigemptyset(&term);
 	sigaddset(&term, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &term, NULL); /* threads inherit it blocked: main takes SIGTERM */
+	pthread_sigmask(SIG_BLOCK, &term, NULL); /* threads inherit it: only the main thread takes SIGTERM */
+	pthread_t *threads = calloc(count, sizeof(*threads));
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 64 * 1024);
-	static pthread_t handles[MAX];
-	for (long i = 0; i < n; i++)
-		if (pthread_create(&handles[i], &attr, waiter, (void *)i))
-			return 3;
-	pthread_sigmask(SIG_UNBLOCK, &term, NULL);
-	while (waiting < n)
+	for (long i = 1; i < count; i++)
+		if (pthread_create(&threads[i], &attr, worker, (void *)i)) {
+			printf("FAIL: pthread_create %ld\n", i);
+			return 1;
+		}
+	while (atomic_load(&started) < count - 1)
 		usleep(1000);
-	usleep(20 * 1000);
-	printf("READY %d\n", getpid());
+	signal(SIGTERM, on_sigterm);
+	pthread_sigmask(SIG_UNBLOCK, &term, NULL);
+	pid_t tid = gettid();
+	printf("READY %d threads\n", count);
 	fflush(stdout);
-	while (!terminated)
+	while (!terminating)
 		pause();
-	word = 1;
-	syscall(SYS_futex, &word, FUTEX_WAKE_PRIVATE, MAX, NULL, NULL, 0);
-	for (int i = 0; i < n; i++)
-		pthread_join(handles[i], NULL);
-	printf(wrong ? "FAIL: %d threads have another TID\n" : "PASS\n", wrong);
-	fflush(stdout);
-	return wrong != 0;
+	pthread_mutex_lock(&lock);
+	terminate = 1;
+	pthread_cond_broadcast(&wake);
+	pthread_mutex_unlock(&lock);
+	for (long i = 1; i < count; i++)
+		pthread_join(threads[i], NULL);
+	if (gettid() != tid || getpid() != tid || atomic_load(&failures)) {
+		printf("FAIL: %d threads lost their tid or their thread-local value\n", atomic_load(&failures));
+		return 1;
+	}
+	printf("PASS\n");
+	return 0;
 }

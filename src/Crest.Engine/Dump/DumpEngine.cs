@@ -137,7 +137,6 @@ public static class DumpEngine
         // 1. Everything readable from outside, and every check, before anything in the task changes.
         StageHook?.Invoke("frozen");
         var state = CoreDumper.ReadFromOutside(task);
-        CoreDumper.CheckSupported(state);
         var smaps = VmaDumper.ReadSmaps(pid);
         var files = new FileTable();
         var fdinfos = FileDescriptors.Collect(pid, files);
@@ -157,6 +156,10 @@ public static class DumpEngine
         var mm = VmaDumper.BuildMm(pid, state, vmas, files);
         var core = CoreDumper.BuildCore(state);
         var threadCores = threadStates.Select(t => (t.Tid, Core: ThreadDumper.BuildCore(t, core))).ToList();
+        var seccomp = new SeccompTable();
+        seccomp.Describe(task.Tracee, state.Status, core.ThreadCore);
+        for (int i = 0; i < threads.Count; i++)
+            seccomp.Describe(threads[i].Tracee, ProcStatus.Parse(ProcFile.ReadAll(pid, $"task/{threads[i].Pid}/status")), threadCores[i].Core.ThreadCore);
 
         // 3. Memory, then the small images, inventory last.
         PageDumpResult pages;
@@ -188,6 +191,8 @@ public static class DumpEngine
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Files), ImageKinds.Files, [.. files.Entries]);
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Fdinfo, FilesId), ImageKinds.Fdinfo, [.. fdinfos]);
         images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.PipesData), ImageKinds.PipesData, [.. files.PipeData.Select(p => ((IMessage)p.Entry, p.Data))]);
+        if (seccomp.Count > 0)
+            images.WriteNamed(ImageKinds.FileName(ImageKinds.Seccomp), ImageKinds.Seccomp, [seccomp.Entry]);
         images.Write(ImageKinds.Pstree, 0, new PstreeEntry { Pid = (uint)pid, Ppid = 0, Pgid = (uint)stat.Pgrp, Sid = (uint)stat.Session, Threads = { (uint)pid, threadCores.Select(t => (uint)t.Tid) } });
         images.SyncAll();
         var inventory = new InventoryEntry

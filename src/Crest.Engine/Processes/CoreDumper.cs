@@ -84,13 +84,6 @@ internal static class CoreDumper
         }
     }
 
-    /// <summary>Refuse what this engine cannot restore, before anything in the task is changed.</summary>
-    public static void CheckSupported(TaskState state)
-    {
-        if (state.Status.Seccomp is int mode && mode != 0)
-            throw new DumpException($"Task {state.Pid} runs under seccomp (mode {mode}); only tasks without seccomp can be dumped for now.");
-    }
-
     /// <summary>The state only the task itself can tell, by injected syscalls.</summary>
     public static void ReadFromInside(TaskState state, SyscallInjector remote)
     {
@@ -318,6 +311,9 @@ internal static class CoreDumper
         AddCaps(creds.CapEff, s.CapEff);
         AddCaps(creds.CapBnd, s.CapBnd);
         creds.Groups.AddRange(s.Groups);
+        // CRIU's newer fields; written only when set, so images of ordinary tasks stay as older crit knows them.
+        if (s.NoNewPrivs == true) creds.NoNewPrivs = 1;
+        if (s.CapAmb is ulong ambient and not 0) AddCaps(creds.CapAmb, ambient);
         return creds;
     }
 

@@ -159,7 +159,9 @@ public static class RestoreEngine
             core.RestoreIntervalTimers();
             Timers.PosixTimers.Restore(injector, images.Core);
             core.RestorePendingSignals();
+            // Threads are cloned before the main thread gets its seccomp filters (a clone inherits them).
             threads.Restore();
+            RestoreSeccomp.Install(injector, images.Core.ThreadCore, images.SeccompChain);
             core.RestoreCreds();
             threads.PrepareRelease(affinity);
             CpuAffinity.Set(pid, affinity);

@@ -17,7 +17,7 @@ internal sealed class RestoreImages
     public required CoreEntry Core { get; init; }
 
     /// <summary>The other threads (pstree `threads` after the main one) with their core-TID.img, in image order.</summary>
-    public IReadOnlyList<(int Tid, CoreEntry Core)> Threads { get; init; } = [];
+    public IReadOnlyList<RestoreThreads.ThreadImages> Threads { get; init; } = [];
     public required MmEntry Mm { get; init; }
     public TaskKobjIdsEntry? Ids { get; init; }
     public FsEntry? Fs { get; init; }
@@ -26,6 +26,8 @@ internal sealed class RestoreImages
     public required IReadOnlyList<PagemapRecord> Pages { get; init; }
     public required string PagesPath { get; init; }
     public required long PagesBytes { get; init; }
+    /// <summary>The main thread's seccomp filters, oldest first (empty without filter mode).</summary>
+    public IReadOnlyList<SeccompFilter> SeccompChain { get; init; } = [];
 
     public int Pid => (int)Task.Pid;
 
@@ -45,7 +47,6 @@ internal sealed class RestoreImages
             var core = ReadOne(dir, $"core-{pid}.img", ImageKinds.Core, CoreEntry.Parser);
             if (core.Mtype != CoreEntry.Types.March.X8664 || core.ThreadInfo is null)
                 throw new RestoreException($"core-{pid}.img is not an x86_64 task ({core.Mtype})");
-            var threads = LoadThreads(dir, task);
             var mm = ReadOne(dir, $"mm-{pid}.img", ImageKinds.Mm, MmEntry.Parser);
             var ids = ReadOptional(dir, $"ids-{pid}.img", ImageKinds.Ids, TaskKobjIdsEntry.Parser) ?? core.Ids;
             var fs = ReadOptional(dir, $"fs-{pid}.img", ImageKinds.Fs, FsEntry.Parser);
@@ -80,9 +81,13 @@ internal sealed class RestoreImages
                 throw new ImageFormatException(Path.GetFileName(pagesPath), ImageFormatException.HeaderEntry, available,
                     $"pages image is truncated: pagemap-{pid}.img needs {present} bytes, the file has {available}");
 
+            var seccomp = ReadOptional(dir, "seccomp.img", ImageKinds.Seccomp, SeccompEntry.Parser);
+            var seccompChain = RestoreSeccomp.ChainOf(seccomp, core.ThreadCore, pid);
+
             return new RestoreImages(dir)
             {
-                Task = task, Core = core, Threads = threads, Mm = mm, Ids = ids, Fs = fs, Files = files, Fds = fds,
+                SeccompChain = seccompChain,
+                Task = task, Core = core, Threads = LoadThreads(dir, task, seccomp), Mm = mm, Ids = ids, Fs = fs, Files = files, Fds = fds,
                 Pages = pages, PagesPath = pagesPath, PagesBytes = present,
             };
         }
@@ -93,9 +98,9 @@ internal sealed class RestoreImages
     }
 
     /// <summary>core-TID.img of every thread but the main one; the main thread must come first in `threads`.</summary>
-    private static List<(int Tid, CoreEntry Core)> LoadThreads(string dir, PstreeEntry task)
+    private static List<RestoreThreads.ThreadImages> LoadThreads(string dir, PstreeEntry task, SeccompEntry? seccomp)
     {
-        var threads = new List<(int, CoreEntry)>();
+        var threads = new List<RestoreThreads.ThreadImages>();
         if (task.Threads.Count == 0) return threads;
         if (task.Threads[0] != task.Pid)
             throw new RestoreException($"pstree.img: the threads of task {task.Pid} do not start with the main thread ({task.Threads[0]})");
@@ -107,7 +112,7 @@ internal sealed class RestoreImages
             var core = ReadOne(dir, $"core-{tid}.img", ImageKinds.Core, CoreEntry.Parser);
             if (core.Mtype != CoreEntry.Types.March.X8664 || core.ThreadInfo?.Gpregs is null || core.ThreadInfo.Fpregs is null)
                 throw new RestoreException($"core-{tid}.img is not an x86_64 thread with registers ({core.Mtype})");
-            threads.Add(((int)tid, core));
+            threads.Add(new RestoreThreads.ThreadImages((int)tid, core, RestoreSeccomp.ChainOf(seccomp, core.ThreadCore, (int)tid)));
         }
         return threads;
     }

@@ -10,7 +10,7 @@
 //     (4.18; a CLONE_VM child starts unregistered), sigaltstack (reset by clone for CLONE_VM), PR_SET_NAME,
 //     its pending signals with rt_tgsigqueueinfo(pid, tid, sig, info), which accepts an si_code >= 0 or
 //     SI_TKILL (kernel-, kill()- or tgkill()-sent) only from the target thread itself, and, last of all, its
-//     credentials (setgroups/setresgid/setresuid change the calling thread only);
+//     seccomp filters and credentials (both per thread: setresuid & co. change the calling thread only);
 //  3. at release, from outside: PTRACE_SETREGSET NT_X86_XSTATE and NT_PRSTATUS, PTRACE_SETSIGMASK, the CPU
 //     affinity Crest had, then PTRACE_DETACH — after the main thread's munmap of the restore region, so that no
 //     thread runs while the region goes away. A thread sits in the SIGTRAP stop of its last injected call;
@@ -49,16 +49,20 @@ internal sealed class RestoreThreads(StubInjector main, RestoreImages images)
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < images.Threads.Count; i++)
         {
-            var (tid, core) = images.Threads[i];
+            var (tid, core, seccomp) = images.Threads[i];
             var thread = Clone(tid, core);
             ThreadHook?.Invoke(i);
             RestoreThreadState(thread);
+            thread.Seccomp = seccomp;
         }
         var cloned = clock.Elapsed;
         int signals = 0;
         foreach (var thread in _threads) signals += QueuePendingSignals(main, thread);
         foreach (var thread in _threads)
-            if (thread.Core.ThreadCore?.Creds is { } creds) RestoreCore.RestoreCreds(thread.Injector, creds);
+        {
+            RestoreSeccomp.Install(thread.Injector, thread.Core.ThreadCore, thread.Seccomp);
+            if (thread.Core.ThreadCore?.Creds is { } creds) RestoreCredentials.Restore(thread.Injector, creds);
+        }
         Log.Info($"{main.Pid}: threads: {_threads.Count} threads cloned and set up in {cloned.TotalMilliseconds:0.0} ms, {signals} pending signals, total {clock.Elapsed.TotalMilliseconds:0.0} ms");
     }
 
@@ -198,8 +202,13 @@ internal sealed class RestoreThreads(StubInjector main, RestoreImages images)
         }
     }
 
+    /// <summary>What the images hold for one thread: its core and its seccomp filters, oldest first.</summary>
+    internal sealed record ThreadImages(int Tid, CoreEntry Core, IReadOnlyList<SeccompFilter> Seccomp);
+
     private sealed class RestoredThread(Tracee tracee, CoreEntry core)
     {
+        public IReadOnlyList<SeccompFilter> Seccomp { get; set; } = [];
+
         public Tracee Tracee { get; } = tracee;
         public CoreEntry Core { get; } = core;
         public StubInjector Injector { get; set; } = null!;

@@ -151,8 +151,8 @@ public sealed unsafe class Tracee
 
     /// <summary>
     /// PTRACE_SECCOMP_GET_FILTER (Linux 4.4): the classic-BPF program of filter <paramref name="index"/>
-    /// (0 = the most recently installed), as struct sock_filter entries of 8 bytes. Null when the task has
-    /// no filter at that index (ENOENT) or no filter at all (EINVAL with seccomp mode off).
+    /// (0 = the oldest: the kernel counts from the root of the chain), as struct sock_filter entries of 8
+    /// bytes. Null when the task has no filter at that index (ENOENT) or no filter at all (EINVAL with seccomp mode off).
     /// </summary>
     public byte[]? GetSeccompFilter(int index) => OnTracer<byte[]?>(() =>
     {
@@ -168,6 +168,19 @@ public sealed unsafe class Tracee
         fixed (byte* p = program)
             Request(Libc.PTRACE_SECCOMP_GET_FILTER, "PTRACE_SECCOMP_GET_FILTER", Tid, index, (nint)p);
         return program;
+    });
+
+    /// <summary>
+    /// PTRACE_SECCOMP_GET_METADATA (Linux 4.16): the flags filter <paramref name="index"/> was installed with
+    /// (SECCOMP_FILTER_FLAG_LOG; 0 = the oldest filter, as for PTRACE_SECCOMP_GET_FILTER).
+    /// </summary>
+    public ulong GetSeccompFilterFlags(int index) => OnTracer(() =>
+    {
+        var metadata = stackalloc ulong[2];
+        metadata[0] = (ulong)index;
+        metadata[1] = 0;
+        Request(Libc.PTRACE_SECCOMP_GET_METADATA, "PTRACE_SECCOMP_GET_METADATA", Tid, 16, (nint)metadata);
+        return metadata[1];
     });
 
     /// <summary>PTRACE_PEEKDATA: the word at <paramref name="address"/>.</summary>

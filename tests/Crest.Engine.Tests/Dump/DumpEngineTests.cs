@@ -172,7 +172,6 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
     [InlineData("packetpipe", "is in packet mode (O_DIRECT)")]
     [InlineData("eventfd", "unsupported file kind (anon_inode:[eventfd])")]
     [InlineData("mapdeleted", "was deleted")]
-    [InlineData("seccomp", "runs under seccomp")]
     [InlineData("child", "has children")]
     public void UnsupportedStateFailsClosed(string extra, string message)
     {
