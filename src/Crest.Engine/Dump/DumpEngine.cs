@@ -159,7 +159,11 @@ public static class DumpEngine
         var seccomp = new SeccompTable();
         seccomp.Describe(task.Tracee, state.Status, core.ThreadCore);
         for (int i = 0; i < threads.Count; i++)
-            seccomp.Describe(threads[i].Tracee, ProcStatus.Parse(ProcFile.ReadAll(pid, $"task/{threads[i].Pid}/status")), threadCores[i].Core.ThreadCore);
+        {
+            var threadStatus = ProcStatus.Parse(ProcFile.ReadAll(pid, $"task/{threads[i].Pid}/status"));
+            ThreadDumper.CheckSameCredentials(state.Status, threadStatus, threads[i].Pid);
+            seccomp.Describe(threads[i].Tracee, threadStatus, threadCores[i].Core.ThreadCore);
+        }
 
         // 3. Memory, then the small images, inventory last.
         PageDumpResult pages;

@@ -29,6 +29,7 @@ using Crest.Kernel.Arch.X64;
 using Crest.Kernel.Files;
 using Crest.Kernel.Injection;
 using Crest.Kernel.Memory;
+using Crest.Kernel.Proc;
 using Crest.Kernel.Processes;
 using Crest.Kernel.Ptrace;
 
@@ -294,6 +295,19 @@ internal static class ThreadDumper
         RemoteMemory.Read(tid, scratch, buffer[..8]);
         state.ClearChildTid = BinaryPrimitives.ReadUInt64LittleEndian(buffer);
         Log.Debug($"{tid}: threads: clear_child_tid 0x{state.ClearChildTid:x}, robust list 0x{state.RobustListHead:x}, {state.Signals.Count} signals");
+    }
+
+    /// <summary>
+    /// A thread's core carries the main thread's credentials; one whose ids, groups, capabilities or
+    /// no_new_privs differ (raw setresuid & co. act per thread) is refused rather than restored wrongly.
+    /// </summary>
+    public static void CheckSameCredentials(ProcStatus main, ProcStatus thread, int tid)
+    {
+        bool same = main.Uid.Equals(thread.Uid) && main.Gid.Equals(thread.Gid) && main.Groups.SequenceEqual(thread.Groups)
+            && main.CapInh == thread.CapInh && main.CapPrm == thread.CapPrm && main.CapEff == thread.CapEff
+            && main.CapBnd == thread.CapBnd && main.CapAmb == thread.CapAmb && main.NoNewPrivs == thread.NoNewPrivs;
+        if (!same)
+            throw new DumpException($"Thread {tid} of task {main.Pid} has credentials other than its main thread's; per-thread credentials cannot be dumped yet.");
     }
 
     /// <summary>core-TID.img of a thread: thread_info and thread_core; creds and scheduling as the main thread's.</summary>

@@ -65,6 +65,44 @@ public class ThreadTests
     }
 
     [Fact]
+    public void ASeccompFilterOfOneThreadStaysWithThatThread()
+    {
+        using var fixture = FixtureProcess.Start("thread_seccomp");
+        string dir = NewImagesDir();
+        try
+        {
+            DumpAndKill(fixture, dir);
+            Crit.Decode(Path.Combine(dir, "seccomp.img")).Dispose();
+            using var restored = RestoreDetached(dir);
+            AssertPass(Verify(restored, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void AThreadWithItsOwnCredentialsIsRefusedAndEveryThreadLeftRunning()
+    {
+        using var fixture = FixtureProcess.Start("thread_seccomp", "creds");
+        string dir = NewImagesDir();
+        try
+        {
+            var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+            Assert.Contains("credentials other than its main thread's", e.Message);
+            Assert.Empty(Directory.GetFiles(dir));
+            foreach (int tid in ThreadDumper.ListThreads(fixture.Pid))
+                Assert.Contains("TracerPid:\t0\n", File.ReadAllText($"/proc/{fixture.Pid}/task/{tid}/status"), StringComparison.Ordinal);
+            Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(20)));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void PendingSignalsOfThreadsAndProcessComeBackWithTheirSiginfoInOrder()
     {
         using var fixture = FixtureProcess.Start("thread_signals");
