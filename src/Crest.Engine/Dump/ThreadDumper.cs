@@ -392,10 +392,17 @@ internal static class ThreadDumper
                 {
                     throw new DumpException($"Cannot kill task {main.Pid}: {e.Message}.", e);
                 }
-                foreach (var thread in threads) WaitForExit(thread);
+                WaitUntilKilled(threads);
                 Freezer.Release(main, mode);
                 break;
         }
+    }
+
+    /// <summary>Collect the exit of each thread of a process that was sent SIGKILL.</summary>
+    public static void WaitUntilKilled(IReadOnlyList<FrozenTask> threads)
+    {
+        foreach (var thread in threads)
+            if (!thread.Released) WaitForExit(thread);
     }
 
     /// <summary>Release every thread that is not released yet; the first failure is thrown after all were tried.</summary>

@@ -21,7 +21,7 @@ internal sealed class Pipes
     private const ulong FIONREAD = 0x541B;
     private const uint O_CLOEXEC = 0x80000, O_DIRECT = 0x4000;
 
-    private readonly Dictionary<uint, List<(int Fd, uint Id)>> _byPipe = [];
+    private readonly Dictionary<uint, List<(int Pid, int Fd, uint Id)>> _byPipe = [];
 
     /// <summary>Whether the readlink target of an fd names a pipe; its pipefs inode in <paramref name="pipeId"/>.</summary>
     public static bool IsPipe(string target, out uint pipeId)
@@ -44,13 +44,13 @@ internal sealed class Pipes
             _byPipe[pipeId] = ends = [];
             table.PipeData.Add(ReadQueued(pid, fd, pipeId, what));
         }
-        foreach (var (otherFd, otherId) in ends)
+        foreach (var (otherPid, otherFd, otherId) in ends)
         {
-            if (Kcmp.SameFile(pid, pid, fd, otherFd))
+            if (Kcmp.SameFile(pid, otherPid, fd, otherFd))
                 return otherId;
         }
         uint id = table.Add(new PipeEntry { PipeId = pipeId, Flags = flags & ~O_CLOEXEC, Fown = owner });
-        ends.Add((fd, id));
+        ends.Add((pid, fd, id));
         return id;
     }
 

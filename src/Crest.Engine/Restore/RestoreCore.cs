@@ -54,19 +54,10 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
             task.Check("prctl(PR_SET_THP_DISABLE)", "thp", SyscallNumbers.prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 
-    /// <summary>Signal handlers, rlimits, personality, session and process group.</summary>
+    /// <summary>Signal handlers, rlimits, personality (sessions and groups are set up when the tree is created).</summary>
     public void RestoreProcessState()
     {
         var tc = _core.Tc ?? throw new RestoreException($"core-{task.Pid}.img has no task core (tc)");
-        // A session or group leader leads its own again; a member of a session or group led by a task outside
-        // the images stays in Crest's (CRIU needs --shell-job there).
-        var tree = images.Task;
-        if (tree.Sid == tree.Pid)
-            task.Check("setsid", "session leader", SyscallNumbers.setsid);
-        else if (tree.Pgid == tree.Pid)
-            task.Check("setpgid", "group leader", SyscallNumbers.setpgid, 0, 0);
-        else
-            Log.Info($"{task.Pid}: restore: session {tree.Sid} and group {tree.Pgid} are outside the images; the task joins Crest's");
         int index = 0;
         Span<byte> act = stackalloc byte[32];
         for (int sig = 1; sig <= 64 && index < tc.Sigactions.Count; sig++)

@@ -5,9 +5,12 @@
 //   - each VMA is mapped with MAP_FIXED: anonymous, or the file reopened by path and checked against its
 //     image (size), at the dumped offset; writable while its pages are written;
 //   - madvise flags (MADV_HUGEPAGE before the contents, so THP backs them);
-// then from Crest, process_vm_writev(2) in large vectors straight from an mmap of pages-N.img, on two
-// threads (page faults dominate, and each writer faults its own pages); finally mprotect to the dumped
-// protections. Status bits of VmaEntry are CRIU's (criu/include/image.h VMA_AREA_*).
+// then from Crest, on two threads, straight from an mmap of pages-N.img: private anonymous VMAs are
+// filled with UFFDIO_COPY through a userfaultfd made in the task and taken over with pidfd_getfd (the
+// kernel allocates each page and copies into it: no fault, no zeroing, which halves the cost of a page
+// on this machine); the others (private file mappings, VMAs where a fault may bring a transparent huge
+// page) with process_vm_writev(2) in large vectors; finally mprotect to the dumped protections.
+// Status bits of VmaEntry are CRIU's (criu/include/image.h VMA_AREA_*).
 using System.Diagnostics;
 using Crest.Diagnostics;
 using Crest.Images.Pages;
@@ -29,7 +32,8 @@ internal sealed class RestoreMemory
     private const long MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20, MAP_GROWSDOWN = 0x100,
         MAP_NORESERVE = 0x4000, MAP_FIXED_NOREPLACE = 0x100000;
     private const long MREMAP_MAYMOVE = 1, MREMAP_FIXED = 2;
-    private const int MADV_HUGEPAGE = 14;
+    private const int MADV_HUGEPAGE = 14, MADV_NOHUGEPAGE = 15;
+    private const long O_CLOEXEC = 0x80000;
 
     // madvise advice that is a lasting property of a VMA (the rest act once and are not dumped as flags).
     private static readonly int[] StickyAdvice = [1 /* RANDOM */, 2 /* SEQUENTIAL */, 10 /* DONTFORK */, 12 /* MERGEABLE */,
@@ -57,18 +61,28 @@ internal sealed class RestoreMemory
     /// <summary>pread each batch into a reused buffer instead of mapping the page cache (tests compare).</summary>
     internal static bool ReadIntoBuffer { get; set; }
 
+    /// <summary>Fill anonymous pages with UFFDIO_COPY (tests compare with the faulting writers).</summary>
+    internal static bool UseUserfaultfd { get; set; } = true;
+
+    /// <summary>Work unit of the UFFDIO_COPY writers (small enough that both end together).</summary>
+    internal static long CopyChunkBytes { get; set; } = 16L << 20;
+
     /// <summary>Threads that write pages (tests compare one with several).</summary>
     internal static int Workers { get; set; } = Environment.ProcessorCount;
 
     public TimeSpan ContentsTime { get; private set; }
 
     /// <summary>A base for the restore region where the image has no VMA (low addresses first, below any PIE).</summary>
-    public static ulong ChooseRegion(MmEntry mm)
+    public static ulong ChooseRegion(MmEntry mm) => ChooseRegion([mm]);
+
+    /// <summary>A base for the restore region that is free in every one of <paramref name="mms"/> (one for a tree).</summary>
+    public static ulong ChooseRegion(IEnumerable<MmEntry> mms)
     {
+        var vmas = mms.SelectMany(m => m.Vmas).ToList();
         for (ulong candidate = 0x1000_0000; candidate < 0x7000_0000_0000; candidate += 0x1000_0000)
         {
             ulong end = candidate + StubInjector.RegionSize;
-            if (!mm.Vmas.Any(v => v.Start < end && v.End > candidate)) return candidate;
+            if (!vmas.Exists(v => v.Start < end && v.End > candidate)) return candidate;
         }
         throw new RestoreException("no free address range for the restore stub: the image's VMAs cover the address space");
     }
@@ -281,23 +295,45 @@ internal sealed class RestoreMemory
         pages.Advise(MemoryAdvice.Sequential);
         pages.Advise(MemoryAdvice.WillNeed);
 
-        // Runs of (remote address, local offset, length), cut into pieces of at most ChunkBytes so that work
-        // can be shared and each vector stays within one span.
-        const long ChunkBytes = 64L << 20;
-        var pieces = new List<(ulong Remote, long Local, long Length)>();
+        // VMAs whose missing pages are filled with UFFDIO_COPY (no zeroing, no fault per page); the rest
+        // (file-backed private mappings, and anonymous ones where a fault may bring a transparent huge page)
+        // are written with process_vm_writev.
+        var filled = UserfaultfdVmas();
+        using var uffd = filled.Count > 0 ? OpenUserfaultfd() : null;
+        if (uffd is null) filled.Clear();
+        foreach (int i in filled) uffd!.RegisterMissing(_vmas[i].Start, _vmas[i].End - _vmas[i].Start);
+
+        // Runs of (remote address, local offset, length, by UFFDIO_COPY), cut into pieces of at most
+        // ChunkBytes so that work can be shared and each vector stays within one span.
+        long chunkBytes = uffd is null ? 64L << 20 : CopyChunkBytes;
+        var pieces = new List<(ulong Remote, long Local, long Length, bool Copy)>();
+        int vi = 0;
         foreach (var p in _images.Pages)
         {
             if ((p.Flags & PagemapFlags.Present) == 0) continue;
-            for (long done = 0; done < p.Length; done += ChunkBytes)
-                pieces.Add((p.Vaddr + (ulong)done, p.PagesOffset + done, Math.Min(ChunkBytes, p.Length - done)));
+            // Entries never straddle VMAs in our images, but the pages of one entry are checked VMA by VMA anyway.
+            long at = 0;
+            while (at < p.Length)
+            {
+                ulong address = p.Vaddr + (ulong)at;
+                while (vi < _vmas.Count && _vmas[vi].End <= address) vi++;
+                if (vi == _vmas.Count || _vmas[vi].Start > address)
+                    throw new RestoreException($"pagemap-{_images.Pid}.img has pages at 0x{address:x} outside every VMA");
+                long inVma = Math.Min(p.Length - at, (long)(_vmas[vi].End - address));
+                bool copy = filled.Contains(vi);
+                for (long done = 0; done < inVma; done += chunkBytes)
+                    pieces.Add((address + (ulong)done, p.PagesOffset + at + done, Math.Min(chunkBytes, inVma - done), copy));
+                at += inVma;
+            }
         }
-        // Batches: consecutive pieces, contiguous in the file, at most ChunkBytes each.
+        // Batches: consecutive pieces of one kind, contiguous in the file, at most chunkBytes each.
         var batches = new List<(int First, int Count, long Local, long Length)>();
         for (int i = 0; i < pieces.Count;)
         {
             int first = i;
             long length = 0;
-            while (i < pieces.Count && (i == first || length + pieces[i].Length <= ChunkBytes) && i - first < 1024)
+            while (i < pieces.Count && (i == first || (length + pieces[i].Length <= chunkBytes && pieces[i].Copy == pieces[first].Copy &&
+                pieces[i].Local == pieces[first].Local + length)) && i - first < 1024)
             {
                 length += pieces[i].Length;
                 i++;
@@ -318,11 +354,20 @@ internal sealed class RestoreMemory
                     int b = Interlocked.Increment(ref next);
                     if (b >= batches.Count || Volatile.Read(ref failure) is not null) return;
                     var (first, count, local, length) = batches[b];
+                    if (pieces[first].Copy)
+                    {
+                        // Source pages mapped in one call: UFFDIO_COPY would otherwise leave the task's mm lock and
+                        // fault in each source page separately.
+                        pages.Advise((ulong)local, (ulong)length, MemoryAdvice.PopulateRead);
+                        for (int k = first; k < first + count; k++)
+                            uffd!.Copy(pieces[k].Remote, pages.Slice((ulong)pieces[k].Local, (int)pieces[k].Length));
+                        continue;
+                    }
                     var ranges = new RemoteRange[count];
                     for (int k = 0; k < count; k++) ranges[k] = new RemoteRange(pieces[first + k].Remote, (ulong)pieces[first + k].Length);
                     if (ReadIntoBuffer)
                     {
-                        buffer ??= MemoryMapping.Anonymous((ulong)ChunkBytes);
+                        buffer ??= MemoryMapping.Anonymous((ulong)chunkBytes);
                         var span = buffer.Slice(0, (int)length);
                         if (file.PRead(span, local) != length)
                             throw new RestoreException($"{Path.GetFileName(_images.PagesPath)}: short read at offset {local}");
@@ -353,11 +398,94 @@ internal sealed class RestoreMemory
         foreach (var t in threads) t.Join();
         if (failure is not null)
             throw new RestoreException($"writing the pages of task {pid} failed: {failure.Message}", failure);
+        // While registered, a touch of a still missing page would wait for Crest to serve it: unregister now.
+        foreach (int i in filled) uffd!.Unregister(_vmas[i].Start, _vmas[i].End - _vmas[i].Start);
         ContentsTime = clock.Elapsed;
         PagesWritten = _images.PagesBytes / 4096;
-        Log.Info($"{pid}: restore: {PagesWritten} pages written in {ContentsTime.TotalMilliseconds:0.0} ms by {workers} threads " +
-            $"({_images.PagesBytes / Math.Max(ContentsTime.TotalSeconds, 1e-9) / 1e9:0.00} GB/s)");
+        Log.Info($"{pid}: restore: {PagesWritten} pages written in {ContentsTime.TotalMilliseconds:0.0} ms by {workers} threads, " +
+            $"{filled.Count} VMAs by UFFDIO_COPY ({_images.PagesBytes / Math.Max(ContentsTime.TotalSeconds, 1e-9) / 1e9:0.00} GB/s)");
         return PagesWritten;
+    }
+
+    /// <summary>
+    /// Indexes of the VMAs with pages to be filled by UFFDIO_COPY: private anonymous ones (the only kind
+    /// with missing-page registration besides shmem), except where a fault could bring a transparent huge
+    /// page (UFFDIO_COPY installs small pages only; those VMAs keep the faulting writers).
+    /// </summary>
+    private HashSet<int> UserfaultfdVmas()
+    {
+        var result = new HashSet<int>();
+        if (!UseUserfaultfd || PopulateInTask) return result;
+        string thp = TransparentHugePageMode();
+        foreach (int i in VmasWithPages())
+        {
+            var v = _vmas[i];
+            bool anonymous = (v.Flags & MAP_ANONYMOUS) != 0 || (v.Status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED)) == 0;
+            if (!anonymous || (v.Flags & MAP_SHARED) != 0 || IsSpecial(v)) continue;
+            ulong advice = v.HasMadv ? v.Madv : 0;
+            bool hugeAllowed = thp switch
+            {
+                "always" => (advice & (1UL << MADV_NOHUGEPAGE)) == 0,
+                "madvise" => (advice & (1UL << MADV_HUGEPAGE)) != 0,
+                _ => false,
+            };
+            if (!hugeAllowed) result.Add(i);
+        }
+        return result;
+    }
+
+    private static string TransparentHugePageMode()
+    {
+        try
+        {
+            string text = File.ReadAllText("/sys/kernel/mm/transparent_hugepage/enabled");
+            int open = text.IndexOf('['), close = text.IndexOf(']');
+            return open >= 0 && close > open ? text[(open + 1)..close] : "never";
+        }
+        catch (IOException)
+        {
+            return "never"; // no THP in this kernel
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return "always"; // unknown: assume faults may bring huge pages, keep the faulting writers
+        }
+    }
+
+    /// <summary>
+    /// A userfaultfd of the task's mm, taken over by Crest (the task's own fd closed again); null, with a
+    /// log line, when the task cannot have one (pages are then written by the faulting writers).
+    /// </summary>
+    private Userfaultfd? OpenUserfaultfd()
+    {
+        long taskFd = _task.Syscall(SyscallNumbers.userfaultfd, O_CLOEXEC);
+        if (taskFd < 0)
+        {
+            Log.Info($"{_task.Pid}: restore: no userfaultfd ({Errno.FromRawReturn(taskFd)}); pages go through process_vm_writev");
+            return null;
+        }
+        FileDescriptor? fd = null;
+        try
+        {
+            using var pidfd = PidFd.Open(_task.Pid);
+            fd = pidfd.GetFd((int)taskFd);
+        }
+        catch (KernelException e)
+        {
+            throw new RestoreException($"cannot take the userfaultfd of restored task {_task.Pid}: {e.Message}", e);
+        }
+        finally
+        {
+            _task.Check("close", "its userfaultfd", SyscallNumbers.close, taskFd);
+        }
+        try
+        {
+            return Userfaultfd.Adopt(fd, _task.Pid);
+        }
+        catch (KernelException e)
+        {
+            throw new RestoreException($"userfaultfd of restored task {_task.Pid}: {e.Message}", e);
+        }
     }
 
     /// <summary>Protections back to the dumped ones where pages needed write access.</summary>

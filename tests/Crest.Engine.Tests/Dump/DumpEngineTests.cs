@@ -172,7 +172,6 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
     [InlineData("packetpipe", "is in packet mode (O_DIRECT)")]
     [InlineData("eventfd", "unsupported file kind (anon_inode:[eventfd])")]
     [InlineData("mapdeleted", "was deleted")]
-    [InlineData("child", "has children")]
     public void UnsupportedStateFailsClosed(string extra, string message)
     {
         using var fixture = FixtureProcess.Start("dump_counter", extra);
@@ -180,6 +179,20 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Contains(message, e.Message);
         Assert.Contains(fixture.Pid.ToString(), e.Message);
         Assert.Empty(Directory.GetFiles(_dir));
+        Assert.Equal("PASS", VerifyAfterAWhile(fixture));
+    }
+
+    [Fact]
+    public void UnsupportedStateInAChildFailsTheWholeTreeClosed()
+    {
+        using var fixture = FixtureProcess.Start("dump_counter", "childeventfd");
+        int child = int.Parse(File.ReadAllText($"/proc/{fixture.Pid}/task/{fixture.Pid}/children").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir }));
+        Assert.Contains("unsupported file kind (anon_inode:[eventfd])", e.Message);
+        Assert.Contains($"task {child} fd", e.Message);
+        Assert.Empty(Directory.GetFiles(_dir));
+        // Both are released as they were: not traced, the child asleep in pause().
+        Assert.Matches(@"TracerPid:\s+0\n", File.ReadAllText($"/proc/{child}/status"));
         Assert.Equal("PASS", VerifyAfterAWhile(fixture));
     }
 
@@ -223,6 +236,31 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Equal("PASS", VerifyAfterAWhile(fixture));
     }
 
+    [Theory]
+    [InlineData(null)]
+    [InlineData("injecting")]
+    public void TheTaskGetsItsCpuAffinityBackAfterThePinnedInjection(string? failAt)
+    {
+        using var fixture = FixtureProcess.Start("dump_counter");
+        // The last CPU alone: the tracer must pin itself to a CPU the task may use, then give both their masks back.
+        byte[] only = Crest.Kernel.Processes.CpuAffinity.Only(Environment.ProcessorCount - 1);
+        Crest.Kernel.Processes.CpuAffinity.Set(fixture.Pid, only);
+        DumpEngine.StageHook = s => { if (s == failAt) throw new IOException($"test failure at {s}"); };
+        try
+        {
+            if (failAt is null)
+                DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir, LeaveRunning = true });
+            else
+                Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir }));
+        }
+        finally
+        {
+            DumpEngine.StageHook = null;
+        }
+        Assert.Equal(only, Crest.Kernel.Processes.CpuAffinity.Get(fixture.Pid));
+        Assert.Equal("PASS", VerifyAfterAWhile(fixture));
+    }
+
     [Fact]
     public void AMissingImagesDirectoryIsRefusedBeforeFreezing()
     {
@@ -250,13 +288,13 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     [Fact]
-    public void ChildrenAreRefusedWithTheTaskNamed()
+    public void CrestItselfIsRefusedWithTheTaskNamed()
     {
         using var fixture = FixtureProcess.Start("dump_counter");
-        // A task with children: the fixture's parent, this process (whose threads are all listed for children).
+        // This process: no thread can trace its own thread group, so the dump refuses it before touching anything.
         int self = Environment.ProcessId;
         var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = self, ImagesDir = _dir }));
-        Assert.Contains($"Task {self} has children", e.Message);
+        Assert.Contains($"Task {self} is Crest itself", e.Message);
         Assert.Equal("PASS", VerifyAfterAWhile(fixture));
     }
 
