@@ -41,6 +41,37 @@ public class ThreadTests
     }
 
     [Fact]
+    public void ThreadsOfEveryProcessOfATreeComeBack()
+    {
+        using var fixture = FixtureProcess.Start("tree_threads");
+        int root = fixture.Pid, child = int.Parse(fixture.Ready["child"], System.Globalization.CultureInfo.InvariantCulture);
+        var rootThreads = ThreadDumper.ListThreads(root);
+        var childThreads = ThreadDumper.ListThreads(child);
+        Assert.Equal(3, rootThreads.Count);
+        Assert.Equal(4, childThreads.Count);
+        string dir = NewImagesDir();
+        try
+        {
+            DumpAndKill(fixture, dir);
+            using (var pstree = Crit.Decode(Path.Combine(dir, "pstree.img")))
+            {
+                var entries = pstree.RootElement.GetProperty("entries");
+                Assert.Equal(2, entries.GetArrayLength());
+                Assert.Equal(rootThreads.Order(), entries[0].GetProperty("threads").EnumerateArray().Select(t => t.GetInt32()).Order());
+                Assert.Equal(childThreads.Order(), entries[1].GetProperty("threads").EnumerateArray().Select(t => t.GetInt32()).Order());
+            }
+            using var restored = RestoreDetached(dir);
+            Assert.Equal(rootThreads.Order(), ThreadDumper.ListThreads(root).Order());
+            Assert.Equal(childThreads.Order(), ThreadDumper.ListThreads(child).Order());
+            AssertPass(Verify(restored, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void ThreadsThatComeAndGoDuringTheFreezeAreDumpedAndRestored()
     {
         using var fixture = FixtureProcess.Start("thread_churn");
