@@ -256,6 +256,36 @@ public class ProcessTreeTests
     }
 
     [Fact]
+    public void AFailureInTheThirdProcessReleasesTheWholeTreeAsItWas()
+    {
+        using var fixture = FixtureProcess.Start("tree_fork");
+        string dir = NewImagesDir();
+        int injected = 0;
+        Crest.Engine.Dump.DumpEngine.StageHook = s =>
+        {
+            if (s == "injecting" && ++injected == 3) throw new IOException("test failure in the third process");
+        };
+        try
+        {
+            var e = Assert.Throws<Crest.Engine.Dump.DumpException>(() =>
+                Crest.Engine.Dump.DumpEngine.Dump(new Crest.Engine.Dump.DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+            Assert.Contains("test failure in the third process", e.Message);
+            Assert.Empty(Directory.GetFiles(dir));
+            int a = Field(fixture, "a"), b = Field(fixture, "b");
+            foreach (int pid in new[] { fixture.Pid, a, b })
+                Assert.Matches(@"TracerPid:\s+0\n", File.ReadAllText($"/proc/{pid}/status"));
+            fixture.Child.Signal(SIGUSR1);
+            Assert.Equal(0, fixture.Child.WaitForExit(TimeSpan.FromSeconds(20)).ExitCode);
+            Assert.Contains("PASS", fixture.Output);
+        }
+        finally
+        {
+            Crest.Engine.Dump.DumpEngine.StageHook = null;
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void AFailedRestoreLeavesNoTaskOfTheTree()
     {
         string path = Path.Combine(Path.GetTempPath(), $"crest-tree-file-{Guid.NewGuid():N}");
