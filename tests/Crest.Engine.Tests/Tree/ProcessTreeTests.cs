@@ -226,6 +226,17 @@ public class ProcessTreeTests
                 Assert.Equal(256u * 1024, shared.Size);
                 Assert.True(shared.Bytes > 0, "no data in flight");
             }
+            // Both ends are one open file description each, held by both processes: two PIPE entries in all.
+            using (var reader = ImageReader.Open(Path.Combine(dir, "files.img"), ImageKinds.Files))
+                Assert.Equal(2, reader.ReadEntries(FileEntry.Parser).Count(f => f.Type == FdTypes.Pipe));
+            var pipeIds = new List<HashSet<uint>>();
+            foreach (string fdinfo in Directory.GetFiles(dir, "fdinfo-*.img"))
+            {
+                using var reader = ImageReader.Open(fdinfo, ImageKinds.Fdinfo);
+                pipeIds.Add(reader.ReadEntries(FdinfoEntry.Parser).Where(f => f.Type == FdTypes.Pipe).Select(f => f.Id).ToHashSet());
+            }
+            Assert.Equal(2, pipeIds.Count);
+            Assert.True(pipeIds[0].SetEquals(pipeIds[1]) && pipeIds[0].Count == 2, "the processes do not share the pipe ends");
             using var restored = RestoreDetached(dir);
             AssertPass(Verify(restored, fixture));
         }
