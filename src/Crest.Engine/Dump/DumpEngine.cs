@@ -45,6 +45,7 @@ using Crest.Images.Protos;
 using Crest.Kernel;
 using Crest.Kernel.Injection;
 using Crest.Kernel.Proc;
+using Crest.Kernel.Processes;
 using Crest.Kernel.Ptrace;
 using Google.Protobuf;
 
@@ -80,6 +81,7 @@ public static class DumpEngine
         PageDumpResult pages;
         try
         {
+            CheckNothingSharedWithParents(tree);
             pages = DumpTree(tree, images);
         }
         catch (Exception e)
@@ -109,6 +111,24 @@ public static class DumpEngine
             throw new DumpException($"Task {pid} does not exist.");
         if (pid == Environment.ProcessId)
             throw new DumpException($"Task {pid} is Crest itself; it cannot dump its own process.");
+    }
+
+    /// <summary>
+    /// Each process gets its own mm, fd table, fs and signal handlers in the images (ids-PID.img): refuse a
+    /// process that shares one with its parent (clone with CLONE_VM, CLONE_FILES, CLONE_FS or CLONE_SIGHAND but
+    /// not CLONE_THREAD, as vfork does until exec), found with kcmp.
+    /// </summary>
+    private static void CheckNothingSharedWithParents(FrozenTree tree)
+    {
+        foreach (var (child, parent) in tree.Parents)
+        {
+            if (tree.Zombies.Exists(z => z.Pid == child)) continue;
+            foreach (var kind in new[] { Kcmp.Shared.Vm, Kcmp.Shared.Files, Kcmp.Shared.Fs, Kcmp.Shared.Sighand })
+            {
+                if (Kcmp.SameObject(child, parent, kind))
+                    throw new DumpException($"Task {child} shares its {kind.ToString().ToLowerInvariant()} with its parent {parent} (clone without CLONE_THREAD, or vfork); not supported yet.");
+            }
+        }
     }
 
     private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images)
