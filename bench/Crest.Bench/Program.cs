@@ -8,6 +8,7 @@ internal static class Program
     {
         ["startup"] = StartupBenchmark.Run,
         ["dump-restore"] = DumpRestoreBenchmark.Run,
+        ["shapes"] = ShapesBenchmark.Run,
     };
 
     private static int Main(string[] args)

@@ -45,7 +45,20 @@ public sealed record ImageKind
 
     public ImageKind(string name, uint magic, MagicPrefix prefix, Func<MessageDescriptor>? entry,
         Func<MessageDescriptor>? headEntry, string? extraPayloadField, string fileNamePattern)
+        : this(name, magic, prefix, null, entry, null, headEntry, extraPayloadField, fileNamePattern)
     {
+    }
+
+    /// <summary>
+    /// A kind whose entry messages are also named: <paramref name="entryName"/> and <paramref name="headEntryName"/>
+    /// are message names of the criu package ("CoreEntry", nameof the generated class), which let readers and
+    /// writers check entries against the embedded schemas (Wire/WireSchemas.cs) without building descriptors.
+    /// </summary>
+    public ImageKind(string name, uint magic, MagicPrefix prefix, string? entryName, Func<MessageDescriptor>? entry,
+        string? headEntryName, Func<MessageDescriptor>? headEntry, string? extraPayloadField, string fileNamePattern)
+    {
+        EntryName = entryName;
+        HeadEntryName = headEntryName;
         Name = name;
         Magic = magic;
         Prefix = prefix;
@@ -69,6 +82,24 @@ public sealed record ImageKind
 
     /// <summary>The message of the first entry when it differs from <see cref="Entry"/> (pagemap_head).</summary>
     public MessageDescriptor? HeadEntry => _headEntry?.Invoke();
+
+    /// <summary>Name of the entry message in the criu package ("CoreEntry"); null when not given.</summary>
+    public string? EntryName { get; }
+
+    /// <summary>Name of the head entry message ("PagemapHead"); null when there is none or it was not given.</summary>
+    public string? HeadEntryName { get; }
+
+    /// <summary>
+    /// The schema to check entry <paramref name="index"/> against without Google.Protobuf descriptors; null when
+    /// the kind does not name its messages (callers then check against the descriptor) or its layout is irregular.
+    /// </summary>
+    internal Wire.MessageSchema? EntrySchema(int index)
+    {
+        if (HasIrregularLayout) return null;
+        if (index == 0 && _headEntry is not null)
+            return HeadEntryName is null ? null : Wire.WireSchemas.FindCriu(HeadEntryName);
+        return EntryName is null ? null : Wire.WireSchemas.FindCriu(EntryName);
+    }
 
     /// <summary>True when the first entry is a different message (<see cref="HeadEntry"/>), without building it.</summary>
     public bool HasHeadEntry => _headEntry is not null;

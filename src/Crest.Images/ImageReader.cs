@@ -180,7 +180,11 @@ public sealed class ImageReader : IDisposable
         ReadExactly(entry, EntryIndex, "entry", _lastEntryOffset);
         int index = EntryIndex++;
         if (Kind.ExtraPayloadFields.Count > 0)
-            _pendingPayload = PayloadLength(ParseWire(EntryDescriptor(index), entry, index, _lastEntryOffset), index);
+        {
+            _pendingPayload = Kind.EntrySchema(index) is { } schema
+                ? PayloadLength(CheckWire(schema, entry, index, _lastEntryOffset), entry, index)
+                : PayloadLength(ParseWire(EntryDescriptor(index), entry, index, _lastEntryOffset), index);
+        }
         return true;
     }
 
@@ -224,11 +228,29 @@ public sealed class ImageReader : IDisposable
         }
     }
 
+    /// <summary>The check of <see cref="ParseWire"/> against a descriptor-free schema (the dump and restore paths).</summary>
+    private MessageSchema CheckWire(MessageSchema schema, byte[] bytes, int index, long entryOffset)
+    {
+        try
+        {
+            ProtoWire.Check(schema, bytes);
+            return schema;
+        }
+        catch (WireFormatException e)
+        {
+            throw Error(index, entryOffset,
+                string.Create(CultureInfo.InvariantCulture, $"{schema.Name}: {e.Message} (byte {e.Offset} of the entry)"), e);
+        }
+    }
+
     private T ParseEntry<T>(MessageParser<T> parser, byte[] bytes, int index, long entryOffset) where T : class, IMessage<T>
     {
         // Our wire walk first: it names the field and byte that are wrong, and it enforces proto2
         // `required`, which Google.Protobuf does not (CRIU's protobuf-c does).
-        ParseWire(EntryDescriptor(index), bytes, index, entryOffset);
+        if (Kind.EntrySchema(index) is { } schema)
+            CheckWire(schema, bytes, index, entryOffset);
+        else
+            ParseWire(EntryDescriptor(index), bytes, index, entryOffset);
         try
         {
             return parser.ParseFrom(bytes);
@@ -239,12 +261,17 @@ public sealed class ImageReader : IDisposable
         }
     }
 
-    private long PayloadLength(WireMessage entry, int index)
+    private long PayloadLength(WireMessage entry, int index) => PayloadLength(name => entry.Scalar(name), index);
+
+    private long PayloadLength(MessageSchema schema, byte[] entry, int index) =>
+        PayloadLength(name => ProtoWire.Scalar(schema, entry, name), index);
+
+    private long PayloadLength(Func<string, ulong?> scalar, int index)
     {
         long total = 0;
         foreach (string name in Kind.ExtraPayloadFields)
         {
-            ulong value = entry.Scalar(name) ?? 0;
+            ulong value = scalar(name) ?? 0;
             if (value > (ulong)MaxPayloadSize)
                 throw Error(index, _lastEntryOffset, $"payload length {name}={value} exceeds the limit of {MaxPayloadSize} bytes");
             total += (long)value;

@@ -89,7 +89,12 @@ public sealed class ImageWriter : IDisposable
     public void WriteEntry(IMessage message)
     {
         ArgumentNullException.ThrowIfNull(message);
-        WriteEntry(message.ToByteArray(), message.Descriptor);
+        // Kinds that name their messages are checked against the embedded schema (no descriptor is built); the
+        // message must then be the kind's entry (or head entry) type, as every regular image holds.
+        if (Kind.EntrySchema(EntryCount) is { } schema)
+            WriteChecked(message.ToByteArray(), schema);
+        else
+            WriteEntry(message.ToByteArray(), message.Descriptor);
     }
 
     /// <summary>Writes one already serialised entry, checked against the kind's entry message (for the
@@ -115,16 +120,40 @@ public sealed class ImageWriter : IDisposable
         {
             throw new ArgumentException($"{Kind.Name} entry {EntryCount}: {e.Message}", nameof(serialized), e);
         }
-        Span<byte> length = stackalloc byte[4];
-        BinaryPrimitives.WriteUInt32LittleEndian(length, checked((uint)serialized.Length));
-        _stream.Write(length);
-        _stream.Write(serialized);
+        WriteFramed(serialized);
         if (Kind.ExtraPayloadFields.Count > 0 && !Kind.HasIrregularLayout)
         {
             foreach (string name in Kind.ExtraPayloadFields)
                 _payloadOwed += (long)(entry.Scalar(name) ?? 0);
         }
         EntryCount++;
+    }
+
+    private void WriteChecked(ReadOnlySpan<byte> serialized, MessageSchema schema)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_payloadOwed != 0)
+            throw new InvalidOperationException($"{Kind.Name} entry {EntryCount - 1} still owes {_payloadOwed} payload bytes");
+        try
+        {
+            ProtoWire.Check(schema, serialized);
+        }
+        catch (WireFormatException e)
+        {
+            throw new ArgumentException($"{Kind.Name} entry {EntryCount}: {e.Message}", nameof(serialized), e);
+        }
+        WriteFramed(serialized);
+        foreach (string name in Kind.ExtraPayloadFields)
+            _payloadOwed += (long)(ProtoWire.Scalar(schema, serialized, name) ?? 0);
+        EntryCount++;
+    }
+
+    private void WriteFramed(ReadOnlySpan<byte> serialized)
+    {
+        Span<byte> length = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32LittleEndian(length, checked((uint)serialized.Length));
+        _stream.Write(length);
+        _stream.Write(serialized);
     }
 
     /// <summary>Writes extra payload bytes of the entry written last (may be called several times).</summary>

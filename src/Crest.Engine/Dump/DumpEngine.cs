@@ -1,6 +1,7 @@
-// Checkpoint of one single-threaded task without children into CRIU-format images (ENGINE.md §2, §3, §6).
+// Checkpoint of a tree of single-threaded processes into CRIU-format images (ENGINE.md §2, §3, §6).
 //
-//   freeze (seize + interrupt)                    Freezer.cs
+//   freeze the tree (seize + interrupt, children  Freezer.cs, FrozenTree.cs
+//   read once their parent is frozen)
 //   read from outside: regs, xstate, /proc        Processes/CoreDumper.cs
 //   check every fd and mapping (refuse early)     Files/FileDescriptors.cs, Memory/VmaDumper.cs
 //   injected syscalls, all undone again           Processes/CoreDumper.cs (SyscallInjector)
@@ -20,10 +21,16 @@
 //    with their addresses (no pages); status bits as crit's mmap.status.
 //  - files.img: REG entries (path, fdinfo flags incl. O_CLOEXEC, pos, size, mode, mnt_id) for fds, mapped
 //    files, exe, cwd and root (O_DIRECTORY); fds sharing one open file description share one id.
-//  - fdinfo-1.img (files_id 1): fd number, file id, FD_CLOEXEC. fs-PID.img: cwd_id, root_id, umask.
-//  - pagemap-PID.img + pages-1.img: PE_PRESENT runs in ascending order, zero-page-backed pages left out.
+//  - fdinfo-N.img (N = files_id of the process): fd number, file id, FD_CLOEXEC. fs-PID.img: cwd_id, root_id, umask.
+//  - pagemap-PID.img + pages-N.img (N = the process's own pages id): PE_PRESENT runs in ascending order,
+//    zero-page-backed pages left out.
+//  - ids-PID.img: per process vm_id = files_id = fs_id = sighand_id = its position in pstree.img (from 1);
+//    files.img is one for the tree: descriptions shared between processes (fork) have one id, and a pipe
+//    held by several processes has one pipe_id and its buffer once in pipes-data.img.
+//  - pstree.img: one entry per process (pid, ppid, pgid, sid, threads), parents before children; zombies
+//    too, with a core-PID.img holding only tc (task_state 2, exit_code = the wait status) and no mm.
 //
-// Fail closed: any failure before the images are complete releases the task exactly as it was (the
+// Fail closed: any failure before the images are complete releases every task exactly as it was (the
 // injector restores registers, signal mask and scratch memory; the detach happens from an event stop, so an
 // interrupted syscall restarts) and removes the images written so far.
 using System.Diagnostics;
@@ -44,14 +51,11 @@ namespace Crest.Engine.Dump;
 
 public static class DumpEngine
 {
-    /// <summary>pages-N.img holding this dump's pages.</summary>
-    private const uint PagesId = 1;
-
     /// <summary>CRIU's image version (2: images since CRIU 1.x with fdinfo per id).</summary>
     private const uint ImageVersion = 2;
 
-    /// <summary>Kernel object ids of the one task (CRIU generates them per kind, from 1).</summary>
-    private const uint VmId = 1, FilesId = 1, FsId = 1, SighandId = 1;
+    /// <summary>CRIU's task_state of a zombie (TASK_DEAD).</summary>
+    private const uint TaskDead = 2;
 
     /// <summary>Tests only: called at named stages ("frozen", "injecting", "pages") to make the dump fail there.</summary>
     internal static Action<string>? StageHook { get; set; }
@@ -63,43 +67,43 @@ public static class DumpEngine
             throw new DumpException("Leave-running and leave-stopped exclude each other.");
         int pid = options.Pid;
         var images = new ImageDirectory(options.ImagesDir);
-        CheckSingleTask(pid);
+        CheckSingleThreaded(pid);
         images.RemoveStaleInventory();
         Log.Info($"{pid}: dump: into {images.Path}");
 
         var clock = Stopwatch.StartNew();
         using var tracer = new Tracer("crest dump");
-        var task = Freezer.Freeze(tracer, pid, options.FreezeTimeout);
+        var tree = Freezer.FreezeTree(tracer, pid, options.FreezeTimeout);
         var freezingTime = clock.Elapsed;
         var frozenAt = Stopwatch.GetTimestamp();
         PageDumpResult pages;
         try
         {
-            CheckSingleTask(pid);
-            pages = DumpFrozen(task, images);
+            foreach (var task in tree.Tasks) CheckSingleThreaded(task.Pid);
+            pages = DumpTree(tree, images);
         }
         catch (Exception e)
         {
-            ReleaseAfterFailure(task, images);
+            ReleaseAfterFailure(tree, images);
             if (e is DumpException) throw;
             if (e is TraceeExitedException exited)
-                throw new DumpException($"Task {pid} ended during the dump ({exited.Status}).", e);
-            throw new DumpException($"Dumping task {pid} failed: {e.Message}", e);
+                throw new DumpException($"Task {exited.Tid} ended during the dump ({exited.Status}).", e);
+            throw new DumpException($"Dumping the tree of task {pid} failed: {e.Message}", e);
         }
 
         var mode = options.LeaveRunning ? ReleaseMode.AsItWas : options.LeaveStopped ? ReleaseMode.Stopped : ReleaseMode.Killed;
-        Freezer.Release(task, mode);
+        Freezer.ReleaseTree(tree, mode);
         var frozenTime = Stopwatch.GetElapsedTime(frozenAt);
 
         var stats = new DumpStatistics(freezingTime, frozenTime, pages.MemdumpTime, pages.MemwriteTime,
             pages.PagesScanned, 0, pages.PagesWritten, 0, images.BytesWritten);
         WriteStats(images, stats);
-        Log.Info($"{pid}: dump: done, {stats.PagesWritten} pages, {stats.ImageBytes} bytes of images, frozen {frozenTime.TotalMilliseconds:0.###} ms");
+        Log.Info($"{pid}: dump: done, {tree.Tasks.Count} processes, {stats.PagesWritten} pages, {stats.ImageBytes} bytes of images, frozen {frozenTime.TotalMilliseconds:0.###} ms");
         return stats;
     }
 
-    /// <summary>This engine handles one task: refuse threads and children with a clear message.</summary>
-    private static void CheckSingleTask(int pid)
+    /// <summary>This engine handles single-threaded processes: refuse threads with a clear message.</summary>
+    private static void CheckSingleThreaded(int pid)
     {
         string taskDir = $"/proc/{pid}/task";
         if (!Directory.Exists(taskDir))
@@ -107,51 +111,98 @@ public static class DumpEngine
         int threads = Directory.GetDirectories(taskDir).Length;
         if (threads != 1)
             throw new DumpException($"Task {pid} has {threads} threads; only single-threaded processes can be dumped for now.");
-        string children;
-        try
-        {
-            children = File.ReadAllText($"{taskDir}/{pid}/children").Trim();
-        }
-        catch (IOException e)
-        {
-            throw new DumpException($"Task {pid} vanished: {e.Message}", e);
-        }
-        if (children.Length > 0)
-            throw new DumpException($"Task {pid} has children ({children}); only a single process without children can be dumped for now.");
     }
 
-    private static PageDumpResult DumpFrozen(FrozenTask task, ImageDirectory images)
+    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images)
+    {
+        StageHook?.Invoke("frozen");
+        var files = new FileTable();
+        var shared = new SharedFiles();
+        var seccomp = new SeccompTable();
+        var pstree = new List<IMessage>();
+        var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
+        TaskKobjIdsEntry? rootIds = null;
+        for (int i = 0; i < tree.Tasks.Count; i++)
+        {
+            var task = tree.Tasks[i];
+            // Each process has its own mm, fd table, fs and signal handlers: one id of each per process.
+            uint n = (uint)i + 1;
+            var ids = new TaskKobjIdsEntry { VmId = n, FilesId = n, FsId = n, SighandId = n };
+            FillNamespaceIds(ids);
+            rootIds ??= ids;
+            var (pages, stat) = DumpProcess(task, images, files, shared, seccomp, ids, pagesId: n);
+            total = new PageDumpResult(total.PagesScanned + pages.PagesScanned, total.PagesWritten + pages.PagesWritten,
+                total.MemdumpTime + pages.MemdumpTime, total.MemwriteTime + pages.MemwriteTime);
+            pstree.Add(new PstreeEntry
+            {
+                Pid = (uint)task.Pid,
+                Ppid = tree.Parents.TryGetValue(task.Pid, out int parent) ? (uint)parent : 0,
+                Pgid = (uint)stat.Pgrp,
+                Sid = (uint)stat.Session,
+                Threads = { (uint)task.Pid },
+            });
+        }
+        foreach (var zombie in tree.Zombies)
+        {
+            images.Write(ImageKinds.Core, (ulong)zombie.Pid, BuildZombieCore(zombie));
+            pstree.Add(new PstreeEntry { Pid = (uint)zombie.Pid, Ppid = (uint)zombie.Ppid, Pgid = (uint)zombie.Pgid, Sid = (uint)zombie.Sid, Threads = { (uint)zombie.Pid } });
+            Log.Info($"{zombie.Pid}: dump: zombie of {zombie.Ppid}, wait status 0x{zombie.ExitCode:x}");
+        }
+
+        images.WriteNamed(ImageKinds.FileName(ImageKinds.Files), ImageKinds.Files, [.. files.Entries]);
+        images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.PipesData), ImageKinds.PipesData, [.. files.PipeData.Select(p => ((IMessage)p.Entry, p.Data))]);
+        if (files.FifoData.Count > 0)
+            images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.FifoData), ImageKinds.FifoData, [.. files.FifoData.Select(p => ((IMessage)p.Entry, p.Data))]);
+        if (seccomp.Count > 0)
+            images.WriteNamed(ImageKinds.FileName(ImageKinds.Seccomp), ImageKinds.Seccomp, [seccomp.Entry]);
+        images.WriteNamed(ImageKinds.FileName(ImageKinds.Pstree), ImageKinds.Pstree, pstree);
+        images.SyncAll();
+        var inventory = new InventoryEntry
+        {
+            ImgVersion = ImageVersion,
+            FdinfoPerId = true,
+            RootIds = rootIds!.Clone(),
+            NsPerId = true,
+            Lsmtype = Lsmtype.NoLsm,
+        };
+        images.Write(ImageKinds.Inventory, 0, inventory);
+        images.SyncAll();
+        return total;
+    }
+
+    /// <summary>The images of one process: core, mm, ids, fs, fdinfo, pagemap and pages. Its fds and files go into the tree's tables.</summary>
+    private static (PageDumpResult Pages, ProcStat Stat) DumpProcess(FrozenTask task, ImageDirectory images, FileTable files, SharedFiles shared,
+        SeccompTable seccomp, TaskKobjIdsEntry ids, uint pagesId)
     {
         int pid = task.Pid;
         // 1. Everything readable from outside, and every check, before anything in the task changes.
-        StageHook?.Invoke("frozen");
         var state = CoreDumper.ReadFromOutside(task);
-        CoreDumper.CheckSupported(state);
         var smaps = VmaDumper.ReadSmaps(pid);
-        var files = new FileTable();
-        var fdinfos = FileDescriptors.Collect(pid, files);
+        var fdinfos = FileDescriptors.Collect(pid, files, shared);
         var vmas = VmaDumper.Collect(pid, smaps, files);
         var fs = FsDumper.Collect(pid, files, state.Umask);
 
         // 2. What only the task can tell; the injector puts everything back when disposed.
-        using (var remote = SyscallInjector.Open(task.Tracee))
+        PinnedInjection.Run(task.Tracee, () =>
         {
+            using var remote = SyscallInjector.Open(task.Tracee);
             CoreDumper.ReadFromInside(state, remote);
             StageHook?.Invoke("injecting");
-        }
+        });
 
         var mm = VmaDumper.BuildMm(pid, state, vmas, files);
         var core = CoreDumper.BuildCore(state);
+        seccomp.Describe(task.Tracee, state.Status, core.ThreadCore);
 
-        // 3. Memory, then the small images, inventory last.
+        // 3. Memory, then the small images.
         PageDumpResult pages;
         string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)pid);
-        string pagesName = ImageKinds.FileName(ImageKinds.Pages, PagesId);
+        string pagesName = ImageKinds.FileName(ImageKinds.Pages, pagesId);
         images.Track(pagemapName);
         images.Track(pagesName);
         try
         {
-            using var writer = PageImageWriter.Create(images.Path, (ulong)pid, PagesId, syncOnClose: false);
+            using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
             pages = PageDumper.Dump(pid, vmas, writer);
             StageHook?.Invoke("pages");
         }
@@ -162,31 +213,29 @@ public static class DumpEngine
         images.Account(pagemapName);
         images.Account(pagesName);
 
-        var ids = new TaskKobjIdsEntry { VmId = VmId, FilesId = FilesId, FsId = FsId, SighandId = SighandId };
-        FillNamespaceIds(ids);
-        var stat = state.Stat;
         images.Write(ImageKinds.Core, (ulong)pid, core);
         images.Write(ImageKinds.Mm, (ulong)pid, mm);
         images.Write(ImageKinds.Ids, (ulong)pid, ids);
         images.Write(ImageKinds.Fs, (ulong)pid, fs);
-        images.WriteNamed(ImageKinds.FileName(ImageKinds.Files), ImageKinds.Files, [.. files.Entries]);
-        images.WriteNamed(ImageKinds.FileName(ImageKinds.Fdinfo, FilesId), ImageKinds.Fdinfo, [.. fdinfos]);
-        images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.PipesData), ImageKinds.PipesData, [.. files.PipeData.Select(p => ((IMessage)p.Entry, p.Data))]);
-        images.Write(ImageKinds.Pstree, 0, new PstreeEntry { Pid = (uint)pid, Ppid = 0, Pgid = (uint)stat.Pgrp, Sid = (uint)stat.Session, Threads = { (uint)pid } });
-        images.SyncAll();
-        var inventory = new InventoryEntry
-        {
-            ImgVersion = ImageVersion,
-            FdinfoPerId = true,
-            RootIds = ids.Clone(),
-            NsPerId = true,
-            Lsmtype = Lsmtype.NoLsm,
-        };
-        images.Write(ImageKinds.Inventory, 0, inventory);
-        images.SyncAll();
-        Log.Info($"{pid}: dump: {vmas.Count} vmas, {fdinfos.Count} fds, {files.Entries.Count} files, {pages.PagesWritten} pages");
-        return pages;
+        images.WriteNamed(ImageKinds.FileName(ImageKinds.Fdinfo, ids.FilesId), ImageKinds.Fdinfo, [.. fdinfos]);
+        Log.Info($"{pid}: dump: {vmas.Count} vmas, {fdinfos.Count} fds, {pages.PagesWritten} pages");
+        return (pages, state.Stat);
     }
+
+    /// <summary>core-PID.img of a zombie: CRIU's TASK_DEAD with the wait status in exit_code; no registers, no mm.</summary>
+    private static CoreEntry BuildZombieCore(ZombieTask zombie) => new()
+    {
+        Mtype = CoreEntry.Types.March.X8664,
+        Tc = new TaskCoreEntry
+        {
+            TaskState = TaskDead,
+            ExitCode = (uint)zombie.ExitCode,
+            Personality = 0,
+            Flags = 0,
+            BlkSigset = 0,
+            Comm = zombie.Comm,
+        },
+    };
 
     /// <summary>Namespace ids as CRIU numbers them: one id per namespace kind for a task in the root namespaces.</summary>
     private static void FillNamespaceIds(TaskKobjIdsEntry ids)
@@ -229,22 +278,26 @@ public static class DumpEngine
         images.SyncAll();
     }
 
-    private static void ReleaseAfterFailure(FrozenTask task, ImageDirectory images)
+    private static void ReleaseAfterFailure(FrozenTree tree, ImageDirectory images)
     {
         images.RemoveCreated();
-        if (task.Released) return;
-        try
+        for (int i = tree.Tasks.Count - 1; i >= 0; i--)
         {
-            // The injector is disposed by now; if the failure left the task outside an event stop, park it there.
-            if (task.Tracee.LastStop is not { Status.IsEventStop: true })
+            var task = tree.Tasks[i];
+            if (task.Released) continue;
+            try
             {
-                task.Tracee.InterruptAndWait(TimeSpan.FromSeconds(5));
+                // The injector is disposed by now; if the failure left the task outside an event stop, park it there.
+                if (task.Tracee.LastStop is not { Status.IsEventStop: true })
+                {
+                    task.Tracee.InterruptAndWait(TimeSpan.FromSeconds(5));
+                }
+                Freezer.Release(task, ReleaseMode.AsItWas);
             }
-            Freezer.Release(task, ReleaseMode.AsItWas);
-        }
-        catch (Exception e) when (e is DumpException or KernelException or TimeoutException or TraceeExitedException)
-        {
-            Log.Error($"{task.Pid}: dump: cannot release the task after the failure: {e.Message}");
+            catch (Exception e) when (e is DumpException or KernelException or TimeoutException or TraceeExitedException)
+            {
+                Log.Error($"{task.Pid}: dump: cannot release the task after the failure: {e.Message}");
+            }
         }
     }
 }

@@ -129,6 +129,130 @@ internal static class Freezer
         }
     }
 
+    /// <summary>
+    /// Freeze <paramref name="rootPid"/> and every descendant: a process is frozen before its children are
+    /// read (/proc/PID/task/TID/children of each thread), so the list it gives cannot grow any more; children
+    /// that have exited are recorded as zombies. Any failure releases what was frozen, as it was.
+    /// </summary>
+    public static FrozenTree FreezeTree(Tracer tracer, int rootPid, TimeSpan timeout)
+    {
+        var tree = new FrozenTree();
+        try
+        {
+            tree.Tasks.Add(Freeze(tracer, rootPid, timeout));
+            for (int i = 0; i < tree.Tasks.Count; i++)
+            {
+                int parent = tree.Tasks[i].Pid;
+                foreach (int child in ReadChildren(parent))
+                {
+                    tree.Parents[child] = parent;
+                    if (ReadZombie(child, parent) is { } zombie)
+                    {
+                        tree.Zombies.Add(zombie);
+                        continue;
+                    }
+                    try
+                    {
+                        tree.Tasks.Add(Freeze(tracer, child, timeout));
+                    }
+                    catch (DumpException) when (ReadZombie(child, parent) is { } late)
+                    {
+                        // It exited between the listing and the seize: a zombie now, its parent is frozen.
+                        tree.Zombies.Add(late);
+                    }
+                }
+            }
+        }
+        catch
+        {
+            ReleaseTree(tree, ReleaseMode.AsItWas, quiet: true);
+            throw;
+        }
+        Log.Info($"{rootPid}: freezer: tree frozen, {tree.Tasks.Count} processes, {tree.Zombies.Count} zombies");
+        return tree;
+    }
+
+    /// <summary>
+    /// Release every process of the tree as <paramref name="mode"/> says (Killed: SIGKILL to all first, then wait,
+    /// so that no parent is gone while its children are still being killed one by one). With
+    /// <paramref name="quiet"/>, failures are logged and the others are still released.
+    /// </summary>
+    public static void ReleaseTree(FrozenTree tree, ReleaseMode mode, bool quiet = false)
+    {
+        DumpException? first = null;
+        if (mode == ReleaseMode.Killed)
+        {
+            foreach (var task in tree.Tasks)
+            {
+                if (task.Released) continue;
+                try
+                {
+                    using var pidfd = PidFd.Open(task.Pid);
+                    pidfd.SendSignal(SIGKILL);
+                }
+                catch (KernelException e)
+                {
+                    first ??= new DumpException($"Cannot kill task {task.Pid}: {e.Message}.", e);
+                }
+            }
+        }
+        // Children first: a parent released before them could run (and wait for them) while they are held.
+        for (int i = tree.Tasks.Count - 1; i >= 0; i--)
+        {
+            try
+            {
+                if (mode == ReleaseMode.Killed) WaitUntilKilled(tree.Tasks[i]);
+                else Release(tree.Tasks[i], mode);
+            }
+            catch (DumpException e)
+            {
+                if (quiet) Log.Error($"{tree.Tasks[i].Pid}: freezer: {e.Message}");
+                first ??= e;
+            }
+        }
+        if (first is not null && !quiet) throw first;
+    }
+
+    /// <summary>The children of every thread of <paramref name="pid"/>, in the order /proc lists them.</summary>
+    private static List<int> ReadChildren(int pid)
+    {
+        var children = new List<int>();
+        try
+        {
+            foreach (string thread in Directory.EnumerateDirectories($"/proc/{pid}/task"))
+            {
+                foreach (string field in File.ReadAllText($"{thread}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    int child = int.Parse(field, System.Globalization.CultureInfo.InvariantCulture);
+                    if (!children.Contains(child)) children.Add(child);
+                }
+            }
+        }
+        catch (IOException e)
+        {
+            throw new DumpException($"Cannot list the children of task {pid}: {e.Message}", e);
+        }
+        return children;
+    }
+
+    /// <summary>The zombie <paramref name="pid"/> as /proc/PID/stat shows it, or null when it is not a zombie.</summary>
+    private static ZombieTask? ReadZombie(int pid, int parent)
+    {
+        Crest.Kernel.Proc.ProcStat stat;
+        try
+        {
+            stat = Crest.Kernel.Proc.ProcStat.Parse(Crest.Kernel.Proc.ProcFile.ReadAll(pid, "stat"));
+        }
+        catch (Exception e) when (e is IOException or KernelException)
+        {
+            throw new DumpException($"Child {pid} of task {parent} vanished while the tree was frozen: {e.Message}", e);
+        }
+        if (stat.State != 'Z') return null;
+        if (stat.Ppid != parent)
+            throw new DumpException($"Zombie {pid} has parent {stat.Ppid}, expected {parent}.");
+        return new ZombieTask(pid, parent, stat.Pgrp, stat.Session, stat.ExitCode, stat.Comm);
+    }
+
     /// <summary>Detach as <paramref name="mode"/> says. Throws DumpException if the task cannot be released.</summary>
     public static void Release(FrozenTask task, ReleaseMode mode)
     {
@@ -164,9 +288,16 @@ internal static class Freezer
 
     private static void Kill(FrozenTask task)
     {
-        int pid = task.Pid;
-        using (var pidfd = PidFd.Open(pid))
+        using (var pidfd = PidFd.Open(task.Pid))
             pidfd.SendSignal(SIGKILL);
+        WaitUntilKilled(task);
+    }
+
+    /// <summary>Wait until <paramref name="task"/>, sent SIGKILL, is gone or a zombie.</summary>
+    private static void WaitUntilKilled(FrozenTask task)
+    {
+        if (task.Released) return;
+        int pid = task.Pid;
         // The tracer hears of the death first; if Crest is also the parent, that wait reaps the task (and
         // remembers its status for ChildProcess); otherwise the task then becomes a zombie of its parent.
         var clock = Stopwatch.StartNew();
@@ -198,6 +329,7 @@ internal static class Freezer
         }
         throw new DumpException($"Task {pid} was sent SIGKILL but is still alive after 30 s.");
     }
+
 
     /// <summary>The state letter of /proc/PID/stat (R, S, D, T, t, Z...).</summary>
     private static char ReadState(int pid)

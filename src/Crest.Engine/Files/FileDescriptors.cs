@@ -21,16 +21,15 @@ internal static class FileDescriptors
     private const int F_GETSIG = 11, F_GETOWN_EX = 16, F_GETOWNER_UIDS = 17;
 
     /// <summary>Describe every fd of <paramref name="pid"/> into <paramref name="table"/>; returns fdinfo-N.img's entries.</summary>
-    public static List<FdinfoEntry> Collect(int pid, FileTable table)
+    public static List<FdinfoEntry> Collect(int pid, FileTable table, SharedFiles shared)
     {
         var fds = new List<int>();
         foreach (string entry in Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"))
             fds.Add(int.Parse(Path.GetFileName(entry), CultureInfo.InvariantCulture));
         fds.Sort();
         var result = new List<FdinfoEntry>(fds.Count);
-        var byInode = new Dictionary<(ulong Device, ulong Inode), List<(int Fd, uint Id)>>();
         using var pidfd = PidFd.Open(pid);
-        var pipes = new Pipes();
+        var pipes = shared.Pipes;
         foreach (int fd in fds)
         {
             string what = $"task {pid} fd {fd}";
@@ -49,29 +48,26 @@ internal static class FileDescriptors
                 throw new DumpException($"{what}: unsupported file kind (memfd {target}).");
             var info = FdInfo.Parse(ProcFile.ReadAll(pid, $"fdinfo/{fd}"));
             var st = RegularFiles.TryStat(link) ?? throw new DumpException($"{what}: {link} cannot be opened (the fd was closed during the dump?).");
-            if (st.IsFifo)
-                throw new DumpException($"{what}: unsupported file kind (FIFO {target} opened by path; only anonymous pipes are supported).");
+            if (st.IsFifo && !target.EndsWith(" (deleted)", StringComparison.Ordinal))
+            {
+                var reg = RegularFiles.Describe(target, info.Flags, 0, st, info.MntId);
+                reg.Fown = ReadOwner(pidfd, fd, what);
+                uint fifo = shared.Pipes.AddFifo(pid, fd, st.Device, st.Inode, reg, table, what);
+                result.Add(new FdinfoEntry { Id = fifo, Flags = (info.Flags & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Fifo, Fd = (uint)fd });
+                continue;
+            }
             if (!RegularFiles.IsSupported(st))
                 throw new DumpException($"{what}: unsupported file kind ({target}, mode {Convert.ToString(st.Mode, 8)}).");
             if (target.EndsWith(" (deleted)", StringComparison.Ordinal))
                 throw new DumpException($"{what}: file {target[..^" (deleted)".Length]} was deleted; deleted files are not supported.");
             RegularFiles.CheckSameFile(what, target, st);
-            if (!byInode.TryGetValue((st.Device, st.Inode), out var same)) byInode[(st.Device, st.Inode)] = same = [];
-            uint id = 0;
-            foreach (var (otherFd, otherId) in same)
-            {
-                if (Kcmp.SameFile(pid, pid, fd, otherFd))
-                {
-                    id = otherId;
-                    break;
-                }
-            }
+            uint id = shared.Find(st.Device, st.Inode, pid, fd);
             if (id == 0)
             {
                 var reg = RegularFiles.Describe(target, info.Flags, (ulong)info.Pos, st, info.MntId, link);
                 reg.Fown = ReadOwner(pidfd, fd, what);
                 id = table.Add(reg);
-                same.Add((fd, id));
+                shared.Add(st.Device, st.Inode, pid, fd, id);
             }
             result.Add(new FdinfoEntry
             {

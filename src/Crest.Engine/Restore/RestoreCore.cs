@@ -54,19 +54,10 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
             task.Check("prctl(PR_SET_THP_DISABLE)", "thp", SyscallNumbers.prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 
-    /// <summary>Signal handlers, rlimits, personality, session and process group.</summary>
+    /// <summary>Signal handlers, rlimits, personality (sessions and groups are set up when the tree is created).</summary>
     public void RestoreProcessState()
     {
         var tc = _core.Tc ?? throw new RestoreException($"core-{task.Pid}.img has no task core (tc)");
-        // A session or group leader leads its own again; a member of a session or group led by a task outside
-        // the images stays in Crest's (CRIU needs --shell-job there).
-        var tree = images.Task;
-        if (tree.Sid == tree.Pid)
-            task.Check("setsid", "session leader", SyscallNumbers.setsid);
-        else if (tree.Pgid == tree.Pid)
-            task.Check("setpgid", "group leader", SyscallNumbers.setpgid, 0, 0);
-        else
-            Log.Info($"{task.Pid}: restore: session {tree.Sid} and group {tree.Pgid} are outside the images; the task joins Crest's");
         int index = 0;
         Span<byte> act = stackalloc byte[32];
         for (int sig = 1; sig <= 64 && index < tc.Sigactions.Count; sig++)
@@ -190,31 +181,10 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
         if (count > 0) Log.Info($"{task.Pid}: restore: {count} pending signals queued again");
     }
 
-    /// <summary>
-    /// Credentials last (ENGINE.md §4.6): once the ids drop, no privileged call works any more. The task starts
-    /// with Crest's; groups, gids, then uids are set where the image differs. Capabilities follow the kernel's
-    /// rules for setresuid (dropped when no uid is 0 any more).
-    /// </summary>
+    /// <summary>Credentials last (ENGINE.md §4.6): ids, capabilities, securebits, no_new_privs (RestoreCredentials).</summary>
     public void RestoreCreds()
     {
-        if (_core.ThreadCore?.Creds is not { } creds) return;
-        var now = Crest.Kernel.Proc.ProcStatus.Parse(File.ReadAllBytes($"/proc/{task.Pid}/status"));
-        bool groupsDiffer = !now.Groups.SequenceEqual(creds.Groups);
-        bool gidsDiffer = now.Gid.Real != creds.Gid || now.Gid.Effective != creds.Egid || now.Gid.Saved != creds.Sgid;
-        bool uidsDiffer = now.Uid.Real != creds.Uid || now.Uid.Effective != creds.Euid || now.Uid.Saved != creds.Suid;
-        if (groupsDiffer)
-        {
-            var groups = new byte[creds.Groups.Count * 4];
-            for (int i = 0; i < creds.Groups.Count; i++) BinaryPrimitives.WriteUInt32LittleEndian(groups.AsSpan(i * 4), creds.Groups[i]);
-            task.Check("setgroups", $"{creds.Groups.Count} groups", SyscallNumbers.setgroups, creds.Groups.Count, groups.Length > 0 ? (long)task.Put(groups) : 0);
-            task.ResetScratch();
-        }
-        if (gidsDiffer)
-            task.Check("setresgid", $"gids {creds.Gid}/{creds.Egid}/{creds.Sgid}", SyscallNumbers.setresgid, creds.Gid, creds.Egid, creds.Sgid);
-        if (uidsDiffer)
-            task.Check("setresuid", $"uids {creds.Uid}/{creds.Euid}/{creds.Suid}", SyscallNumbers.setresuid, creds.Uid, creds.Euid, creds.Suid);
-        if (groupsDiffer || gidsDiffer || uidsDiffer)
-            Log.Info($"{task.Pid}: restore: credentials uid {creds.Uid}/{creds.Euid}/{creds.Suid} gid {creds.Gid}/{creds.Egid}/{creds.Sgid}");
+        if (_core.ThreadCore?.Creds is { } creds) RestoreCredentials.Restore(task, creds);
     }
 
     /// <summary>Unmap the restore region, set the dumped registers and signal mask, detach.</summary>

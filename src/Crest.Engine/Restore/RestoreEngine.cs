@@ -1,12 +1,16 @@
-// Restore of a single-threaded process with its PID (ENGINE.md §4). The flow, all on one tracer thread:
+// Restore of a tree of single-threaded processes with their PIDs (ENGINE.md §4). The flow, all on one
+// tracer thread:
 //   1. read and check every image (nothing is created before they are known to be whole);
-//   2. wait for the PID to be free (a zombie re-parented to PID 1 holds it for a second or two, §8);
-//   3. start the stub from a memfd, seize it, inject clone3(set_tid = [pid], CLONE_PARENT): the new task
-//      is our child and the stub is killed;
-//   4. in the new task: memory layout and contents (RestoreMemory), files (RestoreFiles), per-process and
-//      per-thread state and registers (RestoreCore);
-//   5. release: unmap the restore region as the task's last syscall, set the final registers, detach.
-// Any failure kills what was created (fail closed, §1.5).
+//   2. wait for the PIDs to be free (a zombie re-parented to PID 1 holds one for a second or two, §8);
+//   3. start the stub from a memfd, seize it, and create the tree from it (RestoreProcessTree): the root
+//      with clone3(set_tid, CLONE_PARENT), our child; the others cloned from their parents while those are
+//      still copies of the stub; sessions, groups, zombies. The stub is killed;
+//   4. in each process, parents first: memory layout and contents (RestoreMemory), files (RestoreFiles:
+//      pipes created once, descriptions shared between processes passed on), per-process and per-thread
+//      state (RestoreCore);
+//   5. release every process, children first: unmap the restore region as the task's last syscall, set
+//      the final registers, detach.
+// Any failure kills every task created (fail closed, §1.5).
 using System.Diagnostics;
 using Crest.Diagnostics;
 using Crest.Images;
@@ -23,7 +27,6 @@ namespace Crest.Engine.Restore;
 public static class RestoreEngine
 {
     private const int SIGKILL = 9, SIGSTOP = 19;
-    private const ulong CLONE_PARENT = 0x8000;
 
     /// <summary>Pin the tracer and the task to one CPU while injecting (tests compare with and without).</summary>
     internal static bool PinWhileInjecting { get; set; } = true;
@@ -40,31 +43,34 @@ public static class RestoreEngine
         ArgumentNullException.ThrowIfNull(options);
         var total = Stopwatch.StartNew();
         string dir = Path.GetFullPath(options.ImagesDir);
-        var images = RestoreImages.Load(dir);
-        int pid = images.Pid;
-        Log.Info($"restore: task {pid} from {dir}: {images.Mm.Vmas.Count} vmas, {images.PagesBytes >> 12} pages, {images.Fds.Count} fds");
+        var tree = RestoreImages.LoadTree(dir);
+        int pid = tree.RootPid;
+        Log.Info($"restore: tree of task {pid} from {dir}: {tree.Processes.Count} processes, {tree.Zombies.Count} zombies, " +
+            $"{tree.Processes.Values.Sum(p => p.PagesBytes) >> 12} pages");
 
-        WaitForFreePid(pid);
+        foreach (var entry in tree.Entries) WaitForFreePid((int)entry.Pid);
         ChildProcess.ResetSigchldDisposition();
 
         ChildProcess? restored = null;
         RestoreStatistics stats;
+        var created = new List<int>();
         using (var tracer = new Tracer("crest restore"))
         {
             try
             {
-                stats = tracer.Run(() => RestoreOnTracer(tracer, images, out restored));
+                stats = tracer.Run(() => RestoreOnTracer(tracer, tree, created));
+                restored = ChildProcess.Adopt(pid);
             }
             catch (Exception e)
             {
-                // Fail closed: the restored task (if it exists) is our child and our tracee; kill and reap it.
-                if (restored is not null) KillQuietly(restored, tracer);
+                // Fail closed: every task created is killed and reaped, whatever it had become.
+                KillAllQuietly(created, tracer);
                 if (e is RestoreException) throw;
                 if (e is ImageFormatException f) throw new RestoreException($"corrupt image: {f.Message}", f);
                 throw new RestoreException($"restore of task {pid} failed: {e.Message}", e);
             }
         }
-        // The tracer thread is gone, so the task is detached and runs (it was detached deliberately before).
+        // The tracer thread is gone, so the tasks are detached and run (they were detached deliberately before).
         stats = stats with { RestoreTime = total.Elapsed };
         try
         {
@@ -73,14 +79,14 @@ public static class RestoreEngine
         }
         catch (Exception e)
         {
-            KillQuietly(restored!, null);
+            KillAllQuietly(created, null);
             throw new RestoreException($"restore of task {pid}: {e.Message}", e);
         }
-        Log.Info($"restore: task {pid} runs ({stats.PagesRestored} pages in {stats.MemoryTime.TotalMilliseconds:0.0} ms, total {total.Elapsed.TotalMilliseconds:0.0} ms)");
+        Log.Info($"restore: tree of task {pid} runs ({stats.PagesRestored} pages in {stats.MemoryTime.TotalMilliseconds:0.0} ms, total {total.Elapsed.TotalMilliseconds:0.0} ms)");
         LastStatistics = stats;
         if (options.Detached) return 0;
 
-        var status = restored!.WaitForExit(Timeout.InfiniteTimeSpan);
+        var status = restored.WaitForExit(Timeout.InfiniteTimeSpan);
         Log.Info($"restore: task {pid} ended: {status}");
         return status.Signaled ? 128 + status.TermSignal : status.ExitCode;
     }
@@ -88,19 +94,17 @@ public static class RestoreEngine
     /// <summary>Figures of the last successful restore in this process (tests and benchmarks read them).</summary>
     public static RestoreStatistics? LastStatistics { get; private set; }
 
-    private static RestoreStatistics RestoreOnTracer(Tracer tracer, RestoreImages images, out ChildProcess? restored)
+    private static RestoreStatistics RestoreOnTracer(Tracer tracer, RestoreTree tree, List<int> created)
     {
-        restored = null;
-        int pid = images.Pid;
-        ulong regionBase = RestoreMemory.ChooseRegion(images.Mm);
-        // Tracer and tasks share one CPU while syscalls are injected (ENGINE.md §8); the task gets Crest's
+        ulong regionBase = RestoreMemory.ChooseRegion(tree.Processes.Values.Select(p => p.Mm));
+        // Tracer and tasks share one CPU while syscalls are injected (ENGINE.md §8); each task gets Crest's
         // affinity back before it is released, the tracer thread when the restore ends.
         byte[] affinity = CpuAffinity.Get(0);
         byte[] pinned = PinWhileInjecting ? CpuAffinity.Only(CpuAffinity.CurrentCpu()) : affinity;
         CpuAffinity.Set(0, pinned);
         try
         {
-            return RestorePinned(tracer, images, regionBase, affinity, pinned, out restored);
+            return RestorePinned(tracer, tree, regionBase, affinity, pinned, created);
         }
         finally
         {
@@ -108,59 +112,86 @@ public static class RestoreEngine
         }
     }
 
-    private static RestoreStatistics RestorePinned(Tracer tracer, RestoreImages images, ulong regionBase, byte[] affinity, byte[] pinned,
-        out ChildProcess? restored)
+    /// <summary>One process's restore, up to the release: its memory, files and state (RestoreCore).</summary>
+    private sealed record ProcessRestore(StubInjector Task, RestoreMemory Memory, RestoreCore Core, long PagesRestored);
+
+    private static RestoreStatistics RestorePinned(Tracer tracer, RestoreTree tree, ulong regionBase, byte[] affinity, byte[] pinned,
+        List<int> created)
     {
-        restored = null;
-        int pid = images.Pid;
+        int rootPid = tree.RootPid;
         var forking = Stopwatch.StartNew();
-        Tracee task;
-        using (var stub = StartStub(tracer, regionBase, out var stubTracee))
+        var processes = new RestoreProcessTree(tree, regionBase);
+        try
         {
-            try
+            using (var stub = StartStub(tracer, regionBase, out var stubTracee))
             {
-                CpuAffinity.Set(stub.Pid, pinned);
-                task = CloneWithPid(stubTracee, regionBase, pid);
-                restored = ChildProcess.Adopt(pid);
-            }
-            finally
-            {
-                KillStub(stub, stubTracee);
+                try
+                {
+                    CpuAffinity.Set(stub.Pid, pinned);
+                    processes.Create(stubTracee);
+                }
+                finally
+                {
+                    KillStub(stub, stubTracee);
+                }
             }
         }
+        finally
+        {
+            created.AddRange(processes.Created);
+        }
         forking.Stop();
-        Log.Info($"{pid}: restore: cloned with its pid in {forking.Elapsed.TotalMilliseconds:0.00} ms");
+        Log.Info($"{rootPid}: restore: {processes.Created.Count} tasks cloned with their pids in {forking.Elapsed.TotalMilliseconds:0.00} ms");
 
-        // Every signal blocked while the task is rebuilt: one sent to it now waits for the release.
-        task.SetSigMask(ulong.MaxValue);
-        var injector = new StubInjector(task, regionBase, regionBase + RestoreStub.GadgetOffset);
-        var memoryClock = Stopwatch.StartNew();
-        var memory = new RestoreMemory(injector, images);
-        memory.PrepareRegion();
-        // Nothing of what the stub's parent had open belongs to the task.
-        injector.Check("close_range", "inherited fds", SyscallNumbers.close_range, 0, uint.MaxValue, 0);
-        memory.RestoreLayout();
-        // The page writers are started from this thread and inherit its affinity: all CPUs for them.
-        CpuAffinity.Set(0, affinity);
-        long pagesRestored = memory.RestoreContents();
-        CpuAffinity.Set(0, pinned);
-        memory.FinishLayout();
-        GuardRegions.Install(injector, images.Mm.Vmas);
-        memoryClock.Stop();
+        var memoryTime = TimeSpan.Zero;
+        var contentsTime = TimeSpan.Zero;
+        long pagesRestored = 0;
+        var restores = new List<ProcessRestore>();
+        using var pipes = new RestorePipes(tree.Directory);
+        var sharedFiles = new Dictionary<uint, (int Pid, int Fd)>();
+        foreach (var entry in tree.Entries)
+        {
+            int pid = (int)entry.Pid;
+            if (!tree.Processes.TryGetValue(pid, out var images)) continue;
+            var injector = processes.Tasks[pid];
+            var memoryClock = Stopwatch.StartNew();
+            var memory = new RestoreMemory(injector, images);
+            memory.PrepareRegion();
+            // Nothing of what the stub's parent had open belongs to the task.
+            injector.Check("close_range", "inherited fds", SyscallNumbers.close_range, 0, uint.MaxValue, 0);
+            memory.RestoreLayout();
+            // The page writers are started from this thread and inherit its affinity: all CPUs for them.
+            CpuAffinity.Set(0, affinity);
+            long pages = memory.RestoreContents();
+            CpuAffinity.Set(0, pinned);
+            memory.FinishLayout();
+            GuardRegions.Install(injector, images.Mm.Vmas);
+            memoryClock.Stop();
+            memoryTime += memoryClock.Elapsed;
+            contentsTime += memory.ContentsTime;
+            pagesRestored += pages;
 
-        var core = new RestoreCore(injector, images);
-        core.RestoreMm(memory);
-        RestoreFiles.Restore(injector, images);
-        core.RestoreProcessState();
-        core.RestoreThreadState();
-        core.RestoreIntervalTimers();
-        Timers.PosixTimers.Restore(injector, images.Core);
-        core.RestorePendingSignals();
-        core.RestoreCreds();
-        CpuAffinity.Set(pid, affinity);
-        core.Release(memory);
+            var core = new RestoreCore(injector, images);
+            core.RestoreMm(memory);
+            RestoreFiles.Restore(injector, images, pipes, sharedFiles);
+            core.RestoreProcessState();
+            core.RestoreThreadState();
+            core.RestoreIntervalTimers();
+            Timers.PosixTimers.Restore(injector, images.Core);
+            core.RestorePendingSignals();
+            RestoreSeccomp.Install(injector, images.Core.ThreadCore, images.SeccompChain);
+            core.RestoreCreds();
+            restores.Add(new ProcessRestore(injector, memory, core, pages));
+        }
 
-        return new RestoreStatistics(forking.Elapsed, memoryClock.Elapsed, TimeSpan.Zero, pagesRestored) { PagesWriteTime = memory.ContentsTime };
+        // Release: children first, so that a parent that runs finds its children running.
+        for (int i = restores.Count - 1; i >= 0; i--)
+        {
+            var r = restores[i];
+            CpuAffinity.Set(r.Task.Pid, affinity);
+            r.Core.Release(r.Memory);
+        }
+        return new RestoreStatistics(forking.Elapsed, memoryTime, TimeSpan.Zero, pagesRestored) { PagesWriteTime = contentsTime };
     }
 
     private static ChildProcess StartStub(Tracer tracer, ulong regionBase, out Tracee tracee)
@@ -171,8 +202,8 @@ public static class RestoreEngine
         var stub = ChildProcess.Spawn($"/proc/self/fd/{memfd.Fd}", ["crest-stub"]);
         try
         {
-            // ExitKill: should Crest die half way, the kernel kills the stub and the half-built task (the
-            // option is inherited by the auto-attached child) instead of letting them run.
+            // ExitKill: should Crest die half way, the kernel kills the stub and the half-built tasks (the
+            // option is inherited by the auto-attached children) instead of letting them run.
             tracee = tracer.Seize(stub.Pid, PtraceOptions.TraceSysGood | PtraceOptions.TraceFork | PtraceOptions.TraceClone | PtraceOptions.ExitKill);
             // The stub stops itself: either it did before the seize (reported at once as a group-stop event
             // stop) or we see its SIGSTOP being delivered first and let it through into the group stop.
@@ -192,44 +223,6 @@ public static class RestoreEngine
         }
     }
 
-    private static Tracee CloneWithPid(Tracee stub, ulong regionBase, int pid)
-    {
-        var injector = new StubInjector(stub, regionBase, regionBase + RestoreStub.GadgetOffset);
-        const long PROT_RW = 3, MAP_PRIVATE_ANON_FIXED_NOREPLACE = 0x02 | 0x20 | 0x100000;
-        injector.Check("mmap", "restore scratch", SyscallNumbers.mmap, (long)injector.ScratchBase, (long)StubInjector.ScratchSize,
-            PROT_RW, MAP_PRIVATE_ANON_FIXED_NOREPLACE, -1, 0);
-        ulong tidArray = injector.Put(BitConverter.GetBytes((long)pid));
-        Span<byte> args = stackalloc byte[88];
-        args.Clear();
-        BitConverter.TryWriteBytes(args[0..], CLONE_PARENT);           // flags
-        // exit_signal stays 0: clone3 refuses one with CLONE_PARENT, and the child inherits the stub's
-        // (SIGCHLD, from posix_spawn). The tracer sees PTRACE_EVENT_CLONE.
-        BitConverter.TryWriteBytes(args[64..], tidArray);              // set_tid
-        BitConverter.TryWriteBytes(args[72..], 1UL);                   // set_tid_size
-        ulong argsAddress = injector.Put(args);
-        long rc = injector.Syscall(SyscallNumbers.clone3, (long)argsAddress, 88);
-        if (rc < 0)
-        {
-            var errno = Errno.FromRawReturn(rc);
-            string holder = errno.Value == Errno.EEXIST ? $" (held by {DescribeHolder(pid)})" : "";
-            throw new RestoreException($"clone3 with set_tid {pid} failed: {errno}{holder}");
-        }
-        try
-        {
-            if (rc != pid) throw new RestoreException($"clone3 with set_tid {pid} gave pid {rc}");
-            var task = stub.Tracer.Adopt(pid, stub.Options);
-            var first = task.WaitForStop(TimeSpan.FromSeconds(10));
-            if (!first.Status.IsEventStop) throw new RestoreException($"new task {pid}: first stop is {first.Status}, expected an event stop");
-            return task;
-        }
-        catch
-        {
-            // The new task is our child (CLONE_PARENT): kill and reap it before the failure goes on.
-            using var created = ChildProcess.Adopt((int)rc);
-            throw;
-        }
-    }
-
     private static void KillStub(ChildProcess stub, Tracee tracee)
     {
         stub.Signal(SIGKILL);
@@ -243,16 +236,16 @@ public static class RestoreEngine
         stub.Dispose();
     }
 
-    private static void KillQuietly(ChildProcess child, Tracer? tracer)
+    private static void KillAllQuietly(List<int> created, Tracer? tracer)
     {
         try
         {
-            if (tracer is not null) tracer.Run(child.Dispose);
-            else child.Dispose();
+            if (tracer is not null) tracer.Run(() => RestoreProcessTree.KillAll(created));
+            else RestoreProcessTree.KillAll(created);
         }
         catch (Exception e)
         {
-            Log.Error($"restore: could not kill task {child.Pid} after the failure: {e.Message}");
+            Log.Error($"restore: could not kill the tasks {string.Join(", ", created)} after the failure: {e.Message}");
         }
     }
 
@@ -279,7 +272,7 @@ public static class RestoreEngine
         }
     }
 
-    private static string DescribeHolder(int pid)
+    internal static string DescribeHolder(int pid)
     {
         string comm = TryRead($"/proc/{pid}/comm")?.TrimEnd('\n') ?? "?";
         return $"comm '{comm}'";

@@ -3,7 +3,8 @@
 // status flags (O_APPEND, O_NONBLOCK...; never O_CREAT/O_TRUNC), moved to their number with dup3 (O_CLOEXEC
 // from the fd flags) and set to their offset. Opening in the task gives the same result as opening in Crest
 // and passing the file over SCM_RIGHTS, with three syscalls fewer; objects that cannot be reopened by path
-// (pipes, sockets) will need the passing. Descriptors that shared an open file description share one again.
+// (pipes, sockets) will need the passing. Descriptors that shared an open file description share one again,
+// within a process (dup3) and across the processes of a tree (pidfd_getfd from the first process that has it).
 using Crest.Diagnostics;
 using Crest.Images.Protos;
 using Crest.Kernel.Arch.X64;
@@ -53,20 +54,65 @@ internal static class RestoreFiles
         Log.Debug($"{task.Pid}: restore: fd {fd.Fd} = {file.Name} flags 0x{flags:x} pos {file.Pos}{(cloexec ? " cloexec" : "")}");
     }
 
-    public static void Restore(StubInjector task, RestoreImages images)
+    /// <summary>
+    /// Take the description <paramref name="otherFd"/> of process <paramref name="otherPid"/> (restored earlier and
+    /// still held) as fd <paramref name="fd"/>: pidfd_open + pidfd_getfd (Linux 5.6) in the task, which gives it the
+    /// same open file description, so offset and status flags stay shared with the other process.
+    /// </summary>
+    private static void TakeFrom(StubInjector task, FdinfoEntry fd, int otherPid, int otherFd, bool cloexec)
+    {
+        string what = $"fd {fd.Fd} (file id {fd.Id}, shared with fd {otherFd} of task {otherPid})";
+        long pidfd = task.Check("pidfd_open", what, SyscallNumbers.pidfd_open, otherPid, 0);
+        long got = task.Check("pidfd_getfd", what, SyscallNumbers.pidfd_getfd, pidfd, otherFd, 0);
+        if (got != fd.Fd)
+        {
+            // When the pidfd took the number fd.Fd, this dup3 closes it.
+            task.Check("dup3", what, SyscallNumbers.dup3, got, fd.Fd, cloexec ? O_CLOEXEC : 0);
+            task.Check("close", $"temporary fd {got}", SyscallNumbers.close, got);
+        }
+        else if (!cloexec)
+        {
+            task.Check("fcntl(F_SETFD)", what, SyscallNumbers.fcntl, fd.Fd, F_SETFD, 0); // pidfd_getfd sets FD_CLOEXEC
+        }
+        if (pidfd != fd.Fd) task.Check("close", $"pidfd {pidfd}", SyscallNumbers.close, pidfd);
+        Log.Debug($"{task.Pid}: restore: fd {fd.Fd} = fd {otherFd} of task {otherPid}{(cloexec ? " cloexec" : "")}");
+    }
+
+    /// <summary>
+    /// The fds, cwd and umask of one process. <paramref name="shared"/> holds, for each file id already given to
+    /// a process of the tree, where it is (pid, fd); <paramref name="pipes"/> the tree's pipes.
+    /// </summary>
+    public static void Restore(StubInjector task, RestoreImages images, RestorePipes pipes, Dictionary<uint, (int Pid, int Fd)> shared)
     {
         // Descriptors with one file id share one open file description (dup, dup2, fork): it is opened once,
         // at the lowest number, and duplicated to the others, so that they share the offset and status flags.
+        // Another process of the tree that has it already passes it on (TakeFrom).
         var opened = new Dictionary<uint, int>();
-        using var pipes = new RestorePipes(images.Directory);
         foreach (var fd in images.Fds.OrderBy(f => f.Fd))
         {
+            if (!opened.ContainsKey(fd.Id) && shared.TryGetValue(fd.Id, out var holder) && holder.Pid != task.Pid)
+            {
+                TakeFrom(task, fd, holder.Pid, holder.Fd, (fd.Flags & FD_CLOEXEC) != 0);
+                opened[fd.Id] = (int)fd.Fd;
+                continue;
+            }
             if (fd.Type == FdTypes.Pipe && !opened.ContainsKey(fd.Id))
             {
                 if (!images.Files.TryGetValue(fd.Id, out var p) || p.Pipe is null)
                     throw new RestoreException($"files.img has no pipe with file id {fd.Id} (fd {fd.Fd})");
                 pipes.Open(task, fd, p.Pipe, (fd.Flags & FD_CLOEXEC) != 0);
                 opened[fd.Id] = (int)fd.Fd;
+                shared.TryAdd(fd.Id, (task.Pid, (int)fd.Fd));
+                continue;
+            }
+            if (fd.Type == FdTypes.Fifo && !opened.ContainsKey(fd.Id))
+            {
+                if (!images.Files.TryGetValue(fd.Id, out var f) || f.Fifo is null)
+                    throw new RestoreException($"files.img has no FIFO with file id {fd.Id} (fd {fd.Fd})");
+                var path = images.RegularFile(f.Fifo.RegfId, $"path of the FIFO at fd {fd.Fd}");
+                pipes.OpenFifo(task, fd, f.Fifo, path, (fd.Flags & FD_CLOEXEC) != 0);
+                opened[fd.Id] = (int)fd.Fd;
+                shared.TryAdd(fd.Id, (task.Pid, (int)fd.Fd));
                 continue;
             }
             bool cloexec = (fd.Flags & FD_CLOEXEC) != 0;
@@ -81,6 +127,7 @@ internal static class RestoreFiles
             var file = images.RegularFile(fd.Id, $"fd {fd.Fd}");
             OpenAt(task, fd, file, cloexec);
             opened[fd.Id] = (int)fd.Fd;
+            shared.TryAdd(fd.Id, (task.Pid, (int)fd.Fd));
         }
 
         if (images.Fs is { } fs)

@@ -1,5 +1,8 @@
-// The images of one single-threaded task, read and cross-checked before anything is created (fail early:
-// a missing or corrupt image is reported before any task exists). Names and kinds: ENGINE.md §6.
+// The images of a tree of single-threaded processes, read and cross-checked before anything is created
+// (fail early: a missing or corrupt image is reported before any task exists). Names and kinds: ENGINE.md §6.
+// pstree.img lists parents before their children; files.img and pipes-data.img are one for the tree; each
+// live process has core, mm, ids, fs, fdinfo-(files_id), pagemap and its pages; a zombie (core tc.task_state
+// TASK_DEAD) has its core alone.
 using Crest.Images;
 using Crest.Images.Pages;
 using Crest.Images.Protos;
@@ -23,10 +26,16 @@ internal sealed class RestoreImages
     public required IReadOnlyList<PagemapRecord> Pages { get; init; }
     public required string PagesPath { get; init; }
     public required long PagesBytes { get; init; }
+    /// <summary>The main thread's seccomp filters, oldest first (empty without filter mode).</summary>
+    public IReadOnlyList<SeccompFilter> SeccompChain { get; init; } = [];
 
     public int Pid => (int)Task.Pid;
 
-    public static RestoreImages Load(string dir)
+    /// <summary>CRIU's task_state of a zombie (TASK_DEAD).</summary>
+    public const uint TaskDead = 2;
+
+    /// <summary>Every image of the tree in <paramref name="dir"/>, checked.</summary>
+    public static RestoreTree LoadTree(string dir)
     {
         if (!System.IO.Directory.Exists(dir))
             throw new RestoreException($"images directory {dir} does not exist");
@@ -34,23 +43,54 @@ internal sealed class RestoreImages
         {
             if (File.Exists(Path.Combine(dir, "inventory.img")))
                 ReadAll(dir, "inventory.img", ImageKinds.Inventory, InventoryEntry.Parser);
-            var tree = ReadAll(dir, "pstree.img", ImageKinds.Pstree, PstreeEntry.Parser);
-            if (tree.Count == 0) throw new RestoreException($"pstree.img in {dir} lists no task");
-            if (tree.Count > 1) throw new RestoreException($"pstree.img lists {tree.Count} tasks; this restore brings back a single process only");
-            var task = tree[0];
-            if (task.Threads.Count > 1)
-                throw new RestoreException($"task {task.Pid} has {task.Threads.Count} threads; this restore brings back single-threaded processes only");
+            var entries = ReadAll(dir, "pstree.img", ImageKinds.Pstree, PstreeEntry.Parser);
+            if (entries.Count == 0) throw new RestoreException($"pstree.img in {dir} lists no task");
+            var files = new Dictionary<uint, FileEntry>();
+            if (File.Exists(Path.Combine(dir, "files.img")))
+                foreach (var f in ReadAll(dir, "files.img", ImageKinds.Files, FileEntry.Parser))
+                    files[f.Id] = f;
+            var tree = new RestoreTree(dir, entries, files);
+            var live = new HashSet<uint>();
+            for (int i = 0; i < entries.Count; i++)
+            {
+                var entry = entries[i];
+                if (i == 0 && entry.Ppid != 0 && entries.Exists(e => e.Pid == entry.Ppid))
+                    throw new RestoreException($"pstree.img: the first task {entry.Pid} has its parent {entry.Ppid} in the images");
+                if (i > 0 && !live.Contains(entry.Ppid))
+                    throw new RestoreException($"pstree.img: task {entry.Pid} comes before its parent {entry.Ppid}, or its parent is not a live task of the images");
+                if (entry.Pid == 0 || entries.Count(e => e.Pid == entry.Pid) != 1)
+                    throw new RestoreException($"pstree.img: pid {entry.Pid} is listed {entries.Count(e => e.Pid == entry.Pid)} times");
+                if (entry.Threads.Count > 1)
+                    throw new RestoreException($"task {entry.Pid} has {entry.Threads.Count} threads; this restore brings back single-threaded processes only");
+                int pid = (int)entry.Pid;
+                var core = ReadOne(dir, $"core-{pid}.img", ImageKinds.Core, CoreEntry.Parser);
+                if (core.Tc is { TaskState: TaskDead } tc)
+                {
+                    if (i == 0) throw new RestoreException($"the root task {pid} of the images is a zombie");
+                    tree.Zombies[pid] = tc;
+                    continue;
+                }
+                tree.Processes[pid] = Load(dir, entry, core, files);
+                live.Add(entry.Pid);
+            }
+            return tree;
+        }
+        catch (ImageFormatException e)
+        {
+            throw new RestoreException($"corrupt image: {e.Message}", e);
+        }
+    }
+
+    private static RestoreImages Load(string dir, PstreeEntry task, CoreEntry core, Dictionary<uint, FileEntry> files)
+    {
+        try
+        {
             int pid = (int)task.Pid;
-            var core = ReadOne(dir, $"core-{pid}.img", ImageKinds.Core, CoreEntry.Parser);
             if (core.Mtype != CoreEntry.Types.March.X8664 || core.ThreadInfo is null)
                 throw new RestoreException($"core-{pid}.img is not an x86_64 task ({core.Mtype})");
             var mm = ReadOne(dir, $"mm-{pid}.img", ImageKinds.Mm, MmEntry.Parser);
             var ids = ReadOptional(dir, $"ids-{pid}.img", ImageKinds.Ids, TaskKobjIdsEntry.Parser) ?? core.Ids;
             var fs = ReadOptional(dir, $"fs-{pid}.img", ImageKinds.Fs, FsEntry.Parser);
-            var files = new Dictionary<uint, FileEntry>();
-            if (File.Exists(Path.Combine(dir, "files.img")))
-                foreach (var f in ReadAll(dir, "files.img", ImageKinds.Files, FileEntry.Parser))
-                    files[f.Id] = f;
             IReadOnlyList<FdinfoEntry> fds = [];
             if (ids is not null)
             {
@@ -78,8 +118,12 @@ internal sealed class RestoreImages
                 throw new ImageFormatException(Path.GetFileName(pagesPath), ImageFormatException.HeaderEntry, available,
                     $"pages image is truncated: pagemap-{pid}.img needs {present} bytes, the file has {available}");
 
+            var seccomp = ReadOptional(dir, "seccomp.img", ImageKinds.Seccomp, SeccompEntry.Parser);
+            var seccompChain = RestoreSeccomp.ChainOf(seccomp, core.ThreadCore, pid);
+
             return new RestoreImages(dir)
             {
+                SeccompChain = seccompChain,
                 Task = task, Core = core, Mm = mm, Ids = ids, Fs = fs, Files = files, Fds = fds,
                 Pages = pages, PagesPath = pagesPath, PagesBytes = present,
             };

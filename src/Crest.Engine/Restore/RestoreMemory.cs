@@ -73,12 +73,16 @@ internal sealed class RestoreMemory
     public TimeSpan ContentsTime { get; private set; }
 
     /// <summary>A base for the restore region where the image has no VMA (low addresses first, below any PIE).</summary>
-    public static ulong ChooseRegion(MmEntry mm)
+    public static ulong ChooseRegion(MmEntry mm) => ChooseRegion([mm]);
+
+    /// <summary>A base for the restore region that is free in every one of <paramref name="mms"/> (one for a tree).</summary>
+    public static ulong ChooseRegion(IEnumerable<MmEntry> mms)
     {
+        var vmas = mms.SelectMany(m => m.Vmas).ToList();
         for (ulong candidate = 0x1000_0000; candidate < 0x7000_0000_0000; candidate += 0x1000_0000)
         {
             ulong end = candidate + StubInjector.RegionSize;
-            if (!mm.Vmas.Any(v => v.Start < end && v.End > candidate)) return candidate;
+            if (!vmas.Exists(v => v.Start < end && v.End > candidate)) return candidate;
         }
         throw new RestoreException("no free address range for the restore stub: the image's VMAs cover the address space");
     }

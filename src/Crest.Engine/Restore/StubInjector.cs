@@ -101,6 +101,46 @@ internal sealed class StubInjector
         return result;
     }
 
+    /// <summary>exit_group(<paramref name="code"/>) as the task's last act (a zombie of the tree); returns once the tracer saw it end.</summary>
+    public void ExitGroup(int code)
+    {
+        var regs = _template.ForInjectedSyscall(Gadget, SyscallNumbers.exit_group, code);
+        Tracee.SetRegisters(regs);
+        Tracee.Continue(0);
+        WaitForEnd("exit_group");
+    }
+
+    /// <summary>Let the task take <paramref name="signal"/> (queued, unblocked, default action) and die of it.</summary>
+    public void DieOfSignal(int signal)
+    {
+        using (var pidfd = Crest.Kernel.Files.PidFd.Open(Pid))
+            pidfd.SendSignal(signal);
+        Tracee.SetSigMask(0);
+        Tracee.Continue(0);
+        WaitForEnd($"signal {signal}");
+    }
+
+    private void WaitForEnd(string how)
+    {
+        try
+        {
+            while (true)
+            {
+                var stop = Tracee.WaitForStop(TimeSpan.FromSeconds(10));
+                // The signal's delivery stop (and a group-stop's event stop): pass the signal on.
+                Tracee.Continue(stop.Status.IsSignalDeliveryStop ? stop.Signal : 0);
+            }
+        }
+        catch (TraceeExitedException)
+        {
+            Log.Debug($"{Pid}: restore: ended by {how}");
+        }
+        catch (TimeoutException e)
+        {
+            throw new RestoreException($"task {Pid} did not end after {how}", e);
+        }
+    }
+
     /// <summary>Reset the scratch allocator (the data of earlier calls is no longer needed).</summary>
     public void ResetScratch() => _scratchUsed = 0;
 

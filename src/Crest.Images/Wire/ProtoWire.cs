@@ -13,7 +13,7 @@ internal sealed class WireFormatException(string reason, int offset) : Exception
     public int Offset { get; } = offset;
 }
 
-internal static class ProtoWire
+internal static partial class ProtoWire
 {
     public const int WireVarint = 0, WireFixed64 = 1, WireLengthDelimited = 2, WireStartGroup = 3,
         WireEndGroup = 4, WireFixed32 = 5;

@@ -160,6 +160,26 @@ public sealed unsafe class ChildProcess : IDisposable
         return true;
     }
 
+    /// <summary>
+    /// waitpid(pid, __WALL | WNOHANG) for a task that may be our child or our tracee but has no ChildProcess:
+    /// true if it was reaped now (its status is kept for a ChildProcess of it), false if it has not ended or is
+    /// not ours to wait for (ECHILD).
+    /// </summary>
+    public static bool TryReapPid(int pid)
+    {
+        int raw;
+        int reaped;
+        do reaped = Libc.waitpid(pid, &raw, Libc.__WALL | Libc.WNOHANG);
+        while (reaped < 0 && Errno.Last.Value == Errno.EINTR);
+        if (reaped < 0 && Errno.Last.Value == Errno.ECHILD) return false;
+        if (reaped < 0) throw new KernelException("waitpid(WNOHANG)", pid, Errno.Last);
+        if (reaped == 0) return false;
+        var status = new WaitStatus(raw);
+        if (!status.Terminated) return false;
+        ReapedChildren.Record(pid, status);
+        return true;
+    }
+
     /// <summary>Wait until the child terminates, at most <paramref name="timeout"/> (or without bound: Timeout.InfiniteTimeSpan).</summary>
     public WaitStatus WaitForExit(TimeSpan timeout)
     {

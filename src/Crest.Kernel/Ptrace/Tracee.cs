@@ -151,8 +151,8 @@ public sealed unsafe class Tracee
 
     /// <summary>
     /// PTRACE_SECCOMP_GET_FILTER (Linux 4.4): the classic-BPF program of filter <paramref name="index"/>
-    /// (0 = the most recently installed), as struct sock_filter entries of 8 bytes. Null when the task has
-    /// no filter at that index (ENOENT) or no filter at all (EINVAL with seccomp mode off).
+    /// (0 = the oldest: the kernel counts from the root of the chain), as struct sock_filter entries of 8
+    /// bytes. Null when the task has no filter at that index (ENOENT) or no filter at all (EINVAL with seccomp mode off).
     /// </summary>
     public byte[]? GetSeccompFilter(int index) => OnTracer<byte[]?>(() =>
     {
@@ -168,6 +168,19 @@ public sealed unsafe class Tracee
         fixed (byte* p = program)
             Request(Libc.PTRACE_SECCOMP_GET_FILTER, "PTRACE_SECCOMP_GET_FILTER", Tid, index, (nint)p);
         return program;
+    });
+
+    /// <summary>
+    /// PTRACE_SECCOMP_GET_METADATA (Linux 4.16): the flags filter <paramref name="index"/> was installed with
+    /// (SECCOMP_FILTER_FLAG_LOG; 0 = the oldest filter, as for PTRACE_SECCOMP_GET_FILTER).
+    /// </summary>
+    public ulong GetSeccompFilterFlags(int index) => OnTracer(() =>
+    {
+        var metadata = stackalloc ulong[2];
+        metadata[0] = (ulong)index;
+        metadata[1] = 0;
+        Request(Libc.PTRACE_SECCOMP_GET_METADATA, "PTRACE_SECCOMP_GET_METADATA", Tid, 16, (nint)metadata);
+        return metadata[1];
     });
 
     /// <summary>PTRACE_PEEKDATA: the word at <paramref name="address"/>.</summary>
@@ -289,6 +302,27 @@ public sealed unsafe class Tracee
             }
         }
         if (pid < 0) throw new KernelException("waitpid(__WALL)", Tid, Errno.Last);
+        var decoded = new WaitStatus(status);
+        if (decoded.Terminated)
+        {
+            ReapedChildren.Record(Tid, decoded);
+            LastStop = null;
+            throw new TraceeExitedException(Tid, decoded);
+        }
+        var stop = new TraceeStop(Tid, decoded);
+        LastStop = stop;
+        return stop;
+    }
+
+    /// <summary>waitpid(tid, __WALL | WNOHANG) once: the stop the task is in now, or null while it runs.</summary>
+    internal TraceeStop? PollCore()
+    {
+        int status = 0;
+        int pid;
+        do pid = Libc.waitpid(Tid, &status, Libc.__WALL | Libc.WNOHANG);
+        while (pid < 0 && Errno.Last.Value == Errno.EINTR);
+        if (pid < 0) throw new KernelException("waitpid(__WALL|WNOHANG)", Tid, Errno.Last);
+        if (pid == 0) return null;
         var decoded = new WaitStatus(status);
         if (decoded.Terminated)
         {

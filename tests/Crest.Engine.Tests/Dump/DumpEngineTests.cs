@@ -168,12 +168,10 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("fifo", "unsupported file kind (FIFO /tmp/crest-fifo-")]
+    [InlineData("fifo", "unsupported file kind (/tmp/crest-fifo-")]
     [InlineData("packetpipe", "is in packet mode (O_DIRECT)")]
     [InlineData("eventfd", "unsupported file kind (anon_inode:[eventfd])")]
     [InlineData("mapdeleted", "was deleted")]
-    [InlineData("seccomp", "runs under seccomp")]
-    [InlineData("child", "has children")]
     public void UnsupportedStateFailsClosed(string extra, string message)
     {
         using var fixture = FixtureProcess.Start("dump_counter", extra);
@@ -181,6 +179,20 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Contains(message, e.Message);
         Assert.Contains(fixture.Pid.ToString(), e.Message);
         Assert.Empty(Directory.GetFiles(_dir));
+        Assert.Equal("PASS", VerifyAfterAWhile(fixture));
+    }
+
+    [Fact]
+    public void UnsupportedStateInAChildFailsTheWholeTreeClosed()
+    {
+        using var fixture = FixtureProcess.Start("dump_counter", "childeventfd");
+        int child = int.Parse(File.ReadAllText($"/proc/{fixture.Pid}/task/{fixture.Pid}/children").Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir }));
+        Assert.Contains("unsupported file kind (anon_inode:[eventfd])", e.Message);
+        Assert.Contains($"task {child} fd", e.Message);
+        Assert.Empty(Directory.GetFiles(_dir));
+        // Both are released as they were: not traced, the child asleep in pause().
+        Assert.Matches(@"TracerPid:\s+0\n", File.ReadAllText($"/proc/{child}/status"));
         Assert.Equal("PASS", VerifyAfterAWhile(fixture));
     }
 
@@ -221,6 +233,31 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Empty(Directory.GetFileSystemEntries(_dir));
         // Not traced any more, and still counting with its state intact.
         Assert.Matches(@"TracerPid:\s+0\n", File.ReadAllText($"/proc/{fixture.Pid}/status"));
+        Assert.Equal("PASS", VerifyAfterAWhile(fixture));
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("injecting")]
+    public void TheTaskGetsItsCpuAffinityBackAfterThePinnedInjection(string? failAt)
+    {
+        using var fixture = FixtureProcess.Start("dump_counter");
+        // The last CPU alone: the tracer must pin itself to a CPU the task may use, then give both their masks back.
+        byte[] only = Crest.Kernel.Processes.CpuAffinity.Only(Environment.ProcessorCount - 1);
+        Crest.Kernel.Processes.CpuAffinity.Set(fixture.Pid, only);
+        DumpEngine.StageHook = s => { if (s == failAt) throw new IOException($"test failure at {s}"); };
+        try
+        {
+            if (failAt is null)
+                DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir, LeaveRunning = true });
+            else
+                Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir }));
+        }
+        finally
+        {
+            DumpEngine.StageHook = null;
+        }
+        Assert.Equal(only, Crest.Kernel.Processes.CpuAffinity.Get(fixture.Pid));
         Assert.Equal("PASS", VerifyAfterAWhile(fixture));
     }
 

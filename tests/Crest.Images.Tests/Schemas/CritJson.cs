@@ -23,6 +23,8 @@ internal static class CritJson
         "criu.IpOptsEntry.pktinfo",
         "criu.IpOptsEntry.tos",
         "criu.IpOptsEntry.ttl",
+        "criu.CredsEntry.no_new_privs",
+        "criu.CredsEntry.cap_amb",
         // Crest's own extension (vma.proto field 1000), in no CRIU version: guard regions of a VMA.
         "criu.VmaEntry.crest_guard_ranges",
         // Crest's own extensions (regfile.proto fields 1000-1002): identity of a file at dump time.

@@ -174,6 +174,7 @@ public class TraceeTests
             0x06, 0, 0, 0, 0, 0, 0xff, 0x7f,
         }, filter);
         Assert.Null(tracee.GetSeccompFilter(1));
+        Assert.Equal(0UL, tracee.GetSeccompFilterFlags(0));
 
         tracee.Detach();
         Assert.Equal("PASS", fixture.Verify(Libc.SIGUSR1, Timeout));

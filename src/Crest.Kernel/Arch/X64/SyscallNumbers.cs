@@ -13,7 +13,7 @@ public static class SyscallNumbers
         fcntl = 72, fchdir = 81, umask = 95, getrlimit = 97, ptrace = 101, getuid = 102, getgid = 104,
         setuid = 105, setgid = 106, geteuid = 107, getegid = 108, setpgid = 109, getppid = 110, setsid = 112,
         setgroups = 116, setresuid = 117, getresuid = 118, setresgid = 119, getresgid = 120, getpgid = 121,
-        getsid = 124, capget = 125, capset = 126, rt_sigpending = 127, rt_sigqueueinfo = 129,
+        setfsuid = 122, setfsgid = 123, getsid = 124, capget = 125, capset = 126, rt_sigpending = 127, rt_sigqueueinfo = 129,
         sigaltstack = 131, personality = 135, prctl = 157, arch_prctl = 158, setrlimit = 160, gettid = 186,
         futex = 202, sched_setaffinity = 203, sched_getaffinity = 204, set_tid_address = 218,
         restart_syscall = 219, timer_create = 222, timer_settime = 223, timer_gettime = 224,
