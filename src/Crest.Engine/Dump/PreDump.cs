@@ -25,7 +25,7 @@ internal static class PreDump
 
     /// <summary>
     /// With --prev-images-dir: checks the parent directory and makes the "parent" link in the images
-    /// directory (replacing an old link); returns the parent's path as seen from here, or null.
+    /// directory (replacing an old link); returns the parent directory's full path, or null.
     /// </summary>
     public static string? LinkParent(DumpOptions options, ImageDirectory images)
     {
@@ -49,7 +49,7 @@ internal static class PreDump
             throw new DumpException($"Cannot make the link {path} -> {link}: {e.Message}", e);
         }
         images.Track(PageChain.ParentLink);
-        return images.PathOf(PageChain.ParentLink);
+        return parent;
     }
 
     /// <summary>What an incremental dump of one task needs: its tracker, when it knows the changes, and its pages up the parent chain.</summary>

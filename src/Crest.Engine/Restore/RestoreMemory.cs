@@ -282,12 +282,13 @@ internal sealed class RestoreMemory
     {
         if (_images.PagesBytes == 0) return 0;
         var clock = Stopwatch.StartNew();
+        var cpu = Environment.CpuUsage.TotalTime;
         if (PopulateInTask)
         {
             // The alternative measured against parallel writers: the task faults its pages in itself
             // (MADV_POPULATE_WRITE, Linux 5.14), then the writers copy into present pages.
             foreach (var p in _images.Pages)
-                    _task.Check("madvise(MADV_POPULATE_WRITE)", $"0x{p.Vaddr:x}+{p.Length}", SyscallNumbers.madvise, (long)p.Vaddr, p.Length, 23);
+                _task.Check("madvise(MADV_POPULATE_WRITE)", $"0x{p.Vaddr:x}+{p.Length}", SyscallNumbers.madvise, (long)p.Vaddr, p.Length, 23);
         }
         // One mapping per pages file: the task's own, and those of parent images when the dump was incremental.
         var files = new List<FileDescriptor>();
@@ -303,7 +304,7 @@ internal sealed class RestoreMemory
                 m.Advise(MemoryAdvice.Sequential);
                 m.Advise(MemoryAdvice.WillNeed);
             }
-            return RestoreContents(clock, files, mappings);
+            return RestoreContents(clock, cpu, files, mappings);
         }
         finally
         {
@@ -312,7 +313,7 @@ internal sealed class RestoreMemory
         }
     }
 
-    private long RestoreContents(Stopwatch clock, List<FileDescriptor> files, List<MemoryMapping> mappings)
+    private long RestoreContents(Stopwatch clock, TimeSpan cpu, List<FileDescriptor> files, List<MemoryMapping> mappings)
     {
 
         // VMAs whose missing pages are filled with UFFDIO_COPY (no zeroing, no fault per page); the rest
@@ -382,6 +383,8 @@ internal sealed class RestoreMemory
                         pages.Advise((ulong)local, (ulong)length, MemoryAdvice.PopulateRead);
                         for (int k = first; k < first + count; k++)
                             uffd!.Copy(pieces[k].Remote, pages.Slice((ulong)pieces[k].Local, (int)pieces[k].Length));
+                        // Unmapped here, on every writer, rather than by one munmap of the whole image at the end.
+                        pages.Advise((ulong)local, (ulong)length, MemoryAdvice.DontNeed);
                         continue;
                     }
                     var ranges = new RemoteRange[count];
@@ -398,6 +401,7 @@ internal sealed class RestoreMemory
                     // Map the page-cache pages of this batch in one call, not one fault at a time.
                     pages.Advise((ulong)local, (ulong)length, MemoryAdvice.PopulateRead);
                     RemoteMemory.WriteVectored(pid, ranges, pages.Slice((ulong)local, (int)length));
+                    pages.Advise((ulong)local, (ulong)length, MemoryAdvice.DontNeed);
                 }
             }
             catch (Exception e)
@@ -424,7 +428,8 @@ internal sealed class RestoreMemory
         ContentsTime = clock.Elapsed;
         PagesWritten = _images.PagesBytes / 4096;
         Log.Info($"{pid}: restore: {PagesWritten} pages written in {ContentsTime.TotalMilliseconds:0.0} ms by {workers} threads, " +
-            $"{filled.Count} VMAs by UFFDIO_COPY ({_images.PagesBytes / Math.Max(ContentsTime.TotalSeconds, 1e-9) / 1e9:0.00} GB/s)");
+            $"{filled.Count} VMAs by UFFDIO_COPY ({_images.PagesBytes / Math.Max(ContentsTime.TotalSeconds, 1e-9) / 1e9:0.00} GB/s, " +
+            $"CPU {(Environment.CpuUsage.TotalTime - cpu).TotalMilliseconds:0} ms)");
         return PagesWritten;
     }
 

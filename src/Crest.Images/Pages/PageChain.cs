@@ -33,7 +33,7 @@ public sealed record PageChain(IReadOnlyList<PageRun> Runs, IReadOnlyList<PageSo
     public static PageChain Resolve(string directory, ulong pagemapId)
     {
         var sources = new List<PageSource>();
-        var runs = Resolve(directory, pagemapId, sources, 0);
+        var runs = Resolve(Path.GetFullPath(directory), pagemapId, sources, 0);
         return new PageChain(runs, sources);
     }
 
@@ -90,9 +90,10 @@ public sealed record PageChain(IReadOnlyList<PageRun> Runs, IReadOnlyList<PageSo
                 string link = Path.Combine(directory, ParentLink);
                 if (!Directory.Exists(link))
                     throw new ImageFormatException(name, r.Index, 0, $"entry at 0x{r.Vaddr:x} has its pages in the parent images, but {link} is not a directory");
-                // Followed to its directory at each level: a path of nested links would stop resolving after
-                // the kernel's 40 symlinks.
-                string target = new DirectoryInfo(link).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? link;
+                // Followed to its directory at each level (a relative link from the directory that holds it): a path
+                // of nested links would stop resolving after the kernel's 40 symlinks.
+                string? text = new FileInfo(link).LinkTarget;
+                string target = text is null ? link : Path.GetFullPath(text, directory);
                 parent = Resolve(target, pagemapId, sources, depth + 1);
             }
             // Runs of the parent that cover [vaddr, end): both lists ascend, so one cursor serves all entries.
