@@ -80,7 +80,7 @@ public static class DumpEngine
         try
         {
             foreach (var task in tree.Tasks) CheckSingleThreaded(task.Pid);
-            pages = DumpTree(tree, images);
+            pages = DumpTree(tree, images, options);
         }
         catch (Exception e)
         {
@@ -113,11 +113,11 @@ public static class DumpEngine
             throw new DumpException($"Task {pid} has {threads} threads; only single-threaded processes can be dumped for now.");
     }
 
-    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images)
+    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options)
     {
         StageHook?.Invoke("frozen");
         var files = new FileTable();
-        var shared = new SharedFiles();
+        var shared = new SharedFiles(new ExternalFiles(options.External));
         var seccomp = new SeccompTable();
         var pstree = new List<IMessage>();
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
@@ -142,6 +142,7 @@ public static class DumpEngine
                 Threads = { (uint)task.Pid },
             });
         }
+        shared.Pipes.CheckExternal(tree.Tasks.Select(t => t.Pid).ToHashSet(), shared.External);
         foreach (var zombie in tree.Zombies)
         {
             images.Write(ImageKinds.Core, (ulong)zombie.Pid, BuildZombieCore(zombie));
