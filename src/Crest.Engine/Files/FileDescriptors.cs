@@ -61,8 +61,14 @@ internal static class FileDescriptors
                 });
                 continue;
             }
-            if (st.IsFifo)
-                throw new DumpException($"{what}: unsupported file kind (FIFO {target} opened by path; only anonymous pipes are supported).");
+            if (st.IsFifo && !target.EndsWith(" (deleted)", StringComparison.Ordinal))
+            {
+                var reg = RegularFiles.Describe(target, info.Flags, 0, st, info.MntId);
+                reg.Fown = ReadOwner(pidfd, fd, what);
+                uint fifo = shared.Pipes.AddFifo(pid, fd, st.Device, st.Inode, reg, table, what);
+                result.Add(new FdinfoEntry { Id = fifo, Flags = (info.Flags & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Fifo, Fd = (uint)fd });
+                continue;
+            }
             if (!RegularFiles.IsSupported(st))
                 throw new DumpException($"{what}: unsupported file kind ({target}, mode {Convert.ToString(st.Mode, 8)}).");
             if (target.EndsWith(" (deleted)", StringComparison.Ordinal))

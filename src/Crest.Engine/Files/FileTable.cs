@@ -27,6 +27,16 @@ internal sealed class FileTable
         return pipe.Id;
     }
 
+    public uint Add(FifoEntry fifo)
+    {
+        fifo.Id = NextId;
+        _entries.Add(new FileEntry { Type = FdTypes.Fifo, Id = fifo.Id, Fifo = fifo });
+        return fifo.Id;
+    }
+
+    /// <summary>The queued data of each FIFO (fifo-data.img), keyed by its inode as pipe_id.</summary>
+    public List<(PipeDataEntry Entry, byte[] Data)> FifoData { get; } = [];
+
     /// <summary>The queued data of each pipe (pipes-data.img), in the order the pipes were first seen.</summary>
     public List<(PipeDataEntry Entry, byte[] Data)> PipeData { get; } = [];
 

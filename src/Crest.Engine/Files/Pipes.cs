@@ -5,7 +5,10 @@
 // The queued bytes are read without taking them from the task: Crest opens the pipe through the task's
 // /proc link for reading (O_NONBLOCK; opening a pipe inode there gives a new read end even when the task
 // holds only the write end), tee(2)s the buffer into a pipe of its own sized like the task's, and reads
-// that copy. FIFOs opened by path (a "/..." link to a S_IFIFO inode) are refused by RegularFiles.IsSupported.
+// that copy.
+// A FIFO opened by path (the link is a path to an S_IFIFO inode) is CRIU's FIFO entry: a REG entry for the
+// path (regf_id), a FifoEntry whose pipe_id is the FIFO's inode, and its queued bytes in fifo-data.img, read
+// the same way.
 using Crest.Diagnostics;
 using Crest.Engine.Dump;
 using Crest.Images.Protos;
@@ -25,6 +28,7 @@ internal sealed class Pipes
 
     private readonly Dictionary<uint, List<(int Pid, int Fd, uint Id)>> _byPipe = [];
     private readonly Dictionary<uint, List<PipeEntry>> _entries = [];
+    private readonly Dictionary<(ulong Device, ulong Inode), List<(int Pid, int Fd, uint Id)>> _byFifo = [];
 
     /// <summary>Whether the readlink target of an fd names a pipe; its pipefs inode in <paramref name="pipeId"/>.</summary>
     public static bool IsPipe(string target, out uint pipeId)
@@ -91,6 +95,30 @@ internal sealed class Pipes
             throw new DumpException($"task {pid} fd {fd}: {id} is the {end} end of a pipe also held outside the dumped tree " +
                 $"(by process {string.Join(", ", outside)}), which a restore cannot reconnect; {external.Advice(id)}.");
         }
+    }
+
+    /// <summary>The file id of FIFO end <paramref name="fd"/> of <paramref name="pid"/> (opened by path as
+    /// <paramref name="reg"/>), adding it and, for a FIFO seen first, its queued data to <paramref name="table"/>.</summary>
+    public uint AddFifo(int pid, int fd, ulong device, ulong inode, RegFileEntry reg, FileTable table, string what)
+    {
+        if ((reg.Flags & O_DIRECT) != 0)
+            throw new DumpException($"{what}: FIFO {reg.Name} is in packet mode (O_DIRECT), which is not supported yet.");
+        uint pipeId = (uint)inode;
+        if (!_byFifo.TryGetValue((device, inode), out var ends))
+        {
+            _byFifo[(device, inode)] = ends = [];
+            table.FifoData.Add(ReadQueued(pid, fd, pipeId, what));
+        }
+        foreach (var (otherPid, otherFd, otherId) in ends)
+        {
+            if (Kcmp.SameFile(pid, otherPid, fd, otherFd))
+                return otherId;
+        }
+        reg.Flags &= ~O_CLOEXEC;
+        uint regfId = table.Add(reg);
+        uint id = table.Add(new FifoEntry { PipeId = pipeId, RegfId = regfId });
+        ends.Add((pid, fd, id));
+        return id;
     }
 
     private static (PipeDataEntry, byte[]) ReadQueued(int pid, int fd, uint pipeId, string what)

@@ -100,51 +100,67 @@ internal static class CoreDumper
             return rc;
         }
 
-        var actions = new List<SignalAction>(SignalCount - 2);
+        // One batch for the calls that only read (SyscallInjector.Batch: one resume of the task instead of one
+        // per call); each writes into its own slot of the scratch page.
+        const int ActionSize = 32, TimerSize = 32;
+        var signals = new List<int>(SignalCount - 2);
         for (int sig = 1; sig <= SignalCount; sig++)
+            if (sig is not (SIGKILL or SIGSTOP)) signals.Add(sig);
+        int timersAt = signals.Count * ActionSize, altStackAt = timersAt + 3 * TimerSize, tidAddressAt = altStackAt + 24,
+            robustAt = tidAddressAt + 8, deathSignalAt = robustAt + 16, subreaperAt = deathSignalAt + 8, slotsEnd = subreaperAt + 8;
+        long At(int offset) => (long)scratch + offset;
+        var calls = new List<(string What, InjectedCall Call)>();
+        for (int i = 0; i < signals.Count; i++)
+            calls.Add(($"rt_sigaction({signals[i]})", new(SyscallNumbers.rt_sigaction, signals[i], 0, At(i * ActionSize), 8)));
+        for (int which = 0; which < 3; which++)
+            calls.Add(($"getitimer({which})", new(SyscallNumbers.getitimer, which, At(timersAt + which * TimerSize))));
+        calls.Add(("sigaltstack", new(SyscallNumbers.sigaltstack, 0, At(altStackAt))));
+        calls.Add(("prctl(PR_GET_TID_ADDRESS)", new(SyscallNumbers.prctl, PR_GET_TID_ADDRESS, At(tidAddressAt))));
+        calls.Add(("get_robust_list", new(SyscallNumbers.get_robust_list, 0, At(robustAt), At(robustAt + 8))));
+        calls.Add(("prctl(PR_GET_PDEATHSIG)", new(SyscallNumbers.prctl, PR_GET_PDEATHSIG, At(deathSignalAt))));
+        calls.Add(("prctl(PR_GET_CHILD_SUBREAPER)", new(SyscallNumbers.prctl, PR_GET_CHILD_SUBREAPER, At(subreaperAt))));
+        calls.Add(("prctl(PR_GET_SECUREBITS)", new(SyscallNumbers.prctl, PR_GET_SECUREBITS)));
+        calls.Add(("prctl(PR_GET_DUMPABLE)", new(SyscallNumbers.prctl, PR_GET_DUMPABLE)));
+        calls.Add(("prctl(PR_GET_THP_DISABLE)", new(SyscallNumbers.prctl, PR_GET_THP_DISABLE)));
+        calls.Add(("brk", new(SyscallNumbers.brk, 0)));
+        long[] rcs = remote.Batch(calls.ConvertAll(c => c.Call));
+        for (int i = 0; i < rcs.Length - 1; i++) // brk answers an address, never an error
         {
-            if (sig is SIGKILL or SIGSTOP) continue;
-            Call($"rt_sigaction({sig})", SyscallNumbers.rt_sigaction, sig, 0, (long)scratch, 8);
-            remote.ReadScratch(scratch, buffer[..32]);
-            actions.Add(new SignalAction(sig, U64(buffer, 0), U64(buffer, 8), U64(buffer, 16), U64(buffer, 24)));
+            if (rcs[i] is < 0 and >= -4095)
+                throw new KernelException($"{calls[i].What} (injected)", pid, Errno.FromRawReturn(rcs[i]));
+        }
+        byte[] slots = new byte[slotsEnd];
+        remote.ReadScratch(scratch, slots);
+
+        var actions = new List<SignalAction>(signals.Count);
+        for (int i = 0; i < signals.Count; i++)
+        {
+            ReadOnlySpan<byte> a = slots.AsSpan(i * ActionSize, ActionSize);
+            actions.Add(new SignalAction(signals[i], U64(a, 0), U64(a, 8), U64(a, 16), U64(a, 24)));
         }
         state.SignalActions = actions;
 
         var itimers = new IntervalTimer[3];
         for (int which = 0; which < itimers.Length; which++)
         {
-            Call($"getitimer({which})", SyscallNumbers.getitimer, which, (long)scratch);
-            remote.ReadScratch(scratch, buffer[..32]);
-            itimers[which] = new IntervalTimer(U64(buffer, 0), U64(buffer, 8), U64(buffer, 16), U64(buffer, 24));
+            ReadOnlySpan<byte> t = slots.AsSpan(timersAt + which * TimerSize, TimerSize);
+            itimers[which] = new IntervalTimer(U64(t, 0), U64(t, 8), U64(t, 16), U64(t, 24));
         }
         state.IntervalTimers = itimers;
+
+        ReadOnlySpan<byte> altStack = slots.AsSpan(altStackAt, 24);
+        state.AltStack = new AltStack(U64(altStack, 0), BinaryPrimitives.ReadUInt32LittleEndian(altStack[8..]), U64(altStack, 16));
+        state.ClearChildTid = U64(slots, tidAddressAt);
+        state.RobustListHead = U64(slots, robustAt);
+        state.RobustListLength = U64(slots, robustAt + 8);
+        state.ParentDeathSignal = BinaryPrimitives.ReadUInt32LittleEndian(slots.AsSpan(deathSignalAt));
+        state.ChildSubreaper = BinaryPrimitives.ReadUInt32LittleEndian(slots.AsSpan(subreaperAt)) != 0;
+        int n = signals.Count + 3 + 5;
+        state.SecureBits = (uint)rcs[n];
+        state.Dumpable = (int)rcs[n + 1];
+        state.ThpDisabled = rcs[n + 2] != 0;
+        state.Brk = (ulong)rcs[n + 3];
         state.PosixTimers = Timers.PosixTimers.Read(pid, remote, scratch);
-
-        Call("sigaltstack", SyscallNumbers.sigaltstack, 0, (long)scratch);
-        remote.ReadScratch(scratch, buffer[..24]);
-        state.AltStack = new AltStack(U64(buffer, 0), BinaryPrimitives.ReadUInt32LittleEndian(buffer[8..]), U64(buffer, 16));
-
-        Call("prctl(PR_GET_TID_ADDRESS)", SyscallNumbers.prctl, PR_GET_TID_ADDRESS, (long)scratch);
-        remote.ReadScratch(scratch, buffer[..8]);
-        state.ClearChildTid = U64(buffer, 0);
-
-        Call("get_robust_list", SyscallNumbers.get_robust_list, 0, (long)scratch, (long)scratch + 8);
-        remote.ReadScratch(scratch, buffer[..16]);
-        state.RobustListHead = U64(buffer, 0);
-        state.RobustListLength = U64(buffer, 8);
-
-        Call("prctl(PR_GET_PDEATHSIG)", SyscallNumbers.prctl, PR_GET_PDEATHSIG, (long)scratch);
-        remote.ReadScratch(scratch, buffer[..4]);
-        state.ParentDeathSignal = BinaryPrimitives.ReadUInt32LittleEndian(buffer);
-
-        Call("prctl(PR_GET_CHILD_SUBREAPER)", SyscallNumbers.prctl, PR_GET_CHILD_SUBREAPER, (long)scratch);
-        remote.ReadScratch(scratch, buffer[..4]);
-        state.ChildSubreaper = BinaryPrimitives.ReadUInt32LittleEndian(buffer) != 0;
-
-        state.SecureBits = (uint)Call("prctl(PR_GET_SECUREBITS)", SyscallNumbers.prctl, PR_GET_SECUREBITS);
-        state.Dumpable = (int)Call("prctl(PR_GET_DUMPABLE)", SyscallNumbers.prctl, PR_GET_DUMPABLE);
-        state.ThpDisabled = Call("prctl(PR_GET_THP_DISABLE)", SyscallNumbers.prctl, PR_GET_THP_DISABLE) != 0;
-        state.Brk = (ulong)remote.Syscall(SyscallNumbers.brk, 0);
 
         var limits = new ResourceLimit[ResourceLimits.Count];
         for (int r = 0; r < limits.Length; r++)

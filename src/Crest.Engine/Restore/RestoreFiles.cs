@@ -111,6 +111,16 @@ internal static class RestoreFiles
                 shared.TryAdd(fd.Id, (task.Pid, (int)fd.Fd));
                 continue;
             }
+            if (fd.Type == FdTypes.Fifo && !opened.ContainsKey(fd.Id))
+            {
+                if (!images.Files.TryGetValue(fd.Id, out var f) || f.Fifo is null)
+                    throw new RestoreException($"files.img has no FIFO with file id {fd.Id} (fd {fd.Fd})");
+                var path = images.RegularFile(f.Fifo.RegfId, $"path of the FIFO at fd {fd.Fd}");
+                pipes.OpenFifo(task, fd, f.Fifo, path, (fd.Flags & FD_CLOEXEC) != 0);
+                opened[fd.Id] = (int)fd.Fd;
+                shared.TryAdd(fd.Id, (task.Pid, (int)fd.Fd));
+                continue;
+            }
             bool cloexec = (fd.Flags & FD_CLOEXEC) != 0;
             if (opened.TryGetValue(fd.Id, out int first))
             {

@@ -7,6 +7,10 @@
 //      children cloned from it afterwards inherit them;
 //   3. every other task joins its group (setpgid(0, pgid)) once all tasks exist: the leader may be cloned
 //      after the member (a sibling, or a child of the member);
+//   3b. a session whose leader is gone is started by a helper task with the leader's pid, cloned from the
+//      parent of its first member; the members are cloned from the helper with CLONE_PARENT. A group whose
+//      leader is gone is started by a helper cloned from its first member (setpgid(0, 0) there), which the
+//      members then join. The helpers exit once every task is in its group, and their parents reap them;
 //   4. zombies end as they did: exit_group(status) or death by their signal; the SIGCHLD this queues in
 //      the parent (every signal is blocked in the tasks while they are rebuilt) is taken back with
 //      rt_sigtimedwait, so the parent finds only the zombie, as at dump time.
@@ -57,16 +61,72 @@ internal sealed class RestoreProcessTree
         Tasks[root.Pid] = root;
         Lead(root, rootEntry);
 
+        var pids = _tree.Entries.Select(e => e.Pid).ToHashSet();
         foreach (var entry in _tree.Entries.Skip(1))
         {
             int pid = (int)entry.Pid;
             var parent = Tasks[(int)entry.Ppid];
-            var task = Clone(parent, pid, 0, SIGCHLD);
+            StubInjector task;
+            if (!pids.Contains(entry.Sid) && entry.Sid != rootEntry.Sid && ReadStat(parent.Pid).Session != entry.Sid)
+            {
+                // A session whose leader is gone: a helper with the leader's pid starts it, and the task is
+                // cloned from the helper with CLONE_PARENT, so its parent is the helper's.
+                var helper = SessionHelper(parent, (int)entry.Sid);
+                task = Clone(helper, pid, CLONE_PARENT, 0);
+            }
+            else
+            {
+                task = Clone(parent, pid, 0, SIGCHLD);
+            }
             Tasks[pid] = task;
             Lead(task, entry);
         }
         JoinGroups();
+        EndHelpers();
         EndZombies();
+    }
+
+    /// <summary>Helper tasks standing in for dead session and group leaders, with the parent that reaps each.</summary>
+    private readonly List<(StubInjector Helper, StubInjector Parent)> _helpers = [];
+
+    private StubInjector SessionHelper(StubInjector parent, int sid)
+    {
+        foreach (var (helper, helperParent) in _helpers)
+        {
+            if (helper.Pid != sid) continue;
+            if (helperParent.Pid != parent.Pid)
+                throw new RestoreException($"session {sid} (leader gone) has members with different parents ({helperParent.Pid}, {parent.Pid}); not supported yet");
+            return helper;
+        }
+        var created = Clone(parent, sid, 0, SIGCHLD);
+        created.Check("setsid", $"helper for the session {sid}", SyscallNumbers.setsid);
+        _helpers.Add((created, parent));
+        Log.Info($"{sid}: restore: helper task for the session of the gone leader {sid}, cloned from {parent.Pid}");
+        return created;
+    }
+
+    /// <summary>A helper with pid <paramref name="pgid"/>, cloned from <paramref name="member"/> (so in its session), leads the group.</summary>
+    private void GroupHelper(StubInjector member, int pgid)
+    {
+        var created = Clone(member, pgid, 0, SIGCHLD);
+        created.Check("setpgid", $"helper for the group {pgid}", SyscallNumbers.setpgid, 0, 0);
+        _helpers.Add((created, member));
+        Log.Info($"{pgid}: restore: helper task for the group of the gone leader {pgid}, cloned from {member.Pid}");
+    }
+
+    /// <summary>The helpers exit (their sessions and groups live on in the members); their parents reap them.</summary>
+    private void EndHelpers()
+    {
+        const long __WALL = 0x40000000;
+        foreach (var (helper, parent) in _helpers)
+        {
+            helper.ExitGroup(0);
+            long rc = parent.Syscall(SyscallNumbers.wait4, helper.Pid, 0, __WALL, 0);
+            if (rc != helper.Pid) throw new RestoreException($"wait4 for helper {helper.Pid} in task {parent.Pid} gave {(rc < 0 ? Errno.FromRawReturn(rc).ToString() : rc.ToString(System.Globalization.CultureInfo.InvariantCulture))}");
+            Created.Remove(helper.Pid);
+            TakeBackSigchld(parent);
+        }
+        _helpers.Clear();
     }
 
     private StubInjector Clone(StubInjector parent, int pid, ulong flags, int exitSignal)
@@ -126,11 +186,13 @@ internal sealed class RestoreProcessTree
             if (stat.Session != wantSid)
                 throw new RestoreException($"task {pid} belongs to session {entry.Sid}, whose leader is not in the images; restoring such a session is not supported yet");
             if (stat.Pgrp == wantPgid) continue;
-            if (!pids.Contains((uint)wantPgid) && wantPgid != rootPgid)
-                throw new RestoreException($"task {pid} belongs to group {entry.Pgid}, whose leader is not in the images; restoring such a group is not supported yet");
+            if (!GroupExists(wantPgid)) GroupHelper(Tasks[pid], wantPgid);
             Tasks[pid].Check("setpgid", $"group {wantPgid}", SyscallNumbers.setpgid, 0, wantPgid);
         }
     }
+
+    private bool GroupExists(int pgid) =>
+        Tasks.Keys.Concat(_helpers.Select(h => h.Helper.Pid)).Any(pid => ReadStat(pid).Pgrp == pgid);
 
     private void EndZombies()
     {
@@ -156,9 +218,14 @@ internal sealed class RestoreProcessTree
             Log.Info($"{pid}: restore: zombie again (wait status 0x{status:x})");
             parents.Add((int)entry.Ppid);
         }
-        foreach (int parent in parents)
+        foreach (int parent in parents) TakeBackSigchld(Tasks[parent]);
+    }
+
+    /// <summary>The SIGCHLD a child's end queued in <paramref name="task"/> (blocked there) is taken back.</summary>
+    private static void TakeBackSigchld(StubInjector task)
+    {
         {
-            var task = Tasks[parent];
+            int parent = task.Pid;
             task.ResetScratch();
             ulong set = task.Put(BitConverter.GetBytes(1UL << (SIGCHLD - 1)));
             ulong zero = task.Put(new byte[16]);

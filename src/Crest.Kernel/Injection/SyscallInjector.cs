@@ -48,7 +48,7 @@ public enum InjectionMode
 /// </summary>
 public sealed class SyscallInjector : IDisposable
 {
-    private const long PROT_READ = 1, PROT_WRITE = 2, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20;
+    private const long PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20;
     private const int PageSize = 4096;
 
     private readonly UserRegs _saved;
@@ -58,6 +58,9 @@ public sealed class SyscallInjector : IDisposable
     private readonly List<(ulong Address, int Size)> _scratch = [];
     private bool _resumed;
     private bool _disposed;
+    private ulong _batchArea;
+    private int _batchAreaSize;
+    private bool _batchRefused;
 
     private SyscallInjector(Tracee tracee, InjectionMode mode, ulong gadget)
     {
@@ -146,6 +149,24 @@ public sealed class SyscallInjector : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         return Tracee.OnTracer(() => SyscallCore(nr, a1, a2, a3, a4, a5, a6));
+    }
+
+    /// <summary>
+    /// Run <paramref name="calls"/> one after the other in the task in a single resume, and return each rax (a
+    /// result or -errno, as <see cref="Syscall"/>). The code (Arch/X64/SyscallBatchCode.cs) goes into an
+    /// anonymous read-write-execute scratch mapping, unmapped on Dispose like all scratch memory; the task runs
+    /// it with PTRACE_CONT, stores a done marker and sleeps in pause() until the tracer, which polls the marker
+    /// with process_vm_readv, interrupts it into a PTRACE_EVENT_STOP again. No signal and no breakpoint is
+    /// involved, so no signal disposition changes (a trap with SIGTRAP blocked would reset its handler). Where
+    /// such a mapping is refused (PR_SET_MDWE, an LSM denying execmem), or in a poked-gadget session, the calls
+    /// run one by one instead, with the same results.
+    /// </summary>
+    public long[] Batch(IReadOnlyList<InjectedCall> calls)
+    {
+        ArgumentNullException.ThrowIfNull(calls);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        InjectedCall[] array = [.. calls];
+        return Tracee.OnTracer(() => BatchCore(array));
     }
 
     /// <summary>Map <paramref name="size"/> bytes (rounded up to pages) of anonymous read-write memory in the task; unmapped on Dispose.</summary>
@@ -251,6 +272,97 @@ public sealed class SyscallInjector : IDisposable
         long result = Tracee.GetRegistersCore().SyscallResult;
         Log.Debug($"{Tracee.Tid}: injection: syscall {nr}({a1:x}, {a2:x}, {a3:x}, {a4:x}, {a5:x}, {a6:x}) = {result}");
         return result;
+    }
+
+    private long[] BatchCore(InjectedCall[] calls)
+    {
+        var results = new long[calls.Length];
+        int codeLength = calls.Length * SyscallBatchCode.BytesPerCall + SyscallBatchCode.EndBytes;
+        int codeSpace = (codeLength + 7) & ~7;
+        int length = codeSpace + 8 * calls.Length + 8;
+        ulong area = Mode == InjectionMode.ExistingSyscall ? BatchAreaCore(length) : 0;
+        if (area == 0)
+        {
+            for (int i = 0; i < calls.Length; i++)
+            {
+                var c = calls[i];
+                results[i] = SyscallCore(c.Nr, c.A1, c.A2, c.A3, c.A4, c.A5, c.A6);
+            }
+            return results;
+        }
+
+        ulong resultsAt = area + (ulong)codeSpace, doneAt = resultsAt + 8 * (ulong)calls.Length;
+        var program = new (long, long, long, long, long, long, long)[calls.Length];
+        for (int i = 0; i < calls.Length; i++)
+            program[i] = (calls[i].Nr, calls[i].A1, calls[i].A2, calls[i].A3, calls[i].A4, calls[i].A5, calls[i].A6);
+        var image = new byte[length];
+        SyscallBatchCode.Build(program, resultsAt, doneAt).CopyTo(image, 0);
+        RemoteScratch.Write(Tracee.Tid, area, image);
+
+        var regs = _saved.ForInjectedSyscall(area, 0);
+        Tracee.SetRegistersCore(in regs);
+        _resumed = true;
+        Tracee.ResumeCore(Libc.PTRACE_CONT, "PTRACE_CONT", 0);
+        WaitForDoneMarker(doneAt);
+        Tracee.InterruptCore();
+        var stop = Tracee.WaitCore(blocking: true, Timeout.InfiniteTimeSpan);
+        if (!stop.Status.IsEventStop) throw InjectionException.UnexpectedStop(stop, "PTRACE_EVENT_STOP after the batch");
+
+        var values = new byte[8 * calls.Length];
+        RemoteScratch.Read(Tracee.Tid, resultsAt, values);
+        for (int i = 0; i < calls.Length; i++)
+        {
+            results[i] = BitConverter.ToInt64(values, 8 * i);
+            var c = calls[i];
+            Log.Debug($"{Tracee.Tid}: injection: syscall {c.Nr}({c.A1:x}, {c.A2:x}, {c.A3:x}, {c.A4:x}, {c.A5:x}, {c.A6:x}) = {results[i]} (batched)");
+        }
+        return results;
+    }
+
+    // The task runs the batch on its own; it is done when the marker is set. A stop meanwhile (a fault in the
+    // code, SIGKILL) ends the wait with an error; so does a batch that is not done within the time limit.
+    private void WaitForDoneMarker(ulong doneAt)
+    {
+        Span<byte> marker = stackalloc byte[8];
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int round = 0; ; round++)
+        {
+            // Tracer and task often share one CPU (dump pins them): give it to the task before looking.
+            if (round < 100) Thread.Yield();
+            else Thread.Sleep(round < 1000 ? 0 : 1);
+            RemoteScratch.Read(Tracee.Tid, doneAt, marker);
+            if (BitConverter.ToInt64(marker) == 1) return;
+            if (round % 16 == 15 && Tracee.PollCore() is { } stop)
+                throw InjectionException.UnexpectedStop(stop, "the end of the injected batch");
+            if (clock.Elapsed > BatchTimeLimit)
+            {
+                Tracee.InterruptCore();
+                Tracee.WaitCore(blocking: false, TimeSpan.FromSeconds(5));
+                throw new InjectionException(Tracee.Tid, $"an injected batch of syscalls did not finish within {BatchTimeLimit.TotalSeconds:0} s");
+            }
+        }
+    }
+
+    private static readonly TimeSpan BatchTimeLimit = TimeSpan.FromSeconds(10);
+
+    // Read-write-execute scratch for batches, mapped once per session (grown when a larger batch comes); 0
+    // when the kernel refuses such a mapping in this task.
+    private ulong BatchAreaCore(int length)
+    {
+        if (_batchRefused) return 0;
+        if (_batchArea != 0 && _batchAreaSize >= length) return _batchArea;
+        int size = (length + PageSize - 1) / PageSize * PageSize;
+        long address = SyscallCore(SyscallNumbers.mmap, 0, size, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (address is < 0 and >= -4095)
+        {
+            Log.Debug($"{Tracee.Tid}: injection: no executable scratch ({Errno.FromRawReturn(address).Name}), syscalls run one by one");
+            _batchRefused = true;
+            return 0;
+        }
+        _scratch.Add(((ulong)address, size));
+        _batchArea = (ulong)address;
+        _batchAreaSize = size;
+        return _batchArea;
     }
 
     private void CheckScratch(ulong address, int length)

@@ -314,6 +314,27 @@ public sealed unsafe class Tracee
         return stop;
     }
 
+    /// <summary>waitpid(tid, __WALL | WNOHANG) once: the stop the task is in now, or null while it runs.</summary>
+    internal TraceeStop? PollCore()
+    {
+        int status = 0;
+        int pid;
+        do pid = Libc.waitpid(Tid, &status, Libc.__WALL | Libc.WNOHANG);
+        while (pid < 0 && Errno.Last.Value == Errno.EINTR);
+        if (pid < 0) throw new KernelException("waitpid(__WALL|WNOHANG)", Tid, Errno.Last);
+        if (pid == 0) return null;
+        var decoded = new WaitStatus(status);
+        if (decoded.Terminated)
+        {
+            ReapedChildren.Record(Tid, decoded);
+            LastStop = null;
+            throw new TraceeExitedException(Tid, decoded);
+        }
+        var stop = new TraceeStop(Tid, decoded);
+        LastStop = stop;
+        return stop;
+    }
+
     internal static TraceeStop WaitAny(TimeSpan timeout)
     {
         var clock = Stopwatch.StartNew();

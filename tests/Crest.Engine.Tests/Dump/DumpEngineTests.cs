@@ -168,7 +168,7 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("fifo", "unsupported file kind (FIFO /tmp/crest-fifo-")]
+    [InlineData("fifo", "unsupported file kind (/tmp/crest-fifo-")]
     [InlineData("packetpipe", "is in packet mode (O_DIRECT)")]
     [InlineData("eventfd", "unsupported file kind (anon_inode:[eventfd])")]
     [InlineData("mapdeleted", "was deleted")]

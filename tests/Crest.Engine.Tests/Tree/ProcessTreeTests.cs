@@ -107,6 +107,32 @@ public class ProcessTreeTests
     }
 
     [Fact]
+    public void AGroupAndASessionWhoseLeadersAreGoneComeBackThroughHelpers()
+    {
+        using var fixture = FixtureProcess.Start("tree_groups", "deadleader");
+        string dir = NewImagesDir();
+        try
+        {
+            DumpAndKill(fixture, dir);
+            DecodeAll(dir);
+            var pstree = ReadPstree(dir);
+            Assert.Equal(8, pstree.Count);
+            var pids = pstree.Select(e => e.Pid).ToHashSet();
+            Assert.Contains(pstree, e => !pids.Contains(e.Pgid) && pids.Contains(e.Sid));     // H: group leader gone
+            Assert.Contains(pstree, e => !pids.Contains(e.Pgid) && !pids.Contains(e.Sid));    // T: session leader gone
+            using var restored = RestoreDetached(dir);
+            AssertTreeAsDumped(pstree, fixture.Pid);
+            foreach (var e in pstree.Where(e => !pids.Contains(e.Pgid)))
+                Assert.False(Exists((int)e.Pgid), $"helper {e.Pgid} is still there");
+            AssertPass(Verify(restored, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void ZombiesStayZombiesWithTheirExitStatus()
     {
         using var fixture = FixtureProcess.Start("tree_zombie");
@@ -226,6 +252,65 @@ public class ProcessTreeTests
         {
             Directory.Delete(dir, true);
             File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void AFailedRestoreLeavesNoTaskOfTheTree()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"crest-tree-file-{Guid.NewGuid():N}");
+        using var fixture = FixtureProcess.Start("tree_file", path);
+        int child = Field(fixture, "child");
+        string dir = NewImagesDir();
+        try
+        {
+            DumpAndKill(fixture, dir);
+            // Every task is created before any is given its files: the open of the deleted file fails then.
+            File.Delete(path);
+            var deadline = System.Diagnostics.Stopwatch.StartNew();
+            while (Exists(child) && deadline.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(10);
+            string before = Children();
+            var e = FailsCleanly(dir, fixture.Pid, before);
+            Assert.Contains(path, e.Message);
+            Assert.False(Exists(child), $"child {child} was left behind");
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void AShellPipelineCheckpointedMidwayCountsEveryByte()
+    {
+        const long Bytes = 1_000_000_000;
+        using var fixture = FixtureProcess.Start("shell_pipeline", $"yes | head -c {Bytes} | wc -c");
+        string dir = NewImagesDir();
+        try
+        {
+            // Midway: the shell has its three children and bytes are moving through both pipes.
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (File.ReadAllText($"/proc/{fixture.Pid}/task/{fixture.Pid}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries).Length < 3)
+            {
+                if (clock.Elapsed > TimeSpan.FromSeconds(10)) Assert.Fail("the pipeline did not start");
+                Thread.Sleep(5);
+            }
+            Thread.Sleep(300);
+            DumpAndKill(fixture, dir);
+            DecodeAll(dir);
+            var pstree = ReadPstree(dir);
+            Assert.Equal(4, pstree.Count);
+            Assert.True(Directory.GetFiles(dir, "core-*.img").Length == 4);
+            using var restored = RestoreDetached(dir);
+            AssertTreeAsDumped(pstree, fixture.Pid);
+            var status = restored.WaitForExit(TimeSpan.FromSeconds(120));
+            Assert.True(status.Exited && status.ExitCode == 0, $"{status}\n{fixture.Output}");
+            var lines = fixture.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal(Bytes.ToString(System.Globalization.CultureInfo.InvariantCulture), lines[^1].Trim());
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
         }
     }
 

@@ -82,6 +82,68 @@ public class SyscallInjectorTests(ITestOutputHelper output)
         Assert.Equal("PASS", fixture.Verify(Libc.SIGUSR1, Timeout));
     }
 
+    [Fact]
+    public void ABatchGivesWhatSingleCallsGiveAndLeavesNoTrace()
+    {
+        using var tracer = new Tracer();
+        using var fixture = FixtureProcess.Start("inject_target");
+        int pid = fixture.Pid;
+        fixture.WaitUntilInSyscall(SyscallNumbers.pause, Timeout);
+        var tracee = tracer.Seize(pid);
+        tracee.InterruptAndWait(Timeout);
+        var before = tracee.GetRegisters();
+        byte[] xstateBefore = tracee.GetXState();
+        string mapsBefore = File.ReadAllText($"/proc/{pid}/maps");
+        string statusBefore = SignalLines(pid);
+
+        using (var remote = SyscallInjector.Open(tracee))
+        {
+            ulong scratch = remote.AllocScratch(4096);
+            var calls = new List<InjectedCall>();
+            for (int sig = 1; sig <= 64; sig++)
+                calls.Add(new(SyscallNumbers.rt_sigaction, sig, 0, (long)scratch + 32 * (sig - 1), 8));
+            calls.Add(new(SyscallNumbers.getpid));
+            calls.Add(new(SyscallNumbers.close, 12345));
+            calls.Add(new(SyscallNumbers.prctl, PR_GET_DUMPABLE));
+            long[] batched = remote.Batch(calls);
+            var batchedActions = new byte[64 * 32];
+            remote.ReadScratch(scratch, batchedActions);
+            Assert.True(tracee.LastStop?.Status.IsEventStop, $"task left in {tracee.LastStop} after the batch");
+
+            for (int i = 0; i < calls.Count; i++)
+            {
+                var c = calls[i];
+                Assert.Equal(remote.Syscall(c.Nr, c.A1, c.A2, c.A3, c.A4, c.A5, c.A6), batched[i]);
+            }
+            var singleActions = new byte[64 * 32];
+            remote.ReadScratch(scratch, singleActions);
+            Assert.Equal(singleActions, batchedActions);
+            Assert.Equal(fixture.ReadyAddress("handler"), BitConverter.ToUInt64(batchedActions, 32 * (Libc.SIGUSR1 - 1)));
+            Assert.Equal(pid, batched[64]);
+            Assert.Equal(-Errno.EBADF, batched[65]);
+            Assert.Equal(1, batched[66]);
+
+            // A second, larger batch in the same session (the code area grows), then a single call again.
+            long[] again = remote.Batch([.. Enumerable.Repeat(new InjectedCall(SyscallNumbers.getpid), 200)]);
+            Assert.All(again, rc => Assert.Equal(pid, rc));
+            Assert.Equal(pid, remote.Syscall(SyscallNumbers.getpid));
+        }
+
+        Assert.True(tracee.LastStop?.Status.IsEventStop, $"task left in {tracee.LastStop}");
+        Assert.Equal(before, tracee.GetRegisters());
+        Assert.Equal(xstateBefore, tracee.GetXState());
+        Assert.Equal(mapsBefore, File.ReadAllText($"/proc/{pid}/maps"));
+        Assert.Equal(statusBefore, SignalLines(pid));
+
+        tracee.Detach();
+        fixture.WaitUntilInSyscall(SyscallNumbers.pause, Timeout);
+        Assert.Equal("PASS", fixture.Verify(Libc.SIGUSR1, Timeout));
+    }
+
+    // Pending, blocked, ignored and caught signals as /proc/PID/status shows them.
+    private static string SignalLines(int pid) => string.Join('\n',
+        File.ReadAllLines($"/proc/{pid}/status").Where(l => l.StartsWith("Sig", StringComparison.Ordinal) || l.StartsWith("ShdPnd", StringComparison.Ordinal)));
+
     // Released by PTRACE_DETACH the kernel always passes through its signal path (the detach wakes the task
     // with TIF_SIGPENDING), but released by PTRACE_CONT it does so only if the task sits in a signal-path stop:
     // both ways must restart the interrupted call.
