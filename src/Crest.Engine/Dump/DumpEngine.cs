@@ -82,7 +82,7 @@ public static class DumpEngine
         try
         {
             CheckNothingSharedWithParents(tree);
-            pages = DumpTree(tree, images);
+            pages = DumpTree(tree, images, options);
         }
         catch (Exception e)
         {
@@ -131,11 +131,11 @@ public static class DumpEngine
         }
     }
 
-    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images)
+    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options)
     {
         StageHook?.Invoke("frozen");
         var files = new FileTable();
-        var shared = new SharedFiles();
+        var shared = new SharedFiles(new ExternalFiles(options.External));
         var seccomp = new SeccompTable();
         var pstree = new List<IMessage>();
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
@@ -161,6 +161,7 @@ public static class DumpEngine
                 Threads = { (uint)task.Pid, threads.Select(t => (uint)t.Pid) },
             });
         }
+        shared.Pipes.CheckExternal(tree.Tasks.Select(t => t.Pid).ToHashSet(), shared.External);
         foreach (var zombie in tree.Zombies)
         {
             images.Write(ImageKinds.Core, (ulong)zombie.Pid, BuildZombieCore(zombie));
