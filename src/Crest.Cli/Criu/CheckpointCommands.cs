@@ -22,6 +22,7 @@ internal static class CheckpointCommands
             FreezeTimeout = TimeSpan.FromSeconds(options.Timeout),
             ParentLink = options.PrevImagesDir,
             TrackMemory = options.IsOn("track-mem"),
+            External = options.External,
         });
         Log.Info($"dump: {statistics}");
         return 0;
@@ -50,5 +51,6 @@ internal static class CheckpointCommands
             ImagesDir = paths.ImagesDir,
             Detached = options.IsOn("restore-detached"),
             PidFile = paths.PidFile,
+            InheritFds = options.InheritFds,
         });
 }

@@ -87,7 +87,7 @@ public static class DumpEngine
         {
             CheckNothingSharedWithParents(tree);
             foreach (var task in tree.Tasks) trackers.Add(DirtyTracker.Find(task.Pid, trackedParent));
-            pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, trackers, trackedParent);
+            pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent);
         }
         catch (Exception e)
         {
@@ -153,11 +153,11 @@ public static class DumpEngine
         }
     }
 
-    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, List<DirtyTracker> trackers, string? parentDir)
+    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options, List<DirtyTracker> trackers, string? parentDir)
     {
         StageHook?.Invoke("frozen");
         var files = new FileTable();
-        var shared = new SharedFiles();
+        var shared = new SharedFiles(new ExternalFiles(options.External));
         var seccomp = new SeccompTable();
         var pstree = new List<IMessage>();
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
@@ -183,6 +183,7 @@ public static class DumpEngine
                 Threads = { (uint)task.Pid, threads.Select(t => (uint)t.Pid) },
             });
         }
+        shared.Pipes.CheckExternal(tree.Tasks.Select(t => t.Pid).ToHashSet(), shared.External);
         foreach (var zombie in tree.Zombies)
         {
             images.Write(ImageKinds.Core, (ulong)zombie.Pid, BuildZombieCore(zombie));
