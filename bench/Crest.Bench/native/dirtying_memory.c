@@ -70,6 +70,11 @@ int main(int argc, char **argv)
 			next.tv_nsec -= 1000000000;
 			next.tv_sec++;
 		}
+		/* After a freeze (a dump) the schedule restarts from now: no burst of missed slices. */
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > next.tv_sec || (now.tv_sec == next.tv_sec && now.tv_nsec > next.tv_nsec))
+			next = now;
 		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
 	}
 	for (size_t p = 0; p < pages; p++)
