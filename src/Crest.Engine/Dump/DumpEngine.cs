@@ -45,6 +45,7 @@ using Crest.Images.Protos;
 using Crest.Kernel;
 using Crest.Kernel.Injection;
 using Crest.Kernel.Proc;
+using Crest.Kernel.Processes;
 using Crest.Kernel.Ptrace;
 using Google.Protobuf;
 
@@ -80,7 +81,8 @@ public static class DumpEngine
         PageDumpResult pages;
         try
         {
-            pages = DumpTree(tree, images);
+            CheckNothingSharedWithParents(tree);
+            pages = DumpTree(tree, images, options);
         }
         catch (Exception e)
         {
@@ -111,11 +113,29 @@ public static class DumpEngine
             throw new DumpException($"Task {pid} is Crest itself; it cannot dump its own process.");
     }
 
-    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images)
+    /// <summary>
+    /// Each process gets its own mm, fd table, fs and signal handlers in the images (ids-PID.img): refuse a
+    /// process that shares one with its parent (clone with CLONE_VM, CLONE_FILES, CLONE_FS or CLONE_SIGHAND but
+    /// not CLONE_THREAD, as vfork does until exec), found with kcmp.
+    /// </summary>
+    private static void CheckNothingSharedWithParents(FrozenTree tree)
+    {
+        foreach (var (child, parent) in tree.Parents)
+        {
+            if (tree.Zombies.Exists(z => z.Pid == child)) continue;
+            foreach (var kind in new[] { Kcmp.Shared.Vm, Kcmp.Shared.Files, Kcmp.Shared.Fs, Kcmp.Shared.Sighand })
+            {
+                if (Kcmp.SameObject(child, parent, kind))
+                    throw new DumpException($"Task {child} shares its {kind.ToString().ToLowerInvariant()} with its parent {parent} (clone without CLONE_THREAD, or vfork); not supported yet.");
+            }
+        }
+    }
+
+    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options)
     {
         StageHook?.Invoke("frozen");
         var files = new FileTable();
-        var shared = new SharedFiles();
+        var shared = new SharedFiles(new ExternalFiles(options.External));
         var seccomp = new SeccompTable();
         var pstree = new List<IMessage>();
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
@@ -141,6 +161,7 @@ public static class DumpEngine
                 Threads = { (uint)task.Pid, threads.Select(t => (uint)t.Pid) },
             });
         }
+        shared.Pipes.CheckExternal(tree.Tasks.Select(t => t.Pid).ToHashSet(), shared.External);
         foreach (var zombie in tree.Zombies)
         {
             images.Write(ImageKinds.Core, (ulong)zombie.Pid, BuildZombieCore(zombie));

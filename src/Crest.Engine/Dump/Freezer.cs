@@ -1,3 +1,8 @@
+// Freezing a tree (FreezeTree): each process as below, then its children (/proc/PID/task/TID/children,
+// CONFIG_PROC_CHILDREN), which cannot change any more once their parent is held; zombies among them are
+// recorded, not seized. Release of a tree: every task the same way, children first; to kill, SIGKILL goes
+// to all of them before any is waited for.
+//
 // Freezing one task: PTRACE_SEIZE then PTRACE_INTERRUPT (Linux 3.4), waiting for the PTRACE_EVENT_STOP trap
 // (ENGINE.md §2). A task already in group stop (job control) reports that stop instead and is remembered as
 // stopped, so that it is left stopped. A signal that arrives first shows up as a signal-delivery stop: it is

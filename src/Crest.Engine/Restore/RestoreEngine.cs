@@ -48,6 +48,8 @@ public static class RestoreEngine
         Log.Info($"restore: tree of task {pid} from {dir}: {tree.Processes.Count} processes, {tree.Zombies.Count} zombies, " +
             $"{tree.Processes.Values.Sum(p => p.PagesBytes) >> 12} pages");
 
+        var inherited = new RestoreInheritedFds(options.InheritFds);
+        inherited.CheckTree(tree);
         foreach (var entry in tree.Entries) WaitForFreePid((int)entry.Pid);
         ChildProcess.ResetSigchldDisposition();
 
@@ -58,7 +60,7 @@ public static class RestoreEngine
         {
             try
             {
-                stats = tracer.Run(() => RestoreOnTracer(tracer, tree, created));
+                stats = tracer.Run(() => RestoreOnTracer(tracer, tree, inherited, created));
                 restored = ChildProcess.Adopt(pid);
             }
             catch (Exception e)
@@ -94,7 +96,7 @@ public static class RestoreEngine
     /// <summary>Figures of the last successful restore in this process (tests and benchmarks read them).</summary>
     public static RestoreStatistics? LastStatistics { get; private set; }
 
-    private static RestoreStatistics RestoreOnTracer(Tracer tracer, RestoreTree tree, List<int> created)
+    private static RestoreStatistics RestoreOnTracer(Tracer tracer, RestoreTree tree, RestoreInheritedFds inherited, List<int> created)
     {
         ulong regionBase = RestoreMemory.ChooseRegion(tree.Processes.Values.Select(p => p.Mm));
         // Tracer and tasks share one CPU while syscalls are injected (ENGINE.md §8); each task gets Crest's
@@ -104,7 +106,7 @@ public static class RestoreEngine
         CpuAffinity.Set(0, pinned);
         try
         {
-            return RestorePinned(tracer, tree, regionBase, affinity, pinned, created);
+            return RestorePinned(tracer, tree, inherited, regionBase, affinity, pinned, created);
         }
         finally
         {
@@ -115,8 +117,8 @@ public static class RestoreEngine
     /// <summary>One process's restore, up to the release: its memory, files and state (RestoreCore).</summary>
     private sealed record ProcessRestore(StubInjector Task, RestoreMemory Memory, RestoreCore Core, RestoreThreads Threads, long PagesRestored);
 
-    private static RestoreStatistics RestorePinned(Tracer tracer, RestoreTree tree, ulong regionBase, byte[] affinity, byte[] pinned,
-        List<int> created)
+    private static RestoreStatistics RestorePinned(Tracer tracer, RestoreTree tree, RestoreInheritedFds inherited, ulong regionBase,
+        byte[] affinity, byte[] pinned, List<int> created)
     {
         int rootPid = tree.RootPid;
         var forking = Stopwatch.StartNew();
@@ -178,7 +180,7 @@ public static class RestoreEngine
 
                 var core = new RestoreCore(injector, images);
                 core.RestoreMm(memory);
-                RestoreFiles.Restore(injector, images, pipes, sharedFiles);
+                RestoreFiles.Restore(injector, images, pipes, inherited, sharedFiles);
                 core.RestoreProcessState();
                 core.RestoreThreadState();
                 core.RestoreIntervalTimers();
