@@ -17,4 +17,10 @@ public sealed record DumpOptions
 
     /// <summary>--timeout: how long freezing may take.</summary>
     public TimeSpan FreezeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// --external: resources held by the tree that the restore gets from outside, by CRIU's ids:
+    /// <c>file[MNT_ID:INODE]</c> (hex) for a file opened by path, <c>pipe:[INODE]</c> for a pipe end.
+    /// </summary>
+    public IReadOnlyList<string> External { get; init; } = [];
 }

@@ -148,6 +148,8 @@ internal static class Freezer
             for (int i = 0; i < tree.Tasks.Count; i++)
             {
                 int parent = tree.Tasks[i].Pid;
+                // Its threads too before its children are read: any of them may fork.
+                tree.Threads[parent] = ThreadDumper.FreezeOthers(tracer, tree.Tasks[i], timeout);
                 foreach (int child in ReadChildren(parent))
                 {
                     tree.Parents[child] = parent;
@@ -206,8 +208,17 @@ internal static class Freezer
         {
             try
             {
-                if (mode == ReleaseMode.Killed) WaitUntilKilled(tree.Tasks[i]);
-                else Release(tree.Tasks[i], mode);
+                var threads = tree.ThreadsOf(tree.Tasks[i]);
+                if (mode == ReleaseMode.Killed)
+                {
+                    // The kernel reports a group leader's death only once its other threads are collected.
+                    ThreadDumper.WaitUntilKilled(threads);
+                    WaitUntilKilled(tree.Tasks[i]);
+                }
+                else
+                {
+                    ThreadDumper.Release(tree.Tasks[i], threads, mode);
+                }
             }
             catch (DumpException e)
             {
