@@ -20,6 +20,7 @@ internal static class CheckpointCommands
             LeaveRunning = options.FinalState == FinalState.Alive,
             LeaveStopped = options.FinalState == FinalState.Stopped,
             FreezeTimeout = TimeSpan.FromSeconds(options.Timeout),
+            External = options.External,
         });
         Log.Info($"dump: {statistics}");
         return 0;
@@ -32,5 +33,6 @@ internal static class CheckpointCommands
             ImagesDir = paths.ImagesDir,
             Detached = options.IsOn("restore-detached"),
             PidFile = paths.PidFile,
+            InheritFds = options.InheritFds,
         });
 }

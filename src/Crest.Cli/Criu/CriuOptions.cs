@@ -45,6 +45,10 @@ internal sealed class CriuOptions
     public string? PrevImagesDir => Last("prev-images-dir");
     public IReadOnlyList<string> Features => Values("feature");
     public IReadOnlyList<int> CloseFds { get; private set; } = [];
+    /// <summary>--external ids, in order (CRIU compares them as text with the ids it makes: file[MNT_ID:INODE], pipe:[INODE]).</summary>
+    public IReadOnlyList<string> External => Values("external");
+    /// <summary>--inherit-fd fd[N]:RESOURCE, parsed, in order (for one resource the last one wins).</summary>
+    public IReadOnlyList<Crest.Engine.Restore.InheritedFd> InheritFds { get; private set; } = [];
 
     /// <summary>The log level for <see cref="Log.Level"/>: CRIU's level clamped to Crest's 0..4.</summary>
     public LogLevel EffectiveLogLevel => (LogLevel)Math.Clamp(LogLevel, 0, 4);
@@ -179,6 +183,10 @@ internal sealed class CriuOptions
                 break;
             case "file-validation":
                 if (v is not ("filesize" or "buildid")) throw new UsageException($"Unknown file validation method `{v}' selected");
+                break;
+            case "inherit-fd":
+                // CRIU's inherit_fd_parse(): fd[N]:RESOURCE, N >= 0, RESOURCE everything after the first ':'.
+                InheritFds = [.. InheritFds, Crest.Engine.Restore.InheritedFd.Parse(v) ?? throw new UsageException($"Invalid inherit fd argument: {v}")];
                 break;
             case "network-lock":
                 if (v is not ("iptables" or "nftables")) throw new UsageException($"Invalid value for --network-lock: {v}");

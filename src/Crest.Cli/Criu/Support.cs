@@ -23,8 +23,10 @@ internal static class Support
         ["check"] = new HashSet<string> { "feature", "extra", "experimental", "all" },
         // --pidfile means nothing to CRIU's dump, --pre-dump-mode only to pre-dump: both accepted, as CRIU does.
         // --shell-job is not honoured yet (the dump engine refuses a task with a terminal anyway).
-        ["dump"] = new HashSet<string> { "tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode" },
-        ["restore"] = new HashSet<string> { "restore-detached", "pidfile" },
+        // --external: file[MNT_ID:INODE] and pipe:[INODE] are honoured; other ids (mnt[], dev[], ...) match nothing, as in
+        // CRIU when no such resource is held.
+        ["dump"] = new HashSet<string> { "tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external" },
+        ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd" },
     };
 
     /// <summary>Null when Crest can run <paramref name="command"/> with these options; otherwise why not.</summary>

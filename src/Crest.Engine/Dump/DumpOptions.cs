@@ -3,7 +3,7 @@ namespace Crest.Engine.Dump;
 /// <summary>What to checkpoint, where, and how to leave the task afterwards (CRIU's dump options).</summary>
 public sealed record DumpOptions
 {
-    /// <summary>The root task of the tree to checkpoint (one single-threaded task for now).</summary>
+    /// <summary>The root task of the tree to checkpoint: it and every descendant (single-threaded processes for now).</summary>
     public required int Pid { get; init; }
 
     /// <summary>The images directory, absolute or relative to the current directory; it must exist.</summary>
@@ -17,4 +17,10 @@ public sealed record DumpOptions
 
     /// <summary>--timeout: how long freezing may take.</summary>
     public TimeSpan FreezeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// --external: resources held by the tree that the restore gets from outside, by CRIU's ids:
+    /// <c>file[MNT_ID:INODE]</c> (hex) for a file opened by path, <c>pipe:[INODE]</c> for a pipe end.
+    /// </summary>
+    public IReadOnlyList<string> External { get; init; } = [];
 }

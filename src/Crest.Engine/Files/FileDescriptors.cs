@@ -6,6 +6,7 @@
 // The owner set with F_SETOWN(_EX) / F_SETSIG is read from a duplicate taken with pidfd_getfd (Linux 5.6):
 // F_GETOWN_EX, F_GETSIG and F_GETOWNER_UIDS (CONFIG_CHECKPOINT_RESTORE).
 using System.Globalization;
+using Crest.Diagnostics;
 using Crest.Engine.Dump;
 using Crest.Images.Protos;
 using Crest.Kernel;
@@ -48,6 +49,18 @@ internal static class FileDescriptors
                 throw new DumpException($"{what}: unsupported file kind (memfd {target}).");
             var info = FdInfo.Parse(ProcFile.ReadAll(pid, $"fdinfo/{fd}"));
             var st = RegularFiles.TryStat(link) ?? throw new DumpException($"{what}: {link} cannot be opened (the fd was closed during the dump?).");
+            string externalId = ExternalFiles.FileId(info.MntId ?? -1, st.Inode);
+            if (shared.External.Contains(externalId))
+            {
+                result.Add(new FdinfoEntry
+                {
+                    Id = AddExternal(pidfd, fd, externalId, info, st, table, shared, what),
+                    Flags = (info.Flags & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0,
+                    Type = FdTypes.Reg,
+                    Fd = (uint)fd,
+                });
+                continue;
+            }
             if (st.IsFifo && !target.EndsWith(" (deleted)", StringComparison.Ordinal))
             {
                 var reg = RegularFiles.Describe(target, info.Flags, 0, st, info.MntId);
@@ -59,8 +72,8 @@ internal static class FileDescriptors
             if (!RegularFiles.IsSupported(st))
                 throw new DumpException($"{what}: unsupported file kind ({target}, mode {Convert.ToString(st.Mode, 8)}).");
             if (target.EndsWith(" (deleted)", StringComparison.Ordinal))
-                throw new DumpException($"{what}: file {target[..^" (deleted)".Length]} was deleted; deleted files are not supported.");
-            RegularFiles.CheckSameFile(what, target, st);
+                throw new DumpException($"{what}: file {target[..^" (deleted)".Length]} was deleted, so a restore cannot reopen it; {shared.External.Advice(externalId)}.");
+            RegularFiles.CheckSameFile(what, target, st, shared.External.Advice(externalId));
             uint id = shared.Find(st.Device, st.Inode, pid, fd);
             if (id == 0)
             {
@@ -78,6 +91,29 @@ internal static class FileDescriptors
             });
         }
         return result;
+    }
+
+    /// <summary>
+    /// An fd on a file given with --external: a REG entry named by the id with <c>ext</c> set (as CRIU writes it), with
+    /// the flags, position and owner the replacement gets at restore. The path is not looked at: it may be gone.
+    /// </summary>
+    private static uint AddExternal(PidFd pidfd, int fd, string externalId, FdInfo info, FileStatus st, FileTable table, SharedFiles shared, string what)
+    {
+        int pid = pidfd.Pid;
+        uint id = shared.Find(st.Device, st.Inode, pid, fd);
+        if (id != 0) return id;
+        id = table.Add(new RegFileEntry
+        {
+            Flags = info.Flags,
+            Pos = (ulong)info.Pos,
+            Fown = ReadOwner(pidfd, fd, what),
+            Name = externalId,
+            Ext = true,
+            Mode = st.Mode,
+        });
+        shared.Add(st.Device, st.Inode, pid, fd, id);
+        Log.Info($"{pid}: dump: fd {fd} is the external file {externalId}, pos {info.Pos}");
+        return id;
     }
 
     /// <summary>The fd's owner for SIGIO/SIGURG (CRIU's fown): all zeros when none was set.</summary>

@@ -24,7 +24,10 @@ internal sealed class Pipes
     private const ulong FIONREAD = 0x541B;
     private const uint O_CLOEXEC = 0x80000, O_DIRECT = 0x4000;
 
+    private const uint O_ACCMODE = 3, O_WRONLY = 1;
+
     private readonly Dictionary<uint, List<(int Pid, int Fd, uint Id)>> _byPipe = [];
+    private readonly Dictionary<uint, List<PipeEntry>> _entries = [];
     private readonly Dictionary<(ulong Device, ulong Inode), List<(int Pid, int Fd, uint Id)>> _byFifo = [];
 
     /// <summary>Whether the readlink target of an fd names a pipe; its pipefs inode in <paramref name="pipeId"/>.</summary>
@@ -53,9 +56,45 @@ internal sealed class Pipes
             if (Kcmp.SameFile(pid, otherPid, fd, otherFd))
                 return otherId;
         }
-        uint id = table.Add(new PipeEntry { PipeId = pipeId, Flags = flags & ~O_CLOEXEC, Fown = owner });
+        var entry = new PipeEntry { PipeId = pipeId, Flags = flags & ~O_CLOEXEC, Fown = owner };
+        uint id = table.Add(entry);
         ends.Add((pid, fd, id));
+        if (!_entries.TryGetValue(pipeId, out var entries)) _entries[pipeId] = entries = [];
+        entries.Add(entry);
         return id;
+    }
+
+    /// <summary>
+    /// Once the whole tree is seen: mark the pipes given with --external, and refuse a pipe held by the tree in
+    /// one direction only while a process outside holds it too (its other end is out there), naming the fd and
+    /// the --external to pass.
+    /// </summary>
+    public void CheckExternal(IReadOnlySet<int> tree, ExternalFiles external)
+    {
+        var oneWay = new HashSet<uint>();
+        foreach (var (pipeId, entries) in _entries)
+        {
+            if (external.Contains(ExternalFiles.PipeId(pipeId)))
+            {
+                foreach (var entry in entries) entry.CrestExt = true;
+                Log.Info($"dump: pipe {pipeId} is external");
+                continue;
+            }
+            bool writes = entries.Any(e => (e.Flags & O_ACCMODE) == O_WRONLY);
+            bool reads = entries.Any(e => (e.Flags & O_ACCMODE) != O_WRONLY);
+            if (writes != reads) oneWay.Add(pipeId);
+        }
+        if (oneWay.Count == 0) return;
+        var holders = ExternalFiles.PipeHoldersOutside(tree, oneWay);
+        foreach (uint pipeId in oneWay.Order())
+        {
+            if (!holders.TryGetValue(pipeId, out var outside)) continue; // the other end is closed: a new pipe will do
+            var (pid, fd, _) = _byPipe[pipeId][0];
+            string end = (_entries[pipeId][0].Flags & O_ACCMODE) == O_WRONLY ? "write" : "read";
+            string id = ExternalFiles.PipeId(pipeId);
+            throw new DumpException($"task {pid} fd {fd}: {id} is the {end} end of a pipe also held outside the dumped tree " +
+                $"(by process {string.Join(", ", outside)}), which a restore cannot reconnect; {external.Advice(id)}.");
+        }
     }
 
     /// <summary>The file id of FIFO end <paramref name="fd"/> of <paramref name="pid"/> (opened by path as

@@ -59,13 +59,14 @@ internal static class RegularFiles
     /// Check that <paramref name="path"/> still names the object of status <paramref name="held"/>; throws a
     /// DumpException starting with <paramref name="what"/> ("task 12 fd 3") otherwise.
     /// </summary>
-    public static void CheckSameFile(string what, string path, FileStatus held)
+    public static void CheckSameFile(string what, string path, FileStatus held, string? advice = null)
     {
         var atPath = TryStat(path);
+        string tail = advice is null ? "deleted files are not supported" : advice;
         if (atPath is null)
-            throw new DumpException($"{what}: file {path} was deleted; deleted files are not supported.");
+            throw new DumpException($"{what}: file {path} was deleted, so a restore cannot reopen it; {tail}.");
         if (atPath.Value.Device != held.Device || atPath.Value.Inode != held.Inode)
-            throw new DumpException($"{what}: {path} now names another file than the one open (inode {held.Inode}, now {atPath.Value.Inode}).");
+            throw new DumpException($"{what}: {path} now names another file than the one open (inode {held.Inode}, now {atPath.Value.Inode}){(advice is null ? "" : "; " + advice)}.");
     }
 
     /// <summary>

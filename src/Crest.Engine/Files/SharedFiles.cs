@@ -6,8 +6,11 @@ using Crest.Kernel.Processes;
 
 namespace Crest.Engine.Files;
 
-internal sealed class SharedFiles
+internal sealed class SharedFiles(ExternalFiles external)
 {
+    /// <summary>The ids given with --external.</summary>
+    public ExternalFiles External { get; } = external;
+
     private readonly Dictionary<(ulong Device, ulong Inode), List<(int Pid, int Fd, uint Id)>> _byInode = [];
 
     /// <summary>Pipes of the whole tree: one pipe id and one copy of its buffer however many tasks hold it.</summary>

@@ -1,4 +1,4 @@
-// Restore of a tree of single-threaded processes with their PIDs (ENGINE.md §4). The flow, all on one
+// Restore of a tree of processes with their PIDs, and their threads with their TIDs (ENGINE.md §4). The flow, all on one
 // tracer thread:
 //   1. read and check every image (nothing is created before they are known to be whole);
 //   2. wait for the PIDs to be free (a zombie re-parented to PID 1 holds one for a second or two, §8);
@@ -7,7 +7,7 @@
 //      still copies of the stub; sessions, groups, zombies. The stub is killed;
 //   4. in each process, parents first: memory layout and contents (RestoreMemory), files (RestoreFiles:
 //      pipes created once, descriptions shared between processes passed on), per-process and per-thread
-//      state (RestoreCore);
+//      state (RestoreCore), the other threads cloned from the main thread (RestoreThreads);
 //   5. release every process, children first: unmap the restore region as the task's last syscall, set
 //      the final registers, detach.
 // Any failure kills every task created (fail closed, §1.5).
@@ -48,6 +48,8 @@ public static class RestoreEngine
         Log.Info($"restore: tree of task {pid} from {dir}: {tree.Processes.Count} processes, {tree.Zombies.Count} zombies, " +
             $"{tree.Processes.Values.Sum(p => p.PagesBytes) >> 12} pages");
 
+        var inherited = new RestoreInheritedFds(options.InheritFds);
+        inherited.CheckTree(tree);
         foreach (var entry in tree.Entries) WaitForFreePid((int)entry.Pid);
         ChildProcess.ResetSigchldDisposition();
 
@@ -58,7 +60,7 @@ public static class RestoreEngine
         {
             try
             {
-                stats = tracer.Run(() => RestoreOnTracer(tracer, tree, created));
+                stats = tracer.Run(() => RestoreOnTracer(tracer, tree, inherited, created));
                 restored = ChildProcess.Adopt(pid);
             }
             catch (Exception e)
@@ -94,7 +96,7 @@ public static class RestoreEngine
     /// <summary>Figures of the last successful restore in this process (tests and benchmarks read them).</summary>
     public static RestoreStatistics? LastStatistics { get; private set; }
 
-    private static RestoreStatistics RestoreOnTracer(Tracer tracer, RestoreTree tree, List<int> created)
+    private static RestoreStatistics RestoreOnTracer(Tracer tracer, RestoreTree tree, RestoreInheritedFds inherited, List<int> created)
     {
         ulong regionBase = RestoreMemory.ChooseRegion(tree.Processes.Values.Select(p => p.Mm));
         // Tracer and tasks share one CPU while syscalls are injected (ENGINE.md §8); each task gets Crest's
@@ -104,7 +106,7 @@ public static class RestoreEngine
         CpuAffinity.Set(0, pinned);
         try
         {
-            return RestorePinned(tracer, tree, regionBase, affinity, pinned, created);
+            return RestorePinned(tracer, tree, inherited, regionBase, affinity, pinned, created);
         }
         finally
         {
@@ -113,10 +115,10 @@ public static class RestoreEngine
     }
 
     /// <summary>One process's restore, up to the release: its memory, files and state (RestoreCore).</summary>
-    private sealed record ProcessRestore(StubInjector Task, RestoreMemory Memory, RestoreCore Core, long PagesRestored);
+    private sealed record ProcessRestore(StubInjector Task, RestoreMemory Memory, RestoreCore Core, RestoreThreads Threads, long PagesRestored);
 
-    private static RestoreStatistics RestorePinned(Tracer tracer, RestoreTree tree, ulong regionBase, byte[] affinity, byte[] pinned,
-        List<int> created)
+    private static RestoreStatistics RestorePinned(Tracer tracer, RestoreTree tree, RestoreInheritedFds inherited, ulong regionBase,
+        byte[] affinity, byte[] pinned, List<int> created)
     {
         int rootPid = tree.RootPid;
         var forking = Stopwatch.StartNew();
@@ -149,47 +151,65 @@ public static class RestoreEngine
         var restores = new List<ProcessRestore>();
         using var pipes = new RestorePipes(tree.Directory);
         var sharedFiles = new Dictionary<uint, (int Pid, int Fd)>();
-        foreach (var entry in tree.Entries)
+        // Threads are traced by this thread: on a failure their exits are collected here, or their group
+        // leaders could not be reaped (RestoreThreads.KillAfterFailure).
+        var allThreads = new List<RestoreThreads>();
+        try
         {
-            int pid = (int)entry.Pid;
-            if (!tree.Processes.TryGetValue(pid, out var images)) continue;
-            var injector = processes.Tasks[pid];
-            var memoryClock = Stopwatch.StartNew();
-            var memory = new RestoreMemory(injector, images);
-            memory.PrepareRegion();
-            // Nothing of what the stub's parent had open belongs to the task.
-            injector.Check("close_range", "inherited fds", SyscallNumbers.close_range, 0, uint.MaxValue, 0);
-            memory.RestoreLayout();
-            // The page writers are started from this thread and inherit its affinity: all CPUs for them.
-            CpuAffinity.Set(0, affinity);
-            long pages = memory.RestoreContents();
-            CpuAffinity.Set(0, pinned);
-            memory.FinishLayout();
-            GuardRegions.Install(injector, images.Mm.Vmas);
-            memoryClock.Stop();
-            memoryTime += memoryClock.Elapsed;
-            contentsTime += memory.ContentsTime;
-            pagesRestored += pages;
+            foreach (var entry in tree.Entries)
+            {
+                int pid = (int)entry.Pid;
+                if (!tree.Processes.TryGetValue(pid, out var images)) continue;
+                var injector = processes.Tasks[pid];
+                var memoryClock = Stopwatch.StartNew();
+                var memory = new RestoreMemory(injector, images);
+                memory.PrepareRegion();
+                // Nothing of what the stub's parent had open belongs to the task.
+                injector.Check("close_range", "inherited fds", SyscallNumbers.close_range, 0, uint.MaxValue, 0);
+                memory.RestoreLayout();
+                // The page writers are started from this thread and inherit its affinity: all CPUs for them.
+                CpuAffinity.Set(0, affinity);
+                long pages = memory.RestoreContents();
+                CpuAffinity.Set(0, pinned);
+                memory.FinishLayout();
+                GuardRegions.Install(injector, images.Mm.Vmas);
+                memoryClock.Stop();
+                memoryTime += memoryClock.Elapsed;
+                contentsTime += memory.ContentsTime;
+                pagesRestored += pages;
 
-            var core = new RestoreCore(injector, images);
-            core.RestoreMm(memory);
-            RestoreFiles.Restore(injector, images, pipes, sharedFiles);
-            core.RestoreProcessState();
-            core.RestoreThreadState();
-            core.RestoreIntervalTimers();
-            Timers.PosixTimers.Restore(injector, images.Core);
-            core.RestorePendingSignals();
-            RestoreSeccomp.Install(injector, images.Core.ThreadCore, images.SeccompChain);
-            core.RestoreCreds();
-            restores.Add(new ProcessRestore(injector, memory, core, pages));
+                var core = new RestoreCore(injector, images);
+                core.RestoreMm(memory);
+                RestoreFiles.Restore(injector, images, pipes, inherited, sharedFiles);
+                core.RestoreProcessState();
+                core.RestoreThreadState();
+                core.RestoreIntervalTimers();
+                Timers.PosixTimers.Restore(injector, images.Core);
+                core.RestorePendingSignals();
+                var threads = new RestoreThreads(injector, images);
+                allThreads.Add(threads);
+                // Threads are cloned before the main thread gets its seccomp filters (a clone inherits them).
+                threads.Restore();
+                RestoreSeccomp.Install(injector, images.Core.ThreadCore, images.SeccompChain);
+                core.RestoreCreds();
+                restores.Add(new ProcessRestore(injector, memory, core, threads, pages));
+            }
+
+            // Release: children first, so that a parent that runs finds its children running. A process's threads
+            // get their final state first and run once its main thread has unmapped the restore region.
+            for (int i = restores.Count - 1; i >= 0; i--)
+            {
+                var r = restores[i];
+                r.Threads.PrepareRelease(affinity);
+                CpuAffinity.Set(r.Task.Pid, affinity);
+                r.Core.Release(r.Memory);
+                r.Threads.Detach();
+            }
         }
-
-        // Release: children first, so that a parent that runs finds its children running.
-        for (int i = restores.Count - 1; i >= 0; i--)
+        catch
         {
-            var r = restores[i];
-            CpuAffinity.Set(r.Task.Pid, affinity);
-            r.Core.Release(r.Memory);
+            foreach (var threads in allThreads) threads.KillAfterFailure();
+            throw;
         }
         return new RestoreStatistics(forking.Elapsed, memoryTime, TimeSpan.Zero, pagesRestored) { PagesWriteTime = contentsTime };
     }

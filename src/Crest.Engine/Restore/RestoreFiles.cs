@@ -16,13 +16,18 @@ internal static class RestoreFiles
     private const long O_CREAT = 0x40, O_EXCL = 0x80, O_NOCTTY = 0x100, O_TRUNC = 0x200, O_CLOEXEC = 0x80000;
     private const long FD_CLOEXEC = 1, F_SETFD = 2, F_SETSIG = 10, F_SETOWN_EX = 15, SEEK_SET = 0, AT_FDCWD = -100;
 
-    private static void OpenAt(StubInjector task, FdinfoEntry fd, RegFileEntry file, bool cloexec)
+    /// <summary>Open <paramref name="file"/> as fd <paramref name="fd"/>: by its path, or through <paramref name="inheritedLink"/>
+    /// (Crest's /proc link of the fd given with --inherit-fd) when one replaces it.</summary>
+    private static void OpenAt(StubInjector task, FdinfoEntry fd, RegFileEntry file, bool cloexec, string? inheritedLink)
     {
         long flags = file.Flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC);
-        long opened = task.Syscall(SyscallNumbers.openat, AT_FDCWD, (long)task.PutString(file.Name), flags, 0);
+        string path = inheritedLink ?? file.Name;
+        long opened = task.Syscall(SyscallNumbers.openat, AT_FDCWD, (long)task.PutString(path), flags, 0);
         task.ResetScratch();
         if (opened < 0)
-            throw new RestoreException($"fd {fd.Fd} of task {task.Pid}: cannot open {file.Name}: {Crest.Kernel.Errno.FromRawReturn(opened)}");
+            throw new RestoreException(inheritedLink is null
+                ? $"fd {fd.Fd} of task {task.Pid}: cannot open {file.Name}: {Crest.Kernel.Errno.FromRawReturn(opened)}"
+                : $"fd {fd.Fd} of task {task.Pid}: cannot open the inherited fd for {RestoreInheritedFds.Key(file)} through {inheritedLink}: {Crest.Kernel.Errno.FromRawReturn(opened)}");
         if (opened != fd.Fd)
         {
             task.Check("dup3", $"fd {fd.Fd} ({file.Name})", SyscallNumbers.dup3, opened, fd.Fd, cloexec ? O_CLOEXEC : 0);
@@ -51,7 +56,7 @@ internal static class RestoreFiles
             if (owner.Signum != 0)
                 task.Check("fcntl(F_SETSIG)", $"fd {fd.Fd} signal {owner.Signum}", SyscallNumbers.fcntl, fd.Fd, F_SETSIG, owner.Signum);
         }
-        Log.Debug($"{task.Pid}: restore: fd {fd.Fd} = {file.Name} flags 0x{flags:x} pos {file.Pos}{(cloexec ? " cloexec" : "")}");
+        Log.Debug($"{task.Pid}: restore: fd {fd.Fd} = {file.Name}{(inheritedLink is null ? "" : " from " + inheritedLink)} flags 0x{flags:x} pos {file.Pos}{(cloexec ? " cloexec" : "")}");
     }
 
     /// <summary>
@@ -82,7 +87,8 @@ internal static class RestoreFiles
     /// The fds, cwd and umask of one process. <paramref name="shared"/> holds, for each file id already given to
     /// a process of the tree, where it is (pid, fd); <paramref name="pipes"/> the tree's pipes.
     /// </summary>
-    public static void Restore(StubInjector task, RestoreImages images, RestorePipes pipes, Dictionary<uint, (int Pid, int Fd)> shared)
+    public static void Restore(StubInjector task, RestoreImages images, RestorePipes pipes, RestoreInheritedFds inherited,
+        Dictionary<uint, (int Pid, int Fd)> shared)
     {
         // Descriptors with one file id share one open file description (dup, dup2, fork): it is opened once,
         // at the lowest number, and duplicated to the others, so that they share the offset and status flags.
@@ -100,7 +106,7 @@ internal static class RestoreFiles
             {
                 if (!images.Files.TryGetValue(fd.Id, out var p) || p.Pipe is null)
                     throw new RestoreException($"files.img has no pipe with file id {fd.Id} (fd {fd.Fd})");
-                pipes.Open(task, fd, p.Pipe, (fd.Flags & FD_CLOEXEC) != 0);
+                pipes.Open(task, fd, p.Pipe, (fd.Flags & FD_CLOEXEC) != 0, inherited.LinkFor(RestoreInheritedFds.Key(p.Pipe)));
                 opened[fd.Id] = (int)fd.Fd;
                 shared.TryAdd(fd.Id, (task.Pid, (int)fd.Fd));
                 continue;
@@ -125,7 +131,7 @@ internal static class RestoreFiles
             if (fd.Type != FdTypes.Reg)
                 throw new RestoreException($"fd {fd.Fd} of task {task.Pid} is a {fd.Type}, which this restore does not support yet");
             var file = images.RegularFile(fd.Id, $"fd {fd.Fd}");
-            OpenAt(task, fd, file, cloexec);
+            OpenAt(task, fd, file, cloexec, inherited.LinkFor(RestoreInheritedFds.Key(file)));
             opened[fd.Id] = (int)fd.Fd;
             shared.TryAdd(fd.Id, (task.Pid, (int)fd.Fd));
         }

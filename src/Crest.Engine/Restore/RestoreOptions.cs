@@ -11,4 +11,7 @@ public sealed record RestoreOptions
 
     /// <summary>--pidfile: absolute path, created O_EXCL, receives the root pid in decimal without a newline.</summary>
     public string? PidFile { get; init; }
+
+    /// <summary>--inherit-fd: fds of this process that stand for resources of the images (external files above all).</summary>
+    public IReadOnlyList<InheritedFd> InheritFds { get; init; } = [];
 }

@@ -95,19 +95,30 @@ internal sealed class RestorePipes : IDisposable
         }
     }
 
-    /// <summary>Give the task the pipe end <paramref name="pipe"/> as fd <paramref name="fd"/>.</summary>
-    public void Open(StubInjector task, FdinfoEntry fd, PipeEntry pipe, bool cloexec)
+    /// <summary>
+    /// Give the task the pipe end <paramref name="pipe"/> as fd <paramref name="fd"/>: an end of the pipe Crest creates
+    /// for it, or of the pipe given with --inherit-fd (<paramref name="inheritedLink"/>, which gets none of the dumped data).
+    /// </summary>
+    public void Open(StubInjector task, FdinfoEntry fd, PipeEntry pipe, bool cloexec, string? inheritedLink = null)
     {
-        var (read, write) = Create(pipe.PipeId);
         long flags = pipe.Flags & ~O_CLOEXEC;
-        var crestEnd = (flags & O_ACCMODE) == 0 ? read : write;
-        string link = $"/proc/{Environment.ProcessId}/fd/{crestEnd.Fd}";
+        string link;
+        if (inheritedLink is not null)
+        {
+            link = inheritedLink;
+        }
+        else
+        {
+            var (read, write) = Create(pipe.PipeId);
+            var crestEnd = (flags & O_ACCMODE) == 0 ? read : write;
+            link = $"/proc/{Environment.ProcessId}/fd/{crestEnd.Fd}";
+        }
         long opened = task.Syscall(SyscallNumbers.openat, AT_FDCWD, (long)task.PutString(link), flags, 0);
         task.ResetScratch();
         if (opened < 0)
             throw new RestoreException($"fd {fd.Fd} of task {task.Pid}: cannot open pipe {pipe.PipeId} through {link}: {Errno.FromRawReturn(opened)}");
         Place(task, fd, opened, cloexec, pipe.Fown, $"pipe {pipe.PipeId}");
-        Log.Debug($"{task.Pid}: restore: fd {fd.Fd} = pipe {pipe.PipeId} flags 0x{flags:x}{((flags & O_NONBLOCK) != 0 ? " nonblock" : "")}{(cloexec ? " cloexec" : "")}");
+        Log.Debug($"{task.Pid}: restore: fd {fd.Fd} = pipe {pipe.PipeId}{(inheritedLink is null ? "" : " from " + inheritedLink)} flags 0x{flags:x}{((flags & O_NONBLOCK) != 0 ? " nonblock" : "")}{(cloexec ? " cloexec" : "")}");
     }
 
     /// <summary>Move the descriptor the task just opened to its number, with its fd flags and owner.</summary>

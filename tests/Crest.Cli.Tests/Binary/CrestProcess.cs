@@ -13,9 +13,19 @@ internal static class CrestProcess
 
     public static CrestRun Run(string workingDirectory, params string[] args) => Run(workingDirectory, null, args);
 
-    public static CrestRun Run(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
+    public static CrestRun Run(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args) =>
+        Run(workingDirectory, environment, null, args);
+
+    /// <summary>
+    /// Runs crest from /bin/sh after <paramref name="shellRedirections"/> (such as <c>exec 7&lt;file</c>), as a runtime
+    /// hands crest the fds named by --inherit-fd: .NET itself passes no fd beyond 0-2 to a child.
+    /// </summary>
+    public static CrestRun RunWithFds(string workingDirectory, string shellRedirections, params string[] args) =>
+        Run(workingDirectory, null, shellRedirections, args);
+
+    private static CrestRun Run(string workingDirectory, IReadOnlyDictionary<string, string>? environment, string? shellRedirections, string[] args)
     {
-        using var process = Start(workingDirectory, environment, args);
+        using var process = Start(workingDirectory, environment, shellRedirections, args);
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         if (!process.WaitForExit(Limit))
@@ -28,7 +38,10 @@ internal static class CrestProcess
     }
 
     /// <summary>Starts crest without waiting (stdin closed, stdout and stderr redirected): for a restore that waits for its task.</summary>
-    public static Process Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args)
+    public static Process Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args) =>
+        Start(workingDirectory, environment, null, args);
+
+    private static Process Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, string? shellRedirections, string[] args)
     {
         var start = new ProcessStartInfo
         {
@@ -48,6 +61,14 @@ internal static class CrestProcess
             start.FileName = "dotnet";
             start.ArgumentList.Add("exec");
             start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "crest.dll"));
+        }
+        if (shellRedirections is not null)
+        {
+            // sh -c 'REDIRECTIONS; exec "$0" "$@"' CREST [ARGS...]
+            start.ArgumentList.Insert(0, start.FileName);
+            start.ArgumentList.Insert(0, $"{shellRedirections}; exec \"$0\" \"$@\"");
+            start.ArgumentList.Insert(0, "-c");
+            start.FileName = "/bin/sh";
         }
         foreach (string arg in args) start.ArgumentList.Add(arg);
         // Nothing from the test runner's environment may change how options parse.

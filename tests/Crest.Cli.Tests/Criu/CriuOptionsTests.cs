@@ -69,6 +69,25 @@ public class CriuOptionsTests
     }
 
     [Fact]
+    public void InheritFdTakesEverythingAfterTheFirstColonAndExternalsKeepTheirOrder()
+    {
+        var options = Options("--inherit-fd", "fd[7]:pipe:[123]", "--inherit-fd=fd[0]:tmp/log", "--inherit-fd", "fd[ 3]:file[2a:1f]",
+            "--external", "file[2a:1f]", "--external", "pipe:[123]");
+        Assert.Equal([new(7, "pipe:[123]"), new(0, "tmp/log"), new(3, "file[2a:1f]")], options.InheritFds);
+        Assert.Equal(["file[2a:1f]", "pipe:[123]"], options.External);
+    }
+
+    [Theory]
+    [InlineData("7:pipe:[1]")]
+    [InlineData("fd7:x")]
+    [InlineData("fd[-1]:x")]
+    [InlineData("fd[2]")]
+    [InlineData("fd[2]:")]
+    [InlineData("fd[2]x:y")]
+    public void InheritFdRejectsWhatCriuRejects(string argument) =>
+        Assert.Equal($"Invalid inherit fd argument: {argument}", Rejection("--inherit-fd", argument));
+
+    [Fact]
     public void TreeIsAtoiAndPositive()
     {
         Assert.Equal(42, Options("-t", "42abc").Tree);

@@ -1,0 +1,201 @@
+using System.Globalization;
+using System.Text;
+using Crest.Engine.Dump;
+using Crest.Engine.Restore;
+using Crest.Engine.Tests.Dump;
+using Crest.Images;
+using Crest.Images.Protos;
+using Crest.Kernel.Files;
+using Crest.Kernel.Processes;
+using Crest.Kernel.Tests.Fixtures;
+using static Crest.Engine.Tests.Restore.RestoreTestSupport;
+
+namespace Crest.Engine.Tests.Restore;
+
+/// <summary>
+/// --external at dump, --inherit-fd at restore: a file whose path is gone and a pipe to a logger outside the tree,
+/// each handed in by the restoring process, and the failures that name the option to pass.
+/// </summary>
+[Collection("Children of the test process")]
+public class ExternalFileTests
+{
+    /// <summary>CRIU's id of fd <paramref name="fd"/> of <paramref name="pid"/>: file[MNT_ID:INODE] in hex, from its fdinfo.</summary>
+    private static string FileId(int pid, int fd)
+    {
+        var fields = File.ReadAllLines($"/proc/{pid}/fdinfo/{fd}").Select(l => l.Split(':', 2)).ToDictionary(p => p[0], p => p[1].Trim());
+        int mntId = int.Parse(fields["mnt_id"], CultureInfo.InvariantCulture);
+        ulong inode = ulong.Parse(fields["ino"], CultureInfo.InvariantCulture);
+        return string.Create(CultureInfo.InvariantCulture, $"file[{mntId:x}:{inode:x}]");
+    }
+
+    private static string Link(int pid, int fd) => new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget!;
+
+    private static void DecodeAll(string dir)
+    {
+        foreach (string image in Directory.GetFiles(dir, "*.img"))
+        {
+            if (Path.GetFileName(image).StartsWith("pages-", StringComparison.Ordinal)) continue;
+            Crit.Decode(image).Dispose();
+        }
+    }
+
+    private static List<FileEntry> Files(string dir)
+    {
+        using var reader = ImageReader.Open(Path.Combine(dir, "files.img"), ImageKinds.Files);
+        return reader.ReadEntries(FileEntry.Parser).ToList();
+    }
+
+    private static ChildProcess RestoreDetached(string dir, params InheritedFd[] inherit)
+    {
+        string pidFile = Path.Combine(dir, $"restored-{Guid.NewGuid():N}.pid");
+        int rc = RestoreEngine.Run(new RestoreOptions { ImagesDir = dir, Detached = true, PidFile = pidFile, InheritFds = inherit });
+        Assert.Equal(0, rc);
+        return ChildProcess.Adopt(int.Parse(File.ReadAllText(pidFile), CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public void AFileWhosePathIsGoneComesBackThroughAnInheritedFd()
+    {
+        string work = NewImagesDir();
+        string dir = NewImagesDir();
+        try
+        {
+            string gone = Path.Combine(work, "gone");
+            Directory.CreateDirectory(gone);
+            using var fixture = FixtureProcess.Start("external_files", "file", gone);
+            string id = FileId(fixture.Pid, 3);
+            Directory.Delete(gone, true);
+            Assert.EndsWith("(deleted)", Link(fixture.Pid, 3));
+
+            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = [id] });
+            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+            DecodeAll(dir);
+            var reg = Files(dir).Single(f => f.Reg?.Ext == true).Reg;
+            Assert.Equal(id, reg.Name);
+            Assert.Equal(4ul, reg.Pos);
+            using (var decoded = Crit.Decode(Path.Combine(dir, "files.img")))
+                Assert.Contains(decoded.RootElement.GetProperty("entries").EnumerateArray(),
+                    e => e.GetProperty("reg").GetProperty("name").GetString() == id && e.GetProperty("reg").GetProperty("ext").GetBoolean());
+
+            // The replacement: another file with the same contents, open in this process (offset 0, read-only).
+            string replacement = Path.Combine(work, "replacement");
+            File.WriteAllText(replacement, "0123456789");
+            using var handed = FileDescriptor.Open(replacement, OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
+            using var restored = RestoreDetached(dir, new InheritedFd(handed.Fd, id));
+            Assert.Equal(fixture.Pid, restored.Pid);
+            AssertPass(Verify(restored, fixture));
+            Assert.Equal("012345ab89", File.ReadAllText(replacement));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(work, true);
+        }
+    }
+
+    [Fact]
+    public void ADeletedFileWithoutExternalFailsNamingTheOptionToPass()
+    {
+        string work = NewImagesDir();
+        string dir = NewImagesDir();
+        try
+        {
+            using var fixture = FixtureProcess.Start("external_files", "file", work);
+            string id = FileId(fixture.Pid, 3);
+            File.Delete(Path.Combine(work, "data"));
+            var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+            Assert.Contains($"task {fixture.Pid} fd 3: file {Path.Combine(work, "data")} was deleted", e.Message);
+            Assert.Contains($"--external {id}", e.Message);
+            Assert.Contains($"--inherit-fd fd[N]:{id}", e.Message);
+
+            // A wrong id is named as matching nothing.
+            e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = ["file[1:2]"] }));
+            Assert.Contains($"--external {id} (--external file[1:2] matches no open file)", e.Message);
+            Assert.Empty(Directory.GetFiles(dir));
+            // The task runs on untouched and still holds its file at offset 4.
+            Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(10)));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(work, true);
+        }
+    }
+
+    [Fact]
+    public void ARestoreWithoutTheInheritFdFailsNamingItAndLeavesNoTask()
+    {
+        string work = NewImagesDir();
+        string dir = NewImagesDir();
+        try
+        {
+            using var fixture = FixtureProcess.Start("external_files", "file", work);
+            string id = FileId(fixture.Pid, 3);
+            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = [id] });
+            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+            var e = FailsCleanly(dir, fixture.Pid, Children());
+            Assert.Contains($"task {fixture.Pid} fd 3 was dumped as the external file {id}", e.Message);
+            Assert.Contains($"--inherit-fd fd[N]:{id}", e.Message);
+
+            // An inherited fd that is not open is refused as well.
+            var closed = Assert.Throws<RestoreException>(() => RestoreEngine.Run(new RestoreOptions
+            {
+                ImagesDir = dir, Detached = true, InheritFds = [new InheritedFd(987, id)],
+            }));
+            Assert.Contains($"--inherit-fd fd[987]:{id}: fd 987 is not open", closed.Message);
+            Assert.False(Exists(fixture.Pid));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(work, true);
+        }
+    }
+
+    [Fact]
+    public void APipeToALoggerOutsideTheTreeIsReplacedByOneFromTheRestoringProcess()
+    {
+        string work = NewImagesDir();
+        string dir = NewImagesDir();
+        try
+        {
+            string log = Path.Combine(work, "log");
+            using var fixture = FixtureProcess.Start("external_files", "logger", log);
+            string id = Link(fixture.Pid, 10);
+            Assert.StartsWith("pipe:[", id);
+
+            // Without --external, or with a wrong one, the dump refuses and names the fd and the option.
+            var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+            Assert.Contains($"task {fixture.Pid} fd 10: {id} is the write end of a pipe also held outside the dumped tree", e.Message);
+            Assert.Contains($"--external {id}", e.Message);
+            e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = ["pipe:[1]"] }));
+            Assert.Contains($"--external {id} (--external pipe:[1] matches no open file)", e.Message);
+            Assert.Empty(Directory.GetFiles(dir));
+
+            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = [id] });
+            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+            DecodeAll(dir);
+            Assert.True(Files(dir).Single(f => f.Pipe is not null).Pipe.CrestExt);
+
+            // The old logger saw the line before the dump; the new pipe is read here.
+            var (read, write) = FileDescriptor.CreatePipe();
+            using (read)
+            {
+                using (write)
+                {
+                    using var restored = RestoreDetached(dir, new InheritedFd(write.Fd, id));
+                    AssertPass(Verify(restored, fixture));
+                }
+                var buffer = new byte[256];
+                int n = read.ReadFull(buffer);
+                Assert.Equal("after restore\n", Encoding.ASCII.GetString(buffer, 0, n));
+            }
+            Assert.Equal("before dump\n", File.ReadAllText(log));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(work, true);
+        }
+    }
+}
