@@ -146,6 +146,14 @@ internal sealed class RestoreProcessTree
         ulong argsAddress = parent.Put(args);
         parent.NewChildren.Clear();
         long rc = parent.Syscall(SyscallNumbers.clone3, (long)argsAddress, 88);
+        // A pid whose task has just been reaped can still be allocated for a moment after /proc stopped
+        // showing it (seen as EEXIST with no holder in /proc): try again for as long as a zombie is waited for.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (rc == -Errno.EEXIST && !Directory.Exists($"/proc/{pid}") && waited.Elapsed < RestoreEngine.PidWait)
+        {
+            Thread.Sleep(5);
+            rc = parent.Syscall(SyscallNumbers.clone3, (long)argsAddress, 88);
+        }
         parent.ResetScratch();
         if (rc < 0)
         {
