@@ -8,6 +8,7 @@ internal static class Program
     {
         ["startup"] = StartupBenchmark.Run,
         ["dump-restore"] = DumpRestoreBenchmark.Run,
+        ["threads"] = ThreadsBenchmark.Run,
         ["shapes"] = ShapesBenchmark.Run,
     };
 

@@ -102,6 +102,38 @@ public sealed class PageImageTests
     }
 
     [Fact]
+    public void ReservedPageDataIsPlacedByTheCaller()
+    {
+        using var scratch = new TempDirectory();
+        byte[] first = new byte[3 * Page], second = new byte[Page];
+        new Random(5).NextBytes(first);
+        new Random(6).NextBytes(second);
+        using (PageImageWriter writer = PageImageWriter.Create(scratch.Path, pagemapId: 7, pagesId: 1))
+        {
+            Assert.Equal(0, writer.ReservePresent(0x10000, 3));
+            Assert.Equal(3 * Page, writer.ReservePresent(0x20000, 1));
+            Assert.Throws<InvalidOperationException>(() => writer.AddPresent(0x30000, second));
+            writer.SizeReserved();
+            Assert.Equal(4 * Page, writer.PagesReserved);
+            // The caller's own placement (a dumper maps the file); here plain positional writes.
+            RandomAccess.Write(writer.PagesFile!, second, 3 * Page);
+            RandomAccess.Write(writer.PagesFile!, first, 0);
+            writer.Complete();
+        }
+        Assert.Equal([.. first, .. second], File.ReadAllBytes(scratch.File("pages-1.img")));
+        using PagemapReader pagemap = PagemapReader.Open(scratch.File("pagemap-7.img"));
+        Assert.True(pagemap.TryRead(out PagemapRecord a));
+        Assert.Equal(new PagemapRecord(1, 0x10000, 3, PagemapFlags.Present, 0), a);
+        Assert.True(pagemap.TryRead(out PagemapRecord b));
+        Assert.Equal(new PagemapRecord(2, 0x20000, 1, PagemapFlags.Present, 3 * Page), b);
+        Assert.False(pagemap.TryRead(out _));
+
+        using var streamed = new PageImageWriter(new MemoryStream(), new MemoryStream(), pagesId: 2);
+        Assert.Null(streamed.PagesFile);
+        Assert.Throws<InvalidOperationException>(() => streamed.ReservePresent(0x1000, 1));
+    }
+
+    [Fact]
     public void ATruncatedPagesFileIsCorruption()
     {
         var pagemap = new MemoryStream();

@@ -1,7 +1,7 @@
-// Checkpoint of a tree of single-threaded processes into CRIU-format images (ENGINE.md §2, §3, §6).
+// Checkpoint of a tree of processes, with all their threads, into CRIU-format images (ENGINE.md §2, §3, §6).
 //
-//   freeze the tree (seize + interrupt, children  Freezer.cs, FrozenTree.cs
-//   read once their parent is frozen)
+//   freeze the tree (seize + interrupt, children  Freezer.cs, FrozenTree.cs, ThreadDumper.cs (threads)
+//   read once their parent and its threads are frozen)
 //   read from outside: regs, xstate, /proc        Processes/CoreDumper.cs
 //   check every fd and mapping (refuse early)     Files/FileDescriptors.cs, Memory/VmaDumper.cs
 //   injected syscalls, all undone again           Processes/CoreDumper.cs (SyscallInjector)
@@ -27,7 +27,8 @@
 //  - ids-PID.img: per process vm_id = files_id = fs_id = sighand_id = its position in pstree.img (from 1);
 //    files.img is one for the tree: descriptions shared between processes (fork) have one id, and a pipe
 //    held by several processes has one pipe_id and its buffer once in pipes-data.img.
-//  - pstree.img: one entry per process (pid, ppid, pgid, sid, threads), parents before children; zombies
+//  - core-TID.img of every other thread: thread_info and thread_core only (ThreadDumper.cs).
+//  - pstree.img: one entry per process (pid, ppid, pgid, sid, threads: main thread first), parents before children; zombies
 //    too, with a core-PID.img holding only tc (task_state 2, exit_code = the wait status) and no mm.
 //
 // Fail closed: any failure before the images are complete releases every task exactly as it was (the
@@ -44,6 +45,7 @@ using Crest.Images.Protos;
 using Crest.Kernel;
 using Crest.Kernel.Injection;
 using Crest.Kernel.Proc;
+using Crest.Kernel.Processes;
 using Crest.Kernel.Ptrace;
 using Google.Protobuf;
 
@@ -67,7 +69,7 @@ public static class DumpEngine
             throw new DumpException("Leave-running and leave-stopped exclude each other.");
         int pid = options.Pid;
         var images = new ImageDirectory(options.ImagesDir);
-        CheckSingleThreaded(pid);
+        CheckNotSelf(pid);
         images.RemoveStaleInventory();
         Log.Info($"{pid}: dump: into {images.Path}");
 
@@ -79,7 +81,7 @@ public static class DumpEngine
         PageDumpResult pages;
         try
         {
-            foreach (var task in tree.Tasks) CheckSingleThreaded(task.Pid);
+            CheckNothingSharedWithParents(tree);
             pages = DumpTree(tree, images, options);
         }
         catch (Exception e)
@@ -102,15 +104,31 @@ public static class DumpEngine
         return stats;
     }
 
-    /// <summary>This engine handles single-threaded processes: refuse threads with a clear message.</summary>
-    private static void CheckSingleThreaded(int pid)
+    /// <summary>The task must exist and must not be Crest itself (a thread cannot trace its own thread group).</summary>
+    private static void CheckNotSelf(int pid)
     {
-        string taskDir = $"/proc/{pid}/task";
-        if (!Directory.Exists(taskDir))
+        if (!Directory.Exists($"/proc/{pid}/task"))
             throw new DumpException($"Task {pid} does not exist.");
-        int threads = Directory.GetDirectories(taskDir).Length;
-        if (threads != 1)
-            throw new DumpException($"Task {pid} has {threads} threads; only single-threaded processes can be dumped for now.");
+        if (pid == Environment.ProcessId)
+            throw new DumpException($"Task {pid} is Crest itself; it cannot dump its own process.");
+    }
+
+    /// <summary>
+    /// Each process gets its own mm, fd table, fs and signal handlers in the images (ids-PID.img): refuse a
+    /// process that shares one with its parent (clone with CLONE_VM, CLONE_FILES, CLONE_FS or CLONE_SIGHAND but
+    /// not CLONE_THREAD, as vfork does until exec), found with kcmp.
+    /// </summary>
+    private static void CheckNothingSharedWithParents(FrozenTree tree)
+    {
+        foreach (var (child, parent) in tree.Parents)
+        {
+            if (tree.Zombies.Exists(z => z.Pid == child)) continue;
+            foreach (var kind in new[] { Kcmp.Shared.Vm, Kcmp.Shared.Files, Kcmp.Shared.Fs, Kcmp.Shared.Sighand })
+            {
+                if (Kcmp.SameObject(child, parent, kind))
+                    throw new DumpException($"Task {child} shares its {kind.ToString().ToLowerInvariant()} with its parent {parent} (clone without CLONE_THREAD, or vfork); not supported yet.");
+            }
+        }
     }
 
     private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options)
@@ -130,7 +148,8 @@ public static class DumpEngine
             var ids = new TaskKobjIdsEntry { VmId = n, FilesId = n, FsId = n, SighandId = n };
             FillNamespaceIds(ids);
             rootIds ??= ids;
-            var (pages, stat) = DumpProcess(task, images, files, shared, seccomp, ids, pagesId: n);
+            var threads = tree.ThreadsOf(task);
+            var (pages, stat) = DumpProcess(task, threads, images, files, shared, seccomp, ids, pagesId: n);
             total = new PageDumpResult(total.PagesScanned + pages.PagesScanned, total.PagesWritten + pages.PagesWritten,
                 total.MemdumpTime + pages.MemdumpTime, total.MemwriteTime + pages.MemwriteTime);
             pstree.Add(new PstreeEntry
@@ -139,7 +158,7 @@ public static class DumpEngine
                 Ppid = tree.Parents.TryGetValue(task.Pid, out int parent) ? (uint)parent : 0,
                 Pgid = (uint)stat.Pgrp,
                 Sid = (uint)stat.Session,
-                Threads = { (uint)task.Pid },
+                Threads = { (uint)task.Pid, threads.Select(t => (uint)t.Pid) },
             });
         }
         shared.Pipes.CheckExternal(tree.Tasks.Select(t => t.Pid).ToHashSet(), shared.External);
@@ -172,8 +191,8 @@ public static class DumpEngine
     }
 
     /// <summary>The images of one process: core, mm, ids, fs, fdinfo, pagemap and pages. Its fds and files go into the tree's tables.</summary>
-    private static (PageDumpResult Pages, ProcStat Stat) DumpProcess(FrozenTask task, ImageDirectory images, FileTable files, SharedFiles shared,
-        SeccompTable seccomp, TaskKobjIdsEntry ids, uint pagesId)
+    private static (PageDumpResult Pages, ProcStat Stat) DumpProcess(FrozenTask task, IReadOnlyList<FrozenTask> threads, ImageDirectory images,
+        FileTable files, SharedFiles shared, SeccompTable seccomp, TaskKobjIdsEntry ids, uint pagesId)
     {
         int pid = task.Pid;
         // 1. Everything readable from outside, and every check, before anything in the task changes.
@@ -184,16 +203,26 @@ public static class DumpEngine
         var fs = FsDumper.Collect(pid, files, state.Umask);
 
         // 2. What only the task can tell; the injector puts everything back when disposed.
+        List<ThreadState> threadStates = [];
         PinnedInjection.Run(task.Tracee, () =>
         {
             using var remote = SyscallInjector.Open(task.Tracee);
             CoreDumper.ReadFromInside(state, remote);
             StageHook?.Invoke("injecting");
+            // The other threads' injections share the vdso gadget and a scratch page of this session.
+            threadStates = ThreadDumper.Read(threads, remote.GadgetAddress, threads.Count > 0 ? remote.AllocScratch(4096) : 0);
         });
 
         var mm = VmaDumper.BuildMm(pid, state, vmas, files);
         var core = CoreDumper.BuildCore(state);
         seccomp.Describe(task.Tracee, state.Status, core.ThreadCore);
+        var threadCores = threadStates.Select(t => (t.Tid, Core: ThreadDumper.BuildCore(t, core))).ToList();
+        for (int i = 0; i < threads.Count; i++)
+        {
+            var threadStatus = ProcStatus.Parse(ProcFile.ReadAll(pid, $"task/{threads[i].Pid}/status"));
+            ThreadDumper.CheckSameCredentials(state.Status, threadStatus, threads[i].Pid);
+            seccomp.Describe(threads[i].Tracee, threadStatus, threadCores[i].Core.ThreadCore);
+        }
 
         // 3. Memory, then the small images.
         PageDumpResult pages;
@@ -215,11 +244,12 @@ public static class DumpEngine
         images.Account(pagesName);
 
         images.Write(ImageKinds.Core, (ulong)pid, core);
+        foreach (var (tid, threadCore) in threadCores) images.Write(ImageKinds.Core, (ulong)tid, threadCore);
         images.Write(ImageKinds.Mm, (ulong)pid, mm);
         images.Write(ImageKinds.Ids, (ulong)pid, ids);
         images.Write(ImageKinds.Fs, (ulong)pid, fs);
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Fdinfo, ids.FilesId), ImageKinds.Fdinfo, [.. fdinfos]);
-        Log.Info($"{pid}: dump: {vmas.Count} vmas, {fdinfos.Count} fds, {pages.PagesWritten} pages");
+        Log.Info($"{pid}: dump: {1 + threads.Count} threads, {vmas.Count} vmas, {fdinfos.Count} fds, {pages.PagesWritten} pages");
         return (pages, state.Stat);
     }
 
@@ -285,6 +315,14 @@ public static class DumpEngine
         for (int i = tree.Tasks.Count - 1; i >= 0; i--)
         {
             var task = tree.Tasks[i];
+            try
+            {
+                ThreadDumper.ReleaseAll(tree.ThreadsOf(task), ReleaseMode.AsItWas);
+            }
+            catch (DumpException e)
+            {
+                Log.Error($"{task.Pid}: dump: cannot release every thread after the failure: {e.Message}");
+            }
             if (task.Released) continue;
             try
             {

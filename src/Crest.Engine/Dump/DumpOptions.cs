@@ -3,7 +3,7 @@ namespace Crest.Engine.Dump;
 /// <summary>What to checkpoint, where, and how to leave the task afterwards (CRIU's dump options).</summary>
 public sealed record DumpOptions
 {
-    /// <summary>The root task of the tree to checkpoint (one single-threaded task for now).</summary>
+    /// <summary>The root task of the tree to checkpoint: it and every descendant (single-threaded processes for now).</summary>
     public required int Pid { get; init; }
 
     /// <summary>The images directory, absolute or relative to the current directory; it must exist.</summary>

@@ -1,3 +1,8 @@
+// Freezing a tree (FreezeTree): each process as below, then its children (/proc/PID/task/TID/children,
+// CONFIG_PROC_CHILDREN), which cannot change any more once their parent is held; zombies among them are
+// recorded, not seized. Release of a tree: every task the same way, children first; to kill, SIGKILL goes
+// to all of them before any is waited for.
+//
 // Freezing one task: PTRACE_SEIZE then PTRACE_INTERRUPT (Linux 3.4), waiting for the PTRACE_EVENT_STOP trap
 // (ENGINE.md §2). A task already in group stop (job control) reports that stop instead and is remembered as
 // stopped, so that it is left stopped. A signal that arrives first shows up as a signal-delivery stop: it is
@@ -143,6 +148,8 @@ internal static class Freezer
             for (int i = 0; i < tree.Tasks.Count; i++)
             {
                 int parent = tree.Tasks[i].Pid;
+                // Its threads too before its children are read: any of them may fork.
+                tree.Threads[parent] = ThreadDumper.FreezeOthers(tracer, tree.Tasks[i], timeout);
                 foreach (int child in ReadChildren(parent))
                 {
                     tree.Parents[child] = parent;
@@ -201,8 +208,17 @@ internal static class Freezer
         {
             try
             {
-                if (mode == ReleaseMode.Killed) WaitUntilKilled(tree.Tasks[i]);
-                else Release(tree.Tasks[i], mode);
+                var threads = tree.ThreadsOf(tree.Tasks[i]);
+                if (mode == ReleaseMode.Killed)
+                {
+                    // The kernel reports a group leader's death only once its other threads are collected.
+                    ThreadDumper.WaitUntilKilled(threads);
+                    WaitUntilKilled(tree.Tasks[i]);
+                }
+                else
+                {
+                    ThreadDumper.Release(tree.Tasks[i], threads, mode);
+                }
             }
             catch (DumpException e)
             {

@@ -18,4 +18,9 @@ internal sealed class FrozenTree
     public Dictionary<int, int> Parents { get; } = [];
 
     public FrozenTask Root => Tasks[0];
+
+    /// <summary>The other threads of each process (main thread's pid to its threads), frozen with it.</summary>
+    public Dictionary<int, List<FrozenTask>> Threads { get; } = [];
+
+    public IReadOnlyList<FrozenTask> ThreadsOf(FrozenTask task) => Threads.TryGetValue(task.Pid, out var threads) ? threads : [];
 }

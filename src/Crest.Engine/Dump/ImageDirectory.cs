@@ -1,5 +1,6 @@
 // The images directory of one dump. Every image is written whole, then all of them are fsynced at once
-// (in parallel, so that the filesystem commits them in few journal transactions instead of one per file),
+// (in parallel where fsync waits for a disk, so that the filesystem commits them in few journal transactions
+// instead of one per file),
 // then the directory itself, so that a dump that reports success survives a crash. inventory.img is written
 // and synced after that: a directory without it is an incomplete dump. On failure every file this dump
 // created is removed again.
@@ -100,16 +101,40 @@ internal sealed class ImageDirectory
         BytesWritten += (ulong)new FileInfo(PathOf(name)).Length;
     }
 
-    /// <summary>fsync every image written so far (in parallel), then the directory.</summary>
+    /// <summary>
+    /// fsync every image written so far, then the directory. The first fsync tells what they cost here: where
+    /// it returns at once (tmpfs, nothing to write back) the rest follow on this thread; where it waited for the
+    /// disk they run in parallel, so that the filesystem commits them together (starting the thread pool for
+    /// that costs more than a whole dump of a small process on tmpfs).
+    /// </summary>
     public void SyncAll()
     {
+        static void Sync(string path)
+        {
+            using var fd = FileDescriptor.Open(path, OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
+            fd.Sync();
+        }
+
         try
         {
-            Parallel.ForEach(_unsynced, new ParallelOptions { MaxDegreeOfParallelism = 8 }, path =>
+            if (_unsynced.Count > 0)
             {
-                using var fd = FileDescriptor.Open(path, OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
-                fd.Sync();
-            });
+                long start = System.Diagnostics.Stopwatch.GetTimestamp();
+                Sync(_unsynced[0]);
+                var rest = _unsynced.Skip(1);
+                if (System.Diagnostics.Stopwatch.GetElapsedTime(start) < CheapSync)
+                {
+                    foreach (string path in rest) Sync(path);
+                }
+                else
+                {
+                    Parallel.ForEach(rest, new ParallelOptions { MaxDegreeOfParallelism = 8 }, Sync);
+                }
+            }
+        }
+        catch (KernelException k)
+        {
+            throw new DumpException($"Cannot sync the images in {Path}: {k.Message}", k);
         }
         catch (AggregateException e) when (e.InnerException is KernelException k)
         {
@@ -118,6 +143,9 @@ internal sealed class ImageDirectory
         _unsynced.Clear();
         SyncDirectory();
     }
+
+    /// <summary>An fsync faster than this did not wait for a device.</summary>
+    private static readonly TimeSpan CheapSync = TimeSpan.FromMilliseconds(0.1);
 
     /// <summary>fsync the directory so that the new names are durable too.</summary>
     public void SyncDirectory()

@@ -1,7 +1,8 @@
 // Private memory into pagemap-PID.img + pages-1.img (ENGINE.md §1.6, §6). Present pages are found with
-// PAGEMAP_SCAN (PagemapScan.cs), read with process_vm_readv in vectors of up to IOV_MAX ranges into one of
-// two large pinned buffers, and written with large sequential writes while the next buffer is being read
-// (reading and writing overlap on two threads). A page run of a VMA without PROT_READ is read through
+// PAGEMAP_SCAN (PagemapScan.cs). When pages-1.img is a file, it is sized for all of them, mapped shared, and
+// read into with process_vm_readv in vectors of up to IOV_MAX ranges by one reader per core (one copy per
+// page). Otherwise (a stream) they are read into one of two large pinned buffers and written with large
+// sequential writes while the next buffer is being read (reading and writing overlap on two threads). A page run of a VMA without PROT_READ is read through
 // /proc/PID/mem instead, which may read what process_vm_readv may not (FOLL_FORCE). Guard regions found by
 // the scan (MADV_GUARD_INSTALL) are recorded in the VMA's entry, for restore to install again.
 using System.Diagnostics;
@@ -25,6 +26,17 @@ internal static class PageDumper
     /// <summary>Size of each of the two transfer buffers.</summary>
     internal const int BufferSize = 16 << 20;
 
+    /// <summary>Read straight into a shared mapping of pages-N.img when it is a file (tests compare).</summary>
+    internal static bool MapPagesFile { get; set; } = MapPagesFileByDefault;
+
+    internal const bool MapPagesFileByDefault = true;
+
+    /// <summary>Work unit of the readers into the mapped pages file.</summary>
+    internal const int MappedChunkBytes = 8 << 20;
+
+    /// <summary>Readers into the mapped pages file (tests compare one with several).</summary>
+    internal static int Readers { get; set; } = Environment.ProcessorCount;
+
     private readonly record struct Run(ulong Start, ulong End, bool Readable);
 
     private readonly record struct Piece(ulong RunStart, ulong RunPages, bool First, ulong Address, int Length, bool Readable);
@@ -32,6 +44,7 @@ internal static class PageDumper
     public static PageDumpResult Dump(int pid, IReadOnlyList<DumpedVma> vmas, PageImageWriter writer)
     {
         var clock = Stopwatch.StartNew();
+        var cpu = Environment.CpuUsage.TotalTime;
         ulong scanned = 0;
         var runs = new List<Run>();
         using (var scan = new PagemapScan(pid))
@@ -67,6 +80,8 @@ internal static class PageDumper
         ulong total = 0;
         foreach (var r in runs) total += (r.End - r.Start) / PageSize;
         Log.Info($"{pid}: pages: {scanned} pages scanned, {total} to write in {runs.Count} runs");
+        if (MapPagesFile && total > 0 && writer.PagesFile is not null)
+            return DumpIntoMappedFile(pid, runs, writer, scanned, total, scanTime, clock, cpu);
 
         long writeTicks = 0, readTicks = 0, waitTicks = 0;
         FileDescriptor? mem = null;
@@ -136,11 +151,106 @@ internal static class PageDumper
         }
         Log.Info($"{pid}: pages: scan {scanTime.TotalMilliseconds:0.#} ms, read {Stopwatch.GetElapsedTime(0, readTicks).TotalMilliseconds:0.#} ms, " +
             $"write {Stopwatch.GetElapsedTime(0, writeTicks).TotalMilliseconds:0.#} ms, waiting for writes {Stopwatch.GetElapsedTime(0, waitTicks).TotalMilliseconds:0.#} ms, " +
-            $"all {clock.Elapsed.TotalMilliseconds:0.#} ms");
+            $"all {clock.Elapsed.TotalMilliseconds:0.#} ms, CPU {(Environment.CpuUsage.TotalTime - cpu).TotalMilliseconds:0} ms");
         return new PageDumpResult(scanned, total, clock.Elapsed, Stopwatch.GetElapsedTime(0, writeTicks));
     }
 
-    private static void ReadPieces(int pid, List<Piece> pieces, byte[] buffer, List<RemoteRange> ranges, ref FileDescriptor? mem)
+    /// <summary>
+    /// Every entry reserved first, pages-N.img sized to hold them and mapped shared; then the readers take
+    /// chunks of it in turn, populate the file pages of their chunk (MADV_POPULATE_WRITE: allocated in bulk
+    /// instead of one fault per page) and process_vm_readv the task's memory straight into them. One copy
+    /// per page instead of two (into a buffer, then write(2) into the page cache), and it runs on every
+    /// core: faults on a shared mapping take no inode lock, where writes to one file are serialized.
+    /// </summary>
+    private static PageDumpResult DumpIntoMappedFile(int pid, List<Run> runs, PageImageWriter writer, ulong scanned, ulong total,
+        TimeSpan scanTime, Stopwatch clock, TimeSpan cpu)
+    {
+        var offsets = new long[runs.Count];
+        for (int i = 0; i < runs.Count; i++)
+            offsets[i] = writer.ReservePresent(runs[i].Start, checked((uint)((runs[i].End - runs[i].Start) / PageSize)));
+        writer.SizeReserved();
+
+        // Chunks of the file: [First run, Last run] with the part of the first and last run inside it.
+        var chunks = new List<(long Offset, int Length)>();
+        for (long at = 0; at < writer.PagesReserved; at += MappedChunkBytes)
+            chunks.Add((at, (int)Math.Min(MappedChunkBytes, writer.PagesReserved - at)));
+
+        var handle = writer.PagesFile!;
+        bool added = false;
+        long readStart = Stopwatch.GetTimestamp();
+        int readers = Math.Max(1, Math.Min(Readers, chunks.Count));
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            using var file = FileDescriptor.Borrow((int)handle.DangerousGetHandle());
+            using var mapping = MemoryMapping.MapFile(file, 0, (ulong)writer.PagesReserved, MemoryProtection.Read | MemoryProtection.Write, MapFlags.Shared);
+            int next = -1;
+            Exception? failure = null;
+            void Read()
+            {
+                FileDescriptor? mem = null;
+                var pieces = new List<Piece>();
+                var ranges = new List<RemoteRange>();
+                try
+                {
+                    while (true)
+                    {
+                        int c = Interlocked.Increment(ref next);
+                        if (c >= chunks.Count || Volatile.Read(ref failure) is not null) return;
+                        var (offset, length) = chunks[c];
+                        // The runs overlapping [offset, offset + length): binary search for the first.
+                        int r = Array.BinarySearch(offsets, offset);
+                        if (r < 0) r = ~r - 1;
+                        pieces.Clear();
+                        long end = offset + length;
+                        for (; r < runs.Count && offsets[r] < end; r++)
+                        {
+                            long runBytes = (long)(runs[r].End - runs[r].Start);
+                            long from = Math.Max(offset, offsets[r]), to = Math.Min(end, offsets[r] + runBytes);
+                            pieces.Add(new Piece(runs[r].Start, 0, false, runs[r].Start + (ulong)(from - offsets[r]), (int)(to - from), runs[r].Readable));
+                        }
+                        mapping.Advise((ulong)offset, (ulong)length, MemoryAdvice.PopulateWrite);
+                        ReadPieces(pid, pieces, mapping.Slice((ulong)offset, length), ranges, ref mem);
+                        // The data stays in the file; the page tables go now, on every reader, not in one munmap.
+                        mapping.Advise((ulong)offset, (ulong)length, MemoryAdvice.DontNeed);
+                    }
+                }
+                catch (Exception e)
+                {
+                    Interlocked.CompareExchange(ref failure, e, null);
+                }
+                finally
+                {
+                    mem?.Dispose();
+                }
+            }
+            var threads = new Thread[readers - 1];
+            for (int t = 0; t < threads.Length; t++)
+            {
+                threads[t] = new Thread(Read) { Name = $"crest dump pages {t + 1}", IsBackground = true };
+                threads[t].Start();
+            }
+            Read();
+            foreach (var t in threads) t.Join();
+            if (failure is DumpException) throw failure;
+            if (failure is not null) throw new DumpException($"Cannot dump the memory of task {pid}: {failure.Message}", failure);
+        }
+        catch (KernelException e)
+        {
+            throw new DumpException($"Cannot map the pages image for task {pid}: {e.Message}", e);
+        }
+        finally
+        {
+            if (added) handle.DangerousRelease();
+        }
+        var readTime = Stopwatch.GetElapsedTime(readStart);
+        writer.Complete();
+        Log.Info($"{pid}: pages: scan {scanTime.TotalMilliseconds:0.#} ms, read into the mapped pages file by {readers} threads " +
+            $"{readTime.TotalMilliseconds:0.#} ms, all {clock.Elapsed.TotalMilliseconds:0.#} ms, CPU {(Environment.CpuUsage.TotalTime - cpu).TotalMilliseconds:0} ms");
+        return new PageDumpResult(scanned, total, clock.Elapsed, readTime);
+    }
+
+    private static void ReadPieces(int pid, List<Piece> pieces, Span<byte> buffer, List<RemoteRange> ranges, ref FileDescriptor? mem)
     {
         ranges.Clear();
         int at = 0, readableStart = 0;
@@ -153,17 +263,17 @@ internal static class PageDumper
             else
             {
                 // Flush the readable ranges gathered so far, then this one through /proc/PID/mem.
-                ReadRanges(pid, ranges, buffer.AsSpan(readableStart, at - readableStart));
+                ReadRanges(pid, ranges, buffer[readableStart..at]);
                 ranges.Clear();
                 mem ??= FileDescriptor.Open($"/proc/{pid}/mem", OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
-                int n = mem.PRead(buffer.AsSpan(at, p.Length), (long)p.Address);
+                int n = mem.PRead(buffer.Slice(at, p.Length), (long)p.Address);
                 if (n != p.Length)
                     throw new DumpException($"Cannot read the memory of task {pid} at 0x{p.Address:x}: /proc/{pid}/mem gave {n} of {p.Length} bytes.");
                 readableStart = at + p.Length;
             }
             at += p.Length;
         }
-        ReadRanges(pid, ranges, buffer.AsSpan(readableStart, at - readableStart));
+        ReadRanges(pid, ranges, buffer[readableStart..at]);
     }
 
     private static void ReadRanges(int pid, List<RemoteRange> ranges, Span<byte> buffer)

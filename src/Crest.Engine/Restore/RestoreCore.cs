@@ -11,6 +11,7 @@
 using System.Buffers.Binary;
 using Crest.Diagnostics;
 using Crest.Images.Protos;
+using Crest.Kernel;
 using Crest.Kernel.Arch.X64;
 
 namespace Crest.Engine.Restore;
@@ -80,9 +81,7 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
             {
                 BinaryPrimitives.WriteUInt64LittleEndian(limit, limits.Rlimits[resource].Cur);
                 BinaryPrimitives.WriteUInt64LittleEndian(limit[8..], limits.Rlimits[resource].Max);
-                ulong current = task.Reserve(16);
-                task.Check("prlimit64", $"read resource {resource}", SyscallNumbers.prlimit64, 0, resource, 0, (long)current);
-                Crest.Kernel.Memory.RemoteMemory.Read(task.Pid, current, old);
+                ReadLimit(task, resource, old);
                 if (!old.SequenceEqual(limit))
                     task.Check("prlimit64", $"resource {resource} ({limits.Rlimits[resource].Cur}/{limits.Rlimits[resource].Max})",
                         SyscallNumbers.prlimit64, 0, resource, (long)task.Put(limit), 0);
@@ -267,6 +266,24 @@ internal sealed class RestoreCore(StubInjector task, RestoreImages images)
         PutComponent(s, 7, xsave.Hi16Zmm, 8);
         PutComponent(s, 9, xsave.Pkru, 4);
         return x;
+    }
+
+    // The task's limit now: from outside (prlimit64 on its pid; it still has Crest's credentials, so no
+    // CAP_SYS_RESOURCE is needed), which saves an injected round trip per resource; from inside when refused.
+    private static void ReadLimit(StubInjector task, int resource, Span<byte> limit)
+    {
+        try
+        {
+            var now = ResourceLimits.Get(task.Pid, (ResourceLimitKind)resource);
+            BinaryPrimitives.WriteUInt64LittleEndian(limit, now.Current);
+            BinaryPrimitives.WriteUInt64LittleEndian(limit[8..], now.Maximum);
+        }
+        catch (KernelException e) when (e.Errno.Value == Errno.EPERM)
+        {
+            ulong current = task.Reserve(16);
+            task.Check("prlimit64", $"read resource {resource}", SyscallNumbers.prlimit64, 0, resource, 0, (long)current);
+            Crest.Kernel.Memory.RemoteMemory.Read(task.Pid, current, limit);
+        }
     }
 
     private static void Put32(Span<byte> s, int offset, IReadOnlyList<uint> words, int max)

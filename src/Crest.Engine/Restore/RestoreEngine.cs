@@ -1,4 +1,4 @@
-// Restore of a tree of single-threaded processes with their PIDs (ENGINE.md §4). The flow, all on one
+// Restore of a tree of processes with their PIDs, and their threads with their TIDs (ENGINE.md §4). The flow, all on one
 // tracer thread:
 //   1. read and check every image (nothing is created before they are known to be whole);
 //   2. wait for the PIDs to be free (a zombie re-parented to PID 1 holds one for a second or two, §8);
@@ -7,7 +7,7 @@
 //      still copies of the stub; sessions, groups, zombies. The stub is killed;
 //   4. in each process, parents first: memory layout and contents (RestoreMemory), files (RestoreFiles:
 //      pipes created once, descriptions shared between processes passed on), per-process and per-thread
-//      state (RestoreCore);
+//      state (RestoreCore), the other threads cloned from the main thread (RestoreThreads);
 //   5. release every process, children first: unmap the restore region as the task's last syscall, set
 //      the final registers, detach.
 // Any failure kills every task created (fail closed, §1.5).
@@ -115,7 +115,7 @@ public static class RestoreEngine
     }
 
     /// <summary>One process's restore, up to the release: its memory, files and state (RestoreCore).</summary>
-    private sealed record ProcessRestore(StubInjector Task, RestoreMemory Memory, RestoreCore Core, long PagesRestored);
+    private sealed record ProcessRestore(StubInjector Task, RestoreMemory Memory, RestoreCore Core, RestoreThreads Threads, long PagesRestored);
 
     private static RestoreStatistics RestorePinned(Tracer tracer, RestoreTree tree, RestoreInheritedFds inherited, ulong regionBase,
         byte[] affinity, byte[] pinned, List<int> created)
@@ -151,47 +151,65 @@ public static class RestoreEngine
         var restores = new List<ProcessRestore>();
         using var pipes = new RestorePipes(tree.Directory);
         var sharedFiles = new Dictionary<uint, (int Pid, int Fd)>();
-        foreach (var entry in tree.Entries)
+        // Threads are traced by this thread: on a failure their exits are collected here, or their group
+        // leaders could not be reaped (RestoreThreads.KillAfterFailure).
+        var allThreads = new List<RestoreThreads>();
+        try
         {
-            int pid = (int)entry.Pid;
-            if (!tree.Processes.TryGetValue(pid, out var images)) continue;
-            var injector = processes.Tasks[pid];
-            var memoryClock = Stopwatch.StartNew();
-            var memory = new RestoreMemory(injector, images);
-            memory.PrepareRegion();
-            // Nothing of what the stub's parent had open belongs to the task.
-            injector.Check("close_range", "inherited fds", SyscallNumbers.close_range, 0, uint.MaxValue, 0);
-            memory.RestoreLayout();
-            // The page writers are started from this thread and inherit its affinity: all CPUs for them.
-            CpuAffinity.Set(0, affinity);
-            long pages = memory.RestoreContents();
-            CpuAffinity.Set(0, pinned);
-            memory.FinishLayout();
-            GuardRegions.Install(injector, images.Mm.Vmas);
-            memoryClock.Stop();
-            memoryTime += memoryClock.Elapsed;
-            contentsTime += memory.ContentsTime;
-            pagesRestored += pages;
+            foreach (var entry in tree.Entries)
+            {
+                int pid = (int)entry.Pid;
+                if (!tree.Processes.TryGetValue(pid, out var images)) continue;
+                var injector = processes.Tasks[pid];
+                var memoryClock = Stopwatch.StartNew();
+                var memory = new RestoreMemory(injector, images);
+                memory.PrepareRegion();
+                // Nothing of what the stub's parent had open belongs to the task.
+                injector.Check("close_range", "inherited fds", SyscallNumbers.close_range, 0, uint.MaxValue, 0);
+                memory.RestoreLayout();
+                // The page writers are started from this thread and inherit its affinity: all CPUs for them.
+                CpuAffinity.Set(0, affinity);
+                long pages = memory.RestoreContents();
+                CpuAffinity.Set(0, pinned);
+                memory.FinishLayout();
+                GuardRegions.Install(injector, images.Mm.Vmas);
+                memoryClock.Stop();
+                memoryTime += memoryClock.Elapsed;
+                contentsTime += memory.ContentsTime;
+                pagesRestored += pages;
 
-            var core = new RestoreCore(injector, images);
-            core.RestoreMm(memory);
-            RestoreFiles.Restore(injector, images, pipes, inherited, sharedFiles);
-            core.RestoreProcessState();
-            core.RestoreThreadState();
-            core.RestoreIntervalTimers();
-            Timers.PosixTimers.Restore(injector, images.Core);
-            core.RestorePendingSignals();
-            RestoreSeccomp.Install(injector, images.Core.ThreadCore, images.SeccompChain);
-            core.RestoreCreds();
-            restores.Add(new ProcessRestore(injector, memory, core, pages));
+                var core = new RestoreCore(injector, images);
+                core.RestoreMm(memory);
+                RestoreFiles.Restore(injector, images, pipes, inherited, sharedFiles);
+                core.RestoreProcessState();
+                core.RestoreThreadState();
+                core.RestoreIntervalTimers();
+                Timers.PosixTimers.Restore(injector, images.Core);
+                core.RestorePendingSignals();
+                var threads = new RestoreThreads(injector, images);
+                allThreads.Add(threads);
+                // Threads are cloned before the main thread gets its seccomp filters (a clone inherits them).
+                threads.Restore();
+                RestoreSeccomp.Install(injector, images.Core.ThreadCore, images.SeccompChain);
+                core.RestoreCreds();
+                restores.Add(new ProcessRestore(injector, memory, core, threads, pages));
+            }
+
+            // Release: children first, so that a parent that runs finds its children running. A process's threads
+            // get their final state first and run once its main thread has unmapped the restore region.
+            for (int i = restores.Count - 1; i >= 0; i--)
+            {
+                var r = restores[i];
+                r.Threads.PrepareRelease(affinity);
+                CpuAffinity.Set(r.Task.Pid, affinity);
+                r.Core.Release(r.Memory);
+                r.Threads.Detach();
+            }
         }
-
-        // Release: children first, so that a parent that runs finds its children running.
-        for (int i = restores.Count - 1; i >= 0; i--)
+        catch
         {
-            var r = restores[i];
-            CpuAffinity.Set(r.Task.Pid, affinity);
-            r.Core.Release(r.Memory);
+            foreach (var threads in allThreads) threads.KillAfterFailure();
+            throw;
         }
         return new RestoreStatistics(forking.Elapsed, memoryTime, TimeSpan.Zero, pagesRestored) { PagesWriteTime = contentsTime };
     }

@@ -1,4 +1,4 @@
-// The images of a tree of single-threaded processes, read and cross-checked before anything is created
+// The images of a tree of processes (each with its threads: core-TID.img per thread), read and cross-checked before anything is created
 // (fail early: a missing or corrupt image is reported before any task exists). Names and kinds: ENGINE.md §6.
 // pstree.img lists parents before their children; files.img and pipes-data.img are one for the tree; each
 // live process has core, mm, ids, fs, fdinfo-(files_id), pagemap and its pages; a zombie (core tc.task_state
@@ -18,6 +18,9 @@ internal sealed class RestoreImages
 
     public required PstreeEntry Task { get; init; }
     public required CoreEntry Core { get; init; }
+
+    /// <summary>The other threads (pstree `threads` after the main one) with their core-TID.img, in image order.</summary>
+    public IReadOnlyList<RestoreThreads.ThreadImages> Threads { get; init; } = [];
     public required MmEntry Mm { get; init; }
     public TaskKobjIdsEntry? Ids { get; init; }
     public FsEntry? Fs { get; init; }
@@ -60,8 +63,6 @@ internal sealed class RestoreImages
                     throw new RestoreException($"pstree.img: task {entry.Pid} comes before its parent {entry.Ppid}, or its parent is not a live task of the images");
                 if (entry.Pid == 0 || entries.Count(e => e.Pid == entry.Pid) != 1)
                     throw new RestoreException($"pstree.img: pid {entry.Pid} is listed {entries.Count(e => e.Pid == entry.Pid)} times");
-                if (entry.Threads.Count > 1)
-                    throw new RestoreException($"task {entry.Pid} has {entry.Threads.Count} threads; this restore brings back single-threaded processes only");
                 int pid = (int)entry.Pid;
                 var core = ReadOne(dir, $"core-{pid}.img", ImageKinds.Core, CoreEntry.Parser);
                 if (core.Tc is { TaskState: TaskDead } tc)
@@ -124,6 +125,7 @@ internal sealed class RestoreImages
             return new RestoreImages(dir)
             {
                 SeccompChain = seccompChain,
+                Threads = LoadThreads(dir, task, seccomp),
                 Task = task, Core = core, Mm = mm, Ids = ids, Fs = fs, Files = files, Fds = fds,
                 Pages = pages, PagesPath = pagesPath, PagesBytes = present,
             };
@@ -132,6 +134,26 @@ internal sealed class RestoreImages
         {
             throw new RestoreException($"corrupt image: {e.Message}", e);
         }
+    }
+
+    /// <summary>core-TID.img of every thread but the main one; the main thread must come first in `threads`.</summary>
+    private static List<RestoreThreads.ThreadImages> LoadThreads(string dir, PstreeEntry task, SeccompEntry? seccomp)
+    {
+        var threads = new List<RestoreThreads.ThreadImages>();
+        if (task.Threads.Count == 0) return threads;
+        if (task.Threads[0] != task.Pid)
+            throw new RestoreException($"pstree.img: the threads of task {task.Pid} do not start with the main thread ({task.Threads[0]})");
+        var seen = new HashSet<uint> { task.Pid };
+        foreach (uint tid in task.Threads.Skip(1))
+        {
+            if (tid == 0 || tid > int.MaxValue || !seen.Add(tid))
+                throw new RestoreException($"pstree.img: task {task.Pid} lists thread {tid} twice or out of range");
+            var core = ReadOne(dir, $"core-{tid}.img", ImageKinds.Core, CoreEntry.Parser);
+            if (core.Mtype != CoreEntry.Types.March.X8664 || core.ThreadInfo?.Gpregs is null || core.ThreadInfo.Fpregs is null)
+                throw new RestoreException($"core-{tid}.img is not an x86_64 thread with registers ({core.Mtype})");
+            threads.Add(new RestoreThreads.ThreadImages((int)tid, core, RestoreSeccomp.ChainOf(seccomp, core.ThreadCore, (int)tid)));
+        }
+        return threads;
     }
 
     public RegFileEntry RegularFile(uint id, string purpose)

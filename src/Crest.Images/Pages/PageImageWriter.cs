@@ -9,8 +9,11 @@
 //   | entry {..., PE_PRESENT}   3 |   (entries without PE_PRESENT have no data here)
 //   +-----------------------------+
 //
-// Page data goes out in large sequential writes through a big buffer; entries are small protobufs.
+// Page data goes out in large sequential writes through a big buffer; entries are small protobufs. Or,
+// when pages-N.img is a file, the caller reserves the data of every entry first and places it in the
+// file itself (a dumper that maps the file and reads a task's memory straight into the mapping).
 using Crest.Images.Protos;
+using Microsoft.Win32.SafeHandles;
 
 namespace Crest.Images.Pages;
 
@@ -26,6 +29,7 @@ public sealed class PageImageWriter : IDisposable
     private readonly bool _syncOnClose;
     private ulong _previousEnd;
     private long _dataOwed;
+    private long _reserved;
     private bool _disposed;
 
     /// <summary>Writes the pagemap head naming <paramref name="pagesId"/> at once.</summary>
@@ -57,7 +61,7 @@ public sealed class PageImageWriter : IDisposable
         FileStream? pages = null;
         try
         {
-            pages = new FileStream(pagesPath, FileMode.Create, FileAccess.Write, FileShare.None, PagesBufferSize);
+            pages = new FileStream(pagesPath, FileMode.Create, FileAccess.ReadWrite, FileShare.None, PagesBufferSize);
             return new PageImageWriter(pagemap, pages, pagesId, leaveOpen: false, syncOnClose);
         }
         catch
@@ -76,6 +80,35 @@ public sealed class PageImageWriter : IDisposable
     /// <summary>Bytes of page data written to pages-N.img.</summary>
     public long PagesWritten { get; private set; }
 
+    /// <summary>pages-N.img as a file handle, or null when it is another kind of stream.</summary>
+    public SafeFileHandle? PagesFile => _pages is FileStream file ? file.SafeFileHandle : null;
+
+    /// <summary>Bytes of page data reserved with <see cref="ReservePresent"/>: pages-N.img's length after <see cref="SizeReserved"/>.</summary>
+    public long PagesReserved => _reserved;
+
+    /// <summary>
+    /// Adds a present entry whose <paramref name="nrPages"/> pages of data the caller places itself into
+    /// <see cref="PagesFile"/> at the returned offset. A writer either reserves or writes data, not both.
+    /// </summary>
+    public long ReservePresent(ulong vaddr, uint nrPages)
+    {
+        if (PagesFile is null)
+            throw new InvalidOperationException("pages can be reserved only in a pages file");
+        if (PagesWritten != 0)
+            throw new InvalidOperationException("page data was already written through this writer");
+        WriteEntry(vaddr, nrPages, PagemapFlags.Present);
+        long at = _reserved;
+        _reserved += (long)nrPages * PageSize;
+        return at;
+    }
+
+    /// <summary>Sets pages-N.img's length to the reserved bytes (before the caller maps and fills it).</summary>
+    public void SizeReserved()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ((FileStream)_pages).SetLength(_reserved);
+    }
+
     /// <summary>
     /// Adds an entry whose pages are in this pages file: <paramref name="pages"/> holds whole pages
     /// (PE_PRESENT, plus <paramref name="extraFlags"/> such as PE_LAZY).
@@ -86,6 +119,8 @@ public sealed class PageImageWriter : IDisposable
             throw new ArgumentException($"page data must be a non-zero multiple of {PageSize} bytes, got {pages.Length}", nameof(pages));
         if ((extraFlags & PagemapFlags.Parent) != 0)
             throw new ArgumentException("pages in the parent have no data here", nameof(extraFlags));
+        if (_reserved != 0)
+            throw new InvalidOperationException("this writer reserves its page data; the caller places it");
         WriteEntry(vaddr, (uint)(pages.Length / PageSize), PagemapFlags.Present | extraFlags);
         _pages.Write(pages);
         PagesWritten += pages.Length;
@@ -108,6 +143,8 @@ public sealed class PageImageWriter : IDisposable
     public void WritePageData(ReadOnlySpan<byte> data)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_reserved != 0)
+            throw new InvalidOperationException("this writer reserves its page data; the caller places it");
         if (data.Length > _dataOwed)
             throw new InvalidOperationException($"{data.Length} bytes of page data but only {_dataOwed} are left in the entry");
         _pages.Write(data);

@@ -226,6 +226,17 @@ public class ProcessTreeTests
                 Assert.Equal(256u * 1024, shared.Size);
                 Assert.True(shared.Bytes > 0, "no data in flight");
             }
+            // Both ends are one open file description each, held by both processes: two PIPE entries in all.
+            using (var reader = ImageReader.Open(Path.Combine(dir, "files.img"), ImageKinds.Files))
+                Assert.Equal(2, reader.ReadEntries(FileEntry.Parser).Count(f => f.Type == FdTypes.Pipe));
+            var pipeIds = new List<HashSet<uint>>();
+            foreach (string fdinfo in Directory.GetFiles(dir, "fdinfo-*.img"))
+            {
+                using var reader = ImageReader.Open(fdinfo, ImageKinds.Fdinfo);
+                pipeIds.Add(reader.ReadEntries(FdinfoEntry.Parser).Where(f => f.Type == FdTypes.Pipe).Select(f => f.Id).ToHashSet());
+            }
+            Assert.Equal(2, pipeIds.Count);
+            Assert.True(pipeIds[0].SetEquals(pipeIds[1]) && pipeIds[0].Count == 2, "the processes do not share the pipe ends");
             using var restored = RestoreDetached(dir);
             AssertPass(Verify(restored, fixture));
         }
@@ -252,6 +263,36 @@ public class ProcessTreeTests
         {
             Directory.Delete(dir, true);
             File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public void AFailureInTheThirdProcessReleasesTheWholeTreeAsItWas()
+    {
+        using var fixture = FixtureProcess.Start("tree_fork");
+        string dir = NewImagesDir();
+        int injected = 0;
+        Crest.Engine.Dump.DumpEngine.StageHook = s =>
+        {
+            if (s == "injecting" && ++injected == 3) throw new IOException("test failure in the third process");
+        };
+        try
+        {
+            var e = Assert.Throws<Crest.Engine.Dump.DumpException>(() =>
+                Crest.Engine.Dump.DumpEngine.Dump(new Crest.Engine.Dump.DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+            Assert.Contains("test failure in the third process", e.Message);
+            Assert.Empty(Directory.GetFiles(dir));
+            int a = Field(fixture, "a"), b = Field(fixture, "b");
+            foreach (int pid in new[] { fixture.Pid, a, b })
+                Assert.Matches(@"TracerPid:\s+0\n", File.ReadAllText($"/proc/{pid}/status"));
+            fixture.Child.Signal(SIGUSR1);
+            Assert.Equal(0, fixture.Child.WaitForExit(TimeSpan.FromSeconds(20)).ExitCode);
+            Assert.Contains("PASS", fixture.Output);
+        }
+        finally
+        {
+            Crest.Engine.Dump.DumpEngine.StageHook = null;
+            Directory.Delete(dir, true);
         }
     }
 
