@@ -136,16 +136,17 @@ public static class DumpEngine
     }
 
     /// <summary>
-    /// Each process gets its own mm, fd table, fs and signal handlers in the images (ids-PID.img): refuse a
-    /// process that shares one with its parent (clone with CLONE_VM, CLONE_FILES, CLONE_FS or CLONE_SIGHAND but
-    /// not CLONE_THREAD, as vfork does until exec), found with kcmp.
+    /// Each process gets its own mm, fs and signal handlers in the images (ids-PID.img): refuse a process that
+    /// shares one with its parent (clone with CLONE_VM, CLONE_FS or CLONE_SIGHAND but not CLONE_THREAD, as vfork
+    /// does until exec), found with kcmp. An fd table shared with the parent (CLONE_FILES) is kept: both get
+    /// one files_id and the child is cloned with CLONE_FILES at restore.
     /// </summary>
     private static void CheckNothingSharedWithParents(FrozenTree tree)
     {
         foreach (var (child, parent) in tree.Parents)
         {
             if (tree.Zombies.Exists(z => z.Pid == child)) continue;
-            foreach (var kind in new[] { Kcmp.Shared.Vm, Kcmp.Shared.Files, Kcmp.Shared.Fs, Kcmp.Shared.Sighand })
+            foreach (var kind in new[] { Kcmp.Shared.Vm, Kcmp.Shared.Fs, Kcmp.Shared.Sighand })
             {
                 if (Kcmp.SameObject(child, parent, kind))
                     throw new DumpException($"Task {child} shares its {kind.ToString().ToLowerInvariant()} with its parent {parent} (clone without CLONE_THREAD, or vfork); not supported yet.");
@@ -162,17 +163,24 @@ public static class DumpEngine
         var pstree = new List<IMessage>();
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
         TaskKobjIdsEntry? rootIds = null;
+        var filesIds = new Dictionary<int, uint>();
         for (int i = 0; i < tree.Tasks.Count; i++)
         {
             var task = tree.Tasks[i];
-            // Each process has its own mm, fd table, fs and signal handlers: one id of each per process.
+            // Each process has its own mm, fs and signal handlers: one id of each per process. The fd table is
+            // its parent's when they share it (CLONE_FILES; parents are dumped before their children).
             uint n = (uint)i + 1;
-            var ids = new TaskKobjIdsEntry { VmId = n, FilesId = n, FsId = n, SighandId = n };
+            uint filesId = n;
+            if (tree.Parents.TryGetValue(task.Pid, out int parentPid) && filesIds.TryGetValue(parentPid, out uint parentFiles)
+                && Kcmp.SameObject(task.Pid, parentPid, Kcmp.Shared.Files))
+                filesId = parentFiles;
+            filesIds[task.Pid] = filesId;
+            var ids = new TaskKobjIdsEntry { VmId = n, FilesId = filesId, FsId = n, SighandId = n };
             FillNamespaceIds(ids);
             rootIds ??= ids;
             var threads = tree.ThreadsOf(task);
             var incremental = PreDump.Incremental(trackers[i], parentDir);
-            var (pages, stat) = DumpProcess(task, threads, images, files, shared, seccomp, ids, pagesId: n, trackers[i], incremental);
+            var (pages, stat) = DumpProcess(task, threads, images, files, shared, seccomp, ids, pagesId: n, ownTable: filesId == n, trackers[i], incremental);
             total = PreDump.Add(total, pages);
             pstree.Add(new PstreeEntry
             {
@@ -214,13 +222,14 @@ public static class DumpEngine
 
     /// <summary>The images of one process: core, mm, ids, fs, fdinfo, pagemap and pages. Its fds and files go into the tree's tables.</summary>
     private static (PageDumpResult Pages, ProcStat Stat) DumpProcess(FrozenTask task, IReadOnlyList<FrozenTask> threads, ImageDirectory images,
-        FileTable files, SharedFiles shared, SeccompTable seccomp, TaskKobjIdsEntry ids, uint pagesId, DirtyTracker tracker, IncrementalPages? incremental)
+        FileTable files, SharedFiles shared, SeccompTable seccomp, TaskKobjIdsEntry ids, uint pagesId, bool ownTable, DirtyTracker tracker, IncrementalPages? incremental)
     {
         int pid = task.Pid;
         // 1. Everything readable from outside, and every check, before anything in the task changes.
         var state = CoreDumper.ReadFromOutside(task);
         var smaps = VmaDumper.ReadSmaps(pid);
-        var fdinfos = FileDescriptors.Collect(pid, files, shared, tracker.TaskFds);
+        // A table shared with the parent (same files_id) was described with the parent.
+        var fdinfos = ownTable ? FileDescriptors.Collect(pid, files, shared, tracker.TaskFds) : [];
         var vmas = VmaDumper.Collect(pid, smaps, files, crestTracks: tracker.TaskFds.Count > 0);
         var fs = FsDumper.Collect(pid, files, state.Umask);
 
@@ -270,7 +279,8 @@ public static class DumpEngine
         images.Write(ImageKinds.Mm, (ulong)pid, mm);
         images.Write(ImageKinds.Ids, (ulong)pid, ids);
         images.Write(ImageKinds.Fs, (ulong)pid, fs);
-        images.WriteNamed(ImageKinds.FileName(ImageKinds.Fdinfo, ids.FilesId), ImageKinds.Fdinfo, [.. fdinfos]);
+        if (ownTable)
+            images.WriteNamed(ImageKinds.FileName(ImageKinds.Fdinfo, ids.FilesId), ImageKinds.Fdinfo, [.. fdinfos]);
         Log.Info($"{pid}: dump: {1 + threads.Count} threads, {vmas.Count} vmas, {fdinfos.Count} fds, {pages.PagesWritten} pages");
         return (pages, state.Stat);
     }

@@ -227,11 +227,14 @@ internal static class ThreadDumper
         for (int i = 0; i < threads.Count; i++)
         {
             var state = ReadFromOutside(threads[i]);
-            using (var remote = SyscallInjector.Open(threads[i].Tracee, vdsoSyscall))
+            int index = i;
+            // Each thread on the tracer's CPU while it runs its calls (PinnedInjection), its mask given back after.
+            PinnedInjection.Run(threads[i].Tracee, () =>
             {
+                using var remote = SyscallInjector.Open(threads[index].Tracee, vdsoSyscall);
                 ReadFromInside(state, remote, scratch);
-                ThreadHook?.Invoke(i);
-            }
+                ThreadHook?.Invoke(index);
+            });
             states.Add(state);
         }
         if (threads.Count > 0) Log.Info($"{threads[0].Pid}: threads: {threads.Count} threads read in {clock.Elapsed.TotalMilliseconds:0.###} ms");

@@ -9,6 +9,7 @@
 // it too (the logger reading a task's stdout): a new pipe at restore would cut the task off from it. Such
 // holders are found by reading the fd links of every other process in /proc.
 using System.Globalization;
+using Crest.Diagnostics;
 
 namespace Crest.Engine.Files;
 
@@ -47,8 +48,10 @@ internal sealed class ExternalFiles(IEnumerable<string> ids)
     /// <summary>Pids (not in <paramref name="tree"/>, not this process) that hold each pipe inode of <paramref name="inodes"/>.</summary>
     public static Dictionary<uint, List<int>> PipeHoldersOutside(IReadOnlySet<int> tree, IReadOnlySet<uint> inodes)
     {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
         var holders = new Dictionary<uint, List<int>>();
         int self = Environment.ProcessId;
+        int processes = 0, links = 0;
         foreach (string dir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out int pid)) continue;
@@ -62,8 +65,10 @@ internal sealed class ExternalFiles(IEnumerable<string> ids)
             {
                 continue; // the process ended, or is not ours to look at
             }
+            processes++;
             foreach (string link in fds)
             {
+                links++;
                 string? target;
                 try
                 {
@@ -78,6 +83,7 @@ internal sealed class ExternalFiles(IEnumerable<string> ids)
                 if (!pids.Contains(pid)) pids.Add(pid);
             }
         }
+        Log.Debug($"dump: looked for {inodes.Count} pipes outside the tree in {links} fds of {processes} processes in {System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds:F2} ms");
         return holders;
     }
 }

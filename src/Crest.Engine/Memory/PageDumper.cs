@@ -1,8 +1,8 @@
 // Private memory into pagemap-PID.img + pages-1.img (ENGINE.md §1.6, §6). Present pages are found with
-// PAGEMAP_SCAN (PagemapScan.cs). When pages-1.img is a file, it is sized for all of them, mapped shared, and
-// read into with process_vm_readv in vectors of up to IOV_MAX ranges by one reader per core (one copy per
-// page). Otherwise (a stream) they are read into one of two large pinned buffers and written with large
-// sequential writes while the next buffer is being read (reading and writing overlap on two threads). A page run of a VMA without PROT_READ is read through
+// PAGEMAP_SCAN (PagemapScan.cs), read with process_vm_readv in vectors of up to IOV_MAX ranges into one of
+// two large pinned buffers, and written with large sequential writes while the next buffer is being read
+// (reading and writing overlap on two threads). The alternative (MapPagesFile, off by default, see there):
+// pages-1.img sized for all of them, mapped shared, and read into straight by one reader per core. A page run of a VMA without PROT_READ is read through
 // /proc/PID/mem instead, which may read what process_vm_readv may not (FOLL_FORCE). Guard regions found by
 // the scan (MADV_GUARD_INSTALL) are recorded in the VMA's entry, for restore to install again.
 using System.Diagnostics;
@@ -32,7 +32,12 @@ internal static class PageDumper
     /// <summary>Read straight into a shared mapping of pages-N.img when it is a file (tests compare).</summary>
     internal static bool MapPagesFile { get; set; } = MapPagesFileByDefault;
 
-    internal const bool MapPagesFileByDefault = true;
+    // Off: on this machine (2 cores, tmpfs without huge pages) a page costs more CPU this way (the file page is
+    // zeroed when populated, then its page table entry is made and zapped) than the buffered way's extra copy
+    // into a cache-warm buffer: 1160-1280 ms against 880-1060 ms of CPU for 1 GiB in the same runs, and the
+    // 1 GiB bench dumped at 36 % of the tmpfs write rate this way where the buffered way reached 55 % (idle)
+    // to 96 % (loaded). Kept, measured by the tests, for file systems where it may pay.
+    internal const bool MapPagesFileByDefault = false;
 
     /// <summary>Work unit of the readers into the mapped pages file.</summary>
     internal const int MappedChunkBytes = 8 << 20;

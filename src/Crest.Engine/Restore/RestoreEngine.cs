@@ -165,7 +165,9 @@ public static class RestoreEngine
                 var memory = new RestoreMemory(injector, images);
                 memory.PrepareRegion();
                 // Nothing of what the stub's parent had open belongs to the task.
-                injector.Check("close_range", "inherited fds", SyscallNumbers.close_range, 0, uint.MaxValue, 0);
+                // (A table shared with the parent is the parent's, restored already.)
+                bool ownTable = !tree.SharesFdTableWithParent(pid);
+                if (ownTable) injector.Check("close_range", "inherited fds", SyscallNumbers.close_range, 0, uint.MaxValue, 0);
                 memory.RestoreLayout();
                 // The page writers are started from this thread and inherit its affinity: all CPUs for them.
                 CpuAffinity.Set(0, affinity);
@@ -180,7 +182,7 @@ public static class RestoreEngine
 
                 var core = new RestoreCore(injector, images);
                 core.RestoreMm(memory);
-                RestoreFiles.Restore(injector, images, pipes, inherited, sharedFiles);
+                RestoreFiles.Restore(injector, images, pipes, inherited, sharedFiles, fds: ownTable);
                 core.RestoreProcessState();
                 core.RestoreThreadState();
                 core.RestoreIntervalTimers();

@@ -88,6 +88,14 @@ internal static class RestoreFiles
     /// a process of the tree, where it is (pid, fd); <paramref name="pipes"/> the tree's pipes.
     /// </summary>
     public static void Restore(StubInjector task, RestoreImages images, RestorePipes pipes, RestoreInheritedFds inherited,
+        Dictionary<uint, (int Pid, int Fd)> shared, bool fds = true)
+    {
+        if (fds) RestoreFds(task, images, pipes, inherited, shared);
+        RestoreFs(task, images);
+    }
+
+    /// <summary>The fd table of one process (not of one that shares its parent's: <see cref="Restore"/>'s fds is false).</summary>
+    private static void RestoreFds(StubInjector task, RestoreImages images, RestorePipes pipes, RestoreInheritedFds inherited,
         Dictionary<uint, (int Pid, int Fd)> shared)
     {
         // Descriptors with one file id share one open file description (dup, dup2, fork): it is opened once,
@@ -135,7 +143,11 @@ internal static class RestoreFiles
             opened[fd.Id] = (int)fd.Fd;
             shared.TryAdd(fd.Id, (task.Pid, (int)fd.Fd));
         }
+    }
 
+    /// <summary>cwd and umask.</summary>
+    private static void RestoreFs(StubInjector task, RestoreImages images)
+    {
         if (images.Fs is { } fs)
         {
             var cwd = images.RegularFile(fs.CwdId, "cwd");

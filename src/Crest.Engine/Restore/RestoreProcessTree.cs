@@ -26,7 +26,7 @@ namespace Crest.Engine.Restore;
 
 internal sealed class RestoreProcessTree
 {
-    private const ulong CLONE_PARENT = 0x8000;
+    private const ulong CLONE_PARENT = 0x8000, CLONE_FILES = 0x400;
     private const int SIGCHLD = 17, EAGAIN = 11;
     private const long rt_sigtimedwait = 128;
 
@@ -71,12 +71,16 @@ internal sealed class RestoreProcessTree
             {
                 // A session whose leader is gone: a helper with the leader's pid starts it, and the task is
                 // cloned from the helper with CLONE_PARENT, so its parent is the helper's.
+                if (_tree.SharesFdTableWithParent(pid))
+                    throw new RestoreException($"task {pid} shares its fd table with its parent {entry.Ppid} but is in a session whose leader is gone; not supported yet");
                 var helper = SessionHelper(parent, (int)entry.Sid);
                 task = Clone(helper, pid, CLONE_PARENT, 0);
             }
             else
             {
-                task = Clone(parent, pid, 0, SIGCHLD);
+                // A child that shared its parent's fd table (CLONE_FILES) shares it again; the parent's fds,
+                // restored later, are then the child's too.
+                task = Clone(parent, pid, _tree.SharesFdTableWithParent(pid) ? CLONE_FILES : 0, SIGCHLD);
             }
             Tasks[pid] = task;
             Lead(task, entry);
@@ -142,6 +146,14 @@ internal sealed class RestoreProcessTree
         ulong argsAddress = parent.Put(args);
         parent.NewChildren.Clear();
         long rc = parent.Syscall(SyscallNumbers.clone3, (long)argsAddress, 88);
+        // A pid whose task has just been reaped can still be allocated for a moment after /proc stopped
+        // showing it (seen as EEXIST with no holder in /proc): try again for as long as a zombie is waited for.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (rc == -Errno.EEXIST && !Directory.Exists($"/proc/{pid}") && waited.Elapsed < RestoreEngine.PidWait)
+        {
+            Thread.Sleep(5);
+            rc = parent.Syscall(SyscallNumbers.clone3, (long)argsAddress, 88);
+        }
         parent.ResetScratch();
         if (rc < 0)
         {

@@ -23,5 +23,14 @@ internal sealed class RestoreTree(string directory, IReadOnlyList<PstreeEntry> e
 
     public int RootPid => (int)Root.Pid;
 
+    /// <summary>Whether live process <paramref name="pid"/> has its parent's files_id (an fd table shared by CLONE_FILES).</summary>
+    public bool SharesFdTableWithParent(int pid)
+    {
+        var entry = Entries.FirstOrDefault(e => e.Pid == (uint)pid);
+        if (entry is null || entry == Root) return false;
+        return Processes.TryGetValue(pid, out var child) && Processes.TryGetValue((int)entry.Ppid, out var parent)
+            && child.Ids is { } c && parent.Ids is { } p && c.FilesId == p.FilesId;
+    }
+
     public IEnumerable<PstreeEntry> ChildrenOf(int pid) => Entries.Where(e => e.Ppid == (uint)pid && e != Root);
 }

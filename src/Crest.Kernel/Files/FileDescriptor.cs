@@ -260,6 +260,20 @@ public sealed class FileDescriptor : SafeHandle
         return r;
     }
 
+    /// <summary>
+    /// poll(2) with a zero timeout: the events pending on this descriptor now (POLLIN 0x1, POLLOUT 0x4, POLLERR 0x8,
+    /// POLLHUP 0x10). On a pipe, POLLERR on a write end means no reader is left, POLLHUP on a read end no writer.
+    /// </summary>
+    public unsafe short PollNow(short events)
+    {
+        using var fd = Use();
+        var entry = new pollfd { fd = fd.Fd, events = events };
+        int r;
+        while (Interrupted(r = Libc.poll(&entry, 1, 0))) { }
+        if (r < 0) throw new KernelException("poll", Errno.Last, $"fd {fd.Fd}");
+        return entry.revents;
+    }
+
     /// <summary>The open file status flags (F_GETFL): access mode, O_APPEND, O_NONBLOCK, ...</summary>
     public OpenFlags StatusFlags
     {

@@ -172,7 +172,7 @@ public sealed class DumpEngineTests(Xunit.Abstractions.ITestOutputHelper output)
     [InlineData("packetpipe", "is in packet mode (O_DIRECT)")]
     [InlineData("eventfd", "unsupported file kind (anon_inode:[eventfd])")]
     [InlineData("mapdeleted", "was deleted")]
-    [InlineData("clonefiles", "shares its files with its parent")]
+    [InlineData("clonefs", "shares its fs with its parent")]
     public void UnsupportedStateFailsClosed(string extra, string message)
     {
         using var fixture = FixtureProcess.Start("dump_counter", extra);

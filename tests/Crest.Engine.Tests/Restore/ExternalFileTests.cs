@@ -94,6 +94,35 @@ public class ExternalFileTests
     }
 
     [Fact]
+    public void AnyFileCanBeReplacedByPathWithInheritFd()
+    {
+        string work = NewImagesDir();
+        string dir = NewImagesDir();
+        try
+        {
+            using var fixture = FixtureProcess.Start("external_files", "file", work);
+            string data = Path.Combine(work, "data");
+            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir });
+            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+            File.WriteAllText(data, "not this one");
+
+            // CRIU's path form: the dumped path without its leading '/'.
+            string replacement = Path.Combine(work, "replacement");
+            File.WriteAllText(replacement, "0123456789");
+            using var handed = FileDescriptor.Open(replacement, OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
+            using var restored = RestoreDetached(dir, new InheritedFd(handed.Fd, data[1..]));
+            AssertPass(Verify(restored, fixture));
+            Assert.Equal("012345ab89", File.ReadAllText(replacement));
+            Assert.Equal("not this one", File.ReadAllText(data));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(work, true);
+        }
+    }
+
+    [Fact]
     public void ADeletedFileWithoutExternalFailsNamingTheOptionToPass()
     {
         string work = NewImagesDir();

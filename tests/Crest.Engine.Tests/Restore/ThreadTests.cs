@@ -72,6 +72,44 @@ public class ThreadTests
     }
 
     [Fact]
+    public void AStoppedMultiThreadedProcessComesBackStopped()
+    {
+        using var fixture = FixtureProcess.Start("threads", "4");
+        int pid = fixture.Pid;
+        fixture.Child.Signal(19 /* SIGSTOP */);
+        WaitForEveryThread(pid, 'T');
+        string dir = NewImagesDir();
+        try
+        {
+            DumpAndKill(fixture, dir);
+            using var restored = RestoreDetached(dir);
+            WaitForEveryThread(pid, 'T');
+            restored.Signal(18 /* SIGCONT */);
+            AssertPass(Verify(restored, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    private static void WaitForEveryThread(int pid, char state)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            var states = ThreadDumper.ListThreads(pid).Select(tid =>
+            {
+                string stat = File.ReadAllText($"/proc/{pid}/task/{tid}/stat");
+                return stat[stat.LastIndexOf(')') + 2];
+            }).ToList();
+            if (states.All(s => s == state)) return;
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"threads of {pid} are in states {string.Concat(states)}, not all {state}");
+            Thread.Sleep(5);
+        }
+    }
+
+    [Fact]
     public void ThreadsThatComeAndGoDuringTheFreezeAreDumpedAndRestored()
     {
         using var fixture = FixtureProcess.Start("thread_churn");

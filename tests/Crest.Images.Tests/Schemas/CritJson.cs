@@ -31,6 +31,8 @@ internal static class CritJson
         "criu.RegFileEntry.crest_dev",
         "criu.RegFileEntry.crest_ino",
         "criu.RegFileEntry.crest_mtime_ns",
+        // Crest's own extension (pipe.proto field 1000): a pipe end marked --external at dump.
+        "criu.PipeEntry.crest_ext",
     };
 
     public static void AssertMatches(IMessage message, JsonElement json, string path)

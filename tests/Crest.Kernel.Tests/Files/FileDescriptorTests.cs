@@ -145,4 +145,27 @@ public sealed class FileDescriptorTests : IDisposable
             Assert.Equal("xyz", Encoding.ASCII.GetString(buffer, 0, 3));
         }
     }
+
+    [Fact]
+    public void PollNowTellsAPipeEndWhenTheOtherSideIsGone()
+    {
+        var (read, write) = FileDescriptor.CreatePipe();
+        using (write)
+        {
+            using (read)
+            {
+                Assert.Equal(0, read.PollNow(0) & (Libc.POLLHUP | Libc.POLLIN));
+                Assert.Equal(0, write.PollNow(0) & Libc.POLLERR);
+                write.WriteAll("x"u8);
+                Assert.Equal(Libc.POLLIN, read.PollNow(Libc.POLLIN) & Libc.POLLIN);
+            }
+            Assert.Equal(Libc.POLLERR, write.PollNow(0) & Libc.POLLERR); // no reader left
+        }
+        var (read2, write2) = FileDescriptor.CreatePipe();
+        using (read2)
+        {
+            write2.Dispose();
+            Assert.Equal(Libc.POLLHUP, read2.PollNow(0) & Libc.POLLHUP); // no writer left
+        }
+    }
 }
