@@ -88,6 +88,7 @@ public static class DumpEngine
             CheckNothingSharedWithParents(tree);
             foreach (var task in tree.Tasks) trackers.Add(DirtyTracker.Find(task.Pid, trackedParent));
             pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent);
+            options.ImagesComplete?.Invoke(images.Path);
         }
         catch (Exception e)
         {
