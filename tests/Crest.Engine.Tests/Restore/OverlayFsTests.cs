@@ -11,18 +11,36 @@ namespace Crest.Engine.Tests.Restore;
 // mapping are all overlay files. Between READY and the dump the test copies two of them up to the upper layer
 // through the overlay (an append to the read-only fd's file, a chmod of the privately mapped file) while the
 // task holds them. The images must name the overlay paths (never a layer's), and the restored task checks
-// itself that every fd and mapping is the overlay file at its path, with its offsets and contents.
+// itself that every fd and mapping is the overlay file at its path, with its offsets and contents. Three layer
+// set-ups, each with a different view of device and inode numbers (see Layers); without origin records, the
+// copied-up files change inode between dump and restore, which the restore's identity check must accept.
 [Collection("Children of the test process")]
 public partial class OverlayFsTests
 {
     private const string Original = "lower layer text\n", Appended = "copied up after the open\n";
 
-    [Theory]
-    [InlineData(false)] // every layer on /tmp's filesystem: st_dev is the overlay's, st_ino the layer file's
-    [InlineData(true)]  // the lower layer on a tmpfs of its own: stat shows a device per layer, /proc/PID/maps the overlay's
-    public void FilesAndMappingsOnOverlayfsComeBackAfterACopyUp(bool lowerOnItsOwnFilesystem)
+    public enum Layers
     {
-        using var overlay = OverlayMount.Create(lowerOnItsOwnFilesystem);
+        /// <summary>Every layer on /tmp's filesystem: st_dev is the overlay's, st_ino the layer file's (kept across copy-up).</summary>
+        SameFilesystem,
+
+        /// <summary>The lower layer on a tmpfs of its own: stat shows a device per layer, /proc/PID/maps the overlay's.</summary>
+        LowerOnItsOwnFilesystem,
+
+        /// <summary>
+        /// Every layer on a ramfs, which has no xattrs: overlayfs cannot record a copied-up file's origin, so once its
+        /// inode leaves the cache a copied-up file shows the upper file's inode, on the same device.
+        /// </summary>
+        NoOriginOnCopyUp,
+    }
+
+    [Theory]
+    [InlineData(Layers.SameFilesystem)]
+    [InlineData(Layers.LowerOnItsOwnFilesystem)]
+    [InlineData(Layers.NoOriginOnCopyUp)]
+    public void FilesAndMappingsOnOverlayfsComeBackAfterACopyUp(Layers layers)
+    {
+        using var overlay = OverlayMount.Create(layers);
         string dir = NewImagesDir();
         using var fixture = FixtureProcess.Start("overlay_files", overlay.Merged);
         try
@@ -45,6 +63,17 @@ public partial class OverlayFsTests
             foreach (string image in Directory.GetFiles(dir, "*.img").Where(i => !Path.GetFileName(i).StartsWith("pages-", StringComparison.Ordinal)))
                 using (Crit.Decode(image)) { }
 
+            if (layers == Layers.NoOriginOnCopyUp)
+            {
+                // Evict the overlay's inodes: the copied-up map.bin then shows the upper file's inode, which the
+                // restore's identity check must take for what it is (same device, size and mtime), not another file.
+                var dumped = files.Single(f => f.Reg is { } r && r.Name == Path.Combine(overlay.Merged, "map.bin")).Reg;
+                File.WriteAllText("/proc/sys/vm/drop_caches", "2");
+                var now = Crest.Engine.Files.RegularFiles.TryStat(Path.Combine(overlay.Merged, "map.bin"))!.Value;
+                Assert.Equal(dumped.CrestDev, now.Device);
+                Assert.NotEqual(dumped.CrestIno, now.Inode);
+            }
+
             using var restored = RestoreDetached(dir);
             AssertPass(Verify(restored, fixture));
         }
@@ -59,26 +88,28 @@ public partial class OverlayFsTests
     {
         private const int MNT_DETACH = 2;
         private readonly string _base;
-        private readonly bool _lowerMounted;
+        private readonly Layers _layers;
 
-        private OverlayMount(string root, bool lowerMounted)
+        private OverlayMount(string root, Layers layers)
         {
             _base = root;
-            _lowerMounted = lowerMounted;
+            _layers = layers;
         }
 
         public string Lower => Path.Combine(_base, "lower");
         public string Upper => Path.Combine(_base, "upper");
         public string Merged => Path.Combine(_base, "merged");
 
-        public static OverlayMount Create(bool lowerOnItsOwnFilesystem)
+        public static OverlayMount Create(Layers layers)
         {
             string root = Path.Combine(Path.GetTempPath(), $"crest-overlay-{Guid.NewGuid():N}");
-            foreach (string d in new[] { "lower", "upper", "work", "merged" }) Directory.CreateDirectory(Path.Combine(root, d));
-            var mount = new OverlayMount(root, lowerOnItsOwnFilesystem);
+            Directory.CreateDirectory(root);
+            var mount = new OverlayMount(root, layers);
             try
             {
-                if (lowerOnItsOwnFilesystem) Mount("tmpfs", mount.Lower, "tmpfs", "size=16m");
+                if (layers == Layers.NoOriginOnCopyUp) Mount("ramfs", root, "ramfs", "");
+                foreach (string d in new[] { "lower", "upper", "work", "merged" }) Directory.CreateDirectory(Path.Combine(root, d));
+                if (layers == Layers.LowerOnItsOwnFilesystem) Mount("tmpfs", mount.Lower, "tmpfs", "size=16m");
                 File.WriteAllText(Path.Combine(mount.Lower, "ro.txt"), Original);
                 File.WriteAllText(Path.Combine(mount.Lower, "log.txt"), "");
                 var bytes = new byte[3 * 4096];
@@ -98,7 +129,8 @@ public partial class OverlayFsTests
         public void Dispose()
         {
             Umount2(Merged, MNT_DETACH);
-            if (_lowerMounted) Umount2(Lower, MNT_DETACH);
+            if (_layers == Layers.LowerOnItsOwnFilesystem) Umount2(Lower, MNT_DETACH);
+            if (_layers == Layers.NoOriginOnCopyUp) Umount2(_base, MNT_DETACH);
             Directory.Delete(_base, true);
         }
 
