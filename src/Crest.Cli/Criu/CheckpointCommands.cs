@@ -23,6 +23,7 @@ internal static class CheckpointCommands
             ParentLink = options.PrevImagesDir,
             TrackMemory = options.IsOn("track-mem"),
             External = options.External,
+            ShellJob = options.IsOn("shell-job"),
         });
         Log.Info($"dump: {statistics}");
         return 0;
@@ -52,5 +53,6 @@ internal static class CheckpointCommands
             Detached = options.IsOn("restore-detached"),
             PidFile = paths.PidFile,
             InheritFds = options.InheritFds,
+            ShellJob = options.IsOn("shell-job"),
         });
 }

@@ -34,4 +34,10 @@ public sealed record DumpOptions
     /// <c>file[MNT_ID:INODE]</c> (hex) for a file opened by path, <c>pipe:[INODE]</c> for a pipe end.
     /// </summary>
     public IReadOnlyList<string> External { get; init; } = [];
+
+    /// <summary>
+    /// -j / --shell-job: the tree may hold the terminal of the shell that started it (a pty slave whose master is
+    /// outside, or another tty) and belong to the shell's session; the restore gives it the restoring crest's terminal.
+    /// </summary>
+    public bool ShellJob { get; init; }
 }
