@@ -83,16 +83,19 @@ public static class DumpEngine
         var frozenAt = Stopwatch.GetTimestamp();
         PageDumpResult pages;
         var trackers = new List<DirtyTracker>();
+        var ttys = new Ttys(options.ShellJob);
         try
         {
             CheckNothingSharedWithParents(tree);
             foreach (var task in tree.Tasks) trackers.Add(DirtyTracker.Find(task.Pid, trackedParent));
-            pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent);
+            pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent, ttys);
             options.ImagesComplete?.Invoke(images.Path);
         }
         catch (Exception e)
         {
             foreach (var t in trackers) t.Dispose();
+            // The bytes read out of the tree's ptys go back before the tree runs on.
+            ttys.PutBack();
             ReleaseAfterFailure(tree, images);
             if (e is DumpException) throw;
             if (e is TraceeExitedException exited)
@@ -117,6 +120,8 @@ public static class DumpEngine
         }
         foreach (var t in trackers) t.Dispose();
         var mode = options.PreDump || options.LeaveRunning ? ReleaseMode.AsItWas : options.LeaveStopped ? ReleaseMode.Stopped : ReleaseMode.Killed;
+        if (mode == ReleaseMode.Killed) ttys.Discard();
+        else ttys.PutBack();
         Freezer.ReleaseTree(tree, mode);
         var frozenTime = Stopwatch.GetElapsedTime(frozenAt);
 
@@ -155,11 +160,11 @@ public static class DumpEngine
         }
     }
 
-    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options, List<DirtyTracker> trackers, string? parentDir)
+    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options, List<DirtyTracker> trackers, string? parentDir, Ttys ttys)
     {
         StageHook?.Invoke("frozen");
         var files = new FileTable();
-        var shared = new SharedFiles(new ExternalFiles(options.External));
+        var shared = new SharedFiles(new ExternalFiles(options.External), ttys);
         var seccomp = new SeccompTable();
         var pstree = new List<IMessage>();
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
@@ -193,6 +198,8 @@ public static class DumpEngine
             });
         }
         shared.Pipes.CheckExternal(tree.Tasks.Select(t => t.Pid).ToHashSet(), shared.External);
+        ttys.Finish();
+        StageHook?.Invoke("ttys");
         foreach (var zombie in tree.Zombies)
         {
             images.Write(ImageKinds.Core, (ulong)zombie.Pid, BuildZombieCore(zombie));
@@ -204,6 +211,10 @@ public static class DumpEngine
         images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.PipesData), ImageKinds.PipesData, [.. files.PipeData.Select(p => ((IMessage)p.Entry, p.Data))]);
         if (files.FifoData.Count > 0)
             images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.FifoData), ImageKinds.FifoData, [.. files.FifoData.Select(p => ((IMessage)p.Entry, p.Data))]);
+        if (ttys.Infos.Count > 0)
+            images.WriteNamed(ImageKinds.FileName(ImageKinds.TtyInfo), ImageKinds.TtyInfo, [.. ttys.Infos]);
+        if (ttys.Data.Count > 0)
+            images.WriteNamed(ImageKinds.FileName(ImageKinds.TtyData), ImageKinds.TtyData, [.. ttys.Data]);
         if (seccomp.Count > 0)
             images.WriteNamed(ImageKinds.FileName(ImageKinds.Seccomp), ImageKinds.Seccomp, [seccomp.Entry]);
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Pstree), ImageKinds.Pstree, pstree);
