@@ -83,16 +83,19 @@ public static class DumpEngine
         var frozenAt = Stopwatch.GetTimestamp();
         PageDumpResult pages;
         var trackers = new List<DirtyTracker>();
+        var ttys = new Ttys(options.ShellJob);
         try
         {
             CheckNothingSharedWithParents(tree);
             foreach (var task in tree.Tasks) trackers.Add(DirtyTracker.Find(task.Pid, trackedParent));
-            pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent);
+            pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent, ttys);
             options.ImagesComplete?.Invoke(images.Path);
         }
         catch (Exception e)
         {
             foreach (var t in trackers) t.Dispose();
+            // The bytes read out of the tree's ptys go back before the tree runs on.
+            ttys.PutBack();
             ReleaseAfterFailure(tree, images);
             if (e is DumpException) throw;
             if (e is TraceeExitedException exited)
@@ -117,6 +120,8 @@ public static class DumpEngine
         }
         foreach (var t in trackers) t.Dispose();
         var mode = options.PreDump || options.LeaveRunning ? ReleaseMode.AsItWas : options.LeaveStopped ? ReleaseMode.Stopped : ReleaseMode.Killed;
+        if (mode == ReleaseMode.Killed) ttys.Discard();
+        else ttys.PutBack();
         Freezer.ReleaseTree(tree, mode);
         var frozenTime = Stopwatch.GetElapsedTime(frozenAt);
 
@@ -155,11 +160,11 @@ public static class DumpEngine
         }
     }
 
-    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options, List<DirtyTracker> trackers, string? parentDir)
+    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options, List<DirtyTracker> trackers, string? parentDir, Ttys ttys)
     {
         StageHook?.Invoke("frozen");
         var files = new FileTable();
-        var shared = new SharedFiles(new ExternalFiles(options.External));
+        var shared = new SharedFiles(new ExternalFiles(options.External), ttys);
         var seccomp = new SeccompTable();
         var pstree = new List<IMessage>();
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
@@ -193,6 +198,8 @@ public static class DumpEngine
             });
         }
         shared.Pipes.CheckExternal(tree.Tasks.Select(t => t.Pid).ToHashSet(), shared.External);
+        ttys.Finish();
+        StageHook?.Invoke("ttys");
         foreach (var zombie in tree.Zombies)
         {
             images.Write(ImageKinds.Core, (ulong)zombie.Pid, BuildZombieCore(zombie));
@@ -204,6 +211,10 @@ public static class DumpEngine
         images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.PipesData), ImageKinds.PipesData, [.. files.PipeData.Select(p => ((IMessage)p.Entry, p.Data))]);
         if (files.FifoData.Count > 0)
             images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.FifoData), ImageKinds.FifoData, [.. files.FifoData.Select(p => ((IMessage)p.Entry, p.Data))]);
+        if (ttys.Infos.Count > 0)
+            images.WriteNamed(ImageKinds.FileName(ImageKinds.TtyInfo), ImageKinds.TtyInfo, [.. ttys.Infos]);
+        if (ttys.Data.Count > 0)
+            images.WriteNamed(ImageKinds.FileName(ImageKinds.TtyData), ImageKinds.TtyData, [.. ttys.Data]);
         if (seccomp.Count > 0)
             images.WriteNamed(ImageKinds.FileName(ImageKinds.Seccomp), ImageKinds.Seccomp, [seccomp.Entry]);
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Pstree), ImageKinds.Pstree, pstree);
@@ -230,9 +241,10 @@ public static class DumpEngine
         var state = CoreDumper.ReadFromOutside(task);
         var smaps = VmaDumper.ReadSmaps(pid);
         // A table shared with the parent (same files_id) was described with the parent.
-        var fdinfos = ownTable ? FileDescriptors.Collect(pid, files, shared, tracker.TaskFds) : [];
-        var vmas = VmaDumper.Collect(pid, smaps, files, crestTracks: tracker.TaskFds.Count > 0);
-        var fs = FsDumper.Collect(pid, files, state.Umask);
+        var unions = UnionMounts.Read(pid);
+        var fdinfos = ownTable ? FileDescriptors.Collect(pid, files, shared, unions, tracker.TaskFds) : [];
+        var vmas = VmaDumper.Collect(pid, smaps, files, unions, crestTracks: tracker.TaskFds.Count > 0);
+        var fs = FsDumper.Collect(pid, files, state.Umask, unions);
 
         // 2. What only the task can tell; the injector puts everything back when disposed.
         List<ThreadState> threadStates = [];
@@ -245,7 +257,7 @@ public static class DumpEngine
             threadStates = ThreadDumper.Read(threads, remote.GadgetAddress, threads.Count > 0 ? remote.AllocScratch(4096) : 0);
         });
 
-        var mm = VmaDumper.BuildMm(pid, state, vmas, files);
+        var mm = VmaDumper.BuildMm(pid, state, vmas, files, unions);
         var core = CoreDumper.BuildCore(state);
         seccomp.Describe(task.Tracee, state.Status, core.ThreadCore);
         var threadCores = threadStates.Select(t => (t.Tid, Core: ThreadDumper.BuildCore(t, core))).ToList();
@@ -265,7 +277,9 @@ public static class DumpEngine
         try
         {
             using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
-            pages = PageDumper.Dump(pid, vmas, writer, incremental);
+            // The task may write its own pages (one copy instead of two), below its file size limit.
+            var taskWrite = new TaskWriteAccess(task.Tracee, state.Limits[(int)ResourceLimitKind.FileSize].Current);
+            pages = PageDumper.Dump(pid, vmas, writer, incremental, taskWrite);
             StageHook?.Invoke("pages");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

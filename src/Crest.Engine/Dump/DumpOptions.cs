@@ -42,4 +42,10 @@ public sealed record DumpOptions
     /// that did not arrive).
     /// </summary>
     public Action<string>? ImagesComplete { get; init; }
+
+    /// <summary>
+    /// -j / --shell-job: the tree may hold the terminal of the shell that started it (a pty slave whose master is
+    /// outside, or another tty) and belong to the shell's session; the restore gives it the restoring crest's terminal.
+    /// </summary>
+    public bool ShellJob { get; init; }
 }

@@ -6,8 +6,11 @@ using Crest.Kernel.Processes;
 
 namespace Crest.Engine.Files;
 
-internal sealed class SharedFiles(ExternalFiles external)
+internal sealed class SharedFiles(ExternalFiles external, Ttys? ttys = null)
 {
+    /// <summary>Terminals of the whole tree (pty pairs, the shell's terminal of a shell job).</summary>
+    public Ttys Ttys { get; } = ttys ?? new Ttys(shellJob: false);
+
     /// <summary>The ids given with --external.</summary>
     public ExternalFiles External { get; } = external;
 
