@@ -30,8 +30,8 @@ internal static class Support
         ["pre-dump"] = new HashSet<string> { "tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem", "remote" },
         ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd", "remote", "shell-job" },
         // Daemons as page-server: -d (CRIU's restore-detached setting), --status-fd, --pidfile (RemoteCommands.cs).
-        ["image-cache"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "cache-limit" },
-        ["image-proxy"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "compress" },
+        ["image-cache"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "cache-limit", "tls", "tls-cert", "tls-key", "tls-cacert", "tls-no-cn-verify" },
+        ["image-proxy"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "compress", "tls", "tls-cert", "tls-key", "tls-cacert", "tls-no-cn-verify" },
     };
 
     /// <summary>Null when Crest can run <paramref name="command"/> with these options; otherwise why not.</summary>
