@@ -158,7 +158,7 @@ public static class DumpEngine
     {
         StageHook?.Invoke("frozen");
         var files = new FileTable();
-        var shared = new SharedFiles(new ExternalFiles(options.External));
+        var shared = new SharedFiles(new ExternalFiles(options.External), options.ExternalUnixSockets);
         var seccomp = new SeccompTable();
         var pstree = new List<IMessage>();
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
@@ -192,6 +192,7 @@ public static class DumpEngine
             });
         }
         shared.Pipes.CheckExternal(tree.Tasks.Select(t => t.Pid).ToHashSet(), shared.External);
+        shared.UnixSockets.Finish(files, shared.External);
         foreach (var zombie in tree.Zombies)
         {
             images.Write(ImageKinds.Core, (ulong)zombie.Pid, BuildZombieCore(zombie));

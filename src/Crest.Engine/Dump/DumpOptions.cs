@@ -34,4 +34,10 @@ public sealed record DumpOptions
     /// <c>file[MNT_ID:INODE]</c> (hex) for a file opened by path, <c>pipe:[INODE]</c> for a pipe end.
     /// </summary>
     public IReadOnlyList<string> External { get; init; } = [];
+
+    /// <summary>
+    /// --ext-unix-sk: which unix sockets connected to a peer outside the tree may be dumped (the restore connects a new
+    /// socket to the peer's name). Without it such a socket fails the dump.
+    /// </summary>
+    public Files.UnixSocketPolicy ExternalUnixSockets { get; init; } = Files.UnixSocketPolicy.None;
 }

@@ -27,6 +27,13 @@ internal sealed class FileTable
         return pipe.Id;
     }
 
+    public uint Add(UnixSkEntry socket)
+    {
+        socket.Id = NextId;
+        _entries.Add(new FileEntry { Type = FdTypes.Unixsk, Id = socket.Id, Usk = socket });
+        return socket.Id;
+    }
+
     public uint Add(FifoEntry fifo)
     {
         fifo.Id = NextId;

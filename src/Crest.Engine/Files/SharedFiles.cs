@@ -6,7 +6,7 @@ using Crest.Kernel.Processes;
 
 namespace Crest.Engine.Files;
 
-internal sealed class SharedFiles(ExternalFiles external)
+internal sealed class SharedFiles(ExternalFiles external, UnixSocketPolicy? unixSockets = null)
 {
     /// <summary>The ids given with --external.</summary>
     public ExternalFiles External { get; } = external;
@@ -15,6 +15,9 @@ internal sealed class SharedFiles(ExternalFiles external)
 
     /// <summary>Pipes of the whole tree: one pipe id and one copy of its buffer however many tasks hold it.</summary>
     public Pipes Pipes { get; } = new();
+
+    /// <summary>Unix sockets of the whole tree, and which connections to the outside may be dumped.</summary>
+    public UnixSockets UnixSockets { get; } = new(unixSockets ?? UnixSocketPolicy.None);
 
     /// <summary>The id of a description already seen that <paramref name="fd"/> of <paramref name="pid"/> shares, or 0.</summary>
     public uint Find(ulong device, ulong inode, int pid, int fd)

@@ -50,6 +50,7 @@ public static class RestoreEngine
 
         var inherited = new RestoreInheritedFds(options.InheritFds);
         inherited.CheckTree(tree);
+        RestoreUnixSockets.CheckTree(tree);
         foreach (var entry in tree.Entries) WaitForFreePid((int)entry.Pid);
         ChildProcess.ResetSigchldDisposition();
 
@@ -150,6 +151,7 @@ public static class RestoreEngine
         long pagesRestored = 0;
         var restores = new List<ProcessRestore>();
         using var pipes = new RestorePipes(tree.Directory);
+        using var sockets = new RestoreUnixSockets(tree);
         var sharedFiles = new Dictionary<uint, (int Pid, int Fd)>();
         // Threads are traced by this thread: on a failure their exits are collected here, or their group
         // leaders could not be reaped (RestoreThreads.KillAfterFailure).
@@ -182,7 +184,7 @@ public static class RestoreEngine
 
                 var core = new RestoreCore(injector, images);
                 core.RestoreMm(memory);
-                RestoreFiles.Restore(injector, images, pipes, inherited, sharedFiles, fds: ownTable);
+                RestoreFiles.Restore(injector, images, pipes, sockets, inherited, sharedFiles, fds: ownTable);
                 core.RestoreProcessState();
                 core.RestoreThreadState();
                 core.RestoreIntervalTimers();
