@@ -23,6 +23,7 @@ internal static class CheckpointCommands
             ParentLink = options.PrevImagesDir,
             TrackMemory = options.IsOn("track-mem"),
             External = options.External,
+            ExternalUnixSockets = options.ExternalUnixSockets,
         });
         Log.Info($"dump: {statistics}");
         return 0;

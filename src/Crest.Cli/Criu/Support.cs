@@ -25,10 +25,12 @@ internal static class Support
         // --shell-job is not honoured yet (the dump engine refuses a task with a terminal anyway).
         // --external: file[MNT_ID:INODE] and pipe:[INODE] are honoured; other ids (mnt[], dev[], ...) match nothing, as in
         // CRIU when no such resource is held.
-        ["dump"] = new HashSet<string> { "tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem" },
+        // --ext-unix-sk: unix sockets connected to a peer outside the tree are dumped and connected again at restore;
+        // restore accepts it too (harnesses pass the dump's options again) and needs nothing from it.
+        ["dump"] = new HashSet<string> { "tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem", "ext-unix-sk" },
         // pre-dump always tracks memory (as CRIU enforces --track-mem for it); the tree keeps running.
         ["pre-dump"] = new HashSet<string> { "tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem" },
-        ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd" },
+        ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd", "ext-unix-sk" },
     };
 
     /// <summary>Null when Crest can run <paramref name="command"/> with these options; otherwise why not.</summary>
