@@ -202,6 +202,8 @@ public static class DumpEngine
 
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Files), ImageKinds.Files, [.. files.Entries]);
         images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.PipesData), ImageKinds.PipesData, [.. files.PipeData.Select(p => ((IMessage)p.Entry, p.Data))]);
+        if (files.SocketQueues.Count > 0)
+            images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.SkQueues), ImageKinds.SkQueues, [.. files.SocketQueues.Select(p => ((IMessage)p.Entry, p.Data))]);
         if (files.FifoData.Count > 0)
             images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.FifoData), ImageKinds.FifoData, [.. files.FifoData.Select(p => ((IMessage)p.Entry, p.Data))]);
         if (seccomp.Count > 0)

@@ -44,6 +44,9 @@ internal sealed class FileTable
     /// <summary>The queued data of each FIFO (fifo-data.img), keyed by its inode as pipe_id.</summary>
     public List<(PipeDataEntry Entry, byte[] Data)> FifoData { get; } = [];
 
+    /// <summary>The data queued in unix sockets (sk-queues.img), in queue order per socket (id_for its file id).</summary>
+    public List<(SkPacketEntry Entry, byte[] Data)> SocketQueues { get; } = [];
+
     /// <summary>The queued data of each pipe (pipes-data.img), in the order the pipes were first seen.</summary>
     public List<(PipeDataEntry Entry, byte[] Data)> PipeData { get; } = [];
 

@@ -12,11 +12,13 @@
 //     peer gets an entry of its own with uflags EXTERN (type, name; state LISTEN as CRIU writes it) and the
 //     restore connects a new socket to that name. CRIU allows dgram peers only; Crest reconnects stream and
 //     seqpacket ones too (the peer's name is its listener's, which the restore connects to again);
-//   - both ends of a connection inside the tree, neither bound to a path (socketpair), restored as a socketpair;
+//   - both ends of a connection inside the tree, neither bound to a path (socketpair), restored as a socketpair,
+//     with the data queued in each end (sk-queues.img, read with MSG_PEEK; see ReadQueue);
 //   - abstract names (bound, or given by autobind: SO_PASSCRED on an unbound socket) on any of these, bound again;
 //   - a listening socket bound to a path or an abstract name, with no connection waiting in its backlog.
-// Everything else is refused by name at dump: data queued in a socket, relative or deleted paths, connected
-// sockets with a path name (accepted connections), connections whose peer is gone.
+// Everything else is refused by name at dump: data queued in a socket by a sender outside the tree, descriptors in
+// flight (SCM_RIGHTS), relative or deleted paths, connected sockets with a path name (accepted connections),
+// connections whose peer is gone, listeners with connections waiting to be accepted.
 using System.Text;
 using Crest.Diagnostics;
 using Crest.Engine.Dump;
@@ -73,8 +75,6 @@ internal sealed class UnixSockets(UnixSocketPolicy policy)
         if (sk.State is not (SocketState.Close or SocketState.Established or SocketState.Listen))
             throw new DumpException($"{what}: {described}: unsupported state {sk.State}.");
         CheckNameRestorable(sk, what, described);
-        if (sk.State != SocketState.Listen && sk.ReceiveQueue != 0)
-            throw new DumpException($"{what}: {described} has {sk.ReceiveQueue} bytes queued to read; dumping socket queues is not supported yet.");
         if (sk.State == SocketState.Listen && sk.PendingConnections.Length != 0)
             throw new DumpException($"{what}: {described} has {sk.PendingConnections.Length} connections waiting in its backlog; dumping them is not supported yet.");
         if (sk.State == SocketState.Established && sk.PeerInode == 0)
@@ -115,17 +115,24 @@ internal sealed class UnixSockets(UnixSocketPolicy policy)
         var external = new Dictionary<uint, UnixSkEntry>();
         foreach (var (inode, (pid, fd, entry)) in _dumped.OrderBy(d => d.Key))
         {
-            if (entry.Peer == 0) continue;
             string what = $"task {pid} fd {fd}";
             var sk = _kernel![inode];
+            if (entry.Peer == 0)
+            {
+                if (sk.State != SocketState.Listen) RefuseQueued(sk, what);
+                continue;
+            }
             if (_dumped.TryGetValue(entry.Peer, out var peer))
             {
-                // Inside the tree: a socketpair (each the other's peer, neither bound) is what the restore rebuilds.
+                // Inside the tree: a socketpair (each the other's peer, neither bound) is what the restore rebuilds,
+                // with the data queued in each end (sent again from the other end).
                 if (peer.Entry.Peer != inode || HasPath(entry) || HasPath(peer.Entry))
                     throw new DumpException($"{what}: {Describe(sk)} is connected to {Describe(_kernel[entry.Peer])} in the tree; " +
                         "only connections between two unbound sockets (socketpair) are restored inside the tree yet.");
+                ReadQueue(pid, fd, entry, sk, table, what);
                 continue;
             }
+            RefuseQueued(sk, what);
             if (!_kernel.TryGetValue(entry.Peer, out var outside))
                 throw new DumpException($"{what}: {Describe(sk)}: its peer {entry.Peer} is not listed by sock_diag.");
             if (!policy.Allows(inode, entry.Peer) && !externalIds.Contains(ExternalId(inode)))
@@ -154,6 +161,73 @@ internal sealed class UnixSockets(UnixSocketPolicy policy)
             }
             Log.Info($"{pid}: dump: fd {fd}: {Describe(sk)} is connected to the external {Describe(outside)}");
         }
+    }
+
+    /// <summary>Data queued in a socket that nothing in the restored tree can send again (its sender is outside, or any).</summary>
+    private static void RefuseQueued(UnixSocketInfo sk, string what)
+    {
+        if (sk.ReceiveQueue != 0)
+            throw new DumpException($"{what}: {Describe(sk)} has {sk.ReceiveQueue} bytes queued to read from outside the tree; dumping them is not supported yet.");
+    }
+
+    private const int MaxPackets = 1 << 20;
+    private byte[]? _peekBuffer;
+
+    /// <summary>
+    /// The data queued in a socket of a socketpair (sk-queues.img: one SkPacketEntry per datagram or chunk, id_for the
+    /// socket's file id, then the bytes), read with MSG_PEEK from a duplicate so that the task keeps it. SO_PEEK_OFF
+    /// (Linux 4.x for unix sockets) moves each peek past the previous one; the task's value is put back.
+    /// </summary>
+    private void ReadQueue(int pid, int fd, UnixSkEntry entry, UnixSocketInfo sk, FileTable table, string what)
+    {
+        long start = System.Diagnostics.Stopwatch.GetTimestamp();
+        int packets = 0;
+        long bytes = 0;
+        try
+        {
+            using var pidfd = PidFd.Open(pid);
+            using var dup = pidfd.GetFd(fd);
+            int peekOffset = KernelSocket.GetOptionInt32(dup, Libc.SOL_SOCKET, Libc.SO_PEEK_OFF);
+            KernelSocket.SetOptionInt32(dup, Libc.SOL_SOCKET, Libc.SO_PEEK_OFF, 0);
+            try
+            {
+                _peekBuffer ??= new byte[4 << 20];
+                for (; packets < MaxPackets; packets++)
+                {
+                    ReceivedMessage message;
+                    try
+                    {
+                        message = ScmRights.Receive(dup, _peekBuffer, flags: Libc.MSG_PEEK | Libc.MSG_DONTWAIT);
+                    }
+                    catch (KernelException e) when (e.Errno.Value == Errno.EAGAIN)
+                    {
+                        break;
+                    }
+                    if (message.Descriptors.Length != 0)
+                    {
+                        foreach (var passed in message.Descriptors) passed.Dispose();
+                        throw new DumpException($"{what}: {Describe(sk)} has file descriptors in flight (SCM_RIGHTS); dumping them is not supported yet.");
+                    }
+                    if (message.DataTruncated)
+                        throw new DumpException($"{what}: {Describe(sk)} holds a datagram larger than {_peekBuffer.Length} bytes.");
+                    if (message.DataLength == 0 && sk.Kind != SocketKind.Datagram) break; // the peer shut down its sending side
+                    table.SocketQueues.Add((new SkPacketEntry { IdFor = entry.Id, Length = (uint)message.DataLength }, _peekBuffer.AsSpan(0, message.DataLength).ToArray()));
+                    bytes += message.DataLength;
+                }
+                if (packets == MaxPackets)
+                    throw new DumpException($"{what}: {Describe(sk)} has more than {MaxPackets} packets queued.");
+            }
+            finally
+            {
+                KernelSocket.SetOptionInt32(dup, Libc.SOL_SOCKET, Libc.SO_PEEK_OFF, peekOffset);
+            }
+        }
+        catch (KernelException e)
+        {
+            throw new DumpException($"{what}: cannot read the data queued in {Describe(sk)}: {e.Message}.", e);
+        }
+        if (packets > 0)
+            Log.Debug($"{pid}: dump: fd {fd}: {packets} packets, {bytes} bytes queued in unix socket {sk.Inode}, read in {System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds:F2} ms");
     }
 
     /// <summary>Names a restore cannot bind again are refused: relative paths, and paths whose socket file is gone.</summary>

@@ -4,10 +4,12 @@
 // it with pidfd_open + pidfd_getfd (Linux 5.6) on Crest: the same open file description, so the status flags
 // Crest sets (O_NONBLOCK) are the task's. A socket whose peer was outside the tree (an entry with uflags EXTERN)
 // is connected by the task itself after it holds it, so that the peer sees the task as its peer (SO_PEERCRED on a
-// stream connection names the task, not Crest). Crest's descriptors are closed once every task has its fds.
+// stream connection names the task, not Crest). The data queued in a socketpair's ends (sk-queues.img) is sent again
+// from the other end before either is shut down. Crest's descriptors are closed once every task has its fds.
 // Every socket is planned before any task exists, so an entry this restore cannot rebuild fails it early.
 using Crest.Diagnostics;
 using Crest.Engine.Files;
+using Crest.Images;
 using Crest.Images.Protos;
 using Crest.Kernel;
 using Crest.Kernel.Arch.X64;
@@ -26,9 +28,11 @@ internal sealed class RestoreUnixSockets : IDisposable
 
     private readonly Dictionary<uint, UnixSkEntry> _byInode = [];
     private readonly Dictionary<uint, FileDescriptor> _sockets = [];
+    private readonly Dictionary<uint, List<byte[]>> _queues = [];
 
     public RestoreUnixSockets(RestoreTree tree)
     {
+        ReadQueues(tree.Directory);
         foreach (var file in tree.Files.Values)
             if (file.Usk is { } sk) _byInode[sk.Ino] = sk;
         foreach (var (pid, images) in tree.Processes.OrderBy(p => p.Key))
@@ -127,6 +131,8 @@ internal sealed class RestoreUnixSockets : IDisposable
             _sockets[peer.Ino] = theirs;
             SetOptions(mine, sk.Opts);
             SetOptions(theirs, peer.Opts);
+            Refill(mine, sk, from: theirs);
+            Refill(theirs, peer, from: mine);
             if (sk.Name.Length != 0) Bind(mine, sk);
             if (peer.Name.Length != 0) Bind(theirs, peer);
             Shutdown(theirs, peer);
@@ -138,6 +144,46 @@ internal sealed class RestoreUnixSockets : IDisposable
         if (sk.Name.Length != 0) Bind(socket, sk);
         if (kind == Kind.Listener) KernelSocket.Listen(socket, (int)Math.Max(sk.Backlog, 1));
         return socket;
+    }
+
+    /// <summary>sk-queues.img: the packets queued in each socket, by the socket's file id (id_for).</summary>
+    private void ReadQueues(string directory)
+    {
+        string name = ImageKinds.FileName(ImageKinds.SkQueues);
+        string path = Path.Combine(directory, name);
+        if (!File.Exists(path)) return;
+        try
+        {
+            using var reader = ImageReader.Open(path, ImageKinds.SkQueues);
+            while (reader.ReadEntry(SkPacketEntry.Parser) is { } entry)
+            {
+                byte[] data = reader.ReadPayload();
+                if (data.Length != entry.Length)
+                    throw new RestoreException($"{name}: a packet for file id {entry.IdFor} declares {entry.Length} bytes, holds {data.Length}");
+                if (!_queues.TryGetValue(entry.IdFor, out var packets)) _queues[entry.IdFor] = packets = [];
+                packets.Add(data);
+            }
+        }
+        catch (ImageFormatException e)
+        {
+            throw new RestoreException($"corrupt image: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Queue in <paramref name="socket"/> what was queued in <paramref name="sk"/>, sent from its peer: one send per
+    /// datagram or record (MSG_DONTWAIT: it all fitted before, so a full buffer is an error, not a wait).</summary>
+    private void Refill(FileDescriptor socket, UnixSkEntry sk, FileDescriptor from)
+    {
+        if (!_queues.TryGetValue(sk.Id, out var packets)) return;
+        long bytes = 0;
+        foreach (byte[] packet in packets)
+        {
+            int sent = KernelSocket.Send(from, packet, Libc.MSG_DONTWAIT);
+            if (sent != packet.Length)
+                throw new RestoreException($"unix socket {sk.Ino}: sent {sent} of the {packet.Length} bytes queued in it");
+            bytes += sent;
+        }
+        Log.Debug($"restore: unix socket {sk.Ino}: {packets.Count} packets, {bytes} bytes queued again ({socket})");
     }
 
     /// <summary>Bind to the dumped name; a socket file left at the path (its old owner is gone) is removed first.</summary>

@@ -201,6 +201,24 @@ public class UnixSocketTests
     }
 
     [Fact]
+    public void ADumpThatLeavesTheTreeRunningLeavesItsSocketQueuesAsTheyWere()
+    {
+        string work = NewImagesDir();
+        string dir = NewImagesDir();
+        try
+        {
+            using var fixture = FixtureProcess.Start("unix_sockets", "inside", work);
+            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, LeaveRunning = true });
+            Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(10)));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(work, true);
+        }
+    }
+
+    [Fact]
     public void SocketpairsAPlainSocketAndAListenerInsideTheTreeComeBack()
     {
         string work = NewImagesDir();
@@ -216,6 +234,15 @@ public class UnixSocketTests
             var listener = sockets.Single(s => s.State == 10);
             Assert.Equal(7u, listener.Backlog);
             Assert.True(File.Exists(Path.Combine(work, "listen.sock"))); // stale: removed and bound again by the restore
+            using (var queues = ImageReader.Open(Path.Combine(dir, "sk-queues.img"), ImageKinds.SkQueues))
+            {
+                var packets = new List<(SkPacketEntry Entry, byte[] Data)>();
+                while (queues.ReadEntry(SkPacketEntry.Parser) is { } entry) packets.Add((entry, queues.ReadPayload()));
+                // The dgram end holds three datagrams, boundaries kept; the stream ends 20 and 4 bytes.
+                var dgram = sockets.Single(s => s.Type == 2 && s.Shutdown == SkShutdown.Write);
+                Assert.Equal(["d1", "", "dgram two"], packets.Where(p => p.Entry.IdFor == dgram.Id).Select(p => Encoding.ASCII.GetString(p.Data)));
+                Assert.Equal(35, packets.Sum(p => p.Data.Length));
+            }
 
             using var restored = RestoreDetached(dir);
             AssertPass(Verify(restored, fixture));
