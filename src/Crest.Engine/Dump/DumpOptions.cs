@@ -48,4 +48,10 @@ public sealed record DumpOptions
     /// outside, or another tty) and belong to the shell's session; the restore gives it the restoring crest's terminal.
     /// </summary>
     public bool ShellJob { get; init; }
+
+    /// <summary>
+    /// --ext-unix-sk: which unix sockets connected to a peer outside the tree may be dumped (the restore connects a new
+    /// socket to the peer's name). Without it such a socket fails the dump.
+    /// </summary>
+    public Files.UnixSocketPolicy ExternalUnixSockets { get; init; } = Files.UnixSocketPolicy.None;
 }
