@@ -20,7 +20,7 @@ internal static class CriuRunner
         var (command, operands, options) = invocation;
         foreach (int fd in options.CloseFds) Libc.close(fd); // CRIU ignores the result too
 
-        bool remote = command.Name is "image-proxy" or "image-cache" || options.IsOn("remote");
+        bool remote = command.Name is "image-proxy" or "image-cache" or "migrate" || options.IsOn("remote");
         var paths = CriuPaths.Resolve(options, Directory.GetCurrentDirectory(), remote);
         if (remote && options.WorkDir is null && !Directory.Exists(paths.WorkDir))
         {
@@ -76,6 +76,7 @@ internal static class CriuRunner
                 "restore" => CheckpointCommands.Restore(options, paths),
                 "image-cache" => RemoteCommands.ImageCache(options, paths, stderr),
                 "image-proxy" => RemoteCommands.ImageProxy(options, paths, stderr),
+                "migrate" => MigrateCommand.Run(options, paths, stdout, stderr),
                 _ => Fail($"{command.Name}: not implemented yet", stderr, logIsStderr),
             };
         }
@@ -94,11 +95,11 @@ internal static class CriuRunner
         }
         catch (KernelException e)
         {
-            return command.Name is "dump" or "pre-dump" or "restore"
+            return command.Name is "dump" or "pre-dump" or "restore" or "migrate"
                 ? EngineFailure(e.Message, stderr, logIsStderr)
                 : Fail($"{command.Name}: {e.Message}", stderr, logIsStderr);
         }
-        catch (Exception e) when (command.Name is "dump" or "pre-dump" or "restore")
+        catch (Exception e) when (command.Name is "dump" or "pre-dump" or "restore" or "migrate")
         {
             // A harness expects a plain failure, never a crash: anything the engines did not
             // anticipate is still reported as an error (with its stack in the log at -v4).
@@ -135,7 +136,7 @@ internal static class CriuRunner
     {
         if (options.IsOn("restore-sibling") && !options.IsOn("restore-detached"))
             return "--restore-sibling only makes sense with --restore-detached";
-        if (command.Name is "dump" or "pre-dump" && options.Tree == 0)
+        if (command.Name is "dump" or "pre-dump" or "migrate" && options.Tree == 0)
             return "No pid specified (-t option missing)";
         return null;
     }

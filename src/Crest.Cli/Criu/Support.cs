@@ -32,7 +32,9 @@ internal static class Support
         ["pre-dump"] = new HashSet<string> { "tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem", "remote" },
         ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd", "remote", "shell-job", "ext-unix-sk" },
         // Daemons as page-server: -d (CRIU's restore-detached setting), --status-fd, --pidfile (RemoteCommands.cs).
-        ["image-cache"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "cache-limit" },
+        ["image-cache"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "cache-limit", "allow-restore" },
+        // Crest's own: pre-dump rounds and the final dump streamed to a destination's image-cache (MigrateCommand.cs).
+        ["migrate"] = new HashSet<string> { "tree", "address", "port", "compress", "max-rounds", "json", "timeout" },
         ["image-proxy"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "compress" },
     };
 
