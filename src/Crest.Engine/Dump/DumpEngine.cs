@@ -88,6 +88,7 @@ public static class DumpEngine
             CheckNothingSharedWithParents(tree);
             foreach (var task in tree.Tasks) trackers.Add(DirtyTracker.Find(task.Pid, trackedParent));
             pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent);
+            options.ImagesComplete?.Invoke(images.Path);
         }
         catch (Exception e)
         {
@@ -265,7 +266,9 @@ public static class DumpEngine
         try
         {
             using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
-            pages = PageDumper.Dump(pid, vmas, writer, incremental);
+            // The task may write its own pages (one copy instead of two), below its file size limit.
+            var taskWrite = new TaskWriteAccess(task.Tracee, state.Limits[(int)ResourceLimitKind.FileSize].Current);
+            pages = PageDumper.Dump(pid, vmas, writer, incremental, taskWrite);
             StageHook?.Invoke("pages");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -34,4 +34,12 @@ public sealed record DumpOptions
     /// <c>file[MNT_ID:INODE]</c> (hex) for a file opened by path, <c>pipe:[INODE]</c> for a pipe end.
     /// </summary>
     public IReadOnlyList<string> External { get; init; } = [];
+
+    /// <summary>
+    /// Called with the images directory once every image of the (pre-)dump is complete, while the tree is still
+    /// frozen: --remote hands the images over here and returns once the destination acknowledged them. A
+    /// DumpException thrown here fails the dump and releases the tree as it was (it is never killed for images
+    /// that did not arrive).
+    /// </summary>
+    public Action<string>? ImagesComplete { get; init; }
 }
