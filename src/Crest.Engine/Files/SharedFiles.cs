@@ -16,6 +16,11 @@ internal sealed class SharedFiles(ExternalFiles external)
     /// <summary>Pipes of the whole tree: one pipe id and one copy of its buffer however many tasks hold it.</summary>
     public Pipes Pipes { get; } = new();
 
+    private readonly Dictionary<string, UnionMounts> _unionsByNamespace = [];
+
+    /// <summary>The union mounts <paramref name="pid"/> sees, read once per mount namespace of the tree.</summary>
+    public UnionMounts UnionsOf(int pid) => UnionMounts.Read(pid, _unionsByNamespace);
+
     /// <summary>The id of a description already seen that <paramref name="fd"/> of <paramref name="pid"/> shares, or 0.</summary>
     public uint Find(ulong device, ulong inode, int pid, int fd)
     {

@@ -109,6 +109,15 @@ public class UnionPathTests
         Assert.Null(unions.ToUnionPath("/data/x", 46));
     }
 
+    [Fact]
+    public void UnionMountsAreReadOncePerMountNamespace()
+    {
+        var byNamespace = new Dictionary<string, UnionMounts>();
+        var first = UnionMounts.Read(Environment.ProcessId, byNamespace);
+        Assert.Same(first, UnionMounts.Read(Environment.ProcessId, byNamespace));
+        Assert.Equal(new FileInfo("/proc/self/ns/mnt").LinkTarget, Assert.Single(byNamespace.Keys));
+    }
+
     private static (string, int)? Pick((string Path, UnionLayout Layout)? t) => t is { } v ? (v.Path, v.Layout.MountId) : null;
 
     [Fact]

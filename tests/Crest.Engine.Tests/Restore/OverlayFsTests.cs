@@ -53,6 +53,10 @@ public partial class OverlayFsTests
             foreach (string copiedUp in new[] { "ro.txt", "map.bin", "log.txt", "shared.bin", "bin/overlay_files" })
                 Assert.True(File.Exists(Path.Combine(overlay.Upper, copiedUp)), $"{copiedUp} was not copied up");
 
+            // The branches as this kernel's mountinfo shows them: upperdir on top, then the lower layer.
+            var layout = Assert.Single(Crest.Engine.Files.UnionMounts.Read(fixture.Pid).Layouts, l => l.MountPoint == overlay.Merged);
+            Assert.Equal([overlay.Upper, overlay.Lower], layout.Branches);
+
             DumpAndKill(fixture, dir);
 
             List<FileEntry> files;
