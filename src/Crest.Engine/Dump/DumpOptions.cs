@@ -40,4 +40,12 @@ public sealed record DumpOptions
     /// outside, or another tty) and belong to the shell's session; the restore gives it the restoring crest's terminal.
     /// </summary>
     public bool ShellJob { get; init; }
+
+    /// <summary>
+    /// Called with the images directory once every image of the (pre-)dump is complete, while the tree is still
+    /// frozen: --remote hands the images over here and returns once the destination acknowledged them. A
+    /// DumpException thrown here fails the dump and releases the tree as it was (it is never killed for images
+    /// that did not arrive).
+    /// </summary>
+    public Action<string>? ImagesComplete { get; init; }
 }
