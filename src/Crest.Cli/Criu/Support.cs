@@ -27,10 +27,13 @@ internal static class Support
         // CRIU when no such resource is held.
         // --ext-unix-sk: unix sockets connected to a peer outside the tree are dumped and connected again at restore;
         // restore accepts it too (harnesses pass the dump's options again) and needs nothing from it.
-        ["dump"] = new HashSet<string> { "tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem", "ext-unix-sk" },
+        ["dump"] = new HashSet<string> { "tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem", "remote", "ext-unix-sk" },
         // pre-dump always tracks memory (as CRIU enforces --track-mem for it); the tree keeps running.
-        ["pre-dump"] = new HashSet<string> { "tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem" },
-        ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd", "ext-unix-sk" },
+        ["pre-dump"] = new HashSet<string> { "tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem", "remote" },
+        ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd", "remote", "ext-unix-sk" },
+        // Daemons as page-server: -d (CRIU's restore-detached setting), --status-fd, --pidfile (RemoteCommands.cs).
+        ["image-cache"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "cache-limit" },
+        ["image-proxy"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "compress" },
     };
 
     /// <summary>Null when Crest can run <paramref name="command"/> with these options; otherwise why not.</summary>

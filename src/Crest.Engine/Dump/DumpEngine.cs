@@ -88,6 +88,7 @@ public static class DumpEngine
             CheckNothingSharedWithParents(tree);
             foreach (var task in tree.Tasks) trackers.Add(DirtyTracker.Find(task.Pid, trackedParent));
             pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent);
+            options.ImagesComplete?.Invoke(images.Path);
         }
         catch (Exception e)
         {
@@ -232,9 +233,10 @@ public static class DumpEngine
         var state = CoreDumper.ReadFromOutside(task);
         var smaps = VmaDumper.ReadSmaps(pid);
         // A table shared with the parent (same files_id) was described with the parent.
-        var fdinfos = ownTable ? FileDescriptors.Collect(pid, files, shared, tracker.TaskFds) : [];
-        var vmas = VmaDumper.Collect(pid, smaps, files, crestTracks: tracker.TaskFds.Count > 0);
-        var fs = FsDumper.Collect(pid, files, state.Umask);
+        var unions = UnionMounts.Read(pid);
+        var fdinfos = ownTable ? FileDescriptors.Collect(pid, files, shared, unions, tracker.TaskFds) : [];
+        var vmas = VmaDumper.Collect(pid, smaps, files, unions, crestTracks: tracker.TaskFds.Count > 0);
+        var fs = FsDumper.Collect(pid, files, state.Umask, unions);
 
         // 2. What only the task can tell; the injector puts everything back when disposed.
         List<ThreadState> threadStates = [];
@@ -247,7 +249,7 @@ public static class DumpEngine
             threadStates = ThreadDumper.Read(threads, remote.GadgetAddress, threads.Count > 0 ? remote.AllocScratch(4096) : 0);
         });
 
-        var mm = VmaDumper.BuildMm(pid, state, vmas, files);
+        var mm = VmaDumper.BuildMm(pid, state, vmas, files, unions);
         var core = CoreDumper.BuildCore(state);
         seccomp.Describe(task.Tracee, state.Status, core.ThreadCore);
         var threadCores = threadStates.Select(t => (t.Tid, Core: ThreadDumper.BuildCore(t, core))).ToList();
@@ -267,7 +269,9 @@ public static class DumpEngine
         try
         {
             using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
-            pages = PageDumper.Dump(pid, vmas, writer, incremental);
+            // The task may write its own pages (one copy instead of two), below its file size limit.
+            var taskWrite = new TaskWriteAccess(task.Tracee, state.Limits[(int)ResourceLimitKind.FileSize].Current);
+            pages = PageDumper.Dump(pid, vmas, writer, incremental, taskWrite);
             StageHook?.Invoke("pages");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

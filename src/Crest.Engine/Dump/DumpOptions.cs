@@ -40,4 +40,12 @@ public sealed record DumpOptions
     /// socket to the peer's name). Without it such a socket fails the dump.
     /// </summary>
     public Files.UnixSocketPolicy ExternalUnixSockets { get; init; } = Files.UnixSocketPolicy.None;
+
+    /// <summary>
+    /// Called with the images directory once every image of the (pre-)dump is complete, while the tree is still
+    /// frozen: --remote hands the images over here and returns once the destination acknowledged them. A
+    /// DumpException thrown here fails the dump and releases the tree as it was (it is never killed for images
+    /// that did not arrive).
+    /// </summary>
+    public Action<string>? ImagesComplete { get; init; }
 }
