@@ -17,6 +17,12 @@ internal static class Support
         "help", "version", "close", "deprecated",
     };
 
+    /// <summary>CRIU's TLS options (page-server and its clients).</summary>
+    private static readonly string[] TlsSettings = ["tls", "tls-cert", "tls-key", "tls-cacert", "tls-cacrl", "tls-no-cn-verify"];
+
+    /// <summary>dump and pre-dump sending their pages to a page server.</summary>
+    private static readonly string[] PageServerClient = ["page-server", "address", "port", .. TlsSettings];
+
     /// <summary>Implemented commands and the settings each honours beyond <see cref="Common"/>.</summary>
     public static readonly IReadOnlyDictionary<string, IReadOnlySet<string>> Implemented = new Dictionary<string, IReadOnlySet<string>>
     {
@@ -25,9 +31,11 @@ internal static class Support
         // --shell-job is not honoured yet (the dump engine refuses a task with a terminal anyway).
         // --external: file[MNT_ID:INODE] and pipe:[INODE] are honoured; other ids (mnt[], dev[], ...) match nothing, as in
         // CRIU when no such resource is held.
-        ["dump"] = new HashSet<string> { "tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem" },
+        ["dump"] = new HashSet<string>(["tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem", .. PageServerClient]),
         // pre-dump always tracks memory (as CRIU enforces --track-mem for it); the tree keeps running.
-        ["pre-dump"] = new HashSet<string> { "tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem" },
+        ["pre-dump"] = new HashSet<string>(["tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem", .. PageServerClient]),
+        // -d / --daemon (the setting of --restore-detached in CRIU); --prev-images-dir makes the parent link in -D.
+        ["page-server"] = new HashSet<string>(["address", "port", "restore-detached", "status-fd", "pidfile", "prev-images-dir", .. TlsSettings]),
         ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd" },
     };
 

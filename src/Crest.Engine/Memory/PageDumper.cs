@@ -50,7 +50,7 @@ internal static class PageDumper
     /// <summary>A part of a run read into the buffer; a run whose pages stay in the parent images is one piece without data.</summary>
     private readonly record struct Piece(ulong RunStart, ulong RunPages, bool First, ulong Address, int Length, bool Readable, bool InParent = false);
 
-    public static PageDumpResult Dump(int pid, IReadOnlyList<DumpedVma> vmas, PageImageWriter writer, IncrementalPages? incremental = null)
+    public static PageDumpResult Dump(int pid, IReadOnlyList<DumpedVma> vmas, IPageSink writer, IncrementalPages? incremental = null)
     {
         var clock = Stopwatch.StartNew();
         var cpu = Environment.CpuUsage.TotalTime;
@@ -101,8 +101,8 @@ internal static class PageDumper
             else total += (r.End - r.Start) / PageSize;
         }
         Log.Info($"{pid}: pages: {scanned} pages scanned, {total} to write in {runs.Count} runs, {inParent} unchanged in the parent images");
-        if (MapPagesFile && total > 0 && writer.PagesFile is not null)
-            return DumpIntoMappedFile(pid, runs, writer, scanned, total, scanTime, clock, cpu) with { PagesInParent = inParent };
+        if (MapPagesFile && total > 0 && writer is PageImageWriter { PagesFile: not null } file)
+            return DumpIntoMappedFile(pid, runs, file, scanned, total, scanTime, clock, cpu) with { PagesInParent = inParent };
 
         long writeTicks = 0, readTicks = 0, waitTicks = 0;
         FileDescriptor? mem = null;
