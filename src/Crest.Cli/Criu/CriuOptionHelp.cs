@@ -92,5 +92,7 @@ internal static class CriuOptionHelp
         ["ghost-fiemap"] = "dump sparse deleted files with FIEMAP",
         ["allow-uprobes"] = "allow [uprobes] mappings (skipped)",
         ["remote"] = "send and receive images through image-proxy / image-cache",
+        ["compress"] = "image-proxy: compress page data with none, lz4 (default) or zstd",
+        ["cache-limit"] = "image-cache: most memory images may take (default 16G)",
     };
 }

@@ -115,6 +115,10 @@ internal static class CriuOptionTable
         Bool("ghost-fiemap");
         Bool("allow-uprobes");
         Bool("remote");
+        // Crest's own, for the image-proxy / image-cache daemons: page data compression on the network, and how
+        // much the cache may hold in memory.
+        Required("compress");
+        Required("cache-limit");
         return t;
     }
 }

@@ -29,6 +29,8 @@ internal sealed class CriuOptions
     public int Port { get; private set; }
     public int StatusFd { get; private set; } = -1;
     public int PsSocket { get; private set; } = -1;
+    public Crest.Transport.Streams.Codec? Compression { get; private set; }
+    public long? CacheLimit { get; private set; }
     public int Timeout { get; private set; } = DefaultTimeout;
     public long GhostLimit { get; private set; } = DefaultGhostLimit;
     public bool PreDumpRead { get; private set; }
@@ -173,6 +175,13 @@ internal sealed class CriuOptions
                 StatusFd = fd;
                 break;
             case "ps-socket": PsSocket = CLibParse.Atoi(v); break;
+            case "compress":
+                Compression = Crest.Transport.Streams.Codecs.Parse(v) ?? throw new UsageException($"Unknown compression {v} (none, lz4 or zstd)");
+                break;
+            case "cache-limit":
+                CacheLimit = ParseSize(v);
+                if (CacheLimit <= 0) throw BadArgument(o);
+                break;
             case "pre-dump-mode":
                 PreDumpRead = v switch
                 {

@@ -2,6 +2,7 @@
 // directory, move to the work directory, open the log (every call, success or failure), check
 // the option combination, then hand over to the command. Failures are logged and repeated on
 // stderr, exit code 1: "crest: ..." for the command line, "Error: ..." for what the engines report.
+using Crest.Cli.Getopt;
 using Crest.Cli.Interop;
 using Crest.Diagnostics;
 using Crest.Engine.Check;
@@ -21,8 +22,22 @@ internal static class CriuRunner
         var (command, operands, options) = invocation;
         foreach (int fd in options.CloseFds) Libc.close(fd); // CRIU ignores the result too
 
-        var paths = CriuPaths.Resolve(options, Directory.GetCurrentDirectory());
-        if (command.OpensImagesDir && !Directory.Exists(paths.ImagesDir))
+        bool remote = command.Name is "image-proxy" or "image-cache" || options.IsOn("remote");
+        var paths = CriuPaths.Resolve(options, Directory.GetCurrentDirectory(), remote);
+        if (remote && options.WorkDir is null && !Directory.Exists(paths.WorkDir))
+        {
+            try
+            {
+                Directory.CreateDirectory(paths.WorkDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                stderr.WriteLine($"crest: can't create the work directory {paths.WorkDir}: {e.Message}");
+                return CrestCommandLine.Failure;
+            }
+        }
+        // With --remote, -D names a snapshot: no such directory exists on either machine.
+        if (command.OpensImagesDir && !remote && !Directory.Exists(paths.ImagesDir))
         {
             stderr.WriteLine($"crest: can't open images directory {paths.ImagesDir}: no such directory");
             return CrestCommandLine.Failure;
@@ -61,11 +76,29 @@ internal static class CriuRunner
                 "dump" => CheckpointCommands.Dump(options, paths),
                 "pre-dump" => CheckpointCommands.PreDump(options, paths),
                 "restore" => CheckpointCommands.Restore(options, paths),
+<<<<<<< HEAD
                 "page-server" => PageServerCommand.Run(options, paths),
                 _ => Fail($"{command.Name}: not implemented yet", stderr, logIsStderr),
             };
         }
         catch (Exception e) when (e is DumpException or RestoreException or ImageFormatException or PageServerException or TlsException)
+=======
+                "image-cache" => RemoteCommands.ImageCache(options, paths, stderr),
+                "image-proxy" => RemoteCommands.ImageProxy(options, paths, stderr),
+                _ => Fail($"{command.Name}: not implemented yet", stderr, logIsStderr),
+            };
+        }
+        catch (Crest.Transport.Remote.RemoteImageException e)
+        {
+            DaemonMode.Failed(e.Message);
+            return EngineFailure(e.Message, stderr, logIsStderr);
+        }
+        catch (UsageException e)
+        {
+            return Fail(e.Message, stderr, logIsStderr);
+        }
+        catch (Exception e) when (e is DumpException or RestoreException or ImageFormatException)
+>>>>>>> main
         {
             return EngineFailure(e.Message, stderr, logIsStderr);
         }

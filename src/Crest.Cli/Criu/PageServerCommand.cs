@@ -26,9 +26,10 @@ internal static class PageServerCommand
     public static int Run(CriuOptions options, CriuPaths paths)
     {
         if (paths.PrevImagesDir is not null) LinkParent(options.PrevImagesDir!, paths.ImagesDir);
-        using var listener = TakeOverListener() ?? Listen(options);
+        var inherited = TakeOverListener();
+        using var listener = inherited ?? Listen(options);
         var local = (IPEndPoint)listener.LocalEndPoint!;
-        if (options.IsOn("restore-detached") && Environment.GetEnvironmentVariable(ListenFdVariable) is null)
+        if (options.IsOn("restore-detached") && inherited is null)
         {
             int daemon = StartDaemon(listener, Environment.GetCommandLineArgs()[1..]);
             Log.Info($"page-server: listening on {local}, went on in the background as {daemon}");

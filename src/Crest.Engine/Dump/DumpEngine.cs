@@ -87,6 +87,7 @@ public static class DumpEngine
         {
             CheckNothingSharedWithParents(tree);
             foreach (var task in tree.Tasks) trackers.Add(DirtyTracker.Find(task.Pid, trackedParent));
+<<<<<<< HEAD
             pages = options.PreDump ? PreDump.DumpTree(tree, images, options, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent);
             // Pages sent to a page server count only once it confirms it stored them all (the tree still frozen).
             if (options.PageDestination is { } destination)
@@ -100,6 +101,10 @@ public static class DumpEngine
                     throw new DumpException($"{destination.Name} did not confirm the pages: {e.Message}", e);
                 }
             }
+=======
+            pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent);
+            options.ImagesComplete?.Invoke(images.Path);
+>>>>>>> main
         }
         catch (Exception e)
         {
@@ -240,9 +245,10 @@ public static class DumpEngine
         var state = CoreDumper.ReadFromOutside(task);
         var smaps = VmaDumper.ReadSmaps(pid);
         // A table shared with the parent (same files_id) was described with the parent.
-        var fdinfos = ownTable ? FileDescriptors.Collect(pid, files, shared, tracker.TaskFds) : [];
-        var vmas = VmaDumper.Collect(pid, smaps, files, crestTracks: tracker.TaskFds.Count > 0);
-        var fs = FsDumper.Collect(pid, files, state.Umask);
+        var unions = UnionMounts.Read(pid);
+        var fdinfos = ownTable ? FileDescriptors.Collect(pid, files, shared, unions, tracker.TaskFds) : [];
+        var vmas = VmaDumper.Collect(pid, smaps, files, unions, crestTracks: tracker.TaskFds.Count > 0);
+        var fs = FsDumper.Collect(pid, files, state.Umask, unions);
 
         // 2. What only the task can tell; the injector puts everything back when disposed.
         List<ThreadState> threadStates = [];
@@ -255,7 +261,7 @@ public static class DumpEngine
             threadStates = ThreadDumper.Read(threads, remote.GadgetAddress, threads.Count > 0 ? remote.AllocScratch(4096) : 0);
         });
 
-        var mm = VmaDumper.BuildMm(pid, state, vmas, files);
+        var mm = VmaDumper.BuildMm(pid, state, vmas, files, unions);
         var core = CoreDumper.BuildCore(state);
         seccomp.Describe(task.Tracee, state.Status, core.ThreadCore);
         var threadCores = threadStates.Select(t => (t.Tid, Core: ThreadDumper.BuildCore(t, core))).ToList();
@@ -267,7 +273,29 @@ public static class DumpEngine
         }
 
         // 3. Memory, then the small images.
+<<<<<<< HEAD
         var pages = PageTargets.Dump(options, images, pid, pagesId, vmas, tracker, parentDir);
+=======
+        PageDumpResult pages;
+        string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)pid);
+        string pagesName = ImageKinds.FileName(ImageKinds.Pages, pagesId);
+        images.Track(pagemapName);
+        images.Track(pagesName);
+        try
+        {
+            using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
+            // The task may write its own pages (one copy instead of two), below its file size limit.
+            var taskWrite = new TaskWriteAccess(task.Tracee, state.Limits[(int)ResourceLimitKind.FileSize].Current);
+            pages = PageDumper.Dump(pid, vmas, writer, incremental, taskWrite);
+            StageHook?.Invoke("pages");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DumpException($"Cannot write the memory images of task {pid} into {images.Path}: {e.Message}", e);
+        }
+        images.Account(pagemapName);
+        images.Account(pagesName);
+>>>>>>> main
 
         images.Write(ImageKinds.Core, (ulong)pid, core);
         foreach (var (tid, threadCore) in threadCores) images.Write(ImageKinds.Core, (ulong)tid, threadCore);

@@ -94,7 +94,7 @@ internal static class PreDump
         {
             int pid = tree.Tasks[i].Pid;
             uint pagesId = (uint)i + 1;
-            var vmas = VmaDumper.Collect(pid, VmaDumper.ReadSmaps(pid), new FileTable(), crestTracks: trackers[i].TaskFds.Count > 0);
+            var vmas = VmaDumper.Collect(pid, VmaDumper.ReadSmaps(pid), new FileTable(), UnionMounts.Read(pid), crestTracks: trackers[i].TaskFds.Count > 0);
             vmasOf.Add(vmas);
             var pages = PageTargets.Dump(options, images, pid, pagesId, vmas, trackers[i], parentDir);
             total = Add(total, pages);

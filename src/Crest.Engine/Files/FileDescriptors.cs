@@ -22,8 +22,9 @@ internal static class FileDescriptors
     private const int F_GETSIG = 11, F_GETOWN_EX = 16, F_GETOWNER_UIDS = 17;
 
     /// <summary>Describe every fd of <paramref name="pid"/> into <paramref name="table"/>; returns fdinfo-N.img's entries.</summary>
+    /// <param name="unions">The union mounts of the task: a path the kernel gives inside a branch is named through the union.</param>
     /// <param name="leftOut">fds that are Crest's own (the dirty-page tracker), not the task's.</param>
-    public static List<FdinfoEntry> Collect(int pid, FileTable table, SharedFiles shared, IReadOnlySet<int>? leftOut = null)
+    public static List<FdinfoEntry> Collect(int pid, FileTable table, SharedFiles shared, UnionMounts unions, IReadOnlySet<int>? leftOut = null)
     {
         var fds = new List<int>();
         foreach (string entry in Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"))
@@ -77,11 +78,11 @@ internal static class FileDescriptors
                 throw new DumpException($"{what}: unsupported file kind ({target}, mode {Convert.ToString(st.Mode, 8)}).");
             if (target.EndsWith(" (deleted)", StringComparison.Ordinal))
                 throw new DumpException($"{what}: file {target[..^" (deleted)".Length]} was deleted, so a restore cannot reopen it; {shared.External.Advice(externalId)}.");
-            RegularFiles.CheckSameFile(what, target, st, shared.External.Advice(externalId));
+            var (path, atPath, mntId) = RegularFiles.Resolve(what, target, st, info.MntId, unions, shared.External.Advice(externalId));
             uint id = shared.Find(st.Device, st.Inode, pid, fd);
             if (id == 0)
             {
-                var reg = RegularFiles.Describe(target, info.Flags, (ulong)info.Pos, st, info.MntId, link);
+                var reg = RegularFiles.Describe(path, info.Flags, (ulong)info.Pos, atPath, mntId, link);
                 reg.Fown = ReadOwner(pidfd, fd, what);
                 id = table.Add(reg);
                 shared.Add(st.Device, st.Inode, pid, fd, id);

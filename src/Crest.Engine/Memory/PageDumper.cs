@@ -1,10 +1,15 @@
 // Private memory into pagemap-PID.img + pages-1.img (ENGINE.md §1.6, §6). Present pages are found with
-// PAGEMAP_SCAN (PagemapScan.cs), read with process_vm_readv in vectors of up to IOV_MAX ranges into one of
-// two large pinned buffers, and written with large sequential writes while the next buffer is being read
-// (reading and writing overlap on two threads). The alternative (MapPagesFile, off by default, see there):
-// pages-1.img sized for all of them, mapped shared, and read into straight by one reader per core. A page run of a VMA without PROT_READ is read through
-// /proc/PID/mem instead, which may read what process_vm_readv may not (FOLL_FORCE). Guard regions found by
-// the scan (MADV_GUARD_INSTALL) are recorded in the VMA's entry, for restore to install again.
+// PAGEMAP_SCAN (PagemapScan.cs). Three ways to get them into pages-1.img:
+//  - the task writes them itself (PageDumper.TaskWrites.cs, the default when pages-1.img is a local file and
+//    the task may): injected pwritev of its own memory, one copy per page;
+//  - buffered (any sink, and the fallback): process_vm_readv in vectors of up to IOV_MAX ranges into one of two
+//    large pinned buffers, written with large sequential writes while the next buffer is being read (reading
+//    and writing overlap on two threads);
+//  - mapped (MapPagesFile, off by default, see there): pages-1.img sized for all of them, mapped shared, and
+//    read into straight by one reader per core.
+// A page run of a VMA without PROT_READ is read through /proc/PID/mem instead, which may read what
+// process_vm_readv may not (FOLL_FORCE). Guard regions found by the scan (MADV_GUARD_INSTALL) are recorded in
+// the VMA's entry, for restore to install again.
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Crest.Diagnostics;
@@ -22,7 +27,7 @@ internal sealed record PageDumpResult(ulong PagesScanned, ulong PagesWritten, Ti
 /// <summary>An incremental dump: the task's tracker and its pages in the parent images (ascending runs).</summary>
 internal sealed record IncrementalPages(DirtyTracker Tracker, IReadOnlyList<PageRun>? Parent);
 
-internal static class PageDumper
+internal static partial class PageDumper
 {
     private const int PageSize = 4096;
 
@@ -50,7 +55,12 @@ internal static class PageDumper
     /// <summary>A part of a run read into the buffer; a run whose pages stay in the parent images is one piece without data.</summary>
     private readonly record struct Piece(ulong RunStart, ulong RunPages, bool First, ulong Address, int Length, bool Readable, bool InParent = false);
 
+<<<<<<< HEAD
     public static PageDumpResult Dump(int pid, IReadOnlyList<DumpedVma> vmas, IPageSink writer, IncrementalPages? incremental = null)
+=======
+    public static PageDumpResult Dump(int pid, IReadOnlyList<DumpedVma> vmas, PageImageWriter writer, IncrementalPages? incremental = null,
+        TaskWriteAccess? taskWrite = null)
+>>>>>>> main
     {
         var clock = Stopwatch.StartNew();
         var cpu = Environment.CpuUsage.TotalTime;
@@ -101,8 +111,16 @@ internal static class PageDumper
             else total += (r.End - r.Start) / PageSize;
         }
         Log.Info($"{pid}: pages: {scanned} pages scanned, {total} to write in {runs.Count} runs, {inParent} unchanged in the parent images");
+<<<<<<< HEAD
         if (MapPagesFile && total > 0 && writer is PageImageWriter { PagesFile: not null } file)
             return DumpIntoMappedFile(pid, runs, file, scanned, total, scanTime, clock, cpu) with { PagesInParent = inParent };
+=======
+        if (MapPagesFile && total > 0 && writer.PagesFile is not null)
+            return DumpIntoMappedFile(pid, runs, writer, scanned, total, scanTime, clock, cpu) with { PagesInParent = inParent };
+        if (TaskWrites && taskWrite is not null && total > 0 && writer.PagesFile is not null
+            && DumpByTask(pid, runs, writer, taskWrite, scanned, total, scanTime, clock, cpu) is { } byTask)
+            return byTask with { PagesInParent = inParent };
+>>>>>>> main
 
         long writeTicks = 0, readTicks = 0, waitTicks = 0;
         FileDescriptor? mem = null;

@@ -41,6 +41,10 @@ internal static class CrestProcess
     public static Process Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args) =>
         Start(workingDirectory, environment, null, args);
 
+    /// <summary>Starts crest from /bin/sh after <paramref name="shellRedirections"/> without waiting (a daemon given --status-fd).</summary>
+    public static Process StartWithFds(string workingDirectory, string shellRedirections, params string[] args) =>
+        Start(workingDirectory, null, shellRedirections, args);
+
     private static Process Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, string? shellRedirections, string[] args)
     {
         var start = new ProcessStartInfo

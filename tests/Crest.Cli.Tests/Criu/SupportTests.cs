@@ -10,8 +10,6 @@ public class SupportTests
 
     [Theory]
     [InlineData("page-server")]
-    [InlineData("image-proxy")]
-    [InlineData("image-cache")]
     [InlineData("lazy-pages")]
     [InlineData("swrk")]
     [InlineData("service")]

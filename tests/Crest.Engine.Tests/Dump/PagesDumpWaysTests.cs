@@ -5,25 +5,31 @@ using Crest.Kernel.Tests.Fixtures;
 
 namespace Crest.Engine.Tests.Dump;
 
-// The dumper reads memory straight into a shared mapping of pages-1.img by several readers; the images
-// must be byte for byte those of the buffered writer (the same entries, the same page data in order).
-// Something in the fixture's small data (two words of one page) may change between dumps that leave it
-// running, so the mapped dump is taken between two buffered ones: the entries must be identical, the
-// large data areas too, and at most two small pages may differ from the nearer of the two.
+// Two other ways than the buffered writer: the dumper reads memory straight into a shared mapping of
+// pages-1.img by several readers ("mapped"), or the task writes its own pages into the file ("task",
+// the default where the task may). The images must be byte for byte those of the buffered writer (the
+// same entries, the same page data in order). Something in the fixture's small data (two words of one
+// page) may change between dumps that leave it running, so the other dump is taken between two buffered
+// ones: the entries must be identical, the large data areas too, and at most two small pages may differ
+// from the nearer of the two.
 [Collection("Children of the test process")]
-public sealed class MappedPagesDumpTests : IDisposable
+public sealed class PagesDumpWaysTests : IDisposable
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("crest-mapped-dump-").FullName;
+    private readonly string _dir = Directory.CreateTempSubdirectory("crest-pages-ways-").FullName;
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    [Fact]
-    public void MappedAndBufferedDumpsWriteTheSameMemoryImages()
+    [Theory]
+    [InlineData("mapped")]
+    [InlineData("task")]
+    public void OtherWaysAndBufferedDumpsWriteTheSameMemoryImages(string way)
     {
         using var fixture = FixtureProcess.Start("restore_memory", "40");
-        string before = Dump(fixture, "buffered-before", mapped: false);
-        string mapped = Dump(fixture, "mapped", mapped: true);
-        string after = Dump(fixture, "buffered-after", mapped: false);
+        string before = Dump(fixture, "buffered-before", "buffered");
+        long byTasks = PageDumper.BytesWrittenByTasks;
+        string mapped = Dump(fixture, way, way);
+        if (way == "task") Assert.True(PageDumper.BytesWrittenByTasks - byTasks >= 40 << 20, "the task did not write its pages");
+        string after = Dump(fixture, "buffered-after", "buffered");
 
         string pagemap = $"pagemap-{fixture.Pid}.img";
         byte[] expected = File.ReadAllBytes(Path.Combine(before, pagemap));
@@ -47,11 +53,12 @@ public sealed class MappedPagesDumpTests : IDisposable
         Assert.Equal("PASS", fixture.Verify(10, TimeSpan.FromSeconds(30)));
     }
 
-    private string Dump(FixtureProcess fixture, string name, bool mapped)
+    private string Dump(FixtureProcess fixture, string name, string way)
     {
         string dir = Path.Combine(_dir, name);
         Directory.CreateDirectory(dir);
-        PageDumper.MapPagesFile = mapped;
+        PageDumper.MapPagesFile = way == "mapped";
+        PageDumper.TaskWrites = way == "task";
         try
         {
             DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, LeaveRunning = true });
@@ -59,6 +66,7 @@ public sealed class MappedPagesDumpTests : IDisposable
         finally
         {
             PageDumper.MapPagesFile = PageDumper.MapPagesFileByDefault;
+            PageDumper.TaskWrites = true;
         }
         return dir;
     }
