@@ -14,12 +14,8 @@ internal static class CheckpointCommands
     {
         if (paths.PidFile is { } pidFile)
             Log.Debug($"dump: --pidfile {pidFile} has no use on dump (CRIU ignores it too)");
-<<<<<<< HEAD
         using var pageServer = ConnectPageServer(options, paths);
-        var statistics = DumpEngine.Dump(new DumpOptions
-=======
         var engineOptions = new DumpOptions
->>>>>>> main
         {
             PageDestination = pageServer,
             Pid = options.Tree,
@@ -39,12 +35,8 @@ internal static class CheckpointCommands
     /// <summary>Memory only, the tree left running (ImagesDir from -D; --prev-images-dir relative to it).</summary>
     public static int PreDump(CriuOptions options, CriuPaths paths)
     {
-<<<<<<< HEAD
         using var pageServer = ConnectPageServer(options, paths);
-        var statistics = DumpEngine.Dump(new DumpOptions
-=======
         var engineOptions = new DumpOptions
->>>>>>> main
         {
             PageDestination = pageServer,
             Pid = options.Tree,

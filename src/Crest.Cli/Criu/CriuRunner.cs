@@ -76,13 +76,7 @@ internal static class CriuRunner
                 "dump" => CheckpointCommands.Dump(options, paths),
                 "pre-dump" => CheckpointCommands.PreDump(options, paths),
                 "restore" => CheckpointCommands.Restore(options, paths),
-<<<<<<< HEAD
                 "page-server" => PageServerCommand.Run(options, paths),
-                _ => Fail($"{command.Name}: not implemented yet", stderr, logIsStderr),
-            };
-        }
-        catch (Exception e) when (e is DumpException or RestoreException or ImageFormatException or PageServerException or TlsException)
-=======
                 "image-cache" => RemoteCommands.ImageCache(options, paths, stderr),
                 "image-proxy" => RemoteCommands.ImageProxy(options, paths, stderr),
                 _ => Fail($"{command.Name}: not implemented yet", stderr, logIsStderr),
@@ -97,8 +91,7 @@ internal static class CriuRunner
         {
             return Fail(e.Message, stderr, logIsStderr);
         }
-        catch (Exception e) when (e is DumpException or RestoreException or ImageFormatException)
->>>>>>> main
+        catch (Exception e) when (e is DumpException or RestoreException or ImageFormatException or PageServerException or TlsException)
         {
             return EngineFailure(e.Message, stderr, logIsStderr);
         }

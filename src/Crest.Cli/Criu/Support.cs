@@ -31,22 +31,15 @@ internal static class Support
         // --shell-job is not honoured yet (the dump engine refuses a task with a terminal anyway).
         // --external: file[MNT_ID:INODE] and pipe:[INODE] are honoured; other ids (mnt[], dev[], ...) match nothing, as in
         // CRIU when no such resource is held.
-<<<<<<< HEAD
-        ["dump"] = new HashSet<string>(["tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem", .. PageServerClient]),
+        ["dump"] = new HashSet<string>(["tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem", "remote", .. PageServerClient]),
         // pre-dump always tracks memory (as CRIU enforces --track-mem for it); the tree keeps running.
-        ["pre-dump"] = new HashSet<string>(["tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem", .. PageServerClient]),
+        ["pre-dump"] = new HashSet<string>(["tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem", "remote", .. PageServerClient]),
+        ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd", "remote" },
         // -d / --daemon (the setting of --restore-detached in CRIU); --prev-images-dir makes the parent link in -D.
         ["page-server"] = new HashSet<string>(["address", "port", "restore-detached", "status-fd", "pidfile", "prev-images-dir", .. TlsSettings]),
-        ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd" },
-=======
-        ["dump"] = new HashSet<string> { "tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem", "remote" },
-        // pre-dump always tracks memory (as CRIU enforces --track-mem for it); the tree keeps running.
-        ["pre-dump"] = new HashSet<string> { "tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem", "remote" },
-        ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd", "remote" },
         // Daemons as page-server: -d (CRIU's restore-detached setting), --status-fd, --pidfile (RemoteCommands.cs).
         ["image-cache"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "cache-limit" },
         ["image-proxy"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "compress" },
->>>>>>> main
     };
 
     /// <summary>Null when Crest can run <paramref name="command"/> with these options; otherwise why not.</summary>

@@ -87,7 +87,6 @@ public static class DumpEngine
         {
             CheckNothingSharedWithParents(tree);
             foreach (var task in tree.Tasks) trackers.Add(DirtyTracker.Find(task.Pid, trackedParent));
-<<<<<<< HEAD
             pages = options.PreDump ? PreDump.DumpTree(tree, images, options, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent);
             // Pages sent to a page server count only once it confirms it stored them all (the tree still frozen).
             if (options.PageDestination is { } destination)
@@ -101,10 +100,7 @@ public static class DumpEngine
                     throw new DumpException($"{destination.Name} did not confirm the pages: {e.Message}", e);
                 }
             }
-=======
-            pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent);
             options.ImagesComplete?.Invoke(images.Path);
->>>>>>> main
         }
         catch (Exception e)
         {
@@ -273,29 +269,9 @@ public static class DumpEngine
         }
 
         // 3. Memory, then the small images.
-<<<<<<< HEAD
-        var pages = PageTargets.Dump(options, images, pid, pagesId, vmas, tracker, parentDir);
-=======
-        PageDumpResult pages;
-        string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)pid);
-        string pagesName = ImageKinds.FileName(ImageKinds.Pages, pagesId);
-        images.Track(pagemapName);
-        images.Track(pagesName);
-        try
-        {
-            using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
-            // The task may write its own pages (one copy instead of two), below its file size limit.
-            var taskWrite = new TaskWriteAccess(task.Tracee, state.Limits[(int)ResourceLimitKind.FileSize].Current);
-            pages = PageDumper.Dump(pid, vmas, writer, incremental, taskWrite);
-            StageHook?.Invoke("pages");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new DumpException($"Cannot write the memory images of task {pid} into {images.Path}: {e.Message}", e);
-        }
-        images.Account(pagemapName);
-        images.Account(pagesName);
->>>>>>> main
+        // The task may write its own pages (one copy instead of two), below its file size limit.
+        var taskWrite = new TaskWriteAccess(task.Tracee, state.Limits[(int)ResourceLimitKind.FileSize].Current);
+        var pages = PageTargets.Dump(options, images, pid, pagesId, vmas, tracker, parentDir, taskWrite);
 
         images.Write(ImageKinds.Core, (ulong)pid, core);
         foreach (var (tid, threadCore) in threadCores) images.Write(ImageKinds.Core, (ulong)tid, threadCore);

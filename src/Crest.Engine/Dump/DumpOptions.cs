@@ -38,19 +38,18 @@ public sealed record DumpOptions
     public IReadOnlyList<string> External { get; init; } = [];
 
     /// <summary>
-<<<<<<< HEAD
     /// --page-server: where pagemap and pages images go instead of the images directory (the other images are
     /// written locally). The caller connects it before the dump and disposes of it after; the dump calls
     /// <see cref="IPageDestination.Finish"/> before it releases the tree, so a destination that did not store
     /// every page fails the dump with the tree left running.
     /// </summary>
     public IPageDestination? PageDestination { get; init; }
-=======
+
+    /// <summary>
     /// Called with the images directory once every image of the (pre-)dump is complete, while the tree is still
     /// frozen: --remote hands the images over here and returns once the destination acknowledged them. A
     /// DumpException thrown here fails the dump and releases the tree as it was (it is never killed for images
     /// that did not arrive).
     /// </summary>
     public Action<string>? ImagesComplete { get; init; }
->>>>>>> main
 }

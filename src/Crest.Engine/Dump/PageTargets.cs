@@ -23,7 +23,7 @@ internal static class PageTargets
 
     /// <summary>Dumps the pages of <paramref name="pid"/> to where <paramref name="options"/> say.</summary>
     public static PageDumpResult Dump(DumpOptions options, ImageDirectory images, int pid, uint pagesId, IReadOnlyList<DumpedVma> vmas,
-        DirtyTracker tracker, string? parentDir)
+        DirtyTracker tracker, string? parentDir, TaskWriteAccess? taskWrite = null)
     {
         if (options.PageDestination is { } destination) return Send(destination, images, pid, vmas, tracker, parentDir);
 
@@ -35,7 +35,7 @@ internal static class PageTargets
         try
         {
             using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
-            pages = PageDumper.Dump(pid, vmas, writer, PreDump.Incremental(tracker, parentDir));
+            pages = PageDumper.Dump(pid, vmas, writer, PreDump.Incremental(tracker, parentDir), taskWrite);
             DumpEngine.StageHook?.Invoke("pages");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
