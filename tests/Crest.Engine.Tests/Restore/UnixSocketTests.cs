@@ -23,7 +23,7 @@ namespace Crest.Engine.Tests.Restore;
 [Collection("Children of the test process")]
 public class UnixSocketTests
 {
-    private const int SolSocket = 1, SoRcvtimeo = 20;
+    private const int SolSocket = 1, SoPasscred = 16, SoRcvtimeo = 20, SoSndtimeo = 21;
 
     private static readonly UnixSocketPolicy AllowAll = new(true, new HashSet<uint>());
 
@@ -126,6 +126,49 @@ public class UnixSocketTests
                     f => f.GetProperty("type").GetString() == "UNIXSK" && f.GetProperty("usk").GetProperty("ino").GetUInt32() == inode);
 
             using var restored = RestoreDetached(dir);
+            AssertPass(Verify(restored, fixture));
+            Assert.Equal("after restore", Receive(logger));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(work, true);
+        }
+    }
+
+    [Fact]
+    public void AnExternalSocketCanBeHandedInWithInheritFd()
+    {
+        string work = NewImagesDir();
+        string dir = NewImagesDir();
+        try
+        {
+            string path = Path.Combine(work, "log.sock");
+            using var logger = Logger(SocketKind.Datagram, path);
+            using var fixture = FixtureProcess.Start("unix_sockets", "dgram", path);
+            Assert.Equal("before dump", Receive(logger));
+            uint inode = Inode(fixture.Pid, 5);
+            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = AllowAll });
+            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+
+            // The restoring side connects a socket of its own and hands it in; the task gets that very socket.
+            using var handed = KernelSocket.Create(SocketFamily.Unix, SocketKind.Datagram);
+            KernelSocket.Connect(handed, SockAddr.Unix(path));
+            Assert.True((handed.StatusFlags & OpenFlags.NonBlock) == 0);
+            // Options are the hander's business (the fixture checks these two).
+            KernelSocket.SetOptionInt32(handed, SolSocket, SoPasscred, 1);
+            var timeout = new byte[16];
+            BitConverter.TryWriteBytes(timeout, 7L);
+            BitConverter.TryWriteBytes(timeout.AsSpan(8), 500000L);
+            KernelSocket.SetOption(handed, SolSocket, SoSndtimeo, timeout);
+            string pidFile = Path.Combine(dir, "restored.pid");
+            int rc = RestoreEngine.Run(new RestoreOptions
+            {
+                ImagesDir = dir, Detached = true, PidFile = pidFile, InheritFds = [new InheritedFd(handed.Fd, $"socket:[{inode}]")],
+            });
+            Assert.Equal(0, rc);
+            using var restored = ChildProcess.Adopt(int.Parse(File.ReadAllText(pidFile), CultureInfo.InvariantCulture));
+            Assert.True((handed.StatusFlags & OpenFlags.NonBlock) != 0, "the task's O_NONBLOCK is on the handed socket: they share it");
             AssertPass(Verify(restored, fixture));
             Assert.Equal("after restore", Receive(logger));
         }
