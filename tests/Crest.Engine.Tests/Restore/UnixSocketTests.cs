@@ -244,6 +244,27 @@ public class UnixSocketTests
     }
 
     [Fact]
+    public void ASocketpairBetweenParentAndChildAndASocketBothHoldComeBack()
+    {
+        string dir = NewImagesDir();
+        try
+        {
+            using var fixture = FixtureProcess.Start("unix_sockets", "tree");
+            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir });
+            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+            DecodeAll(dir);
+            // Three sockets: the pair's ends and the shared one (one entry however many processes hold it).
+            Assert.Equal(3, Files(dir).Count(f => f.Type == FdTypes.Unixsk));
+            using var restored = RestoreDetached(dir);
+            AssertPass(Verify(restored, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void ADumpThatLeavesTheTreeRunningLeavesItsSocketQueuesAsTheyWere()
     {
         string work = NewImagesDir();
