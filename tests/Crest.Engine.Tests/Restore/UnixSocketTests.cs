@@ -265,6 +265,24 @@ public class UnixSocketTests
     }
 
     [Fact]
+    public void DescriptorsInFlightFailTheDumpAndTheProcessKeepsThem()
+    {
+        string dir = NewImagesDir();
+        try
+        {
+            using var fixture = FixtureProcess.Start("unix_sockets", "passfd");
+            var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+            Assert.Contains($"task {fixture.Pid} fd 4: unix stream socket {Inode(fixture.Pid, 4)} has file descriptors in flight (SCM_RIGHTS)", e.Message);
+            Assert.Empty(Directory.GetFiles(dir));
+            Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(10)));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void ADumpThatLeavesTheTreeRunningLeavesItsSocketQueuesAsTheyWere()
     {
         string work = NewImagesDir();
