@@ -81,6 +81,12 @@ internal static class FileDescriptors
                 result.Add(new FdinfoEntry { Id = fifo, Flags = (info.Flags & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Fifo, Fd = (uint)fd });
                 continue;
             }
+            if (!RegularFiles.IsSupported(st) && Ttys.IsTerminal(st, pidfd, fd))
+            {
+                uint tty = shared.Ttys.Add(pidfd, fd, target, info, st, ReadOwner(pidfd, fd, what), table, shared, what);
+                result.Add(new FdinfoEntry { Id = tty, Flags = (info.Flags & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Tty, Fd = (uint)fd });
+                continue;
+            }
             if (!RegularFiles.IsSupported(st))
                 throw new DumpException($"{what}: unsupported file kind ({target}, mode {Convert.ToString(st.Mode, 8)}).");
             if (target.EndsWith(" (deleted)", StringComparison.Ordinal))

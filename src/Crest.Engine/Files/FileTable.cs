@@ -41,6 +41,13 @@ internal sealed class FileTable
         return fifo.Id;
     }
 
+    public uint Add(TtyFileEntry tty)
+    {
+        tty.Id = NextId;
+        _entries.Add(new FileEntry { Type = FdTypes.Tty, Id = tty.Id, Tty = tty });
+        return tty.Id;
+    }
+
     /// <summary>The queued data of each FIFO (fifo-data.img), keyed by its inode as pipe_id.</summary>
     public List<(PipeDataEntry Entry, byte[] Data)> FifoData { get; } = [];
 
