@@ -23,6 +23,7 @@ internal static class CheckpointCommands
             ParentLink = options.PrevImagesDir,
             TrackMemory = options.IsOn("track-mem"),
             External = options.External,
+            ExternalUnixSockets = options.ExternalUnixSockets,
             ShellJob = options.IsOn("shell-job"),
         };
         var statistics = options.IsOn("remote") ? RemoteCommands.Dump(engineOptions, options, paths) : DumpEngine.Dump(engineOptions);

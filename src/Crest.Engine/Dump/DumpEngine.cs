@@ -164,7 +164,7 @@ public static class DumpEngine
     {
         StageHook?.Invoke("frozen");
         var files = new FileTable();
-        var shared = new SharedFiles(new ExternalFiles(options.External), ttys);
+        var shared = new SharedFiles(new ExternalFiles(options.External), ttys, options.ExternalUnixSockets);
         var seccomp = new SeccompTable();
         var pstree = new List<IMessage>();
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
@@ -198,6 +198,7 @@ public static class DumpEngine
             });
         }
         shared.Pipes.CheckExternal(tree.Tasks.Select(t => t.Pid).ToHashSet(), shared.External);
+        shared.UnixSockets.Finish(files, shared.External);
         ttys.Finish();
         StageHook?.Invoke("ttys");
         foreach (var zombie in tree.Zombies)
@@ -209,6 +210,8 @@ public static class DumpEngine
 
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Files), ImageKinds.Files, [.. files.Entries]);
         images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.PipesData), ImageKinds.PipesData, [.. files.PipeData.Select(p => ((IMessage)p.Entry, p.Data))]);
+        if (files.SocketQueues.Count > 0)
+            images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.SkQueues), ImageKinds.SkQueues, [.. files.SocketQueues.Select(p => ((IMessage)p.Entry, p.Data))]);
         if (files.FifoData.Count > 0)
             images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.FifoData), ImageKinds.FifoData, [.. files.FifoData.Select(p => ((IMessage)p.Entry, p.Data))]);
         if (ttys.Infos.Count > 0)
