@@ -244,7 +244,7 @@ public static class DumpEngine
         var state = CoreDumper.ReadFromOutside(task);
         var smaps = VmaDumper.ReadSmaps(pid);
         // A table shared with the parent (same files_id) was described with the parent.
-        var unions = UnionMounts.Read(pid);
+        var unions = shared.UnionsOf(pid);
         var fdinfos = ownTable ? FileDescriptors.Collect(pid, files, shared, unions, tracker.TaskFds) : [];
         var vmas = VmaDumper.Collect(pid, smaps, files, unions, crestTracks: tracker.TaskFds.Count > 0);
         var fs = FsDumper.Collect(pid, files, state.Umask, unions);

@@ -69,7 +69,7 @@ internal sealed class RestoreUnixSockets : IDisposable
                 if (HasPath(sk)) throw new RestoreException($"{what}: {described} is bound to a path and connected to an external peer; not supported");
                 return Kind.External;
             }
-            if (peer.Peer != sk.Ino || HasPath(sk) || HasPath(peer) || peer.Type != sk.Type)
+            if (peer.Peer != sk.Ino || peer.Type != sk.Type)
                 throw new RestoreException($"{what}: {described} is connected to socket {sk.Peer} in a way this restore does not rebuild (only socketpairs)");
             return Kind.Pair;
         }
@@ -133,8 +133,10 @@ internal sealed class RestoreUnixSockets : IDisposable
             SetOptions(theirs, peer.Opts);
             Refill(mine, sk, from: theirs);
             Refill(theirs, peer, from: mine);
-            if (sk.Name.Length != 0) Bind(mine, sk);
-            if (peer.Name.Length != 0) Bind(theirs, peer);
+            // A connected stream or seqpacket socket's name is its listener's (accept) or one it was bound to before
+            // connecting; only a dgram end's own (abstract, autobind) name is bound again.
+            if (type == SocketKind.Datagram && sk.Name.Length != 0) Bind(mine, sk);
+            if (type == SocketKind.Datagram && peer.Name.Length != 0) Bind(theirs, peer);
             Shutdown(theirs, peer);
             return mine;
         }

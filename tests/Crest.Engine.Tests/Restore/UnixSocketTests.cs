@@ -219,7 +219,7 @@ public class UnixSocketTests
     }
 
     [Fact]
-    public void SocketpairsAPlainSocketAndAListenerInsideTheTreeComeBack()
+    public void SocketpairsAConnectionAPlainSocketAndAListenerInsideTheTreeComeBack()
     {
         string work = NewImagesDir();
         string dir = NewImagesDir();
@@ -230,7 +230,7 @@ public class UnixSocketTests
             fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
             DecodeAll(dir);
             var sockets = Files(dir).Where(f => f.Type == FdTypes.Unixsk).Select(f => f.Usk).ToList();
-            Assert.Equal(6, sockets.Count);
+            Assert.Equal(8, sockets.Count);
             var listener = sockets.Single(s => s.State == 10);
             Assert.Equal(7u, listener.Backlog);
             Assert.True(File.Exists(Path.Combine(work, "listen.sock"))); // stale: removed and bound again by the restore
@@ -238,10 +238,10 @@ public class UnixSocketTests
             {
                 var packets = new List<(SkPacketEntry Entry, byte[] Data)>();
                 while (queues.ReadEntry(SkPacketEntry.Parser) is { } entry) packets.Add((entry, queues.ReadPayload()));
-                // The dgram end holds three datagrams, boundaries kept; the stream ends 20 and 4 bytes.
+                // The dgram end holds three datagrams, boundaries kept; the stream ends 20, 4, 12 and 12 bytes.
                 var dgram = sockets.Single(s => s.Type == 2 && s.Shutdown == SkShutdown.Write);
                 Assert.Equal(["d1", "", "dgram two"], packets.Where(p => p.Entry.IdFor == dgram.Id).Select(p => Encoding.ASCII.GetString(p.Data)));
-                Assert.Equal(35, packets.Sum(p => p.Data.Length));
+                Assert.Equal(59, packets.Sum(p => p.Data.Length));
             }
 
             using var restored = RestoreDetached(dir);
