@@ -15,7 +15,8 @@
 //   a restore:  Hello  Get{snapshot, name} -> the image or NotFound{snapshot, name, why}
 //               GetSnapshot{snapshot}      -> every image of it, then DumpEnd{snapshot}; or NotFound / Error
 //   a migrate:  Hello  Restore{snapshot} (on a TCP connection of its own, after the final DumpEnd was acknowledged)
-//               -> Restored{pid i32, restore time µs u64, snapshot} once the tree runs there, or Error{text}
+//               -> Restored{pid i32, restore time µs u64, snapshot} once the tree runs there, or Error{text};
+//               Restore{""} (no snapshot) asks whether the cache restores at all: Ack{""} or Error{why not}
 //
 // Strings in payloads are u16 LE length + UTF-8. Payloads are bounded (MaxPayload) so a reader
 // never allocates what a corrupt or hostile length asks for.
