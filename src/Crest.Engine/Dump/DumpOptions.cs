@@ -1,3 +1,5 @@
+using Crest.Images.Pages;
+
 namespace Crest.Engine.Dump;
 
 /// <summary>What to checkpoint, where, and how to leave the task afterwards (CRIU's dump options).</summary>
@@ -36,6 +38,14 @@ public sealed record DumpOptions
     public IReadOnlyList<string> External { get; init; } = [];
 
     /// <summary>
+    /// --page-server: where pagemap and pages images go instead of the images directory (the other images are
+    /// written locally). The caller connects it before the dump and disposes of it after; the dump calls
+    /// <see cref="IPageDestination.Finish"/> before it releases the tree, so a destination that did not store
+    /// every page fails the dump with the tree left running.
+    /// </summary>
+    public IPageDestination? PageDestination { get; init; }
+
+    /// <summary>
     /// Called with the images directory once every image of the (pre-)dump is complete, while the tree is still
     /// frozen: --remote hands the images over here and returns once the destination acknowledged them. A
     /// DumpException thrown here fails the dump and releases the tree as it was (it is never killed for images
@@ -48,4 +58,10 @@ public sealed record DumpOptions
     /// outside, or another tty) and belong to the shell's session; the restore gives it the restoring crest's terminal.
     /// </summary>
     public bool ShellJob { get; init; }
+
+    /// <summary>
+    /// --ext-unix-sk: which unix sockets connected to a peer outside the tree may be dumped (the restore connects a new
+    /// socket to the peer's name). Without it such a socket fails the dump.
+    /// </summary>
+    public Files.UnixSocketPolicy ExternalUnixSockets { get; init; } = Files.UnixSocketPolicy.None;
 }

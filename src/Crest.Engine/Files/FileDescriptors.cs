@@ -48,6 +48,13 @@ internal static class FileDescriptors
                 result.Add(new FdinfoEntry { Id = pipe, Flags = (status & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Pipe, Fd = (uint)fd });
                 continue;
             }
+            if (UnixSockets.IsSocket(target, out uint socketInode))
+            {
+                uint status = FdInfo.Parse(ProcFile.ReadAll(pid, $"fdinfo/{fd}")).Flags;
+                uint socket = shared.UnixSockets.Add(pidfd, fd, socketInode, status, () => ReadOwner(pidfd, fd, what), table, what);
+                result.Add(new FdinfoEntry { Id = socket, Flags = (status & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Unixsk, Fd = (uint)fd });
+                continue;
+            }
             if (!target.StartsWith('/'))
                 throw new DumpException($"{what}: unsupported file kind ({target}).");
             if (target.StartsWith("/memfd:", StringComparison.Ordinal))

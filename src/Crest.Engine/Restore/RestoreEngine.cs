@@ -52,6 +52,7 @@ public static class RestoreEngine
         inherited.CheckTree(tree);
         using var ttys = new RestoreTtys(dir, options.ShellJob);
         ttys.CheckTree(tree);
+        RestoreUnixSockets.CheckTree(tree);
         foreach (var entry in tree.Entries) WaitForFreePid((int)entry.Pid);
         ChildProcess.ResetSigchldDisposition();
 
@@ -152,6 +153,7 @@ public static class RestoreEngine
         long pagesRestored = 0;
         var restores = new List<ProcessRestore>();
         using var pipes = new RestorePipes(tree.Directory);
+        using var sockets = new RestoreUnixSockets(tree);
         var sharedFiles = new Dictionary<uint, (int Pid, int Fd)>();
         // Threads are traced by this thread: on a failure their exits are collected here, or their group
         // leaders could not be reaped (RestoreThreads.KillAfterFailure).
@@ -186,7 +188,7 @@ public static class RestoreEngine
 
                 var core = new RestoreCore(injector, images);
                 core.RestoreMm(memory);
-                RestoreFiles.Restore(injector, images, pipes, inherited, sharedFiles, ttys, fds: ownTable);
+                RestoreFiles.Restore(injector, images, pipes, sockets, inherited, sharedFiles, ttys, fds: ownTable);
                 ttys.SetControllingTerminal(injector, entry);
                 core.RestoreProcessState();
                 core.RestoreThreadState();

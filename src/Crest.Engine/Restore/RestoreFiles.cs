@@ -94,15 +94,15 @@ internal static class RestoreFiles
     /// The fds, cwd and umask of one process. <paramref name="shared"/> holds, for each file id already given to
     /// a process of the tree, where it is (pid, fd); <paramref name="pipes"/> the tree's pipes.
     /// </summary>
-    public static void Restore(StubInjector task, RestoreImages images, RestorePipes pipes, RestoreInheritedFds inherited,
+    public static void Restore(StubInjector task, RestoreImages images, RestorePipes pipes, RestoreUnixSockets sockets, RestoreInheritedFds inherited,
         Dictionary<uint, (int Pid, int Fd)> shared, RestoreTtys? ttys = null, bool fds = true)
     {
-        if (fds) RestoreFds(task, images, pipes, inherited, shared, ttys);
+        if (fds) RestoreFds(task, images, pipes, sockets, inherited, shared, ttys);
         RestoreFs(task, images);
     }
 
     /// <summary>The fd table of one process (not of one that shares its parent's: <see cref="Restore"/>'s fds is false).</summary>
-    private static void RestoreFds(StubInjector task, RestoreImages images, RestorePipes pipes, RestoreInheritedFds inherited,
+    private static void RestoreFds(StubInjector task, RestoreImages images, RestorePipes pipes, RestoreUnixSockets sockets, RestoreInheritedFds inherited,
         Dictionary<uint, (int Pid, int Fd)> shared, RestoreTtys? ttys)
     {
         // Descriptors with one file id share one open file description (dup, dup2, fork): it is opened once,
@@ -142,6 +142,15 @@ internal static class RestoreFiles
                     throw new RestoreException($"files.img has no tty with file id {fd.Id} (fd {fd.Fd})");
                 if (ttys is null) throw new RestoreException($"fd {fd.Fd} of task {task.Pid} is a terminal, which this restore was not set up for");
                 ttys.Open(task, fd, t.Tty, (fd.Flags & FD_CLOEXEC) != 0);
+                opened[fd.Id] = (int)fd.Fd;
+                shared.TryAdd(fd.Id, (task.Pid, (int)fd.Fd));
+                continue;
+            }
+            if (fd.Type == FdTypes.Unixsk && !opened.ContainsKey(fd.Id))
+            {
+                if (!images.Files.TryGetValue(fd.Id, out var u) || u.Usk is null)
+                    throw new RestoreException($"files.img has no unix socket with file id {fd.Id} (fd {fd.Fd})");
+                sockets.Open(task, fd, u.Usk, (fd.Flags & FD_CLOEXEC) != 0, inherited.FdFor(RestoreInheritedFds.Key(u.Usk)));
                 opened[fd.Id] = (int)fd.Fd;
                 shared.TryAdd(fd.Id, (task.Pid, (int)fd.Fd));
                 continue;

@@ -16,7 +16,7 @@ using Crest.Transport.Streams;
 
 namespace Crest.Transport.Remote;
 
-public sealed class ImageCache : IDisposable
+public sealed partial class ImageCache : IDisposable
 {
     private readonly Socket _tcp;
     private readonly Socket _unix;
@@ -191,6 +191,9 @@ public sealed class ImageCache : IDisposable
                         _log($"image-cache: snapshot {end.Snapshot} complete: {snapshot.Images.Count} images, {bytes} bytes (held in all {HeldBytes})");
                         break;
                     }
+                    case RestoreEvent restore:
+                        await AnswerRestoreAsync(writer, restore.Snapshot, peer, cancel).ConfigureAwait(false);
+                        break;
                     default:
                         throw new StreamProtocolException($"unexpected {e.GetType().Name} from the proxy");
                 }

@@ -65,6 +65,61 @@ public class TtyTests
     }
 
     [Fact]
+    public void AChildSessionOnAPtyOfItsParentGetsItsControllingTerminalBack()
+    {
+        string dir = NewImagesDir();
+        try
+        {
+            using var fixture = FixtureProcess.Start("pty_tree");
+            int child = int.Parse(fixture.Ready["child"], System.Globalization.CultureInfo.InvariantCulture);
+            DumpAndKill(fixture, dir);
+            DecodeAll(dir);
+            var master = Entries(dir, ImageKinds.TtyInfo, TtyInfoEntry.Parser).Single(i => i.Rdev == (5u << 8 | 2));
+            Assert.Equal((uint)child, master.Sid);
+            Assert.Equal((uint)child, master.Pgrp);
+            Assert.Contains(Entries(dir, ImageKinds.TtyData, TtyDataEntry.Parser), d => d.Data.ToStringUtf8() == "child ready\r\n");
+
+            using var restored = RestoreDetached(dir);
+            AssertPass(Verify(restored, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void APtyWhoseIndexIsTakenComesBackUnderAnotherIndex()
+    {
+        string dir = NewImagesDir();
+        var held = new List<Crest.Kernel.Files.FileDescriptor>();
+        try
+        {
+            using var fixture = FixtureProcess.Start("pty_pair");
+            int index = int.Parse(fixture.Ready["index"], System.Globalization.CultureInfo.InvariantCulture);
+            DumpAndKill(fixture, dir);
+            // Take the dumped index (and the free ones below it) for this test.
+            while (held.Count < 4096)
+            {
+                var master = Crest.Kernel.Files.FileDescriptor.Open("/dev/ptmx",
+                    Crest.Kernel.Files.OpenFlags.ReadWrite | Crest.Kernel.Files.OpenFlags.NoCtty | Crest.Kernel.Files.OpenFlags.CloseOnExec);
+                held.Add(master);
+                int got = Crest.Kernel.Files.Terminal.GetPtyNumber(master);
+                if (got == index) break;
+                Assert.True(got < index, $"pty {index} was taken again before the restore (got {got})");
+            }
+            using var restored = RestoreDetached(dir);
+            AssertPass(Verify(restored, fixture));
+            Assert.DoesNotContain($"index {index} now {index}", fixture.Output);
+        }
+        finally
+        {
+            foreach (var fd in held) fd.Dispose();
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void ALeftRunningPtyGetsItsQueuedBytesBack()
     {
         string dir = NewImagesDir();
