@@ -31,6 +31,7 @@ internal sealed class CriuOptions
     public int PsSocket { get; private set; } = -1;
     public Crest.Transport.Streams.Codec? Compression { get; private set; }
     public long? CacheLimit { get; private set; }
+    public int? MaxRounds { get; private set; }
     public int Timeout { get; private set; } = DefaultTimeout;
     public long GhostLimit { get; private set; } = DefaultGhostLimit;
     public bool PreDumpRead { get; private set; }
@@ -190,6 +191,10 @@ internal sealed class CriuOptions
             case "cache-limit":
                 CacheLimit = ParseSize(v);
                 if (CacheLimit <= 0) throw BadArgument(o);
+                break;
+            case "max-rounds":
+                if (!CLibParse.TryScanInt(v, out int rounds) || rounds < 1) throw BadArgument(o);
+                MaxRounds = rounds;
                 break;
             case "pre-dump-mode":
                 PreDumpRead = v switch

@@ -22,6 +22,11 @@ internal sealed class SharedFiles(ExternalFiles external, Ttys? ttys = null, Uni
     /// <summary>Unix sockets of the whole tree, and which connections to the outside may be dumped.</summary>
     public UnixSockets UnixSockets { get; } = new(unixSockets ?? UnixSocketPolicy.None);
 
+    private readonly Dictionary<string, UnionMounts> _unionsByNamespace = [];
+
+    /// <summary>The union mounts <paramref name="pid"/> sees, read once per mount namespace of the tree.</summary>
+    public UnionMounts UnionsOf(int pid) => UnionMounts.Read(pid, _unionsByNamespace);
+
     /// <summary>The id of a description already seen that <paramref name="fd"/> of <paramref name="pid"/> shares, or 0.</summary>
     public uint Find(ulong device, ulong inode, int pid, int fd)
     {

@@ -12,13 +12,13 @@
 //     peer gets an entry of its own with uflags EXTERN (type, name; state LISTEN as CRIU writes it) and the
 //     restore connects a new socket to that name. CRIU allows dgram peers only; Crest reconnects stream and
 //     seqpacket ones too (the peer's name is its listener's, which the restore connects to again);
-//   - both ends of a connection inside the tree, neither bound to a path (socketpair), restored as a socketpair,
-//     with the data queued in each end (sk-queues.img, read with MSG_PEEK; see ReadQueue);
+//   - both ends of a connection inside the tree (a socketpair, or a client and the connection accepted for it),
+//     restored as a socketpair, with the data queued in each end (sk-queues.img, read with MSG_PEEK; ReadQueue);
 //   - abstract names (bound, or given by autobind: SO_PASSCRED on an unbound socket) on any of these, bound again;
 //   - a listening socket bound to a path or an abstract name, with no connection waiting in its backlog.
 // Everything else is refused by name at dump: data queued in a socket by a sender outside the tree, descriptors in
-// flight (SCM_RIGHTS), relative or deleted paths, connected sockets with a path name (accepted connections),
-// connections whose peer is gone, listeners with connections waiting to be accepted.
+// flight (SCM_RIGHTS), relative or deleted paths, connected sockets bound to a path of their own, connections
+// accepted from a client outside the tree, connections whose peer is gone, listeners with connections waiting.
 using System.Text;
 using Crest.Diagnostics;
 using Crest.Engine.Dump;
@@ -124,11 +124,12 @@ internal sealed class UnixSockets(UnixSocketPolicy policy)
             }
             if (_dumped.TryGetValue(entry.Peer, out var peer))
             {
-                // Inside the tree: a socketpair (each the other's peer, neither bound) is what the restore rebuilds,
-                // with the data queued in each end (sent again from the other end).
-                if (peer.Entry.Peer != inode || HasPath(entry) || HasPath(peer.Entry))
-                    throw new DumpException($"{what}: {Describe(sk)} is connected to {Describe(_kernel[entry.Peer])} in the tree; " +
-                        "only connections between two unbound sockets (socketpair) are restored inside the tree yet.");
+                // Inside the tree: both ends each other's peer (a socketpair, or a connection and the one accepted for
+                // it) is what the restore rebuilds, as a socketpair, with the data queued in each end (sent again from
+                // the other end). A dgram socket connected to a bound one that is not connected back is not.
+                if (peer.Entry.Peer != inode)
+                    throw new DumpException($"{what}: {Describe(sk)} is connected to {Describe(_kernel[entry.Peer])} in the tree, which is not connected back; " +
+                        "only connections whose ends are each other's peer are restored inside the tree yet.");
                 ReadQueue(pid, fd, entry, sk, table, what);
                 continue;
             }
@@ -138,6 +139,9 @@ internal sealed class UnixSockets(UnixSocketPolicy policy)
             if (!policy.Allows(inode, entry.Peer) && !externalIds.Contains(ExternalId(inode)))
                 throw new DumpException($"{what}: {Describe(sk)} is connected to {Describe(outside)} outside the dumped tree; " +
                     $"allow it with --ext-unix-sk (or --ext-unix-sk={inode}), and the restore connects a new socket to {outside.DisplayName ?? "its name"}.");
+            if (sk.Kind != SocketKind.Datagram && sk.Name is { Length: > 0 } && IsAccepted(sk))
+                throw new DumpException($"{what}: {Describe(sk)} is a connection accepted from {Describe(outside)} outside the dumped tree; " +
+                    "a restore cannot make that client connect again.");
             if (outside.Name is not { Length: > 0 })
                 throw new DumpException($"{what}: {Describe(sk)} is connected to {Describe(outside)} outside the dumped tree, which has no name: " +
                     "a restore cannot connect to it again.");
@@ -231,12 +235,17 @@ internal sealed class UnixSockets(UnixSocketPolicy policy)
     }
 
     /// <summary>Names a restore cannot bind again are refused: relative paths, and paths whose socket file is gone.</summary>
-    private static void CheckNameRestorable(UnixSocketInfo sk, string what, string described)
+    private void CheckNameRestorable(UnixSocketInfo sk, string what, string described)
     {
         if (sk.Name is not { Length: > 0 } name) return;
         if (name[0] == 0) return; // abstract (also what autobind gives): bound again as it is
         if (sk.State == SocketState.Established)
-            throw new DumpException($"{what}: {described}: a connected socket with a name (an accepted connection, or a bound client) is not supported yet.");
+        {
+            // An accepted connection carries its listener's name and file (UNIX_DIAG_NAME and _VFS): kept as a name, never
+            // bound. A client bound to a path before connecting has a file of its own: not supported.
+            if (sk.Kind != SocketKind.Datagram && IsAccepted(sk)) return;
+            throw new DumpException($"{what}: {described}: a connected socket bound to a path of its own (or accepted from a listener that is closed now) is not supported yet.");
+        }
         string path = PathOf(name);
         if (!path.StartsWith('/'))
             throw new DumpException($"{what}: {described}: a relative socket path is not supported yet.");
@@ -245,7 +254,11 @@ internal sealed class UnixSockets(UnixSocketPolicy policy)
             throw new DumpException($"{what}: {described}: the socket file {path} was removed or replaced; restoring it is not supported yet.");
     }
 
-    private static bool HasPath(UnixSkEntry entry) => entry.Name.Length != 0 && entry.Name[0] != 0;
+    /// <summary>Whether a connected stream socket with a name got it from a listener (accept) rather than from bind.
+    /// The kernel gives an accepted socket its listener's address (and file): a listener with that name must exist.</summary>
+    private bool IsAccepted(UnixSocketInfo sk) =>
+        _kernel!.Values.Any(l => l.State == SocketState.Listen && l.Name is { } n && n.AsSpan().SequenceEqual(sk.Name)
+            && l.VfsInode == sk.VfsInode);
 
     private static string PathOf(byte[] name) => Encoding.UTF8.GetString(name).TrimEnd('\0');
 
