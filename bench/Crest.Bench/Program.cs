@@ -13,6 +13,7 @@ internal static class Program
         ["predump"] = PreDumpBenchmark.Run,
         ["remote"] = RemoteBenchmark.Run,
         ["page-server"] = PageServerBenchmark.Run,
+        ["migrate"] = MigrateBenchmark.Run,
     };
 
     private static int Main(string[] args)

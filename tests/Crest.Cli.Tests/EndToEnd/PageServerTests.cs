@@ -116,6 +116,33 @@ public class PageServerTests
     }
 
     [Fact]
+    public void PreDumpIterationsShareTheirDirectoryWithThePageServer()
+    {
+        // zdtm's layout: iteration N's page server and dump both use images/N; the dump links ../N-1 as parent.
+        using var dir = new TempDirectory();
+        using var target = HarnessTarget.Start(dir.Path);
+        for (int round = 1; round <= 3; round++)
+        {
+            string images = dir.Sub($"images/{round}");
+            int port = FreePort();
+            using var server = PageServer.Start(dir.Path, images, port);
+            string[] args = round < 3
+                ? ["pre-dump", "--no-default-config", "-o", "dump.log", "-D", images, "-v4", "-t", target.Pid.ToString(CultureInfo.InvariantCulture)]
+                : HarnessDump(images, target.Pid, Path.Combine(dir.Path, "dump.pid"));
+            if (round > 1) args = [.. args, "--prev-images-dir", $"../{round - 1}", "--track-mem"];
+            var dump = CrestProcess.Run(dir.Path, [.. args, "--page-server", "--address", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture)]);
+            Assert.True(dump.ExitCode == 0, $"round {round} exited {dump.ExitCode}: {dump.Stderr}\n{Log(images, "dump.log")}");
+            Assert.True(server.WaitForExit() == 0, $"round {round} page server: {server.Stderr()}\n{Log(images, "page-server.log")}");
+            AssertDecodes(images);
+            if (round > 1) Assert.Contains("in the parent", Log(images, "page-server.log"));
+        }
+        Assert.True(target.WaitGone());
+        var restore = CrestProcess.Run(dir.Path, HarnessRestore(Path.Combine(dir.Path, "images", "3"), Path.Combine(dir.Path, "restore.pid")));
+        Assert.True(restore.ExitCode == 0, $"restore exited {restore.ExitCode}: {restore.Stderr}");
+        Assert.Equal("PASS", target.Verify());
+    }
+
+    [Fact]
     public void AbsentPageServerFailsTheDumpAndTheProgramRunsOn()
     {
         using var dir = new TempDirectory();
