@@ -11,7 +11,9 @@ internal static class Program
         ["threads"] = ThreadsBenchmark.Run,
         ["shapes"] = ShapesBenchmark.Run,
         ["predump"] = PreDumpBenchmark.Run,
+        ["remote"] = RemoteBenchmark.Run,
         ["page-server"] = PageServerBenchmark.Run,
+        ["migrate"] = MigrateBenchmark.Run,
     };
 
     private static int Main(string[] args)

@@ -26,6 +26,8 @@ internal static class CheckpointCommands
             ParentLink = options.PrevImagesDir,
             TrackMemory = options.IsOn("track-mem"),
             External = options.External,
+            ExternalUnixSockets = options.ExternalUnixSockets,
+            ShellJob = options.IsOn("shell-job"),
         };
         var statistics = options.IsOn("remote") ? RemoteCommands.Dump(engineOptions, options, paths) : DumpEngine.Dump(engineOptions);
         Log.Info($"dump: {statistics}");
@@ -72,6 +74,7 @@ internal static class CheckpointCommands
             Detached = options.IsOn("restore-detached"),
             PidFile = paths.PidFile,
             InheritFds = options.InheritFds,
+            ShellJob = options.IsOn("shell-job"),
         };
         return options.IsOn("remote") ? RemoteCommands.Restore(engineOptions, paths) : RestoreEngine.Run(engineOptions);
     }

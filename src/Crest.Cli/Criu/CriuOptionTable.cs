@@ -119,6 +119,11 @@ internal static class CriuOptionTable
         // much the cache may hold in memory.
         Required("compress");
         Required("cache-limit");
+        // crest migrate: how many pre-dump rounds at most, a JSON summary on stdout; image-cache --allow-restore lets
+        // a migrate ask the destination to restore what it sent.
+        Required("max-rounds");
+        Flag("json");
+        Flag("allow-restore");
         return t;
     }
 }

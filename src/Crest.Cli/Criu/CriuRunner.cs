@@ -22,7 +22,7 @@ internal static class CriuRunner
         var (command, operands, options) = invocation;
         foreach (int fd in options.CloseFds) Libc.close(fd); // CRIU ignores the result too
 
-        bool remote = command.Name is "image-proxy" or "image-cache" || options.IsOn("remote");
+        bool remote = command.Name is "image-proxy" or "image-cache" or "migrate" || options.IsOn("remote");
         var paths = CriuPaths.Resolve(options, Directory.GetCurrentDirectory(), remote);
         if (remote && options.WorkDir is null && !Directory.Exists(paths.WorkDir))
         {
@@ -81,6 +81,7 @@ internal static class CriuRunner
                 "page-server" => PageServerCommand.Run(options, paths),
                 "image-cache" => RemoteCommands.ImageCache(options, paths, stderr),
                 "image-proxy" => RemoteCommands.ImageProxy(options, paths, stderr),
+                "migrate" => MigrateCommand.Run(options, paths, stdout, stderr),
                 _ => Fail($"{command.Name}: not implemented yet", stderr, logIsStderr),
             };
         }
@@ -99,11 +100,11 @@ internal static class CriuRunner
         }
         catch (KernelException e)
         {
-            return command.Name is "dump" or "pre-dump" or "restore" or "page-server"
+            return command.Name is "dump" or "pre-dump" or "restore" or "migrate" or "page-server"
                 ? EngineFailure(e.Message, stderr, logIsStderr)
                 : Fail($"{command.Name}: {e.Message}", stderr, logIsStderr);
         }
-        catch (Exception e) when (command.Name is "dump" or "pre-dump" or "restore" or "page-server")
+        catch (Exception e) when (command.Name is "dump" or "pre-dump" or "restore" or "migrate" or "page-server")
         {
             // A harness expects a plain failure, never a crash: anything the engines did not
             // anticipate is still reported as an error (with its stack in the log at -v4).
@@ -140,7 +141,7 @@ internal static class CriuRunner
     {
         if (options.IsOn("restore-sibling") && !options.IsOn("restore-detached"))
             return "--restore-sibling only makes sense with --restore-detached";
-        if (command.Name is "dump" or "pre-dump" && options.Tree == 0)
+        if (command.Name is "dump" or "pre-dump" or "migrate" && options.Tree == 0)
             return "No pid specified (-t option missing)";
         if (command.Name is "dump" or "pre-dump" && options.IsOn("page-server") && options.Port == 0)
             return "--page-server needs --port (and --address) of the page server";

@@ -83,11 +83,12 @@ public static class DumpEngine
         var frozenAt = Stopwatch.GetTimestamp();
         PageDumpResult pages;
         var trackers = new List<DirtyTracker>();
+        var ttys = new Ttys(options.ShellJob);
         try
         {
             CheckNothingSharedWithParents(tree);
             foreach (var task in tree.Tasks) trackers.Add(DirtyTracker.Find(task.Pid, trackedParent));
-            pages = options.PreDump ? PreDump.DumpTree(tree, images, options, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent);
+            pages = options.PreDump ? PreDump.DumpTree(tree, images, options, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent, ttys);
             // Pages sent to a page server count only once it confirms it stored them all (the tree still frozen).
             if (options.PageDestination is { } destination)
             {
@@ -105,6 +106,8 @@ public static class DumpEngine
         catch (Exception e)
         {
             foreach (var t in trackers) t.Dispose();
+            // The bytes read out of the tree's ptys go back before the tree runs on.
+            ttys.PutBack();
             ReleaseAfterFailure(tree, images);
             if (e is DumpException) throw;
             if (e is TraceeExitedException exited)
@@ -129,6 +132,8 @@ public static class DumpEngine
         }
         foreach (var t in trackers) t.Dispose();
         var mode = options.PreDump || options.LeaveRunning ? ReleaseMode.AsItWas : options.LeaveStopped ? ReleaseMode.Stopped : ReleaseMode.Killed;
+        if (mode == ReleaseMode.Killed) ttys.Discard();
+        else ttys.PutBack();
         Freezer.ReleaseTree(tree, mode);
         var frozenTime = Stopwatch.GetElapsedTime(frozenAt);
 
@@ -167,11 +172,11 @@ public static class DumpEngine
         }
     }
 
-    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options, List<DirtyTracker> trackers, string? parentDir)
+    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options, List<DirtyTracker> trackers, string? parentDir, Ttys ttys)
     {
         StageHook?.Invoke("frozen");
         var files = new FileTable();
-        var shared = new SharedFiles(new ExternalFiles(options.External));
+        var shared = new SharedFiles(new ExternalFiles(options.External), ttys, options.ExternalUnixSockets);
         var seccomp = new SeccompTable();
         var pstree = new List<IMessage>();
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
@@ -204,6 +209,9 @@ public static class DumpEngine
             });
         }
         shared.Pipes.CheckExternal(tree.Tasks.Select(t => t.Pid).ToHashSet(), shared.External);
+        shared.UnixSockets.Finish(files, shared.External);
+        ttys.Finish();
+        StageHook?.Invoke("ttys");
         foreach (var zombie in tree.Zombies)
         {
             images.Write(ImageKinds.Core, (ulong)zombie.Pid, BuildZombieCore(zombie));
@@ -213,8 +221,14 @@ public static class DumpEngine
 
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Files), ImageKinds.Files, [.. files.Entries]);
         images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.PipesData), ImageKinds.PipesData, [.. files.PipeData.Select(p => ((IMessage)p.Entry, p.Data))]);
+        if (files.SocketQueues.Count > 0)
+            images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.SkQueues), ImageKinds.SkQueues, [.. files.SocketQueues.Select(p => ((IMessage)p.Entry, p.Data))]);
         if (files.FifoData.Count > 0)
             images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.FifoData), ImageKinds.FifoData, [.. files.FifoData.Select(p => ((IMessage)p.Entry, p.Data))]);
+        if (ttys.Infos.Count > 0)
+            images.WriteNamed(ImageKinds.FileName(ImageKinds.TtyInfo), ImageKinds.TtyInfo, [.. ttys.Infos]);
+        if (ttys.Data.Count > 0)
+            images.WriteNamed(ImageKinds.FileName(ImageKinds.TtyData), ImageKinds.TtyData, [.. ttys.Data]);
         if (seccomp.Count > 0)
             images.WriteNamed(ImageKinds.FileName(ImageKinds.Seccomp), ImageKinds.Seccomp, [seccomp.Entry]);
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Pstree), ImageKinds.Pstree, pstree);
@@ -241,7 +255,7 @@ public static class DumpEngine
         var state = CoreDumper.ReadFromOutside(task);
         var smaps = VmaDumper.ReadSmaps(pid);
         // A table shared with the parent (same files_id) was described with the parent.
-        var unions = UnionMounts.Read(pid);
+        var unions = shared.UnionsOf(pid);
         var fdinfos = ownTable ? FileDescriptors.Collect(pid, files, shared, unions, tracker.TaskFds) : [];
         var vmas = VmaDumper.Collect(pid, smaps, files, unions, crestTracks: tracker.TaskFds.Count > 0);
         var fs = FsDumper.Collect(pid, files, state.Umask, unions);

@@ -52,4 +52,16 @@ public sealed record DumpOptions
     /// that did not arrive).
     /// </summary>
     public Action<string>? ImagesComplete { get; init; }
+
+    /// <summary>
+    /// -j / --shell-job: the tree may hold the terminal of the shell that started it (a pty slave whose master is
+    /// outside, or another tty) and belong to the shell's session; the restore gives it the restoring crest's terminal.
+    /// </summary>
+    public bool ShellJob { get; init; }
+
+    /// <summary>
+    /// --ext-unix-sk: which unix sockets connected to a peer outside the tree may be dumped (the restore connects a new
+    /// socket to the peer's name). Without it such a socket fails the dump.
+    /// </summary>
+    public Files.UnixSocketPolicy ExternalUnixSockets { get; init; } = Files.UnixSocketPolicy.None;
 }

@@ -189,19 +189,28 @@ internal static class Freezer
         DumpException? first = null;
         if (mode == ReleaseMode.Killed)
         {
+            var killed = new List<PidFd>();
             foreach (var task in tree.Tasks)
             {
                 if (task.Released) continue;
+                PidFd? pidfd = null;
                 try
                 {
-                    using var pidfd = PidFd.Open(task.Pid);
+                    pidfd = PidFd.Open(task.Pid);
                     pidfd.SendSignal(SIGKILL);
+                    killed.Add(pidfd);
+                    pidfd = null;
                 }
                 catch (KernelException e)
                 {
                     first ??= new DumpException($"Cannot kill task {task.Pid}: {e.Message}.", e);
                 }
+                finally
+                {
+                    pidfd?.Dispose();
+                }
             }
+            ReleaseMemory(killed);
         }
         // Children first: a parent released before them could run (and wait for them) while they are held.
         for (int i = tree.Tasks.Count - 1; i >= 0; i--)
@@ -227,6 +236,24 @@ internal static class Freezer
             }
         }
         if (first is not null && !quiet) throw first;
+    }
+
+    /// <summary>
+    /// Frees the memory of killed tasks from here (process_mrelease, Linux 5.15) while each also frees it in its own
+    /// exit: two CPUs share the work that stands between SIGKILL and the zombie (about 70 ms a GiB of small pages).
+    /// A task past that point already answers EINVAL or ESRCH; nothing depends on the call.
+    /// </summary>
+    private static void ReleaseMemory(List<PidFd> killed)
+    {
+        foreach (var pidfd in killed)
+        {
+            using (pidfd)
+            {
+                var clock = Stopwatch.StartNew();
+                var error = pidfd.ReleaseMemory();
+                Log.Debug($"{pidfd.Pid}: freezer: process_mrelease {(error.Value == 0 ? "done" : error.Name)} in {clock.Elapsed.TotalMilliseconds:0.###} ms");
+            }
+        }
     }
 
     /// <summary>The children of every thread of <paramref name="pid"/>, in the order /proc lists them.</summary>

@@ -48,6 +48,13 @@ internal static class FileDescriptors
                 result.Add(new FdinfoEntry { Id = pipe, Flags = (status & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Pipe, Fd = (uint)fd });
                 continue;
             }
+            if (UnixSockets.IsSocket(target, out uint socketInode))
+            {
+                uint status = FdInfo.Parse(ProcFile.ReadAll(pid, $"fdinfo/{fd}")).Flags;
+                uint socket = shared.UnixSockets.Add(pidfd, fd, socketInode, status, () => ReadOwner(pidfd, fd, what), table, what);
+                result.Add(new FdinfoEntry { Id = socket, Flags = (status & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Unixsk, Fd = (uint)fd });
+                continue;
+            }
             if (!target.StartsWith('/'))
                 throw new DumpException($"{what}: unsupported file kind ({target}).");
             if (target.StartsWith("/memfd:", StringComparison.Ordinal))
@@ -72,6 +79,12 @@ internal static class FileDescriptors
                 reg.Fown = ReadOwner(pidfd, fd, what);
                 uint fifo = shared.Pipes.AddFifo(pid, fd, st.Device, st.Inode, reg, table, what);
                 result.Add(new FdinfoEntry { Id = fifo, Flags = (info.Flags & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Fifo, Fd = (uint)fd });
+                continue;
+            }
+            if (!RegularFiles.IsSupported(st) && Ttys.IsTerminal(st, pidfd, fd))
+            {
+                uint tty = shared.Ttys.Add(pidfd, fd, target, info, st, ReadOwner(pidfd, fd, what), table, shared, what);
+                result.Add(new FdinfoEntry { Id = tty, Flags = (info.Flags & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Tty, Fd = (uint)fd });
                 continue;
             }
             if (!RegularFiles.IsSupported(st))

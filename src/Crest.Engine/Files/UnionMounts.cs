@@ -157,6 +157,19 @@ internal sealed class UnionMounts(IReadOnlyList<UnionLayout> layouts)
     public static UnionMounts Read(int pid) =>
         FromMountInfo(ProcMountInfo.Parse(ProcFile.ReadAll(pid, "mountinfo")), ReadAufsBranches);
 
+    /// <summary>
+    /// As <see cref="Read"/>, once per mount namespace (by its /proc/PID/ns/mnt link) in <paramref name="byNamespace"/>:
+    /// a container host's mountinfo runs to thousands of lines, and a tree's processes mostly share one namespace.
+    /// </summary>
+    public static UnionMounts Read(int pid, Dictionary<string, UnionMounts> byNamespace)
+    {
+        string ns = new FileInfo($"/proc/{pid}/ns/mnt").LinkTarget ?? "";
+        if (ns.Length > 0 && byNamespace.TryGetValue(ns, out var known)) return known;
+        var unions = Read(pid);
+        if (ns.Length > 0) byNamespace[ns] = unions;
+        return unions;
+    }
+
     /// <param name="aufsBranches">The branch paths of an AUFS superblock id, br0 first.</param>
     public static UnionMounts FromMountInfo(IReadOnlyList<MountInfo> mounts, Func<string, IReadOnlyList<string>> aufsBranches)
     {

@@ -47,6 +47,16 @@ public sealed class PidFd : IDisposable
             throw new KernelException("pidfd_send_signal", Pid, Errno.Last, $"signal {signal}");
     }
 
+    /// <summary>
+    /// process_mrelease(2): free the address space of the task, which must be dying (SIGKILL sent), here and now,
+    /// alongside its own exit. Returns the error instead of throwing: the task frees its memory anyway.
+    /// </summary>
+    public Errno ReleaseMemory()
+    {
+        using var pidfd = Handle.Use();
+        return Libc.process_mrelease(pidfd.Fd, 0) == 0 ? new Errno(0) : Errno.Last;
+    }
+
     public void Dispose() => Handle.Dispose();
 
     public override string ToString() => $"pidfd {Handle} for {Pid}";

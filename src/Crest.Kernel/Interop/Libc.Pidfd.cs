@@ -1,4 +1,5 @@
-// pidfd_open(2) (Linux 5.3), pidfd_getfd(2) (Linux 5.6), pidfd_send_signal(2) (Linux 5.1).
+// pidfd_open(2) (Linux 5.3), pidfd_getfd(2) (Linux 5.6), pidfd_send_signal(2) (Linux 5.1),
+// process_mrelease(2) (Linux 5.15).
 // glibc wraps them only since 2.36, so they go through syscall(2): the kernel is what matters.
 using Crest.Kernel.Arch.X64;
 
@@ -20,4 +21,8 @@ internal static unsafe partial class Libc
     /// <summary>pidfd_send_signal(2). info may be null (then it acts like kill(2)).</summary>
     internal static int pidfd_send_signal(int pidfd, int sig, void* info, uint flags) =>
         (int)syscall(SyscallNumbers.pidfd_send_signal, pidfd, sig, (long)info, flags);
+
+    /// <summary>process_mrelease(2): free the memory of a task that is dying (SIGKILL pending or exiting) in the
+    /// caller's context, as the OOM reaper does. EINVAL when the task is not dying.</summary>
+    internal static int process_mrelease(int pidfd, uint flags) => (int)syscall(SyscallNumbers.process_mrelease, pidfd, flags);
 }

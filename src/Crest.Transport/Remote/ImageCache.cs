@@ -16,7 +16,7 @@ using Crest.Transport.Streams;
 
 namespace Crest.Transport.Remote;
 
-public sealed class ImageCache : IDisposable
+public sealed partial class ImageCache : IDisposable
 {
     private readonly Socket _tcp;
     private readonly Socket _unix;
@@ -145,7 +145,7 @@ public sealed class ImageCache : IDisposable
                         {
                             if (snapshot.Broken is null && !Hold(snapshot, chunk.Length))
                                 Fail(snapshot, $"image-cache: memory limit of {_memoryLimit} bytes reached while receiving {begin.Snapshot}/{begin.Name}");
-                            if (snapshot.Broken is null) image.Chunks.Add(chunk.ToArray());
+                            if (snapshot.Broken is null) snapshot.Store(image, chunk.Span);
                             return ValueTask.CompletedTask;
                         }, cancel).ConfigureAwait(false);
                         if (snapshot.Broken is null)
@@ -176,6 +176,9 @@ public sealed class ImageCache : IDisposable
                         _log($"image-cache: snapshot {end.Snapshot} complete: {snapshot.Images.Count} images, {bytes} bytes (held in all {HeldBytes})");
                         break;
                     }
+                    case RestoreEvent restore:
+                        await AnswerRestoreAsync(writer, restore.Snapshot, peer, cancel).ConfigureAwait(false);
+                        break;
                     default:
                         throw new StreamProtocolException($"unexpected {e.GetType().Name} from the proxy");
                 }
@@ -269,6 +272,7 @@ public sealed class ImageCache : IDisposable
 
     private CachedSnapshot StartSnapshot(string id)
     {
+        _log($"image-cache: receiving snapshot {id}");
         var snapshot = new CachedSnapshot(id);
         CachedSnapshot? old;
         lock (_lock)
@@ -319,7 +323,32 @@ public sealed class ImageCache : IDisposable
 
     private sealed class CachedSnapshot(string id)
     {
+        /// <summary>Image data is copied into slabs of this size: few large allocations instead of one per chunk.</summary>
+        private const int SlabSize = 16 << 20;
+        private byte[]? _slab;
+        private int _used;
+
         public string Id { get; } = id;
+
+        /// <summary>Appends raw bytes to <paramref name="image"/>, in this snapshot's slabs.</summary>
+        public void Store(CachedImage image, ReadOnlySpan<byte> data)
+        {
+            while (!data.IsEmpty)
+            {
+                if (_slab is null || _used == _slab.Length)
+                {
+                    _slab = GC.AllocateUninitializedArray<byte>(SlabSize);
+                    _used = 0;
+                }
+                int n = Math.Min(data.Length, _slab.Length - _used);
+                data[..n].CopyTo(_slab.AsSpan(_used));
+                image.Chunks.Add(_slab.AsMemory(_used, n));
+                image.Length += n;
+                _used += n;
+                data = data[n..];
+            }
+        }
+
         public Dictionary<string, CachedImage> Images { get; } = [];
         public bool Complete { get; set; }
         /// <summary>Bytes of data received for it, whole images or not.</summary>
@@ -330,7 +359,7 @@ public sealed class ImageCache : IDisposable
 
     private sealed class CachedImage
     {
-        public List<byte[]> Chunks { get; } = [];
-        public long Length => Chunks.Sum(c => (long)c.Length);
+        public List<ReadOnlyMemory<byte>> Chunks { get; } = [];
+        public long Length { get; set; }
     }
 }

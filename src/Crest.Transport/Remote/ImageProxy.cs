@@ -22,6 +22,10 @@ public sealed class ImageProxy : IDisposable
     private readonly Codec _codec;
     private readonly Action<string> _log;
     private readonly SemaphoreSlim _turn = new(1, 1);
+    /// <summary>Chunks between reading from a dump and sending to the cache: the bound on what the proxy holds.</summary>
+    private const int QueuedChunks = 16;
+    /// <summary>Chunk buffers, reused: two more than the queue holds (one being filled, one being sent).</summary>
+    private readonly Channel<byte[]> _buffers = Channel.CreateUnbounded<byte[]>();
     private Socket? _connection;
     private NetworkStream? _stream;
     private FrameWriter? _writer;
@@ -34,6 +38,7 @@ public sealed class ImageProxy : IDisposable
         _codec = codec;
         _log = log;
         UnixSocketPath = socketPath;
+        for (int i = 0; i < QueuedChunks + 2; i++) _buffers.Writer.TryWrite(GC.AllocateUninitializedArray<byte>(FrameFormat.MaxChunk));
     }
 
     /// <summary>Connects to the cache (an absent cache is an error now, not at the first dump), then listens.</summary>
@@ -149,7 +154,7 @@ public sealed class ImageProxy : IDisposable
             return;
         }
 
-        var queue = Channel.CreateBounded<Forward>(new BoundedChannelOptions(16) { SingleReader = true, SingleWriter = true });
+        var queue = Channel.CreateBounded<Forward>(new BoundedChannelOptions(QueuedChunks) { SingleReader = true, SingleWriter = true });
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancel);
         var sender = SendAsync(queue.Reader, failed);
         string? snapshot = null;
@@ -165,7 +170,11 @@ public sealed class ImageProxy : IDisposable
                     var codec = begin.Name.StartsWith("pages-", StringComparison.Ordinal) ? _codec : Codec.None;
                     await queue.Writer.WriteAsync(new Forward(Begin: begin with { Codec = codec }), failed.Token).ConfigureAwait(false);
                     await fromDump.ReadImageAsync(async (chunk, c) =>
-                        await queue.Writer.WriteAsync(new Forward(Data: chunk.ToArray()), failed.Token).ConfigureAwait(false), failed.Token).ConfigureAwait(false);
+                    {
+                        var buffer = await _buffers.Reader.ReadAsync(failed.Token).ConfigureAwait(false);
+                        chunk.CopyTo(buffer);
+                        await queue.Writer.WriteAsync(new Forward(Data: buffer, Length: chunk.Length), failed.Token).ConfigureAwait(false);
+                    }, failed.Token).ConfigureAwait(false);
                     await queue.Writer.WriteAsync(new Forward(End: true), failed.Token).ConfigureAwait(false);
                 }
                 else if (e is DumpEndEvent end)
@@ -199,6 +208,10 @@ public sealed class ImageProxy : IDisposable
             }
             // Whatever the cache got of this dump must not look whole: drop the connection.
             Disconnect();
+            // Buffers still queued, or taken by a side that stopped, go back to the pool (sessions take turns).
+            while (queue.Reader.TryRead(out var left))
+                if (left.Data is { } d) _buffers.Writer.TryWrite(d);
+            while (_buffers.Reader.Count < QueuedChunks + 2) _buffers.Writer.TryWrite(GC.AllocateUninitializedArray<byte>(FrameFormat.MaxChunk));
             _log($"image-proxy: dump{(snapshot is null ? "" : $" of {snapshot}")} failed: {why}; the connection to the image-cache is dropped");
             await TellAsync(toDump, $"image-proxy: {why}").ConfigureAwait(false);
         }
@@ -214,7 +227,11 @@ public sealed class ImageProxy : IDisposable
             await foreach (var f in queue.ReadAllAsync(cancel).ConfigureAwait(false))
             {
                 if (f.Begin is { } b) await writer.BeginImageAsync(b.Snapshot, b.Name, b.Codec, cancel).ConfigureAwait(false);
-                else if (f.Data is { } d) await writer.WriteImageDataAsync(d, cancel).ConfigureAwait(false);
+                else if (f.Data is { } d)
+                {
+                    await writer.WriteImageDataAsync(d.AsMemory(0, f.Length), cancel).ConfigureAwait(false);
+                    _buffers.Writer.TryWrite(d);
+                }
                 else if (f.End) await writer.EndImageAsync(cancel).ConfigureAwait(false);
                 else if (f.DumpEnd is { } s)
                 {
@@ -276,5 +293,5 @@ public sealed class ImageProxy : IDisposable
         }
     }
 
-    private sealed record Forward(ImageBeginEvent? Begin = null, byte[]? Data = null, bool End = false, string? DumpEnd = null);
+    private sealed record Forward(ImageBeginEvent? Begin = null, byte[]? Data = null, int Length = 0, bool End = false, string? DumpEnd = null);
 }

@@ -14,6 +14,9 @@
 //   a dump:     Hello  images ...  DumpEnd{snapshot}   ->   Ack{snapshot} (or Error{text}) from the cache
 //   a restore:  Hello  Get{snapshot, name} -> the image or NotFound{snapshot, name, why}
 //               GetSnapshot{snapshot}      -> every image of it, then DumpEnd{snapshot}; or NotFound / Error
+//   a migrate:  Hello  Restore{snapshot} (on a TCP connection of its own, after the final DumpEnd was acknowledged)
+//               -> Restored{pid i32, restore time µs u64, snapshot} once the tree runs there, or Error{text};
+//               Restore{""} (no snapshot) asks whether the cache restores at all: Ack{""} or Error{why not}
 //
 // Strings in payloads are u16 LE length + UTF-8. Payloads are bounded (MaxPayload) so a reader
 // never allocates what a corrupt or hostile length asks for.
@@ -31,6 +34,8 @@ public enum FrameType : byte
     Get = 8,
     GetSnapshot = 9,
     NotFound = 10,
+    Restore = 11,
+    Restored = 12,
 }
 
 public static class FrameFormat

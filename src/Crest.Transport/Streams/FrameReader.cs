@@ -17,6 +17,9 @@ public sealed record ErrorEvent(string Message) : StreamEvent;
 public sealed record GetEvent(string Snapshot, string Name) : StreamEvent;
 public sealed record GetSnapshotEvent(string Snapshot) : StreamEvent;
 public sealed record NotFoundEvent(string Snapshot, string Name, string Reason) : StreamEvent;
+public sealed record RestoreEvent(string Snapshot) : StreamEvent;
+/// <summary>The destination restored <paramref name="Snapshot"/>: its root runs as <paramref name="Pid"/>.</summary>
+public sealed record RestoredEvent(string Snapshot, int Pid, TimeSpan Took) : StreamEvent;
 
 /// <summary>
 /// Reads frames and checks images: order, lengths, checksums, decompression. A stream that ends inside a
@@ -75,6 +78,16 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
             {
                 var s = ReadStrings(payload, 3, at);
                 return new NotFoundEvent(s[0], s[1], s[2]);
+            }
+            case FrameType.Restore:
+                return new RestoreEvent(ReadStrings(payload, 1, at)[0]);
+            case FrameType.Restored:
+            {
+                if (length < 12) throw Bad(at, "restored frame cut short");
+                int pid = BinaryPrimitives.ReadInt32LittleEndian(payload);
+                ulong micros = BinaryPrimitives.ReadUInt64LittleEndian(payload[4..]);
+                if (pid <= 0 || micros > (ulong)TimeSpan.MaxValue.TotalMicroseconds) throw Bad(at, $"restored frame with pid {pid}, {micros} µs");
+                return new RestoredEvent(ReadStrings(payload[12..], 1, at)[0], pid, TimeSpan.FromMicroseconds(micros));
             }
             default:
                 throw Bad(at, $"{type} frame outside an image");

@@ -115,6 +115,19 @@ public sealed class FrameWriter(Stream output)
     public Task WriteNotFoundAsync(string snapshot, string name, string reason, CancellationToken cancel = default) =>
         WriteFrameAsync(FrameType.NotFound, Strings(snapshot, name, reason.Length > 4096 ? reason[..4096] : reason), cancel);
 
+    public Task WriteRestoreAsync(string snapshot, CancellationToken cancel = default) =>
+        WriteFrameAsync(FrameType.Restore, Strings(snapshot), cancel);
+
+    public Task WriteRestoredAsync(string snapshot, int pid, TimeSpan took, CancellationToken cancel = default)
+    {
+        byte[] name = Strings(snapshot);
+        var payload = new byte[12 + name.Length];
+        BinaryPrimitives.WriteInt32LittleEndian(payload, pid);
+        BinaryPrimitives.WriteUInt64LittleEndian(payload.AsSpan(4), (ulong)Math.Max(0, took.Ticks / TimeSpan.TicksPerMicrosecond));
+        name.CopyTo(payload, 12);
+        return WriteFrameAsync(FrameType.Restored, payload, cancel);
+    }
+
     public Task FlushAsync(CancellationToken cancel = default) => output.FlushAsync(cancel);
 
     private async Task WriteFrameAsync(FrameType type, ReadOnlyMemory<byte> payload, CancellationToken cancel)

@@ -109,6 +109,17 @@ public class UnionPathTests
         Assert.Null(unions.ToUnionPath("/data/x", 46));
     }
 
+    [Fact]
+    public void UnionMountsAreReadOncePerMountNamespace()
+    {
+        var byNamespace = new Dictionary<string, UnionMounts>();
+        var first = UnionMounts.Read(Environment.ProcessId, byNamespace);
+        Assert.Same(first, UnionMounts.Read(Environment.ProcessId, byNamespace));
+        Assert.Equal(new FileInfo("/proc/self/ns/mnt").LinkTarget, Assert.Single(byNamespace.Keys));
+    }
+
+    private static (string, int?) Pick2((string Path, FileStatus Status, int? MntId) r) => (r.Path, r.MntId);
+
     private static (string, int)? Pick((string Path, UnionLayout Layout)? t) => t is { } v ? (v.Path, v.Layout.MountId) : null;
 
     [Fact]
@@ -141,6 +152,10 @@ public class UnionPathTests
             // in the layer directory itself, kept as it is.
             var overlay = new UnionMounts([new UnionLayout(UnionKind.Overlay, 44, Path.Combine(root, "union"), "/", [Path.Combine(root, "ro")])]);
             Assert.Equal(branchFile, RegularFiles.Resolve("task 1 fd 3", branchFile, held, 33, overlay).Path);
+            // The same path with the object on the overlay's own mount (fdinfo mnt_id 44): a layer path the kernel
+            // gave for an overlay file, as kernels before 4.2 did for fds; named through the overlay.
+            File.WriteAllBytes(Path.Combine(root, "union", "bin", "tool"), new byte[5000]);
+            Assert.Equal((Path.Combine(root, "union", "bin", "tool"), (int?)44), Pick2(RegularFiles.Resolve("task 1 fd 3", branchFile, held, 44, overlay)));
         }
         finally
         {

@@ -42,13 +42,20 @@ public partial class OverlayFsTests
     {
         using var overlay = OverlayMount.Create(layers);
         string dir = NewImagesDir();
-        using var fixture = FixtureProcess.Start("overlay_files", overlay.Merged);
+        // The fixture runs from the overlay too: its executable and its ELF mappings are overlay files.
+        string exe = Path.Combine(overlay.Merged, "bin", "overlay_files");
+        using var fixture = FixtureProcess.Start(exe, overlay.Merged);
         try
         {
             File.AppendAllText(Path.Combine(overlay.Merged, "ro.txt"), Appended);
             File.SetUnixFileMode(Path.Combine(overlay.Merged, "map.bin"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead);
-            foreach (string copiedUp in new[] { "ro.txt", "map.bin", "log.txt", "shared.bin" })
+            File.SetUnixFileMode(exe, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute);
+            foreach (string copiedUp in new[] { "ro.txt", "map.bin", "log.txt", "shared.bin", "bin/overlay_files" })
                 Assert.True(File.Exists(Path.Combine(overlay.Upper, copiedUp)), $"{copiedUp} was not copied up");
+
+            // The branches as this kernel's mountinfo shows them: upperdir on top, then the lower layer.
+            var layout = Assert.Single(Crest.Engine.Files.UnionMounts.Read(fixture.Pid).Layouts, l => l.MountPoint == overlay.Merged);
+            Assert.Equal([overlay.Upper, overlay.Lower], layout.Branches);
 
             DumpAndKill(fixture, dir);
 
@@ -56,7 +63,7 @@ public partial class OverlayFsTests
             using (var reader = ImageReader.Open(Path.Combine(dir, "files.img"), ImageKinds.Files))
                 files = reader.ReadEntries(FileEntry.Parser).ToList();
             var names = files.Where(f => f.Reg is not null).Select(f => f.Reg.Name).ToList();
-            foreach (string name in new[] { "ro.txt", "log.txt", "map.bin", "shared.bin" })
+            foreach (string name in new[] { "ro.txt", "log.txt", "map.bin", "shared.bin", "bin/overlay_files" })
                 Assert.Contains(Path.Combine(overlay.Merged, name), names);
             Assert.Contains(overlay.Merged, names);
             Assert.DoesNotContain(names, n => n.StartsWith(overlay.Upper, StringComparison.Ordinal) || n.StartsWith(overlay.Lower, StringComparison.Ordinal));
@@ -116,6 +123,8 @@ public partial class OverlayFsTests
                 for (int i = 0; i < bytes.Length; i++) bytes[i] = (byte)(i * 7 + 3);
                 File.WriteAllBytes(Path.Combine(mount.Lower, "map.bin"), bytes);
                 File.WriteAllBytes(Path.Combine(mount.Lower, "shared.bin"), new byte[2 * 4096]);
+                Directory.CreateDirectory(Path.Combine(mount.Lower, "bin"));
+                File.Copy(Path.Combine(AppContext.BaseDirectory, "fixtures", "overlay_files"), Path.Combine(mount.Lower, "bin", "overlay_files"));
                 Mount("overlay", mount.Merged, "overlay", $"lowerdir={mount.Lower},upperdir={mount.Upper},workdir={Path.Combine(root, "work")}");
             }
             catch

@@ -22,5 +22,5 @@ public static class SyscallNumbers
         get_robust_list = 274, dup3 = 292, pipe2 = 293, pwritev = 296, rt_tgsigqueueinfo = 297, prlimit64 = 302,
         setns = 308, process_vm_readv = 310, process_vm_writev = 311, kcmp = 312, seccomp = 317,
         memfd_create = 319, userfaultfd = 323, rseq = 334, pidfd_send_signal = 424, pidfd_open = 434,
-        clone3 = 435, close_range = 436, pidfd_getfd = 438, process_madvise = 440;
+        clone3 = 435, close_range = 436, pidfd_getfd = 438, process_madvise = 440, process_mrelease = 448;
 }
