@@ -130,6 +130,8 @@ public sealed class ImageCacheProxyTests : IDisposable
         await w.WriteHelloAsync(_stop.Token);
         await w.WriteImageAsync("d1", "core-1.img", new MemoryStream([1, 2, 3]), Codec.None, _stop.Token);
         await w.FlushAsync(_stop.Token);
+        // The cache must have taken the image in before the restore asks: a snapshot it never heard of fails at once.
+        for (int i = 0; i < 1000 && cache.HeldBytes == 0; i++) await Task.Delay(10);
 
         var fetch = FetchAsync("d1");
         var missing = RemoteImageClient.FetchImageAsync(ImageSockets.CacheSocket(_work), "d1", "mm-1.img", _stop.Token);
