@@ -12,6 +12,7 @@ internal static class Program
         ["shapes"] = ShapesBenchmark.Run,
         ["predump"] = PreDumpBenchmark.Run,
         ["remote"] = RemoteBenchmark.Run,
+        ["page-server"] = PageServerBenchmark.Run,
         ["migrate"] = MigrateBenchmark.Run,
     };
 
