@@ -53,7 +53,9 @@ internal static class CriuRunner
         try
         {
             if (paths.LogToStdout) Log.OpenStandardOutput();
-            else if (paths.LogFile is { } logFile) Log.Create(logFile);
+            // A page-server daemon goes on with the log its parent began (CRIU's daemon keeps the log fd).
+            else if (paths.LogFile is { } logFile && Environment.GetEnvironmentVariable(PageServerCommand.ListenFdVariable) is not null) Log.Open(logFile);
+            else if (paths.LogFile is { } newLog) Log.Create(newLog);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
