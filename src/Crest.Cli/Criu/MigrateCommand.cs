@@ -1,4 +1,4 @@
-// `crest migrate -t PID --address DST --port P [--max-rounds N] [--json] [--compress none|lz4|zstd]` (Crest's
+// `crest migrate -t PID --address DST --port P [--max-rounds N] [--json] [--compress none|lz4|zstd] [--tls ...]` (Crest's
 // own): moves a running tree to the machine whose image-cache listens at DST:P, which must run with
 // --allow-restore.
 //
@@ -47,6 +47,7 @@ internal static class MigrateCommand
         bool progress = !Console.IsErrorRedirected;
         bool json = options.IsOn("json");
         int pid = options.Tree;
+        var tls = RemoteCommands.Tls(options);
 
         string id = $"migrate-{pid}-{DateTime.UtcNow:yyyyMMddHHmmssfff}";
         string work = Path.Combine(paths.WorkDir, $"migrate-{Environment.ProcessId}");
@@ -63,7 +64,7 @@ internal static class MigrateCommand
             {
                 try
                 {
-                    proxy = ImageProxy.StartAsync(ImageSockets.ProxySocket(work), destination, codec, line => Log.Info($"{line}"), connect.Token).GetAwaiter().GetResult();
+                    proxy = ImageProxy.StartAsync(ImageSockets.ProxySocket(work), destination, codec, line => Log.Info($"{line}"), connect.Token, tls, address).GetAwaiter().GetResult();
                 }
                 catch (OperationCanceledException e)
                 {
@@ -74,7 +75,7 @@ internal static class MigrateCommand
             {
                 try
                 {
-                    RestoreRequest.ProbeAsync(destination, probe.Token).GetAwaiter().GetResult();
+                    RestoreRequest.ProbeAsync(destination, probe.Token, tls, address).GetAwaiter().GetResult();
                 }
                 catch (OperationCanceledException e)
                 {
@@ -108,7 +109,7 @@ internal static class MigrateCommand
             {
                 try
                 {
-                    restored = RestoreRequest.SendAsync(destination, last.Snapshot, wait.Token).GetAwaiter().GetResult();
+                    restored = RestoreRequest.SendAsync(destination, last.Snapshot, wait.Token, tls, address).GetAwaiter().GetResult();
                 }
                 catch (Exception e) when (e is RemoteImageException or OperationCanceledException)
                 {

@@ -103,7 +103,7 @@ internal static class RemoteCommands
     }
 
     /// <summary>--tls and its files (relative paths from the current directory, as CRIU has them).</summary>
-    private static TlsSettings? Tls(CriuOptions options)
+    internal static TlsSettings? Tls(CriuOptions options)
     {
         if (!options.IsOn("tls")) return null;
         static string? Full(string? path) => path is null ? null : Path.GetFullPath(path);

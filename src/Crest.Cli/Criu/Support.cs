@@ -42,7 +42,7 @@ internal static class Support
         // Daemons as page-server: -d (CRIU's restore-detached setting), --status-fd, --pidfile (RemoteCommands.cs).
         ["image-cache"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "cache-limit", "allow-restore", "tls", "tls-cert", "tls-key", "tls-cacert", "tls-no-cn-verify" },
         // Crest's own: pre-dump rounds and the final dump streamed to a destination's image-cache (MigrateCommand.cs).
-        ["migrate"] = new HashSet<string> { "tree", "address", "port", "compress", "max-rounds", "json", "timeout" },
+        ["migrate"] = new HashSet<string> { "tree", "address", "port", "compress", "max-rounds", "json", "timeout", "tls", "tls-cert", "tls-key", "tls-cacert", "tls-no-cn-verify" },
         ["image-proxy"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "compress", "tls", "tls-cert", "tls-key", "tls-cacert", "tls-no-cn-verify" },
     };
 

@@ -9,13 +9,15 @@ namespace Crest.Transport.Remote;
 public static class RestoreRequest
 {
     /// <summary>Whether the image-cache at <paramref name="cache"/> restores what it is sent (runs with --allow-restore); a RemoteImageException says why not.</summary>
-    public static Task ProbeAsync(EndPoint cache, CancellationToken cancel) => SendAsync(cache, "", cancel);
+    public static Task ProbeAsync(EndPoint cache, CancellationToken cancel, TlsSettings? tls = null, string? host = null) => SendAsync(cache, "", cancel, tls, host);
 
     /// <summary>The destination's answer: the restored root's pid and the time its restore took. Anything else is a RemoteImageException.</summary>
-    public static async Task<RestoredEvent> SendAsync(EndPoint cache, string snapshot, CancellationToken cancel)
+    /// <param name="tls">As the image-proxy's (the cache speaks TLS on every TCP connection or on none); <paramref name="host"/> the name its certificate must carry.</param>
+    public static async Task<RestoredEvent> SendAsync(EndPoint cache, string snapshot, CancellationToken cancel, TlsSettings? tls = null, string? host = null)
     {
         using var socket = await ImageSockets.ConnectTcpAsync(cache, cancel).ConfigureAwait(false);
-        using var stream = new NetworkStream(socket, ownsSocket: false);
+        await using Stream stream = tls is null ? new NetworkStream(socket, ownsSocket: false)
+            : await tls.ConnectAsync(new NetworkStream(socket, ownsSocket: false), host ?? cache.ToString()!, cancel).ConfigureAwait(false);
         var writer = new FrameWriter(stream);
         var reader = new FrameReader(stream);
         StreamEvent? answer;

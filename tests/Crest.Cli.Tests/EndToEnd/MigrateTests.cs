@@ -206,6 +206,22 @@ public sealed partial class MigrateTests : IDisposable
     }
 
     [Fact]
+    public void AMigrationOverTlsRestoresAtTheDestination()
+    {
+        using var pki = new Crest.Transport.Tests.Tls.TestPki();
+        // One certificate for both ends, naming the destination's address.
+        var (cert, key) = pki.Issue(_cacheAddress, "crest");
+        string[] tls = ["--tls", "--tls-cacert", pki.CaCert, "--tls-cert", cert, "--tls-key", key];
+        StartCache(["--allow-restore", .. tls]);
+        int pid = StartFixture("predump_writer", "16", "1");
+        var run = Migrate(pid, ["--max-rounds", "3", .. tls]);
+        Assert.True(run.ExitCode == 0, Explain(run));
+        Assert.Contains("over TLS", Log(_source, "migrate.log"));
+        Assert.Equal("PASS", Verify("predump_writer", pid));
+        AssertNoImagesLeft();
+    }
+
+    [Fact]
     public void ACacheThatDoesNotRestoreIsRefusedBeforeAnyRound()
     {
         StartCache();
