@@ -50,7 +50,7 @@ internal static class RemoteCommands
         try
         {
             cache = new ImageCache(ImageSockets.Resolve(address, options.Port), ImageSockets.CacheSocket(paths.WorkDir), limit, line => Log.Info($"{line}"), Tls(options));
-            if (options.IsOn("allow-restore")) cache.Restorer = MigrateCommand.Restorer(paths.WorkDir, options.EffectiveLogLevel);
+            if (options.IsOn("allow-restore")) MigrateCommand.ServeRestores(cache, paths.WorkDir, options.EffectiveLogLevel);
         }
         catch (RemoteImageException e)
         {

@@ -187,6 +187,7 @@ public sealed partial class ImageCache : IDisposable
                             bytes = snapshot.Images.Values.Sum(i => i.Length);
                         }
                         snapshot.Done.TrySetResult();
+                        SnapshotComplete?.Invoke(end.Snapshot);
                         await writer.WriteAckAsync(end.Snapshot, cancel).ConfigureAwait(false);
                         _log($"image-cache: snapshot {end.Snapshot} complete: {snapshot.Images.Count} images, {bytes} bytes (held in all {HeldBytes})");
                         break;
