@@ -174,7 +174,7 @@ public sealed partial class RemoteImagesTests : IDisposable
         Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(_source, "m1.log")}");
         Assert.True(WaitGone(pid), $"{pid} still runs after the dump");
         var restore = Restore("m1");
-        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(_destination, "restore-m1.log")}\n{Log(_destination, "cache.log")}");
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(_destination, "restore-m1.log")}\n{Log(_destination, "cache.log")}\n{Log(_source, "m1.log")}");
         Assert.Equal("PASS", Verify("restore_memory", pid));
         Assert.Contains("page data compressed with lz4", Log(_source, "proxy.log"));
         Assert.Contains("snapshot m1 complete", Log(_destination, "cache.log"));
