@@ -171,7 +171,6 @@ public partial class CrestBinaryTests
     }
 
     [Theory]
-    [InlineData("page-server", "--port", "27000", "--status-fd", "1")]
     [InlineData("service")]
     [InlineData("cpuinfo", "check")]
     [InlineData("swrk", "3")]
