@@ -257,52 +257,139 @@ internal static class MigrateCommand
     // ---- the destination -----------------------------------------------------------------------------------
 
     /// <summary>
-    /// image-cache --allow-restore: a Restore request runs `crest restore --remote -D ID -d` in this work directory,
-    /// as an operator would (its log restore-ID.log and pidfile restore-ID.pid there), and answers once it exited.
+    /// image-cache --allow-restore. Every snapshot of a migration (id migrate-*) is copied from the cache into tmpfs
+    /// as soon as it is complete, while the source is still in its rounds, so that the downtime holds only the
+    /// final delta's copy; a Restore request then links the chain there and runs `crest restore -D DIR -d`, as
+    /// `crest restore --remote -d` would after its fetch (its log restore-ID.log and pidfile restore-ID.pid in the
+    /// work directory), and answers once that exited. The copies go when the restore ends, whatever its outcome
+    /// (the cache keeps a failed chain).
     /// </summary>
-    public static Func<string, CancellationToken, Task<RestoreOutcome>> Restorer(string workDir, LogLevel level) =>
-        (snapshot, cancel) => Task.Run(() => RestoreHere(workDir, level, snapshot), cancel);
-
-    private static RestoreOutcome RestoreHere(string workDir, LogLevel level, string snapshot)
+    public static void ServeRestores(ImageCache cache, string workDir, LogLevel level)
     {
-        var clock = Stopwatch.StartNew();
-        string logFile = Path.Combine(workDir, $"restore-{snapshot}.log");
-        string pidFile = Path.Combine(workDir, $"restore-{snapshot}.pid");
-        File.Delete(pidFile);
-        string process = Environment.ProcessPath ?? throw new RemoteImageException("the path of this program is unknown");
-        string[] args = Environment.GetCommandLineArgs();
-        List<string> argv = Path.GetFileNameWithoutExtension(process) == "dotnet" ? ["dotnet", "exec", args[0]] : [process];
-        argv.AddRange(["restore", "--remote", "-D", snapshot, "-W", workDir, "-d", "--pidfile", pidFile, "-o", logFile, $"-v{(int)level}"]);
-        var spawn = new SpawnOptions
+        var destination = new Destination(ImageSockets.CacheSocket(workDir), workDir, level);
+        cache.SnapshotComplete = destination.Prefetch;
+        cache.Restorer = (snapshot, cancel) => Task.Run(() => destination.Restore(snapshot, cancel), cancel);
+    }
+
+    private sealed class Destination(string cacheSocket, string workDir, LogLevel level)
+    {
+        private readonly string _root = Path.Combine("/dev/shm", $"crest-migrate-in-{Environment.ProcessId}");
+        private readonly Lock _lock = new();
+        private readonly Dictionary<string, Task<string>> _copies = [];
+
+        public void Prefetch(string snapshot)
         {
-            Environment = [.. Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
-                .Where(e => (string)e.Key != "CREST_DAEMON_READY_FD").Select(e => $"{e.Key}={e.Value}")],
-            WorkingDirectory = workDir,
-        };
-        spawn.FileActions.Add(new SpawnFileAction.Open(0, "/dev/null", SpawnFileAction.O_RDONLY));
-        spawn.FileActions.Add(new SpawnFileAction.Open(1, "/dev/null", SpawnFileAction.O_WRONLY));
-        spawn.FileActions.Add(new SpawnFileAction.Open(2, "/dev/null", SpawnFileAction.O_WRONLY));
-        WaitStatus status;
-        using (var child = ChildProcess.Spawn(process, argv, spawn))
+            if (!snapshot.StartsWith("migrate-", StringComparison.Ordinal)) return;
+            lock (_lock)
+            {
+                if (_copies.Remove(snapshot, out var old)) old.ContinueWith(t => { if (t.IsCompletedSuccessfully) TryDelete(t.Result); }, TaskScheduler.Default);
+                _copies[snapshot] = Task.Run(() => CopyAsync(snapshot));
+            }
+        }
+
+        private async Task<string> CopyAsync(string snapshot)
         {
+            string dir = Path.Combine(_root, snapshot);
+            TryDelete(dir);
+            Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            var clock = Stopwatch.StartNew();
+            using var cancel = new CancellationTokenSource(TimeSpan.FromHours(1));
+            var names = await RemoteImageClient.FetchSnapshotAsync(cacheSocket, snapshot,
+                name => new FileStream(Path.Combine(dir, name), FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16), cancel.Token).ConfigureAwait(false);
+            Log.Info($"image-cache: {snapshot} copied for its restore ({names.Count} images) in {clock.Elapsed.TotalMilliseconds:0} ms");
+            return dir;
+        }
+
+        public RestoreOutcome Restore(string snapshot, CancellationToken cancel)
+        {
+            var clock = Stopwatch.StartNew();
+            var chain = new List<string>();
             try
             {
-                status = child.WaitForExit(TimeSpan.FromMinutes(10));
+                // The chain, newest first: each copy's "parent" names the next (a file here, a link for the engine).
+                for (string? id = snapshot; id is not null; )
+                {
+                    if (chain.Count >= Crest.Images.Pages.PageChain.MaxDepth) throw new RemoteImageException($"the chain of parent snapshots of {snapshot} is longer than {Crest.Images.Pages.PageChain.MaxDepth}");
+                    Task<string> copy;
+                    lock (_lock)
+                    {
+                        if (!_copies.TryGetValue(id, out copy!) || copy.IsFaulted || copy.IsCanceled) _copies[id] = copy = Task.Run(() => CopyAsync(id));
+                    }
+                    string dir = copy.WaitAsync(cancel).GetAwaiter().GetResult();
+                    if (chain.Contains(dir)) throw new RemoteImageException($"the parent snapshots of {snapshot} form a loop at {id}");
+                    chain.Add(dir);
+                    string link = Path.Combine(dir, Crest.Images.Pages.PageChain.ParentLink);
+                    id = null;
+                    if (File.Exists(link) && new FileInfo(link).LinkTarget is null)
+                    {
+                        id = File.ReadAllText(link);
+                        if (id.Length == 0 || id is "." or ".." || id.Contains('/')) throw new RemoteImageException($"snapshot {snapshot} names a parent \"{id}\" that is not a snapshot id");
+                        File.Delete(link);
+                        File.CreateSymbolicLink(link, Path.Combine("..", id));
+                    }
+                    else if (new FileInfo(link).LinkTarget is { } target)
+                    {
+                        id = Path.GetFileName(target);
+                    }
+                }
+                Log.Info($"image-cache: chain of {snapshot} ready ({chain.Count} snapshots) {clock.Elapsed.TotalMilliseconds:0} ms after the request");
+                int pid = RunRestore(snapshot, chain[0]);
+                return new RestoreOutcome(pid, clock.Elapsed);
             }
-            catch (TimeoutException e)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                throw new RemoteImageException($"crest restore of {snapshot} ran longer than 10 minutes and was killed (log {logFile})", e);
+                throw new RemoteImageException($"cannot prepare the images of {snapshot} for its restore: {e.Message}", e);
+            }
+            finally
+            {
+                lock (_lock)
+                {
+                    foreach (string dir in chain) _copies.Remove(Path.GetFileName(dir));
+                }
+                foreach (string dir in chain) TryDelete(dir);
             }
         }
-        if (!status.Exited || status.ExitCode != 0)
+
+        private int RunRestore(string snapshot, string imagesDir)
         {
-            string how = status.Exited ? $"exited with {status.ExitCode}" : $"was killed by signal {status.TermSignal}";
-            throw new RemoteImageException($"crest restore {how}: {LastError(logFile)} (log {logFile})");
+            string logFile = Path.Combine(workDir, $"restore-{snapshot}.log");
+            string pidFile = Path.Combine(workDir, $"restore-{snapshot}.pid");
+            File.Delete(pidFile);
+            string process = Environment.ProcessPath ?? throw new RemoteImageException("the path of this program is unknown");
+            string[] args = Environment.GetCommandLineArgs();
+            List<string> argv = Path.GetFileNameWithoutExtension(process) == "dotnet" ? ["dotnet", "exec", args[0]] : [process];
+            argv.AddRange(["restore", "-D", imagesDir, "-W", workDir, "-d", "--pidfile", pidFile, "-o", logFile, $"-v{(int)level}"]);
+            var spawn = new SpawnOptions
+            {
+                Environment = [.. Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
+                    .Where(e => (string)e.Key != "CREST_DAEMON_READY_FD").Select(e => $"{e.Key}={e.Value}")],
+                WorkingDirectory = workDir,
+            };
+            spawn.FileActions.Add(new SpawnFileAction.Open(0, "/dev/null", SpawnFileAction.O_RDONLY));
+            spawn.FileActions.Add(new SpawnFileAction.Open(1, "/dev/null", SpawnFileAction.O_WRONLY));
+            spawn.FileActions.Add(new SpawnFileAction.Open(2, "/dev/null", SpawnFileAction.O_WRONLY));
+            WaitStatus status;
+            using (var child = ChildProcess.Spawn(process, argv, spawn))
+            {
+                try
+                {
+                    status = child.WaitForExit(TimeSpan.FromMinutes(10));
+                }
+                catch (TimeoutException e)
+                {
+                    throw new RemoteImageException($"crest restore of {snapshot} ran longer than 10 minutes and was killed (log {logFile})", e);
+                }
+            }
+            if (!status.Exited || status.ExitCode != 0)
+            {
+                string how = status.Exited ? $"exited with {status.ExitCode}" : $"was killed by signal {status.TermSignal}";
+                throw new RemoteImageException($"crest restore {how}: {LastError(logFile)} (log {logFile})");
+            }
+            string text = File.Exists(pidFile) ? File.ReadAllText(pidFile).Trim() : "";
+            if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid))
+                throw new RemoteImageException($"crest restore of {snapshot} succeeded but wrote no pid to {pidFile}");
+            return pid;
         }
-        string text = File.Exists(pidFile) ? File.ReadAllText(pidFile).Trim() : "";
-        if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid))
-            throw new RemoteImageException($"crest restore of {snapshot} succeeded but wrote no pid to {pidFile}");
-        return new RestoreOutcome(pid, clock.Elapsed);
     }
 
     private static string LastError(string logFile)

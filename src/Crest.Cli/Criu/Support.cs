@@ -40,10 +40,10 @@ internal static class Support
         // -d / --daemon (the setting of --restore-detached in CRIU); --prev-images-dir makes the parent link in -D.
         ["page-server"] = new HashSet<string>(["address", "port", "restore-detached", "status-fd", "pidfile", "prev-images-dir", .. TlsSettings]),
         // Daemons as page-server: -d (CRIU's restore-detached setting), --status-fd, --pidfile (RemoteCommands.cs).
-        ["image-cache"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "cache-limit", "allow-restore" },
+        ["image-cache"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "cache-limit", "allow-restore", "tls", "tls-cert", "tls-key", "tls-cacert", "tls-no-cn-verify" },
         // Crest's own: pre-dump rounds and the final dump streamed to a destination's image-cache (MigrateCommand.cs).
         ["migrate"] = new HashSet<string> { "tree", "address", "port", "compress", "max-rounds", "json", "timeout" },
-        ["image-proxy"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "compress" },
+        ["image-proxy"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "compress", "tls", "tls-cert", "tls-key", "tls-cacert", "tls-no-cn-verify" },
     };
 
     /// <summary>Null when Crest can run <paramref name="command"/> with these options; otherwise why not.</summary>

@@ -210,7 +210,7 @@ public static class DumpEngine
         }
         shared.Pipes.CheckExternal(tree.Tasks.Select(t => t.Pid).ToHashSet(), shared.External);
         shared.UnixSockets.Finish(files, shared.External);
-        ttys.Finish();
+        ttys.Finish(tree.Tasks.Select(t => t.Pid).ToHashSet());
         StageHook?.Invoke("ttys");
         foreach (var zombie in tree.Zombies)
         {

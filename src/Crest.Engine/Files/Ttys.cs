@@ -184,7 +184,7 @@ internal sealed class Ttys
     /// Once the whole tree is seen: refuse terminals of the shell without --shell-job, then read the bytes queued in
     /// each pty of the tree (consumed: <see cref="PutBack"/> returns them if the tree goes on running).
     /// </summary>
-    public void Finish()
+    public void Finish(IReadOnlySet<int> tree)
     {
         var masters = _ends.Keys.Where(e => e.Master).Select(e => e.Index).ToHashSet();
         foreach (var (end, seen) in _ends.OrderBy(e => e.Value.Info.Id))
@@ -197,6 +197,9 @@ internal sealed class Ttys
                     "(the terminal of the shell that started it); dump it as a shell job with --shell-job (-j) and restore it with --shell-job, " +
                     "which gives it the restoring crest's terminal");
             seen.Info.Type = end.RDevice == 0 ? TtyType.Pty : seen.Info.Type;
+            if (seen.Info.Sid != 0 && tree.Contains((int)seen.Info.Sid))
+                Log.Warning($"dump: {path} is the controlling terminal of session leader {seen.Info.Sid} of the tree; after a --shell-job restore " +
+                    "its fds are on the restoring crest's terminal but the restored session has no controlling terminal");
             Log.Info($"dump: {path} (tty-info {seen.Info.Id}) is the shell's terminal (--shell-job): session {seen.Info.Sid}, foreground group {seen.Info.Pgrp}");
         }
         foreach (var (end, seen) in _ends.Where(e => e.Key.Master).OrderBy(e => e.Value.Info.Id))

@@ -154,8 +154,14 @@ internal sealed class UnionMounts(IReadOnlyList<UnionLayout> layouts)
     public IReadOnlyList<UnionLayout> Layouts { get; } = layouts;
 
     /// <summary>The union mounts of <paramref name="pid"/>'s mount namespace; AUFS branches read from sysfs.</summary>
-    public static UnionMounts Read(int pid) =>
-        FromMountInfo(ProcMountInfo.Parse(ProcFile.ReadAll(pid, "mountinfo")), ReadAufsBranches);
+    public static UnionMounts Read(int pid)
+    {
+        var unions = FromMountInfo(ProcMountInfo.Parse(ProcFile.ReadAll(pid, "mountinfo")), ReadAufsBranches);
+        // The branch list in the log, so that whoever restores elsewhere can rebuild the union first.
+        foreach (var layout in unions.Layouts)
+            Log.Info($"{pid}: dump: {layout.Describe()} (root {layout.Root}), branches top first: {string.Join(" ", layout.Branches)}");
+        return unions;
+    }
 
     /// <summary>
     /// As <see cref="Read"/>, once per mount namespace (by its /proc/PID/ns/mnt link) in <paramref name="byNamespace"/>:

@@ -46,6 +46,7 @@ internal sealed class RestoreTtys : IDisposable
     private readonly Dictionary<uint, Pair> _pairs = [];
     private readonly Dictionary<uint, FileDescriptor> _descriptions = [];
     private string? _shellTerminal;
+    private readonly HashSet<uint> _owned = [];
 
     public RestoreTtys(string directory, bool shellJob)
     {
@@ -253,6 +254,12 @@ internal sealed class RestoreTtys : IDisposable
         var description = Description(tty, info, $"fd {fd.Fd} of task {task.Pid}");
         RestoreFiles.TakeFrom(task, fd, Environment.ProcessId, description.Fd, cloexec);
         RestoreFiles.SetOwner(task, (int)fd.Fd, tty.Fown);
+        if (!IsMaster(info) && info.HasUid && info.HasGid && _owned.Add(info.Pty.Index))
+        {
+            // The slave's inode (/dev/pts/N) belongs to whoever owned it at dump time (grantpt gave it to the user).
+            const long fchown = 93;
+            task.Check("fchown", $"fd {fd.Fd} (pty {info.Pty.Index} slave) to {info.Uid}:{info.Gid}", fchown, fd.Fd, info.Uid, info.Gid);
+        }
         Log.Debug($"{task.Pid}: restore: fd {fd.Fd} = pty {info.Pty.Index} {(IsMaster(info) ? "master" : "slave")} (tty file {tty.Id})");
     }
 

@@ -21,6 +21,9 @@ public sealed partial class ImageCache
 
     private readonly SemaphoreSlim _restoring = new(1, 1);
 
+    /// <summary>Called (on the receiving task: it must not block) when a snapshot is complete, before the proxy is told.</summary>
+    public Action<string>? SnapshotComplete { get; set; }
+
     /// <summary>Restores a complete snapshot held here; throws RemoteImageException with the reason when it fails.</summary>
     public Func<string, CancellationToken, Task<RestoreOutcome>>? Restorer { get; set; }
 
