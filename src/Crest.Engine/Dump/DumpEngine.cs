@@ -227,10 +227,12 @@ public static class DumpEngine
         int pid = task.Pid;
         // 1. Everything readable from outside, and every check, before anything in the task changes.
         var state = CoreDumper.ReadFromOutside(task);
-        var smaps = VmaDumper.ReadSmaps(pid);
         // A table shared with the parent (same files_id) was described with the parent.
         var fdinfos = ownTable ? FileDescriptors.Collect(pid, files, shared, tracker.TaskFds) : [];
-        var vmas = VmaDumper.Collect(pid, smaps, files, crestTracks: tracker.TaskFds.Count > 0);
+        // The VMAs of /proc/PID/maps choose the pages (every mapping it can tell is checked here); smaps, for
+        // the VmFlags of mm-PID.img, is read while the pages are written (it walks every page table).
+        bool crestTracks = tracker.TaskFds.Count > 0;
+        var pagedVmas = VmaDumper.Collect(pid, VmaDumper.ReadMaps(pid), new FileTable(), crestTracks);
         var fs = FsDumper.Collect(pid, files, state.Umask);
 
         // 2. What only the task can tell; the injector puts everything back when disposed.
@@ -244,7 +246,6 @@ public static class DumpEngine
             threadStates = ThreadDumper.Read(threads, remote.GadgetAddress, threads.Count > 0 ? remote.AllocScratch(4096) : 0);
         });
 
-        var mm = VmaDumper.BuildMm(pid, state, vmas, files);
         var core = CoreDumper.BuildCore(state);
         seccomp.Describe(task.Tracee, state.Status, core.ThreadCore);
         var threadCores = threadStates.Select(t => (t.Tid, Core: ThreadDumper.BuildCore(t, core))).ToList();
@@ -255,7 +256,10 @@ public static class DumpEngine
             seccomp.Describe(threads[i].Tracee, threadStatus, threadCores[i].Core.ThreadCore);
         }
 
-        // 3. Memory, then the small images.
+        // 3. Memory, then the small images. smaps may show the scratch VMAs of the task's writes (TaskWriteAccess.Scratch).
+        Task<IReadOnlyList<SmapsVma>>? smaps = null;
+        // The task may write its own pages (one copy instead of two), below its file size limit.
+        var taskWrite = new TaskWriteAccess(task.Tracee, state.Limits[(int)ResourceLimitKind.FileSize].Current);
         PageDumpResult pages;
         string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)pid);
         string pagesName = ImageKinds.FileName(ImageKinds.Pages, pagesId);
@@ -264,15 +268,31 @@ public static class DumpEngine
         try
         {
             using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
-            // The task may write its own pages (one copy instead of two), below its file size limit.
-            var taskWrite = new TaskWriteAccess(task.Tracee, state.Limits[(int)ResourceLimitKind.FileSize].Current);
-            pages = PageDumper.Dump(pid, vmas, writer, incremental, taskWrite);
+            pages = PageDumper.Dump(pid, pagedVmas, writer, incremental, taskWrite, writing: () => smaps = Task.Run(() => VmaDumper.ReadSmaps(pid)));
             StageHook?.Invoke("pages");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new DumpException($"Cannot write the memory images of task {pid} into {images.Path}: {e.Message}", e);
         }
+        finally
+        {
+            // Never leave the read running; its own failure is reported below, or hidden by the one above.
+            try { smaps?.Wait(); }
+            catch (AggregateException) { }
+        }
+        List<DumpedVma> vmas;
+        try
+        {
+            smaps ??= Task.FromResult(VmaDumper.ReadSmaps(pid));
+            vmas = VmaDumper.Collect(pid, smaps.Result.Where(v => !taskWrite.Scratch.Contains((v.Vma.Start, v.Vma.End))).ToList(), files, crestTracks);
+        }
+        catch (AggregateException e) when (e.InnerException is not null)
+        {
+            throw e.InnerException is DumpException d ? d : new DumpException($"Cannot read /proc/{pid}/smaps: {e.InnerException.Message}", e.InnerException);
+        }
+        VmaDumper.TakeGuardRanges(pid, pagedVmas, vmas);
+        var mm = VmaDumper.BuildMm(pid, state, vmas, files);
         images.Account(pagemapName);
         images.Account(pagesName);
 

@@ -25,7 +25,14 @@ using Crest.Kernel.Ptrace;
 namespace Crest.Engine.Memory;
 
 /// <summary>What lets a frozen task write its own pages: its tracee and its RLIMIT_FSIZE.</summary>
-internal sealed record TaskWriteAccess(Tracee Tracee, ulong FileSizeLimit);
+internal sealed record TaskWriteAccess(Tracee Tracee, ulong FileSizeLimit)
+{
+    /// <summary>
+    /// The scratch VMAs mapped in the task for the writes (shared anonymous, so they never merge with the task's
+    /// own): a reader of /proc/PID/smaps during the page dump may see them, and leaves them out.
+    /// </summary>
+    public List<(ulong Start, ulong End)> Scratch { get; } = [];
+}
 
 internal static partial class PageDumper
 {
@@ -58,7 +65,7 @@ internal static partial class PageDumper
     /// Returns null, with nothing written, when the task cannot get the file.
     /// </summary>
     private static PageDumpResult? DumpByTask(int pid, List<Run> all, PageImageWriter writer, TaskWriteAccess access, ulong scanned, ulong total,
-        TimeSpan scanTime, Stopwatch clock, TimeSpan cpu)
+        TimeSpan scanTime, Stopwatch clock, TimeSpan cpu, Action? writing)
     {
         long bytes = 0;
         foreach (var r in all)
@@ -90,7 +97,11 @@ internal static partial class PageDumper
                 }
                 try
                 {
-                    result = WriteByTask(pid, all, writer, remote, (int)taskFd, scanned, total, scanTime, clock, cpu);
+                    // Mapped now, before anything reads the task's maps alongside: mmap waits for such a reader's lock.
+                    ulong iov = remote.AllocScratch(IovMax * 16, separate: true);
+                    access.Scratch.Add((iov, iov + IovMax * 16));
+                    writing?.Invoke();
+                    result = WriteByTask(pid, all, writer, remote, iov, (int)taskFd, scanned, total, scanTime, clock, cpu);
                 }
                 finally
                 {
@@ -117,7 +128,7 @@ internal static partial class PageDumper
         return fd;
     }
 
-    private static PageDumpResult WriteByTask(int pid, List<Run> all, PageImageWriter writer, SyscallInjector remote, int taskFd,
+    private static PageDumpResult WriteByTask(int pid, List<Run> all, PageImageWriter writer, SyscallInjector remote, ulong iov, int taskFd,
         ulong scanned, ulong total, TimeSpan scanTime, Stopwatch clock, TimeSpan cpu)
     {
         var segments = new List<Segment>(all.Count);
@@ -136,7 +147,6 @@ internal static partial class PageDumper
         writer.SizeReserved();
 
         long writeStart = Stopwatch.GetTimestamp();
-        ulong iov = remote.AllocScratch(IovMax * 16);
         var vector = new byte[IovMax * 16];
         var crest = new CrestWrites(pid, writer);
         long byTask = 0, calls = 0;
