@@ -11,6 +11,7 @@ internal static class Program
         ["threads"] = ThreadsBenchmark.Run,
         ["shapes"] = ShapesBenchmark.Run,
         ["predump"] = PreDumpBenchmark.Run,
+        ["remote"] = RemoteBenchmark.Run,
     };
 
     private static int Main(string[] args)

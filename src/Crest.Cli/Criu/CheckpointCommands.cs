@@ -13,7 +13,7 @@ internal static class CheckpointCommands
     {
         if (paths.PidFile is { } pidFile)
             Log.Debug($"dump: --pidfile {pidFile} has no use on dump (CRIU ignores it too)");
-        var statistics = DumpEngine.Dump(new DumpOptions
+        var engineOptions = new DumpOptions
         {
             Pid = options.Tree,
             ImagesDir = paths.ImagesDir,
@@ -23,7 +23,10 @@ internal static class CheckpointCommands
             ParentLink = options.PrevImagesDir,
             TrackMemory = options.IsOn("track-mem"),
             External = options.External,
-        });
+            ExternalUnixSockets = options.ExternalUnixSockets,
+            ShellJob = options.IsOn("shell-job"),
+        };
+        var statistics = options.IsOn("remote") ? RemoteCommands.Dump(engineOptions, options, paths) : DumpEngine.Dump(engineOptions);
         Log.Info($"dump: {statistics}");
         return 0;
     }
@@ -31,7 +34,7 @@ internal static class CheckpointCommands
     /// <summary>Memory only, the tree left running (ImagesDir from -D; --prev-images-dir relative to it).</summary>
     public static int PreDump(CriuOptions options, CriuPaths paths)
     {
-        var statistics = DumpEngine.Dump(new DumpOptions
+        var engineOptions = new DumpOptions
         {
             Pid = options.Tree,
             ImagesDir = paths.ImagesDir,
@@ -39,18 +42,23 @@ internal static class CheckpointCommands
             FreezeTimeout = TimeSpan.FromSeconds(options.Timeout),
             ParentLink = options.PrevImagesDir,
             TrackMemory = true,
-        });
+        };
+        var statistics = options.IsOn("remote") ? RemoteCommands.Dump(engineOptions, options, paths) : DumpEngine.Dump(engineOptions);
         Log.Info($"pre-dump: {statistics}");
         return 0;
     }
 
     /// <summary>0 once a detached tree runs; otherwise the root task's exit status (128+signal when killed).</summary>
-    public static int Restore(CriuOptions options, CriuPaths paths) =>
-        RestoreEngine.Run(new RestoreOptions
+    public static int Restore(CriuOptions options, CriuPaths paths)
+    {
+        var engineOptions = new RestoreOptions
         {
             ImagesDir = paths.ImagesDir,
             Detached = options.IsOn("restore-detached"),
             PidFile = paths.PidFile,
             InheritFds = options.InheritFds,
-        });
+            ShellJob = options.IsOn("shell-job"),
+        };
+        return options.IsOn("remote") ? RemoteCommands.Restore(engineOptions, paths) : RestoreEngine.Run(engineOptions);
+    }
 }

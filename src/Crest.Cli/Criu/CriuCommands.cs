@@ -22,8 +22,9 @@ internal static class CriuCommands
         new("dedup", "remove duplicates in memory dump"),
         new("lazy-pages", "launch lazy-pages daemon"),
         new("cpuinfo", "cpuinfo dump|check: write or validate cpu information", MinOperands: 1, MaxOperands: 1),
-        new("image-proxy", "launch image proxy (forwards images to an image-cache)"),
-        new("image-cache", "launch image cache (serves images received from an image-proxy)"),
+        new("image-proxy", "launch image proxy (forwards images to an image-cache)", OpensImagesDir: false),
+        new("image-cache", "launch image cache (serves images received from an image-proxy)", OpensImagesDir: false),
+        new("migrate", "move a process tree to the image-cache at --address/--port and restore it there (Crest's own)", OpensImagesDir: false),
     ];
 
     public static CriuCommand? Find(string name) => All.FirstOrDefault(c => c.Name == name);

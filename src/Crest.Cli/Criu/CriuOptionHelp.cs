@@ -92,5 +92,10 @@ internal static class CriuOptionHelp
         ["ghost-fiemap"] = "dump sparse deleted files with FIEMAP",
         ["allow-uprobes"] = "allow [uprobes] mappings (skipped)",
         ["remote"] = "send and receive images through image-proxy / image-cache",
+        ["compress"] = "image-proxy: compress page data with none, lz4 (default) or zstd",
+        ["cache-limit"] = "image-cache: most memory images may take (default 16G)",
+        ["max-rounds"] = "migrate: most rounds of pre-dump plus the final dump (default 8)",
+        ["json"] = "migrate: print a JSON summary on stdout",
+        ["allow-restore"] = "image-cache: restore a snapshot when crest migrate asks for it",
     };
 }

@@ -115,6 +115,15 @@ internal static class CriuOptionTable
         Bool("ghost-fiemap");
         Bool("allow-uprobes");
         Bool("remote");
+        // Crest's own, for the image-proxy / image-cache daemons: page data compression on the network, and how
+        // much the cache may hold in memory.
+        Required("compress");
+        Required("cache-limit");
+        // crest migrate: how many pre-dump rounds at most, a JSON summary on stdout; image-cache --allow-restore lets
+        // a migrate ask the destination to restore what it sent.
+        Required("max-rounds");
+        Flag("json");
+        Flag("allow-restore");
         return t;
     }
 }

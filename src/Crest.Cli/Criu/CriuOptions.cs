@@ -29,6 +29,9 @@ internal sealed class CriuOptions
     public int Port { get; private set; }
     public int StatusFd { get; private set; } = -1;
     public int PsSocket { get; private set; } = -1;
+    public Crest.Transport.Streams.Codec? Compression { get; private set; }
+    public long? CacheLimit { get; private set; }
+    public int? MaxRounds { get; private set; }
     public int Timeout { get; private set; } = DefaultTimeout;
     public long GhostLimit { get; private set; } = DefaultGhostLimit;
     public bool PreDumpRead { get; private set; }
@@ -47,6 +50,14 @@ internal sealed class CriuOptions
     public IReadOnlyList<int> CloseFds { get; private set; } = [];
     /// <summary>--external ids, in order (CRIU compares them as text with the ids it makes: file[MNT_ID:INODE], pipe:[INODE]).</summary>
     public IReadOnlyList<string> External => Values("external");
+    /// <summary>
+    /// --ext-unix-sk: unix sockets connected outside the tree that a dump may take. Bare, it allows all of them; with
+    /// inodes (<c>--ext-unix-sk=INO[,INO]</c>, repeatable) only those sockets (or peers). Off after --no-ext-unix-sk.
+    /// </summary>
+    public Crest.Engine.Files.UnixSocketPolicy ExternalUnixSockets =>
+        IsOn("ext-unix-sk") ? new(_extUnixSkAll, _extUnixSkIds) : Crest.Engine.Files.UnixSocketPolicy.None;
+    private bool _extUnixSkAll;
+    private readonly HashSet<uint> _extUnixSkIds = [];
     /// <summary>--inherit-fd fd[N]:RESOURCE, parsed, in order (for one resource the last one wins).</summary>
     public IReadOnlyList<Crest.Engine.Restore.InheritedFd> InheritFds { get; private set; } = [];
 
@@ -123,7 +134,8 @@ internal sealed class CriuOptions
                 else LogLevel = CLibParse.Atoi(v);
                 break;
             case "ext-unix-sk":
-                if (o.Value is not null) ParseUnixSocketIds(v);
+                if (o.Value is null) _extUnixSkAll = true;
+                else _extUnixSkIds.UnionWith(ParseUnixSocketIds(v));
                 break;
             case "join-ns":
                 if (!v.Contains(':')) throw BadArgument(o);
@@ -173,6 +185,17 @@ internal sealed class CriuOptions
                 StatusFd = fd;
                 break;
             case "ps-socket": PsSocket = CLibParse.Atoi(v); break;
+            case "compress":
+                Compression = Crest.Transport.Streams.Codecs.Parse(v) ?? throw new UsageException($"Unknown compression {v} (none, lz4 or zstd)");
+                break;
+            case "cache-limit":
+                CacheLimit = ParseSize(v);
+                if (CacheLimit <= 0) throw BadArgument(o);
+                break;
+            case "max-rounds":
+                if (!CLibParse.TryScanInt(v, out int rounds) || rounds < 1) throw BadArgument(o);
+                MaxRounds = rounds;
+                break;
             case "pre-dump-mode":
                 PreDumpRead = v switch
                 {
@@ -208,11 +231,17 @@ internal sealed class CriuOptions
     }
 
     /// <summary>`--ext-unix-sk=ino[,ino...]`: decimal socket inode numbers.</summary>
-    private static void ParseUnixSocketIds(string v)
+    private static IEnumerable<uint> ParseUnixSocketIds(string v)
     {
+        var ids = new List<uint>();
         foreach (string id in v.Split(','))
-            if (id.Length == 0 || !id.All(char.IsAsciiDigit))
+        {
+            if (id.Length == 0 || !id.All(char.IsAsciiDigit)
+                || !uint.TryParse(id, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out uint inode))
                 throw new UsageException($"Failed to parse unix socket inode from optarg: {v}");
+            ids.Add(inode);
+        }
+        return ids;
     }
 
     /// <summary>`--cpu-cap=[^]cap[,cap...]` with cap one of fpu, all, none, cpu, ins.</summary>

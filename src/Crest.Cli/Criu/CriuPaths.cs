@@ -9,10 +9,14 @@ namespace Crest.Cli.Criu;
 /// <param name="LogFile">Absolute path; null when logging to stderr (no -o) or stdout (`-o -`).</param>
 internal sealed record CriuPaths(string ImagesDir, string WorkDir, string? LogFile, bool LogToStdout, string? PidFile, string? PrevImagesDir)
 {
-    public static CriuPaths Resolve(CriuOptions options, string currentDirectory)
+    /// <param name="remote">image-proxy, image-cache and --remote: there is no images directory to work in, and the
+    /// work directory (where the daemons' sockets are) defaults to /run/crest on both machines.</param>
+    public static CriuPaths Resolve(CriuOptions options, string currentDirectory, bool remote = false)
     {
         string imagesDir = Path.GetFullPath(options.ImagesDir ?? ".", currentDirectory);
-        string workDir = options.WorkDir is { } w ? Path.GetFullPath(w, currentDirectory) : imagesDir;
+        string workDir = options.WorkDir is { } w ? Path.GetFullPath(w, currentDirectory)
+            : remote ? Crest.Transport.Remote.ImageSockets.DefaultWorkDir
+            : imagesDir;
         string? log = options.LogFile;
         bool stdout = log == "-";
         return new CriuPaths(

@@ -2,6 +2,7 @@
 // directory, move to the work directory, open the log (every call, success or failure), check
 // the option combination, then hand over to the command. Failures are logged and repeated on
 // stderr, exit code 1: "crest: ..." for the command line, "Error: ..." for what the engines report.
+using Crest.Cli.Getopt;
 using Crest.Cli.Interop;
 using Crest.Diagnostics;
 using Crest.Engine.Check;
@@ -19,8 +20,22 @@ internal static class CriuRunner
         var (command, operands, options) = invocation;
         foreach (int fd in options.CloseFds) Libc.close(fd); // CRIU ignores the result too
 
-        var paths = CriuPaths.Resolve(options, Directory.GetCurrentDirectory());
-        if (command.OpensImagesDir && !Directory.Exists(paths.ImagesDir))
+        bool remote = command.Name is "image-proxy" or "image-cache" or "migrate" || options.IsOn("remote");
+        var paths = CriuPaths.Resolve(options, Directory.GetCurrentDirectory(), remote);
+        if (remote && options.WorkDir is null && !Directory.Exists(paths.WorkDir))
+        {
+            try
+            {
+                Directory.CreateDirectory(paths.WorkDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                stderr.WriteLine($"crest: can't create the work directory {paths.WorkDir}: {e.Message}");
+                return CrestCommandLine.Failure;
+            }
+        }
+        // With --remote, -D names a snapshot: no such directory exists on either machine.
+        if (command.OpensImagesDir && !remote && !Directory.Exists(paths.ImagesDir))
         {
             stderr.WriteLine($"crest: can't open images directory {paths.ImagesDir}: no such directory");
             return CrestCommandLine.Failure;
@@ -59,8 +74,20 @@ internal static class CriuRunner
                 "dump" => CheckpointCommands.Dump(options, paths),
                 "pre-dump" => CheckpointCommands.PreDump(options, paths),
                 "restore" => CheckpointCommands.Restore(options, paths),
+                "image-cache" => RemoteCommands.ImageCache(options, paths, stderr),
+                "image-proxy" => RemoteCommands.ImageProxy(options, paths, stderr),
+                "migrate" => MigrateCommand.Run(options, paths, stdout, stderr),
                 _ => Fail($"{command.Name}: not implemented yet", stderr, logIsStderr),
             };
+        }
+        catch (Crest.Transport.Remote.RemoteImageException e)
+        {
+            DaemonMode.Failed(e.Message);
+            return EngineFailure(e.Message, stderr, logIsStderr);
+        }
+        catch (UsageException e)
+        {
+            return Fail(e.Message, stderr, logIsStderr);
         }
         catch (Exception e) when (e is DumpException or RestoreException or ImageFormatException)
         {
@@ -68,11 +95,11 @@ internal static class CriuRunner
         }
         catch (KernelException e)
         {
-            return command.Name is "dump" or "pre-dump" or "restore"
+            return command.Name is "dump" or "pre-dump" or "restore" or "migrate"
                 ? EngineFailure(e.Message, stderr, logIsStderr)
                 : Fail($"{command.Name}: {e.Message}", stderr, logIsStderr);
         }
-        catch (Exception e) when (command.Name is "dump" or "pre-dump" or "restore")
+        catch (Exception e) when (command.Name is "dump" or "pre-dump" or "restore" or "migrate")
         {
             // A harness expects a plain failure, never a crash: anything the engines did not
             // anticipate is still reported as an error (with its stack in the log at -v4).
@@ -109,7 +136,7 @@ internal static class CriuRunner
     {
         if (options.IsOn("restore-sibling") && !options.IsOn("restore-detached"))
             return "--restore-sibling only makes sense with --restore-detached";
-        if (command.Name is "dump" or "pre-dump" && options.Tree == 0)
+        if (command.Name is "dump" or "pre-dump" or "migrate" && options.Tree == 0)
             return "No pid specified (-t option missing)";
         return null;
     }

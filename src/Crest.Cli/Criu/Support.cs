@@ -22,13 +22,20 @@ internal static class Support
     {
         ["check"] = new HashSet<string> { "feature", "extra", "experimental", "all" },
         // --pidfile means nothing to CRIU's dump, --pre-dump-mode only to pre-dump: both accepted, as CRIU does.
-        // --shell-job is not honoured yet (the dump engine refuses a task with a terminal anyway).
+        // --shell-job: the terminal of the shell that started the tree is recorded as such, and given back as crest's own.
         // --external: file[MNT_ID:INODE] and pipe:[INODE] are honoured; other ids (mnt[], dev[], ...) match nothing, as in
         // CRIU when no such resource is held.
-        ["dump"] = new HashSet<string> { "tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem" },
+        // --ext-unix-sk: unix sockets connected to a peer outside the tree are dumped and connected again at restore;
+        // restore accepts it too (harnesses pass the dump's options again) and needs nothing from it.
+        ["dump"] = new HashSet<string> { "tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem", "remote", "shell-job", "ext-unix-sk" },
         // pre-dump always tracks memory (as CRIU enforces --track-mem for it); the tree keeps running.
-        ["pre-dump"] = new HashSet<string> { "tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem" },
-        ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd" },
+        ["pre-dump"] = new HashSet<string> { "tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem", "remote" },
+        ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd", "remote", "shell-job", "ext-unix-sk" },
+        // Daemons as page-server: -d (CRIU's restore-detached setting), --status-fd, --pidfile (RemoteCommands.cs).
+        ["image-cache"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "cache-limit", "allow-restore" },
+        // Crest's own: pre-dump rounds and the final dump streamed to a destination's image-cache (MigrateCommand.cs).
+        ["migrate"] = new HashSet<string> { "tree", "address", "port", "compress", "max-rounds", "json", "timeout" },
+        ["image-proxy"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "compress" },
     };
 
     /// <summary>Null when Crest can run <paramref name="command"/> with these options; otherwise why not.</summary>

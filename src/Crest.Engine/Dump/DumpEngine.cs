@@ -83,15 +83,19 @@ public static class DumpEngine
         var frozenAt = Stopwatch.GetTimestamp();
         PageDumpResult pages;
         var trackers = new List<DirtyTracker>();
+        var ttys = new Ttys(options.ShellJob);
         try
         {
             CheckNothingSharedWithParents(tree);
             foreach (var task in tree.Tasks) trackers.Add(DirtyTracker.Find(task.Pid, trackedParent));
-            pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent);
+            pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent, ttys);
+            options.ImagesComplete?.Invoke(images.Path);
         }
         catch (Exception e)
         {
             foreach (var t in trackers) t.Dispose();
+            // The bytes read out of the tree's ptys go back before the tree runs on.
+            ttys.PutBack();
             ReleaseAfterFailure(tree, images);
             if (e is DumpException) throw;
             if (e is TraceeExitedException exited)
@@ -116,6 +120,8 @@ public static class DumpEngine
         }
         foreach (var t in trackers) t.Dispose();
         var mode = options.PreDump || options.LeaveRunning ? ReleaseMode.AsItWas : options.LeaveStopped ? ReleaseMode.Stopped : ReleaseMode.Killed;
+        if (mode == ReleaseMode.Killed) ttys.Discard();
+        else ttys.PutBack();
         Freezer.ReleaseTree(tree, mode);
         var frozenTime = Stopwatch.GetElapsedTime(frozenAt);
 
@@ -154,11 +160,11 @@ public static class DumpEngine
         }
     }
 
-    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options, List<DirtyTracker> trackers, string? parentDir)
+    private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options, List<DirtyTracker> trackers, string? parentDir, Ttys ttys)
     {
         StageHook?.Invoke("frozen");
         var files = new FileTable();
-        var shared = new SharedFiles(new ExternalFiles(options.External));
+        var shared = new SharedFiles(new ExternalFiles(options.External), ttys, options.ExternalUnixSockets);
         var seccomp = new SeccompTable();
         var pstree = new List<IMessage>();
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
@@ -192,6 +198,9 @@ public static class DumpEngine
             });
         }
         shared.Pipes.CheckExternal(tree.Tasks.Select(t => t.Pid).ToHashSet(), shared.External);
+        shared.UnixSockets.Finish(files, shared.External);
+        ttys.Finish();
+        StageHook?.Invoke("ttys");
         foreach (var zombie in tree.Zombies)
         {
             images.Write(ImageKinds.Core, (ulong)zombie.Pid, BuildZombieCore(zombie));
@@ -201,8 +210,14 @@ public static class DumpEngine
 
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Files), ImageKinds.Files, [.. files.Entries]);
         images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.PipesData), ImageKinds.PipesData, [.. files.PipeData.Select(p => ((IMessage)p.Entry, p.Data))]);
+        if (files.SocketQueues.Count > 0)
+            images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.SkQueues), ImageKinds.SkQueues, [.. files.SocketQueues.Select(p => ((IMessage)p.Entry, p.Data))]);
         if (files.FifoData.Count > 0)
             images.WriteWithPayloads(ImageKinds.FileName(ImageKinds.FifoData), ImageKinds.FifoData, [.. files.FifoData.Select(p => ((IMessage)p.Entry, p.Data))]);
+        if (ttys.Infos.Count > 0)
+            images.WriteNamed(ImageKinds.FileName(ImageKinds.TtyInfo), ImageKinds.TtyInfo, [.. ttys.Infos]);
+        if (ttys.Data.Count > 0)
+            images.WriteNamed(ImageKinds.FileName(ImageKinds.TtyData), ImageKinds.TtyData, [.. ttys.Data]);
         if (seccomp.Count > 0)
             images.WriteNamed(ImageKinds.FileName(ImageKinds.Seccomp), ImageKinds.Seccomp, [seccomp.Entry]);
         images.WriteNamed(ImageKinds.FileName(ImageKinds.Pstree), ImageKinds.Pstree, pstree);
@@ -228,12 +243,13 @@ public static class DumpEngine
         // 1. Everything readable from outside, and every check, before anything in the task changes.
         var state = CoreDumper.ReadFromOutside(task);
         // A table shared with the parent (same files_id) was described with the parent.
-        var fdinfos = ownTable ? FileDescriptors.Collect(pid, files, shared, tracker.TaskFds) : [];
+        var unions = shared.UnionsOf(pid);
+        var fdinfos = ownTable ? FileDescriptors.Collect(pid, files, shared, unions, tracker.TaskFds) : [];
         // The VMAs of /proc/PID/maps choose the pages (every mapping it can tell is checked here); smaps, for
         // the VmFlags of mm-PID.img, is read while the pages are written (it walks every page table).
         bool crestTracks = tracker.TaskFds.Count > 0;
-        var pagedVmas = VmaDumper.Collect(pid, VmaDumper.ReadMaps(pid), new FileTable(), crestTracks);
-        var fs = FsDumper.Collect(pid, files, state.Umask);
+        var pagedVmas = VmaDumper.Collect(pid, VmaDumper.ReadMaps(pid), new FileTable(), unions, crestTracks);
+        var fs = FsDumper.Collect(pid, files, state.Umask, unions);
 
         // 2. What only the task can tell; the injector puts everything back when disposed.
         List<ThreadState> threadStates = [];
@@ -285,14 +301,14 @@ public static class DumpEngine
         try
         {
             smaps ??= Task.FromResult(VmaDumper.ReadSmaps(pid));
-            vmas = VmaDumper.Collect(pid, smaps.Result.Where(v => !taskWrite.Scratch.Contains((v.Vma.Start, v.Vma.End))).ToList(), files, crestTracks);
+            vmas = VmaDumper.Collect(pid, smaps.Result.Where(v => !taskWrite.Scratch.Contains((v.Vma.Start, v.Vma.End))).ToList(), files, unions, crestTracks);
         }
         catch (AggregateException e) when (e.InnerException is not null)
         {
             throw e.InnerException is DumpException d ? d : new DumpException($"Cannot read /proc/{pid}/smaps: {e.InnerException.Message}", e.InnerException);
         }
         VmaDumper.TakeGuardRanges(pid, pagedVmas, vmas);
-        var mm = VmaDumper.BuildMm(pid, state, vmas, files);
+        var mm = VmaDumper.BuildMm(pid, state, vmas, files, unions);
         images.Account(pagemapName);
         images.Account(pagesName);
 

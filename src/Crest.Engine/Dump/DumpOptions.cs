@@ -34,4 +34,24 @@ public sealed record DumpOptions
     /// <c>file[MNT_ID:INODE]</c> (hex) for a file opened by path, <c>pipe:[INODE]</c> for a pipe end.
     /// </summary>
     public IReadOnlyList<string> External { get; init; } = [];
+
+    /// <summary>
+    /// Called with the images directory once every image of the (pre-)dump is complete, while the tree is still
+    /// frozen: --remote hands the images over here and returns once the destination acknowledged them. A
+    /// DumpException thrown here fails the dump and releases the tree as it was (it is never killed for images
+    /// that did not arrive).
+    /// </summary>
+    public Action<string>? ImagesComplete { get; init; }
+
+    /// <summary>
+    /// -j / --shell-job: the tree may hold the terminal of the shell that started it (a pty slave whose master is
+    /// outside, or another tty) and belong to the shell's session; the restore gives it the restoring crest's terminal.
+    /// </summary>
+    public bool ShellJob { get; init; }
+
+    /// <summary>
+    /// --ext-unix-sk: which unix sockets connected to a peer outside the tree may be dumped (the restore connects a new
+    /// socket to the peer's name). Without it such a socket fails the dump.
+    /// </summary>
+    public Files.UnixSocketPolicy ExternalUnixSockets { get; init; } = Files.UnixSocketPolicy.None;
 }

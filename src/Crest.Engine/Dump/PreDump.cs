@@ -90,11 +90,12 @@ internal static class PreDump
         DumpEngine.StageHook?.Invoke("frozen");
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
         var vmasOf = new List<List<DumpedVma>>();
+        var unionsByNamespace = new Dictionary<string, UnionMounts>();
         for (int i = 0; i < tree.Tasks.Count; i++)
         {
             int pid = tree.Tasks[i].Pid;
             uint pagesId = (uint)i + 1;
-            var vmas = VmaDumper.Collect(pid, VmaDumper.ReadSmaps(pid), new FileTable(), crestTracks: trackers[i].TaskFds.Count > 0);
+            var vmas = VmaDumper.Collect(pid, VmaDumper.ReadSmaps(pid), new FileTable(), UnionMounts.Read(pid, unionsByNamespace), crestTracks: trackers[i].TaskFds.Count > 0);
             vmasOf.Add(vmas);
             string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)pid);
             string pagesName = ImageKinds.FileName(ImageKinds.Pages, pagesId);

@@ -22,8 +22,9 @@ internal static class FileDescriptors
     private const int F_GETSIG = 11, F_GETOWN_EX = 16, F_GETOWNER_UIDS = 17;
 
     /// <summary>Describe every fd of <paramref name="pid"/> into <paramref name="table"/>; returns fdinfo-N.img's entries.</summary>
+    /// <param name="unions">The union mounts of the task: a path the kernel gives inside a branch is named through the union.</param>
     /// <param name="leftOut">fds that are Crest's own (the dirty-page tracker), not the task's.</param>
-    public static List<FdinfoEntry> Collect(int pid, FileTable table, SharedFiles shared, IReadOnlySet<int>? leftOut = null)
+    public static List<FdinfoEntry> Collect(int pid, FileTable table, SharedFiles shared, UnionMounts unions, IReadOnlySet<int>? leftOut = null)
     {
         var fds = new List<int>();
         foreach (string entry in Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"))
@@ -45,6 +46,13 @@ internal static class FileDescriptors
                 var status = FdInfo.Parse(ProcFile.ReadAll(pid, $"fdinfo/{fd}")).Flags;
                 uint pipe = pipes.Add(pid, fd, pipeId, status, ReadOwner(pidfd, fd, what), table, what);
                 result.Add(new FdinfoEntry { Id = pipe, Flags = (status & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Pipe, Fd = (uint)fd });
+                continue;
+            }
+            if (UnixSockets.IsSocket(target, out uint socketInode))
+            {
+                uint status = FdInfo.Parse(ProcFile.ReadAll(pid, $"fdinfo/{fd}")).Flags;
+                uint socket = shared.UnixSockets.Add(pidfd, fd, socketInode, status, () => ReadOwner(pidfd, fd, what), table, what);
+                result.Add(new FdinfoEntry { Id = socket, Flags = (status & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Unixsk, Fd = (uint)fd });
                 continue;
             }
             if (!target.StartsWith('/'))
@@ -73,15 +81,21 @@ internal static class FileDescriptors
                 result.Add(new FdinfoEntry { Id = fifo, Flags = (info.Flags & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Fifo, Fd = (uint)fd });
                 continue;
             }
+            if (!RegularFiles.IsSupported(st) && Ttys.IsTerminal(st, pidfd, fd))
+            {
+                uint tty = shared.Ttys.Add(pidfd, fd, target, info, st, ReadOwner(pidfd, fd, what), table, shared, what);
+                result.Add(new FdinfoEntry { Id = tty, Flags = (info.Flags & O_CLOEXEC) != 0 ? FD_CLOEXEC : 0, Type = FdTypes.Tty, Fd = (uint)fd });
+                continue;
+            }
             if (!RegularFiles.IsSupported(st))
                 throw new DumpException($"{what}: unsupported file kind ({target}, mode {Convert.ToString(st.Mode, 8)}).");
             if (target.EndsWith(" (deleted)", StringComparison.Ordinal))
                 throw new DumpException($"{what}: file {target[..^" (deleted)".Length]} was deleted, so a restore cannot reopen it; {shared.External.Advice(externalId)}.");
-            RegularFiles.CheckSameFile(what, target, st, shared.External.Advice(externalId));
+            var (path, atPath, mntId) = RegularFiles.Resolve(what, target, st, info.MntId, unions, shared.External.Advice(externalId));
             uint id = shared.Find(st.Device, st.Inode, pid, fd);
             if (id == 0)
             {
-                var reg = RegularFiles.Describe(target, info.Flags, (ulong)info.Pos, st, info.MntId, link);
+                var reg = RegularFiles.Describe(path, info.Flags, (ulong)info.Pos, atPath, mntId, link);
                 reg.Fown = ReadOwner(pidfd, fd, what);
                 id = table.Add(reg);
                 shared.Add(st.Device, st.Inode, pid, fd, id);

@@ -27,6 +27,13 @@ internal sealed class FileTable
         return pipe.Id;
     }
 
+    public uint Add(UnixSkEntry socket)
+    {
+        socket.Id = NextId;
+        _entries.Add(new FileEntry { Type = FdTypes.Unixsk, Id = socket.Id, Usk = socket });
+        return socket.Id;
+    }
+
     public uint Add(FifoEntry fifo)
     {
         fifo.Id = NextId;
@@ -34,8 +41,18 @@ internal sealed class FileTable
         return fifo.Id;
     }
 
+    public uint Add(TtyFileEntry tty)
+    {
+        tty.Id = NextId;
+        _entries.Add(new FileEntry { Type = FdTypes.Tty, Id = tty.Id, Tty = tty });
+        return tty.Id;
+    }
+
     /// <summary>The queued data of each FIFO (fifo-data.img), keyed by its inode as pipe_id.</summary>
     public List<(PipeDataEntry Entry, byte[] Data)> FifoData { get; } = [];
+
+    /// <summary>The data queued in unix sockets (sk-queues.img), in queue order per socket (id_for its file id).</summary>
+    public List<(SkPacketEntry Entry, byte[] Data)> SocketQueues { get; } = [];
 
     /// <summary>The queued data of each pipe (pipes-data.img), in the order the pipes were first seen.</summary>
     public List<(PipeDataEntry Entry, byte[] Data)> PipeData { get; } = [];

@@ -7,12 +7,12 @@ internal static class FsDumper
 {
     private const uint O_DIRECTORY = 0x10000;
 
-    public static FsEntry Collect(int pid, FileTable table, uint umask)
+    public static FsEntry Collect(int pid, FileTable table, uint umask, UnionMounts unions)
     {
         string cwd = new FileInfo($"/proc/{pid}/cwd").LinkTarget ?? "/";
         string root = new FileInfo($"/proc/{pid}/root").LinkTarget ?? "/";
-        uint cwdId = RegularFiles.AddByPath(table, $"task {pid} cwd", $"/proc/{pid}/cwd", cwd, O_DIRECTORY);
-        uint rootId = RegularFiles.AddByPath(table, $"task {pid} root", $"/proc/{pid}/root", root, O_DIRECTORY);
+        uint cwdId = RegularFiles.AddByPath(table, $"task {pid} cwd", $"/proc/{pid}/cwd", cwd, O_DIRECTORY, unions);
+        uint rootId = RegularFiles.AddByPath(table, $"task {pid} root", $"/proc/{pid}/root", root, O_DIRECTORY, unions);
         return new FsEntry { CwdId = cwdId, RootId = rootId, Umask = umask };
     }
 }

@@ -5,6 +5,7 @@
 // refuses, naming the fd or the mapping (deleted and replaced files need ghost/remap images, not done yet).
 // Each entry also records the file's identity for the restore to check: CRIU's build_id for ELF files and
 // Crest's crest_dev/crest_ino/crest_mtime_ns extension fields.
+using Crest.Diagnostics;
 using Crest.Engine.Dump;
 using Crest.Images.Protos;
 using Crest.Kernel;
@@ -70,6 +71,36 @@ internal static class RegularFiles
     }
 
     /// <summary>
+    /// The name a restore reopens the object of status <paramref name="held"/> by, which the kernel reported as
+    /// <paramref name="reported"/>, and the status the restore will find there. Normally the reported path itself,
+    /// checked to name that object still. A path inside a branch of a union mount (UnionMounts.cs) becomes the
+    /// path through the union when the kernel is known to report branch paths (AUFS), when the object is on that
+    /// union's mount (<paramref name="mntId"/>) or when the branch path no longer names the object: then the
+    /// union path must show a file of the same type and size (the branch file is what the union shows there;
+    /// its device and inode are the branch filesystem's, not the union's).
+    /// </summary>
+    public static (string Path, FileStatus Status, int? MntId) Resolve(string what, string reported, FileStatus held, int? mntId, UnionMounts unions, string? advice = null)
+    {
+        if (unions.ToUnionPath(reported, mntId) is { } union)
+        {
+            var atPath = TryStat(reported);
+            bool stillThere = atPath is { } a && a.Device == held.Device && a.Inode == held.Inode;
+            if (!stillThere || union.Layout.Kind == UnionKind.Aufs || union.Layout.MountId == mntId)
+            {
+                var atUnion = TryStat(union.Path)
+                    ?? throw new DumpException($"{what}: {reported} lies in a branch of the {union.Layout.Describe()}, but {union.Path} does not exist there.");
+                bool sameObject = atUnion.Device == held.Device && atUnion.Inode == held.Inode;
+                if (!sameObject && (atUnion.FileType != held.FileType || (held.IsRegularFile && atUnion.Size != held.Size)))
+                    throw new DumpException($"{what}: {reported} lies in a branch of the {union.Layout.Describe()}, but {union.Path} is another file there (mode {Convert.ToString(atUnion.Mode, 8)} size {atUnion.Size}, held mode {Convert.ToString(held.Mode, 8)} size {held.Size}).");
+                Log.Info($"dump: {what}: branch path {reported} is {union.Path} through the {union.Layout.Describe()}");
+                return (union.Path, atUnion, union.Layout.MountId);
+            }
+        }
+        CheckSameFile(what, reported, held, advice);
+        return (reported, held, mntId);
+    }
+
+    /// <summary>
     /// The entry for a file of status <paramref name="st"/>; <paramref name="heldPath"/> (a /proc link of the task)
     /// is read for the build id of a regular ELF file, as the restore checks it.
     /// </summary>
@@ -97,14 +128,14 @@ internal static class RegularFiles
     /// A file the task uses other than through a descriptor (its exe, cwd, root, a mapping): <paramref name="heldPath"/>
     /// is the /proc link that reaches the object itself, <paramref name="path"/> the name to reopen.
     /// </summary>
-    public static uint AddByPath(FileTable table, string what, string heldPath, string path, uint flags)
+    public static uint AddByPath(FileTable table, string what, string heldPath, string path, uint flags, UnionMounts unions)
     {
         if (path.EndsWith(" (deleted)", StringComparison.Ordinal))
             throw new DumpException($"{what}: file {path[..^" (deleted)".Length]} was deleted; deleted files are not supported.");
         var held = TryStat(heldPath) ?? throw new DumpException($"{what}: {heldPath} cannot be opened.");
         if (!IsSupported(held))
             throw new DumpException($"{what}: unsupported file kind ({path}, mode {Convert.ToString(held.Mode, 8)}).");
-        CheckSameFile(what, path, held);
-        return table.AddShared(path, flags, () => Describe(path, flags, 0, held, MountIdOf(heldPath), heldPath));
+        var (name, status, mntId) = Resolve(what, path, held, MountIdOf(heldPath), unions);
+        return table.AddShared(name, flags, () => Describe(name, flags, 0, status, mntId, heldPath));
     }
 }

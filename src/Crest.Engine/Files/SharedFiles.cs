@@ -6,8 +6,11 @@ using Crest.Kernel.Processes;
 
 namespace Crest.Engine.Files;
 
-internal sealed class SharedFiles(ExternalFiles external)
+internal sealed class SharedFiles(ExternalFiles external, Ttys? ttys = null, UnixSocketPolicy? unixSockets = null)
 {
+    /// <summary>Terminals of the whole tree (pty pairs, the shell's terminal of a shell job).</summary>
+    public Ttys Ttys { get; } = ttys ?? new Ttys(shellJob: false);
+
     /// <summary>The ids given with --external.</summary>
     public ExternalFiles External { get; } = external;
 
@@ -15,6 +18,14 @@ internal sealed class SharedFiles(ExternalFiles external)
 
     /// <summary>Pipes of the whole tree: one pipe id and one copy of its buffer however many tasks hold it.</summary>
     public Pipes Pipes { get; } = new();
+
+    /// <summary>Unix sockets of the whole tree, and which connections to the outside may be dumped.</summary>
+    public UnixSockets UnixSockets { get; } = new(unixSockets ?? UnixSocketPolicy.None);
+
+    private readonly Dictionary<string, UnionMounts> _unionsByNamespace = [];
+
+    /// <summary>The union mounts <paramref name="pid"/> sees, read once per mount namespace of the tree.</summary>
+    public UnionMounts UnionsOf(int pid) => UnionMounts.Read(pid, _unionsByNamespace);
 
     /// <summary>The id of a description already seen that <paramref name="fd"/> of <paramref name="pid"/> shares, or 0.</summary>
     public uint Find(ulong device, ulong inode, int pid, int fd)

@@ -1,6 +1,8 @@
 // mm-PID.img: the address space (CRIU's MmEntry). Each VMA of /proc/PID/smaps becomes a VmaEntry with
 // CRIU's prot/flags/status bits; file mappings name their file by id in files.img (shmid) after a check that
-// the path still names the mapped inode (device and inode of the maps line against stat of the path).
+// the path still names the mapped object (stat through /proc/PID/map_files against stat of the path: the
+// device in the maps line is the overlayfs superblock's, not what stat reports, when the layers are on
+// different filesystems), or, for a branch path of a union mount, the path through the union (UnionMounts.cs).
 // mm fields come from /proc/PID/stat (fields 26-52), /proc/PID/auxv and /proc/PID/exe; brk and dumpable
 // were asked of the task itself (CoreDumper). What cannot be restored by reopening a path is refused with
 // the mapping named: shared anonymous memory, SysV shm, memfd, deleted files, hugetlb, device mappings.
@@ -73,7 +75,8 @@ internal static class VmaDumper
     /// <summary>Classify every VMA; throws DumpException naming the first one that cannot be dumped.</summary>
     /// <param name="crestTracks">The task holds Crest's dirty-page tracker (DirtyTracking.cs): VMAs registered for
     /// write-protect are its doing, not the task's, and are dumped as plain memory.</param>
-    public static List<DumpedVma> Collect(int pid, IReadOnlyList<SmapsVma> smaps, FileTable files, bool crestTracks = false)
+    /// <param name="unions">The task's union mounts: a mapped file named by a branch path is named through the union.</param>
+    public static List<DumpedVma> Collect(int pid, IReadOnlyList<SmapsVma> smaps, FileTable files, UnionMounts unions, bool crestTracks = false)
     {
         var result = new List<DumpedVma>(smaps.Count);
         foreach (var s in smaps)
@@ -132,15 +135,17 @@ internal static class VmaDumper
                         || path.StartsWith("anon_inode:", StringComparison.Ordinal) || !path.StartsWith('/'))
                         throw new DumpException($"{what}: unsupported mapping of {path}.");
                     CheckPlainMemory(what, crestTracks ? flags & ~VmFlags.UffdWp : flags);
-                    var st = RegularFiles.TryStat(path)
-                        ?? throw new DumpException($"{what}: the mapped file {path} was deleted; mappings of deleted files are not supported.");
-                    if (FileStatus.Major(st.Device) != vma.DevMajor || FileStatus.Minor(st.Device) != vma.DevMinor || st.Inode != vma.Inode)
-                        throw new DumpException($"{what}: {path} now names another file than the mapped one (inode {vma.Inode}, now {st.Inode}).");
-                    if (!st.IsRegularFile)
-                        throw new DumpException($"{what}: unsupported mapping of {path} (mode {Convert.ToString(st.Mode, 8)}).");
-                    uint openFlags = shared && (flags & VmFlags.MayWrite) != 0 ? O_RDWR : O_RDONLY;
+                    // The mapped object as the task's namespace names it: through map_files (on overlayfs the
+                    // overlay inode, whose device is not the one maps prints when the layers are on different
+                    // filesystems). Without map_files, the device and inode of the maps line.
                     string mapFile = $"/proc/{pid}/map_files/{vma.Start:x}-{vma.End:x}";
-                    entry.Shmid = files.AddShared(path, openFlags, () => RegularFiles.Describe(path, openFlags, 0, st, RegularFiles.MountIdOf(mapFile), mapFile));
+                    var held = RegularFiles.TryStat(mapFile) ?? MapsIdentity(what, vma, path);
+                    if (!held.IsRegularFile)
+                        throw new DumpException($"{what}: unsupported mapping of {path} (mode {Convert.ToString(held.Mode, 8)}).");
+                    int? mntId = RegularFiles.MountIdOf(mapFile);
+                    var (name, st, nameMntId) = RegularFiles.Resolve(what, path, held, mntId, unions);
+                    uint openFlags = shared && (flags & VmFlags.MayWrite) != 0 ? O_RDWR : O_RDONLY;
+                    entry.Shmid = files.AddShared(name, openFlags, () => RegularFiles.Describe(name, openFlags, 0, st, nameMntId, mapFile));
                     entry.Fdflags = openFlags;
                     entry.Status = VMA_AREA_REGULAR | (shared ? VMA_FILE_SHARED : VMA_FILE_PRIVATE);
                     pages = shared ? PageSelection.None : PageSelection.PrivateCopies;
@@ -154,11 +159,11 @@ internal static class VmaDumper
         return result;
     }
 
-    public static MmEntry BuildMm(int pid, TaskState state, IReadOnlyList<DumpedVma> vmas, FileTable files)
+    public static MmEntry BuildMm(int pid, TaskState state, IReadOnlyList<DumpedVma> vmas, FileTable files, UnionMounts unions)
     {
         var stat = state.Stat;
         string exe = new FileInfo($"/proc/{pid}/exe").LinkTarget ?? throw new DumpException($"Task {pid} has no executable (/proc/{pid}/exe).");
-        uint exeId = RegularFiles.AddByPath(files, $"task {pid} exe", $"/proc/{pid}/exe", exe, O_RDONLY);
+        uint exeId = RegularFiles.AddByPath(files, $"task {pid} exe", $"/proc/{pid}/exe", exe, O_RDONLY, unions);
         var mm = new MmEntry
         {
             MmStartCode = stat.StartCode,
@@ -183,6 +188,16 @@ internal static class VmaDumper
         }
         foreach (var v in vmas) mm.Vmas.Add(v.Entry);
         return mm;
+    }
+
+    /// <summary>The status of <paramref name="path"/> when it names the device and inode of the maps line; refused otherwise.</summary>
+    private static FileStatus MapsIdentity(string what, Vma vma, string path)
+    {
+        var st = RegularFiles.TryStat(path)
+            ?? throw new DumpException($"{what}: the mapped file {path} was deleted; mappings of deleted files are not supported.");
+        if (FileStatus.Major(st.Device) != vma.DevMajor || FileStatus.Minor(st.Device) != vma.DevMinor || st.Inode != vma.Inode)
+            throw new DumpException($"{what}: {path} now names another file than the mapped one (inode {vma.Inode}, now {st.Inode}).");
+        return st;
     }
 
     private static void CheckPlainMemory(string what, VmFlags flags)

@@ -50,6 +50,9 @@ public static class RestoreEngine
 
         var inherited = new RestoreInheritedFds(options.InheritFds);
         inherited.CheckTree(tree);
+        using var ttys = new RestoreTtys(dir, options.ShellJob);
+        ttys.CheckTree(tree);
+        RestoreUnixSockets.CheckTree(tree);
         foreach (var entry in tree.Entries) WaitForFreePid((int)entry.Pid);
         ChildProcess.ResetSigchldDisposition();
 
@@ -60,7 +63,7 @@ public static class RestoreEngine
         {
             try
             {
-                stats = tracer.Run(() => RestoreOnTracer(tracer, tree, inherited, created));
+                stats = tracer.Run(() => RestoreOnTracer(tracer, tree, inherited, ttys, created));
                 restored = ChildProcess.Adopt(pid);
             }
             catch (Exception e)
@@ -96,7 +99,7 @@ public static class RestoreEngine
     /// <summary>Figures of the last successful restore in this process (tests and benchmarks read them).</summary>
     public static RestoreStatistics? LastStatistics { get; private set; }
 
-    private static RestoreStatistics RestoreOnTracer(Tracer tracer, RestoreTree tree, RestoreInheritedFds inherited, List<int> created)
+    private static RestoreStatistics RestoreOnTracer(Tracer tracer, RestoreTree tree, RestoreInheritedFds inherited, RestoreTtys ttys, List<int> created)
     {
         ulong regionBase = RestoreMemory.ChooseRegion(tree.Processes.Values.Select(p => p.Mm));
         // Tracer and tasks share one CPU while syscalls are injected (ENGINE.md §8); each task gets Crest's
@@ -106,7 +109,7 @@ public static class RestoreEngine
         CpuAffinity.Set(0, pinned);
         try
         {
-            return RestorePinned(tracer, tree, inherited, regionBase, affinity, pinned, created);
+            return RestorePinned(tracer, tree, inherited, ttys, regionBase, affinity, pinned, created);
         }
         finally
         {
@@ -117,7 +120,7 @@ public static class RestoreEngine
     /// <summary>One process's restore, up to the release: its memory, files and state (RestoreCore).</summary>
     private sealed record ProcessRestore(StubInjector Task, RestoreMemory Memory, RestoreCore Core, RestoreThreads Threads, long PagesRestored);
 
-    private static RestoreStatistics RestorePinned(Tracer tracer, RestoreTree tree, RestoreInheritedFds inherited, ulong regionBase,
+    private static RestoreStatistics RestorePinned(Tracer tracer, RestoreTree tree, RestoreInheritedFds inherited, RestoreTtys ttys, ulong regionBase,
         byte[] affinity, byte[] pinned, List<int> created)
     {
         int rootPid = tree.RootPid;
@@ -150,12 +153,15 @@ public static class RestoreEngine
         long pagesRestored = 0;
         var restores = new List<ProcessRestore>();
         using var pipes = new RestorePipes(tree.Directory);
+        using var sockets = new RestoreUnixSockets(tree);
         var sharedFiles = new Dictionary<uint, (int Pid, int Fd)>();
         // Threads are traced by this thread: on a failure their exits are collected here, or their group
         // leaders could not be reaped (RestoreThreads.KillAfterFailure).
         var allThreads = new List<RestoreThreads>();
+        int foregroundBefore = 0;
         try
         {
+            ttys.CreatePairs();
             foreach (var entry in tree.Entries)
             {
                 int pid = (int)entry.Pid;
@@ -182,7 +188,8 @@ public static class RestoreEngine
 
                 var core = new RestoreCore(injector, images);
                 core.RestoreMm(memory);
-                RestoreFiles.Restore(injector, images, pipes, inherited, sharedFiles, fds: ownTable);
+                RestoreFiles.Restore(injector, images, pipes, sockets, inherited, sharedFiles, ttys, fds: ownTable);
+                ttys.SetControllingTerminal(injector, entry);
                 core.RestoreProcessState();
                 core.RestoreThreadState();
                 core.RestoreIntervalTimers();
@@ -197,6 +204,9 @@ public static class RestoreEngine
                 restores.Add(new ProcessRestore(injector, memory, core, threads, pages));
             }
 
+            ttys.Finish();
+            foregroundBefore = ttys.ForegroundShellJob(tree);
+
             // Release: children first, so that a parent that runs finds its children running. A process's threads
             // get their final state first and run once its main thread has unmapped the restore region.
             for (int i = restores.Count - 1; i >= 0; i--)
@@ -210,6 +220,7 @@ public static class RestoreEngine
         }
         catch
         {
+            ttys.GiveBackForeground(foregroundBefore);
             foreach (var threads in allThreads) threads.KillAfterFailure();
             throw;
         }

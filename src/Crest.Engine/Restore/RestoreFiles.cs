@@ -42,7 +42,15 @@ internal static class RestoreFiles
             long pos = task.Check("lseek", $"fd {fd.Fd} ({file.Name})", SyscallNumbers.lseek, fd.Fd, (long)file.Pos, SEEK_SET);
             if (pos != (long)file.Pos) throw new RestoreException($"fd {fd.Fd} of task {task.Pid}: lseek to {file.Pos} gave {pos}");
         }
-        if (file.Fown is { } owner && (owner.Pid != 0 || owner.Signum != 0))
+        SetOwner(task, (int)fd.Fd, file.Fown);
+        Log.Debug($"{task.Pid}: restore: fd {fd.Fd} = {file.Name}{(inheritedLink is null ? "" : " from " + inheritedLink)} flags 0x{flags:x} pos {file.Pos}{(cloexec ? " cloexec" : "")}");
+    }
+
+    /// <summary>The owner of SIGIO/SIGURG of fd <paramref name="number"/> and the signal sent, when one was set.</summary>
+    internal static void SetOwner(StubInjector task, int number, FownEntry? fown)
+    {
+        var fd = new { Fd = number };
+        if (fown is { } owner && (owner.Pid != 0 || owner.Signum != 0))
         {
             // The owner of SIGIO/SIGURG (fcntl F_SETOWN_EX with F_OWNER_TID/PID/PGRP) and the signal sent.
             if (owner.Pid != 0)
@@ -56,7 +64,6 @@ internal static class RestoreFiles
             if (owner.Signum != 0)
                 task.Check("fcntl(F_SETSIG)", $"fd {fd.Fd} signal {owner.Signum}", SyscallNumbers.fcntl, fd.Fd, F_SETSIG, owner.Signum);
         }
-        Log.Debug($"{task.Pid}: restore: fd {fd.Fd} = {file.Name}{(inheritedLink is null ? "" : " from " + inheritedLink)} flags 0x{flags:x} pos {file.Pos}{(cloexec ? " cloexec" : "")}");
     }
 
     /// <summary>
@@ -64,7 +71,7 @@ internal static class RestoreFiles
     /// still held) as fd <paramref name="fd"/>: pidfd_open + pidfd_getfd (Linux 5.6) in the task, which gives it the
     /// same open file description, so offset and status flags stay shared with the other process.
     /// </summary>
-    private static void TakeFrom(StubInjector task, FdinfoEntry fd, int otherPid, int otherFd, bool cloexec)
+    internal static void TakeFrom(StubInjector task, FdinfoEntry fd, int otherPid, int otherFd, bool cloexec)
     {
         string what = $"fd {fd.Fd} (file id {fd.Id}, shared with fd {otherFd} of task {otherPid})";
         long pidfd = task.Check("pidfd_open", what, SyscallNumbers.pidfd_open, otherPid, 0);
@@ -87,16 +94,16 @@ internal static class RestoreFiles
     /// The fds, cwd and umask of one process. <paramref name="shared"/> holds, for each file id already given to
     /// a process of the tree, where it is (pid, fd); <paramref name="pipes"/> the tree's pipes.
     /// </summary>
-    public static void Restore(StubInjector task, RestoreImages images, RestorePipes pipes, RestoreInheritedFds inherited,
-        Dictionary<uint, (int Pid, int Fd)> shared, bool fds = true)
+    public static void Restore(StubInjector task, RestoreImages images, RestorePipes pipes, RestoreUnixSockets sockets, RestoreInheritedFds inherited,
+        Dictionary<uint, (int Pid, int Fd)> shared, RestoreTtys? ttys = null, bool fds = true)
     {
-        if (fds) RestoreFds(task, images, pipes, inherited, shared);
+        if (fds) RestoreFds(task, images, pipes, sockets, inherited, shared, ttys);
         RestoreFs(task, images);
     }
 
     /// <summary>The fd table of one process (not of one that shares its parent's: <see cref="Restore"/>'s fds is false).</summary>
-    private static void RestoreFds(StubInjector task, RestoreImages images, RestorePipes pipes, RestoreInheritedFds inherited,
-        Dictionary<uint, (int Pid, int Fd)> shared)
+    private static void RestoreFds(StubInjector task, RestoreImages images, RestorePipes pipes, RestoreUnixSockets sockets, RestoreInheritedFds inherited,
+        Dictionary<uint, (int Pid, int Fd)> shared, RestoreTtys? ttys)
     {
         // Descriptors with one file id share one open file description (dup, dup2, fork): it is opened once,
         // at the lowest number, and duplicated to the others, so that they share the offset and status flags.
@@ -125,6 +132,25 @@ internal static class RestoreFiles
                     throw new RestoreException($"files.img has no FIFO with file id {fd.Id} (fd {fd.Fd})");
                 var path = images.RegularFile(f.Fifo.RegfId, $"path of the FIFO at fd {fd.Fd}");
                 pipes.OpenFifo(task, fd, f.Fifo, path, (fd.Flags & FD_CLOEXEC) != 0);
+                opened[fd.Id] = (int)fd.Fd;
+                shared.TryAdd(fd.Id, (task.Pid, (int)fd.Fd));
+                continue;
+            }
+            if (fd.Type == FdTypes.Tty && !opened.ContainsKey(fd.Id))
+            {
+                if (!images.Files.TryGetValue(fd.Id, out var t) || t.Tty is null)
+                    throw new RestoreException($"files.img has no tty with file id {fd.Id} (fd {fd.Fd})");
+                if (ttys is null) throw new RestoreException($"fd {fd.Fd} of task {task.Pid} is a terminal, which this restore was not set up for");
+                ttys.Open(task, fd, t.Tty, (fd.Flags & FD_CLOEXEC) != 0);
+                opened[fd.Id] = (int)fd.Fd;
+                shared.TryAdd(fd.Id, (task.Pid, (int)fd.Fd));
+                continue;
+            }
+            if (fd.Type == FdTypes.Unixsk && !opened.ContainsKey(fd.Id))
+            {
+                if (!images.Files.TryGetValue(fd.Id, out var u) || u.Usk is null)
+                    throw new RestoreException($"files.img has no unix socket with file id {fd.Id} (fd {fd.Fd})");
+                sockets.Open(task, fd, u.Usk, (fd.Flags & FD_CLOEXEC) != 0);
                 opened[fd.Id] = (int)fd.Fd;
                 shared.TryAdd(fd.Id, (task.Pid, (int)fd.Fd));
                 continue;

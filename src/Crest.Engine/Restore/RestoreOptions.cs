@@ -14,4 +14,7 @@ public sealed record RestoreOptions
 
     /// <summary>--inherit-fd: fds of this process that stand for resources of the images (external files above all).</summary>
     public IReadOnlyList<InheritedFd> InheritFds { get; init; } = [];
+
+    /// <summary>-j / --shell-job: fds on the terminal of the shell that started the dumped tree get this process's terminal.</summary>
+    public bool ShellJob { get; init; }
 }

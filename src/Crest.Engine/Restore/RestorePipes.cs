@@ -122,7 +122,7 @@ internal sealed class RestorePipes : IDisposable
     }
 
     /// <summary>Move the descriptor the task just opened to its number, with its fd flags and owner.</summary>
-    private static void Place(StubInjector task, FdinfoEntry fd, long opened, bool cloexec, FownEntry? owner, string what)
+    internal static void Place(StubInjector task, FdinfoEntry fd, long opened, bool cloexec, FownEntry? owner, string what)
     {
         if (opened != fd.Fd)
         {

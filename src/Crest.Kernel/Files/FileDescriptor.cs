@@ -1,5 +1,5 @@
 // A file descriptor owned (or borrowed) by Crest: open(2)/openat(2), read(2)/write(2)/pread(2)/
-// pwrite(2) with EINTR retried here and nowhere else, lseek(2), ftruncate(2), fstat(2), fcntl(2),
+// pwrite(2) with EINTR retried here and nowhere else, lseek(2), ftruncate(2), fstat(2), fstatfs(2), fcntl(2),
 // dup(2)/dup3(2), pipe2(2), tee(2), ioctl(2), close(2).
 //
 // Ownership: a FileDescriptor created by Open/Dup/CreatePipe/socket calls owns its number and
@@ -247,6 +247,15 @@ public sealed class FileDescriptor : SafeHandle
         stat st;
         if (Libc.fstat(fd.Fd, &st) != 0) throw new KernelException("fstat", Errno.Last, $"fd {fd.Fd}");
         return FileStatus.From(in st);
+    }
+
+    /// <summary>fstatfs(2)'s f_type: the magic of the filesystem the file is on (OVERLAYFS_SUPER_MAGIC 0x794c7630...).</summary>
+    public unsafe long FileSystemType()
+    {
+        using var fd = Use();
+        byte* buf = stackalloc byte[Libc.StatfsSize];
+        if (Libc.fstatfs(fd.Fd, buf) != 0) throw new KernelException("fstatfs", Errno.Last, $"fd {fd.Fd}");
+        return *(long*)buf;
     }
 
     /// <summary>fcntl(2) with an integer argument; returns the call's non-negative result.</summary>

@@ -13,6 +13,10 @@ internal static unsafe partial class Libc
     [LibraryImport("libc", SetLastError = true)]
     internal static partial int kill(int pid, int sig);
 
+    /// <summary>pthread_sigmask(3) over glibc's 128-byte sigset_t. Returns 0 or the error number (errno is not set).</summary>
+    [LibraryImport("libc")]
+    internal static partial int pthread_sigmask(int how, ulong* set, ulong* oldset);
+
     internal static readonly nint SIG_DFL = 0, SIG_IGN = 1, SIG_ERR = -1;
 
     internal const int SIGHUP = 1, SIGINT = 2, SIGQUIT = 3, SIGILL = 4, SIGTRAP = 5, SIGABRT = 6, SIGBUS = 7,

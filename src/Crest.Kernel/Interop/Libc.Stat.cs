@@ -1,4 +1,4 @@
-// fstat(2) into the x86_64 struct stat (Arch/X64/Stat.cs). glibc exports fstat as a symbol
+// fstat(2) into the x86_64 struct stat (Arch/X64/Stat.cs); fstatfs(2) for the filesystem's magic. glibc exports fstat as a symbol
 // since 2.33; before that it was an inline over __fxstat.
 using System.Runtime.InteropServices;
 using Crest.Kernel.Arch.X64;
@@ -13,4 +13,10 @@ internal static unsafe partial class Libc
     /// <summary>fstat(2).</summary>
     [LibraryImport("libc", SetLastError = true)]
     internal static partial int fstat(int fd, stat* statbuf);
+
+    /// <summary>fstatfs(2): struct statfs is 120 bytes on x86_64 and starts with f_type (a long).</summary>
+    [LibraryImport("libc", SetLastError = true)]
+    internal static partial int fstatfs(int fd, byte* statfsbuf);
+
+    internal const int StatfsSize = 120;
 }

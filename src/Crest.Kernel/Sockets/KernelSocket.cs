@@ -123,6 +123,19 @@ public static class KernelSocket
     public static void SetOptionInt32(FileDescriptor socket, int level, int name, int value) =>
         SetOption(socket, level, name, BitConverter.GetBytes(value));
 
+    /// <summary>send(2) (sendto without an address) with flags such as MSG_DONTWAIT; returns the bytes sent.</summary>
+    public static unsafe int Send(FileDescriptor socket, ReadOnlySpan<byte> data, int flags)
+    {
+        using var fd = socket.Use();
+        nint n;
+        fixed (byte* p = data)
+        {
+            while (FileDescriptor.Interrupted(n = Libc.sendto(fd.Fd, p, (nuint)data.Length, flags | Libc.MSG_NOSIGNAL, null, 0))) { }
+        }
+        if (n < 0) throw new KernelException("send", Errno.Last, $"fd {fd.Fd}, {data.Length} bytes");
+        return (int)n;
+    }
+
     /// <summary>shutdown(2): 0 SHUT_RD, 1 SHUT_WR, 2 SHUT_RDWR.</summary>
     public static void Shutdown(FileDescriptor socket, int how)
     {

@@ -77,8 +77,9 @@ public static class ScmRights
     }
 
     /// <summary>One recvmsg(2) into data, with room for at least maxDescriptors descriptors (the
-    /// control buffer is rounded up to 8 bytes, so an odd count leaves room for one more).</summary>
-    public static unsafe ReceivedMessage Receive(FileDescriptor socket, Span<byte> data, int maxDescriptors = Libc.SCM_MAX_FD)
+    /// control buffer is rounded up to 8 bytes, so an odd count leaves room for one more).
+    /// <paramref name="flags"/> adds MSG_PEEK, MSG_DONTWAIT...: with MSG_DONTWAIT an empty queue throws EAGAIN.</summary>
+    public static unsafe ReceivedMessage Receive(FileDescriptor socket, Span<byte> data, int maxDescriptors = Libc.SCM_MAX_FD, int flags = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxDescriptors);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(maxDescriptors, Libc.SCM_MAX_FD);
@@ -93,7 +94,7 @@ public static class ScmRights
         {
             var iov = new iovec { iov_base = (nint)p, iov_len = (nuint)data.Length };
             msg = new msghdr { msg_iov = &iov, msg_iovlen = 1, msg_control = control, msg_controllen = (nuint)controlLength };
-            while (FileDescriptor.Interrupted(n = Libc.recvmsg(fd.Fd, &msg, Libc.MSG_CMSG_CLOEXEC))) { }
+            while (FileDescriptor.Interrupted(n = Libc.recvmsg(fd.Fd, &msg, Libc.MSG_CMSG_CLOEXEC | flags))) { }
         }
         if (n < 0) throw new KernelException("recvmsg(SCM_RIGHTS)", Errno.Last, $"fd {fd.Fd}");
 

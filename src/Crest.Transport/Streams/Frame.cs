@@ -8,8 +8,14 @@
 //            | "CRSF" |  u8  | 3 B  | u64 LE          | (length bytes)       |
 //            +--------+------+------+-----------------+----------------------+
 //
-//   one image:  ImageBegin{snapshot, name}  ImageData{bytes} ...  ImageEnd{length, xxh3}
-//   a dump:     images ...  DumpEnd{snapshot}   ->   Ack{snapshot} from the receiver
+//   one image:  ImageBegin{codec u8, snapshot, name}  ImageData{chunk} ...  ImageEnd{length u64, xxh3 u64}
+//               a chunk is the raw bytes (codec none) or {u32 raw length | StoredFlag, bytes} (lz4, zstd);
+//               length and checksum are of the raw image, whatever the codec
+//   a dump:     Hello  images ...  DumpEnd{snapshot}   ->   Ack{snapshot} (or Error{text}) from the cache
+//   a restore:  Hello  Get{snapshot, name} -> the image or NotFound{snapshot, name, why}
+//               GetSnapshot{snapshot}      -> every image of it, then DumpEnd{snapshot}; or NotFound / Error
+//   a migrate:  Hello  Restore{snapshot} (on a TCP connection of its own, after the final DumpEnd was acknowledged)
+//               -> Restored{pid i32, restore time µs u64, snapshot} once the tree runs there, or Error{text}
 //
 // Strings in payloads are u16 LE length + UTF-8. Payloads are bounded (MaxPayload) so a reader
 // never allocates what a corrupt or hostile length asks for.
@@ -24,6 +30,11 @@ public enum FrameType : byte
     DumpEnd = 5,
     Ack = 6,
     Error = 7,
+    Get = 8,
+    GetSnapshot = 9,
+    NotFound = 10,
+    Restore = 11,
+    Restored = 12,
 }
 
 public static class FrameFormat
@@ -31,9 +42,13 @@ public static class FrameFormat
     /// <summary>"CRSF" read as a little-endian u32.</summary>
     public const uint Magic = 0x46535243;
     public const int HeaderSize = 16;
-    /// <summary>Largest payload of one frame; image data is cut into chunks of at most this.</summary>
-    public const int MaxPayload = 1 << 20;
+    /// <summary>Largest raw chunk of image data in one frame.</summary>
+    public const int MaxChunk = 1 << 20;
+    /// <summary>Largest payload of one frame: a chunk, plus what a compressor may add to incompressible data.</summary>
+    public const int MaxPayload = MaxChunk + (64 << 10);
     public const uint ProtocolVersion = 1;
+    /// <summary>Set in a compressed chunk's raw length when the bytes that follow are stored uncompressed.</summary>
+    public const uint StoredFlag = 0x8000_0000;
 }
 
 /// <summary>The stream broke a rule of the framing: names what arrived and where.</summary>

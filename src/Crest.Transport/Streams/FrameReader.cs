@@ -7,36 +7,59 @@ namespace Crest.Transport.Streams;
 /// <summary>One event read from an image stream.</summary>
 public abstract record StreamEvent;
 public sealed record HelloEvent(uint Version) : StreamEvent;
-/// <summary>An image arrived whole and its length and checksum matched.</summary>
+/// <summary>An image starts; its data must be read with <see cref="FrameReader.ReadImageAsync"/> before the next event.</summary>
+public sealed record ImageBeginEvent(string Snapshot, string Name, Codec Codec) : StreamEvent;
+/// <summary>An image arrived whole and its length and checksum matched (<see cref="FrameReader.ReadWholeAsync"/>).</summary>
 public sealed record ImageEvent(string Snapshot, string Name, byte[] Content) : StreamEvent;
 public sealed record DumpEndEvent(string Snapshot) : StreamEvent;
 public sealed record AckEvent(string Snapshot) : StreamEvent;
 public sealed record ErrorEvent(string Message) : StreamEvent;
+public sealed record GetEvent(string Snapshot, string Name) : StreamEvent;
+public sealed record GetSnapshotEvent(string Snapshot) : StreamEvent;
+public sealed record NotFoundEvent(string Snapshot, string Name, string Reason) : StreamEvent;
+public sealed record RestoreEvent(string Snapshot) : StreamEvent;
+/// <summary>The destination restored <paramref name="Snapshot"/>: its root runs as <paramref name="Pid"/>.</summary>
+public sealed record RestoredEvent(string Snapshot, int Pid, TimeSpan Took) : StreamEvent;
 
 /// <summary>
-/// Reads frames and reassembles images, checking order, lengths and checksums. A stream that
-/// ends inside a frame or an image is an error naming the image, never a short image.
+/// Reads frames and checks images: order, lengths, checksums, decompression. A stream that ends inside a
+/// frame or an image is an error naming the image, never a short image. Holds one frame in memory at a time.
 /// </summary>
 public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
 {
     private readonly byte[] _header = new byte[FrameFormat.HeaderSize];
+    private byte[] _payload = new byte[4096];
+    private byte[]? _raw;
     private long _offset;
+    private ImageBeginEvent? _open;
 
-    /// <summary>The next event, or null at a clean end of stream (between frames, outside an image).</summary>
+    /// <summary>Bytes of frames read so far.</summary>
+    public long BytesRead => _offset;
+
+    /// <summary>
+    /// The next event, or null at a clean end of stream (between frames, outside an image). An image comes as
+    /// <see cref="ImageBeginEvent"/>, and its data must be consumed with <see cref="ReadImageAsync"/>.
+    /// </summary>
     public async Task<StreamEvent?> ReadAsync(CancellationToken cancel = default)
     {
+        if (_open is not null) throw new InvalidOperationException($"image {_open.Snapshot}/{_open.Name} was not read");
         var frame = await ReadFrameAsync(cancel, inside: null).ConfigureAwait(false);
         if (frame is null) return null;
-        var (type, payload, at) = frame.Value;
+        var (type, length, at) = frame.Value;
+        var payload = _payload.AsSpan(0, length);
         switch (type)
         {
             case FrameType.Hello:
-                if (payload.Length != 4) throw Bad(at, "hello frame of wrong size");
+                if (length != 4) throw Bad(at, "hello frame of wrong size");
                 return new HelloEvent(BinaryPrimitives.ReadUInt32LittleEndian(payload));
             case FrameType.ImageBegin:
             {
-                var s = ReadStrings(payload, 2, at);
-                return await ReadImageAsync(s[0], s[1], cancel).ConfigureAwait(false);
+                if (length < 1) throw Bad(at, "image frame cut short");
+                var codec = (Codec)payload[0];
+                var s = ReadStrings(payload[1..], 2, at);
+                if (!Enum.IsDefined(codec)) throw Bad(at, $"image {s[0]}/{s[1]} has unknown codec {(byte)codec}");
+                _open = new ImageBeginEvent(s[0], s[1], codec);
+                return _open;
             }
             case FrameType.DumpEnd:
                 return new DumpEndEvent(ReadStrings(payload, 1, at)[0]);
@@ -44,42 +67,120 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
                 return new AckEvent(ReadStrings(payload, 1, at)[0]);
             case FrameType.Error:
                 return new ErrorEvent(ReadStrings(payload, 1, at)[0]);
+            case FrameType.Get:
+            {
+                var s = ReadStrings(payload, 2, at);
+                return new GetEvent(s[0], s[1]);
+            }
+            case FrameType.GetSnapshot:
+                return new GetSnapshotEvent(ReadStrings(payload, 1, at)[0]);
+            case FrameType.NotFound:
+            {
+                var s = ReadStrings(payload, 3, at);
+                return new NotFoundEvent(s[0], s[1], s[2]);
+            }
+            case FrameType.Restore:
+                return new RestoreEvent(ReadStrings(payload, 1, at)[0]);
+            case FrameType.Restored:
+            {
+                if (length < 12) throw Bad(at, "restored frame cut short");
+                int pid = BinaryPrimitives.ReadInt32LittleEndian(payload);
+                ulong micros = BinaryPrimitives.ReadUInt64LittleEndian(payload[4..]);
+                if (pid <= 0 || micros > (ulong)TimeSpan.MaxValue.TotalMicroseconds) throw Bad(at, $"restored frame with pid {pid}, {micros} µs");
+                return new RestoredEvent(ReadStrings(payload[12..], 1, at)[0], pid, TimeSpan.FromMicroseconds(micros));
+            }
             default:
                 throw Bad(at, $"{type} frame outside an image");
         }
     }
 
-    private async Task<ImageEvent> ReadImageAsync(string snapshot, string name, CancellationToken cancel)
+    /// <summary>Like <see cref="ReadAsync"/>, but an image is read whole into memory (for small images and tests).</summary>
+    public async Task<StreamEvent?> ReadWholeAsync(CancellationToken cancel = default)
     {
-        string what = $"image {snapshot}/{name}";
+        var e = await ReadAsync(cancel).ConfigureAwait(false);
+        if (e is not ImageBeginEvent begin) return e;
         var content = new MemoryStream();
+        await ReadImageAsync((chunk, _) =>
+        {
+            content.Write(chunk.Span);
+            return ValueTask.CompletedTask;
+        }, cancel).ConfigureAwait(false);
+        return new ImageEvent(begin.Snapshot, begin.Name, content.ToArray());
+    }
+
+    /// <summary>
+    /// The data of the image just begun, decompressed, handed to <paramref name="onChunk"/> chunk by chunk (the
+    /// memory is valid during the call only); then its length and checksum are checked. Returns its length.
+    /// The consumer must treat what it got as void when this throws.
+    /// </summary>
+    public async Task<long> ReadImageAsync(Func<ReadOnlyMemory<byte>, CancellationToken, ValueTask> onChunk, CancellationToken cancel = default)
+    {
+        var image = _open ?? throw new InvalidOperationException("no image has begun");
+        string what = $"image {image.Snapshot}/{image.Name}";
         var hash = new XxHash3();
+        long total = 0;
         while (true)
         {
             var frame = await ReadFrameAsync(cancel, inside: what).ConfigureAwait(false)
-                ?? throw new StreamProtocolException($"stream ended inside {what} after {content.Length} bytes");
-            var (type, payload, at) = frame;
+                ?? throw new StreamProtocolException($"stream ended inside {what} after {total} bytes");
+            var (type, length, at) = frame;
             if (type == FrameType.ImageData)
             {
-                if (content.Length + payload.Length > maxImageSize)
+                ReadOnlyMemory<byte> raw = Unpack(image.Codec, length, at, what);
+                if (total + raw.Length > maxImageSize)
                     throw Bad(at, $"{what} exceeds {maxImageSize} bytes");
-                hash.Append(payload);
-                content.Write(payload);
+                hash.Append(raw.Span);
+                total += raw.Length;
+                await onChunk(raw, cancel).ConfigureAwait(false);
                 continue;
             }
             if (type != FrameType.ImageEnd) throw Bad(at, $"{type} frame inside {what}");
-            if (payload.Length != 16) throw Bad(at, $"end frame of {what} has wrong size");
-            ulong length = BinaryPrimitives.ReadUInt64LittleEndian(payload);
-            ulong sum = BinaryPrimitives.ReadUInt64LittleEndian(payload.AsSpan(8));
-            if (length != (ulong)content.Length)
-                throw Bad(at, $"{what}: sender wrote {length} bytes, {content.Length} arrived");
+            if (length != 16) throw Bad(at, $"end frame of {what} has wrong size");
+            ulong sent = BinaryPrimitives.ReadUInt64LittleEndian(_payload);
+            ulong sum = BinaryPrimitives.ReadUInt64LittleEndian(_payload.AsSpan(8));
+            if (sent != (ulong)total)
+                throw Bad(at, $"{what}: sender wrote {sent} bytes, {total} arrived");
             if (sum != hash.GetCurrentHashAsUInt64())
                 throw Bad(at, $"{what}: checksum mismatch (data corrupted in transit)");
-            return new ImageEvent(snapshot, name, content.ToArray());
+            _open = null;
+            return total;
         }
     }
 
-    private async Task<(FrameType Type, byte[] Payload, long Offset)?> ReadFrameAsync(CancellationToken cancel, string? inside)
+    private ReadOnlyMemory<byte> Unpack(Codec codec, int length, long at, string what)
+    {
+        if (codec == Codec.None)
+        {
+            if (length > FrameFormat.MaxChunk) throw Bad(at, $"{what}: chunk of {length} bytes exceeds {FrameFormat.MaxChunk}");
+            return _payload.AsMemory(0, length);
+        }
+        if (length < 4) throw Bad(at, $"{what}: compressed chunk cut short");
+        uint word = BinaryPrimitives.ReadUInt32LittleEndian(_payload);
+        bool stored = (word & FrameFormat.StoredFlag) != 0;
+        uint rawLength = word & ~FrameFormat.StoredFlag;
+        if (rawLength > FrameFormat.MaxChunk) throw Bad(at, $"{what}: chunk of {rawLength} bytes exceeds {FrameFormat.MaxChunk}");
+        if (stored)
+        {
+            if (rawLength != length - 4) throw Bad(at, $"{what}: stored chunk says {rawLength} bytes, the frame holds {length - 4}");
+            return _payload.AsMemory(4, length - 4);
+        }
+        _raw ??= new byte[FrameFormat.MaxChunk];
+        try
+        {
+            Codecs.Decompress(codec, _payload.AsSpan(4, length - 4), _raw.AsSpan(0, (int)rawLength), what);
+        }
+        catch (StreamProtocolException e)
+        {
+            throw Bad(at, e.Message);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IndexOutOfRangeException)
+        {
+            throw Bad(at, $"{what}: {Codecs.Name(codec)} data is corrupt ({e.Message})");
+        }
+        return _raw.AsMemory(0, (int)rawLength);
+    }
+
+    private async Task<(FrameType Type, int Length, long Offset)?> ReadFrameAsync(CancellationToken cancel, string? inside)
     {
         long at = _offset;
         int got = await FillAsync(_header, cancel).ConfigureAwait(false);
@@ -94,18 +195,18 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
         ulong length = BinaryPrimitives.ReadUInt64LittleEndian(_header.AsSpan(8));
         if (length > FrameFormat.MaxPayload)
             throw Bad(at, $"frame payload length {length} exceeds {FrameFormat.MaxPayload}");
-        var payload = new byte[length];
-        if (await FillAsync(payload, cancel).ConfigureAwait(false) < payload.Length)
+        if (_payload.Length < (int)length) _payload = new byte[FrameFormat.MaxPayload];
+        if (await FillAsync(_payload.AsMemory(0, (int)length), cancel).ConfigureAwait(false) < (int)length)
             throw Bad(at, $"stream ended inside a {type} frame{(inside is null ? "" : $" of {inside}")}");
-        return (type, payload, at);
+        return (type, (int)length, at);
     }
 
-    private async Task<int> FillAsync(byte[] buffer, CancellationToken cancel)
+    private async Task<int> FillAsync(Memory<byte> buffer, CancellationToken cancel)
     {
         int total = 0;
         while (total < buffer.Length)
         {
-            int n = await input.ReadAsync(buffer.AsMemory(total), cancel).ConfigureAwait(false);
+            int n = await input.ReadAsync(buffer[total..], cancel).ConfigureAwait(false);
             if (n == 0) break;
             total += n;
         }
@@ -113,17 +214,17 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
         return total;
     }
 
-    private static string[] ReadStrings(byte[] payload, int count, long at)
+    private static string[] ReadStrings(ReadOnlySpan<byte> payload, int count, long at)
     {
         var result = new string[count];
         int pos = 0;
         for (int i = 0; i < count; i++)
         {
             if (payload.Length - pos < 2) throw Bad(at, "string field cut short");
-            int len = BinaryPrimitives.ReadUInt16LittleEndian(payload.AsSpan(pos));
+            int len = BinaryPrimitives.ReadUInt16LittleEndian(payload[pos..]);
             pos += 2;
             if (payload.Length - pos < len) throw Bad(at, "string field cut short");
-            result[i] = Encoding.UTF8.GetString(payload, pos, len);
+            result[i] = Encoding.UTF8.GetString(payload.Slice(pos, len));
             pos += len;
         }
         if (pos != payload.Length) throw Bad(at, "trailing bytes after string fields");

@@ -172,8 +172,6 @@ public partial class CrestBinaryTests
 
     [Theory]
     [InlineData("page-server", "--port", "27000", "--status-fd", "1")]
-    [InlineData("image-proxy", "--remote", "--port", "27000")]
-    [InlineData("image-cache", "--remote", "--port", "27000")]
     [InlineData("service")]
     [InlineData("cpuinfo", "check")]
     [InlineData("swrk", "3")]

@@ -41,7 +41,15 @@ internal static class CrestProcess
     public static Process Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args) =>
         Start(workingDirectory, environment, null, args);
 
-    private static Process Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, string? shellRedirections, string[] args)
+    /// <summary>
+    /// Starts crest as the last arguments of <paramref name="wrapper"/> (a program that runs its arguments as a command,
+    /// such as fixtures/pty_shell), stdin closed, stdout and stderr redirected.
+    /// </summary>
+    public static Process StartUnder(string workingDirectory, string[] wrapper, params string[] args) =>
+        Start(workingDirectory, null, null, args, wrapper);
+
+    private static Process Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, string? shellRedirections, string[] args,
+        string[]? wrapper = null)
     {
         var start = new ProcessStartInfo
         {
@@ -69,6 +77,12 @@ internal static class CrestProcess
             start.ArgumentList.Insert(0, $"{shellRedirections}; exec \"$0\" \"$@\"");
             start.ArgumentList.Insert(0, "-c");
             start.FileName = "/bin/sh";
+        }
+        if (wrapper is not null)
+        {
+            start.ArgumentList.Insert(0, start.FileName);
+            for (int i = wrapper.Length - 1; i >= 1; i--) start.ArgumentList.Insert(0, wrapper[i]);
+            start.FileName = wrapper[0];
         }
         foreach (string arg in args) start.ArgumentList.Add(arg);
         // Nothing from the test runner's environment may change how options parse.

@@ -165,4 +165,17 @@ public class CriuOptionsTests
         Assert.Contains("cpu-cap", Options("--cpu-cap=^fpu,ins", "--cpu-cap").InEffect);
         Assert.Contains("join-ns", Options("-J", "net:/proc/1/ns/net").InEffect);
     }
+
+    [Fact]
+    public void ExtUnixSkBareAllowsEverySocketAndWithInodesOnlyThose()
+    {
+        Assert.False(Options().ExternalUnixSockets.Allows(5, 6));
+        Assert.True(Options("--ext-unix-sk").ExternalUnixSockets.Allows(5, 6));
+        Assert.True(Options("-x").ExternalUnixSockets.AllowAll);
+        var some = Options("--ext-unix-sk=5,7", "-x9").ExternalUnixSockets;
+        Assert.False(some.AllowAll);
+        Assert.True(some.Allows(5, 0));
+        Assert.True(some.Allows(1, 9));
+        Assert.False(some.Allows(6, 8));
+    }
 }

@@ -10,8 +10,6 @@ public class SupportTests
 
     [Theory]
     [InlineData("page-server")]
-    [InlineData("image-proxy")]
-    [InlineData("image-cache")]
     [InlineData("lazy-pages")]
     [InlineData("swrk")]
     [InlineData("service")]
@@ -40,13 +38,15 @@ public class SupportTests
     }
 
     [Fact]
-    public void DumpTakesWhatTheHarnessSendsButNotShellJob()
+    public void DumpTakesWhatTheHarnessSendsAndShellJobButNotTcpEstablished()
     {
         Assert.Null(Support.Refusal("dump", InEffect("--no-default-config", "--log-file", "dump.log", "--images-dir", "/d",
             "--verbosity=4", "--tree", "42", "--pidfile", "/p", "--timeout", "10", "--pre-dump-mode", "splice")));
         Assert.Null(Support.Refusal("dump", InEffect("-t", "42", "-R")));
         Assert.Null(Support.Refusal("dump", InEffect("-t", "42", "-s")));
-        Assert.Equal("dump: option --shell-job is not supported yet", Support.Refusal("dump", InEffect("-t", "42", "--shell-job")));
+        Assert.Null(Support.Refusal("dump", InEffect("-t", "42", "--shell-job")));
+        Assert.Null(Support.Refusal("restore", InEffect("-j", "-d")));
+        Assert.Equal("dump: option --tcp-established is not supported yet", Support.Refusal("dump", InEffect("-t", "42", "--tcp-established")));
     }
 
     [Fact]

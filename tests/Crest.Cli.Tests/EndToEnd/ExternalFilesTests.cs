@@ -8,6 +8,7 @@ using System.Text;
 using Crest.Cli.Tests.Binary;
 using Crest.Kernel.Files;
 using Crest.Kernel.Processes;
+using Crest.Kernel.Sockets;
 
 namespace Crest.Cli.Tests.EndToEnd;
 
@@ -25,9 +26,12 @@ public partial class ExternalFilesTests
          "--pidfile", pidFile, "--restore-detached", .. extra];
 
     /// <summary>external_files started as a test program: own session, stdout into <c>target.out</c>; waits for READY.</summary>
-    private static (ChildProcess Child, string Output) StartFixture(string directory, params string[] args)
+    private static (ChildProcess Child, string Output) StartFixture(string directory, params string[] args) =>
+        StartFixtureNamed("external_files", directory, args);
+
+    private static (ChildProcess Child, string Output) StartFixtureNamed(string fixture, string directory, params string[] args)
     {
-        string path = Path.Combine(AppContext.BaseDirectory, "fixtures", "external_files");
+        string path = Path.Combine(AppContext.BaseDirectory, "fixtures", fixture);
         string output = Path.Combine(directory, "target.out");
         var options = new SpawnOptions { NewSession = true };
         options.FileActions.Add(new SpawnFileAction.Open(0, "/dev/null", SpawnFileAction.O_RDONLY));
@@ -40,7 +44,7 @@ public partial class ExternalFilesTests
             if (clock.Elapsed > TimeSpan.FromSeconds(20))
             {
                 child.Dispose();
-                throw new TimeoutException($"external_files printed no READY line: {File.ReadAllText(output)}");
+                throw new TimeoutException($"{fixture} printed no READY line: {File.ReadAllText(output)}");
             }
             Thread.Sleep(5);
         }
@@ -188,6 +192,78 @@ public partial class ExternalFilesTests
                 kill(pid, SIGKILL);
             }
             Assert.Equal("before dump\n", File.ReadAllText(log));
+        }
+    }
+
+    /// <summary>A unix socket of this test process, outside the dumped tree, whose reads give up after 10 s.</summary>
+    private static FileDescriptor UnixLogger(SocketKind kind, string path)
+    {
+        var socket = KernelSocket.Create(SocketFamily.Unix, kind);
+        KernelSocket.Bind(socket, SockAddr.Unix(path));
+        var timeout = new byte[16];
+        BitConverter.TryWriteBytes(timeout, 10L);
+        KernelSocket.SetOption(socket, 1 /* SOL_SOCKET */, 20 /* SO_RCVTIMEO */, timeout);
+        if (kind != SocketKind.Datagram) KernelSocket.Listen(socket, 4);
+        return socket;
+    }
+
+    private static string Receive(FileDescriptor socket)
+    {
+        var buffer = new byte[256];
+        int n = socket.Read(buffer);
+        return Encoding.ASCII.GetString(buffer, 0, n);
+    }
+
+    [Theory]
+    [InlineData("dgram")]
+    [InlineData("stream")]
+    public void AUnixSocketToALoggerIsConnectedAgainWithExtUnixSk(string kind)
+    {
+        using var dir = new TempDirectory();
+        string images = dir.Sub("images");
+        string path = Path.Combine(dir.Path, "log.sock");
+        using var logger = UnixLogger(kind == "dgram" ? SocketKind.Datagram : SocketKind.Stream, path);
+        var (child, output) = StartFixtureNamed("unix_sockets", dir.Path, kind, path);
+        using (child)
+        {
+            string link = new FileInfo($"/proc/{child.Pid}/fd/5").LinkTarget!;
+            string inode = link["socket:[".Length..^1];
+            using var before = kind == "dgram" ? null : KernelSocket.Accept(logger);
+            var refused = CrestProcess.Run(dir.Path, HarnessDump(images, child.Pid, Path.Combine(dir.Path, "dump.pid")));
+            Assert.Equal(1, refused.ExitCode);
+            Assert.Contains($"Error: task {child.Pid} fd 5: unix {kind} socket {inode}", refused.Stderr);
+            Assert.Contains($"--ext-unix-sk (or --ext-unix-sk={inode})", refused.Stderr);
+            Assert.False(File.Exists(Path.Combine(images, "inventory.img")));
+
+            var dump = CrestProcess.Run(dir.Path, HarnessDump(images, child.Pid, Path.Combine(dir.Path, "dump.pid"), "--ext-unix-sk"));
+            Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(images, "dump.log")}");
+            child.WaitForExit(TimeSpan.FromSeconds(10));
+            AssertDecodes(images);
+
+            string pidFile = Path.Combine(dir.Path, "restore.pid");
+            var restore = CrestProcess.Run(dir.Path, HarnessRestore(images, pidFile, "--ext-unix-sk"));
+            Assert.True(restore.ExitCode == 0, $"restore exited {restore.ExitCode}: {restore.Stderr}\n{Log(images, "restore.log")}");
+            int pid = RestoredPid(pidFile);
+            try
+            {
+                Assert.Equal(child.Pid, pid);
+                Assert.Equal("PASS", Verify(pid, output));
+                if (kind == "dgram")
+                {
+                    Assert.Equal("before dump", Receive(logger));
+                    Assert.Equal("after restore", Receive(logger));
+                }
+                else
+                {
+                    Assert.Equal("before dump\n", Receive(before!));
+                    using var after = KernelSocket.Accept(logger);
+                    Assert.Equal("after restore\n", Receive(after));
+                }
+            }
+            finally
+            {
+                kill(pid, SIGKILL);
+            }
         }
     }
 

@@ -11,6 +11,15 @@ public sealed class FileDescriptorTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     [Fact]
+    public void FileSystemTypeIsTheMagicOfStatfs()
+    {
+        using (var proc = FileDescriptor.Open("/proc/self/stat", OpenFlags.ReadOnly))
+            Assert.Equal(0x9fa0, proc.FileSystemType()); // PROC_SUPER_MAGIC
+        using (var dev = FileDescriptor.Open("/dev/null", OpenFlags.ReadOnly))
+            Assert.Equal(0x01021994, dev.FileSystemType()); // TMPFS_MAGIC: devtmpfs reports tmpfs's
+    }
+
+    [Fact]
     public void ReadWriteSeekAndStatAFile()
     {
         string path = Path.Combine(_dir, "data");

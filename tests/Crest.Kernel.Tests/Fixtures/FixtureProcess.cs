@@ -31,12 +31,12 @@ public sealed class FixtureProcess : IDisposable
     /// <summary>The fields of the READY line: "READY pid=1 handler=0x..." gives Ready["handler"].</summary>
     public IReadOnlyDictionary<string, string> Ready { get; private set; } = new Dictionary<string, string>();
 
-    /// <summary>Start fixture <paramref name="name"/> and wait for its READY line.</summary>
+    /// <summary>Start fixture <paramref name="name"/> (or the fixture binary at an absolute path) and wait for its READY line.</summary>
     public static FixtureProcess Start(string name, params string[] args)
     {
         string path = Path.Combine(AppContext.BaseDirectory, "fixtures", name);
         if (!File.Exists(path)) throw new FileNotFoundException($"fixture {name} was not built", path);
-        string output = Path.Combine(Path.GetTempPath(), $"crest-fixture-{name}-{Guid.NewGuid():N}.out");
+        string output = Path.Combine(Path.GetTempPath(), $"crest-fixture-{Path.GetFileName(name)}-{Guid.NewGuid():N}.out");
         var options = new SpawnOptions { NewSession = true };
         options.FileActions.Add(new SpawnFileAction.Open(0, "/dev/null", SpawnFileAction.O_RDONLY));
         options.FileActions.Add(new SpawnFileAction.Open(1, output, SpawnFileAction.O_WRONLY | SpawnFileAction.O_CREAT | SpawnFileAction.O_TRUNC));

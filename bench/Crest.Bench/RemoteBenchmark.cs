@@ -1,0 +1,143 @@
+// remote: images through `crest image-proxy` and `crest image-cache` (the AOT daemons) over loopback, against
+// a plain TCP copy of the same bytes in the same run. The data is page-like (a third zero pages, a third
+// text, a third random), sent as one pages image; the dump side is this process, speaking the dump's
+// protocol to the proxy's unix socket, so that the figure is the transport's and not the dump engine's.
+//   send:   first byte to the proxy until the cache acknowledged the snapshot (all of it in the cache)
+//   fetch:  a restore's GetSnapshot until the last byte arrived from the cache
+// Options: --size=1G, --codecs=none,lz4,zstd
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using Crest.Transport.Remote;
+
+namespace Crest.Bench;
+
+internal static partial class RemoteBenchmark
+{
+    public static int Run(BenchContext context)
+    {
+        long size = 1L << 30;
+        string[] codecs = ["none", "lz4", "zstd"];
+        foreach (var o in context.Options)
+        {
+            if (o.StartsWith("--size=", StringComparison.Ordinal)) size = ParseSize(o[7..]);
+            else if (o.StartsWith("--codecs=", StringComparison.Ordinal)) codecs = o[9..].Split(',');
+        }
+        Console.WriteLine($"load: {File.ReadAllText("/proc/loadavg").Trim()} ({Environment.ProcessorCount} cpus)");
+        var data = PageLike(size);
+        double plain = PlainTcpCopy(data);
+        Console.WriteLine($"plain TCP copy over loopback: {Mb(size)} MiB in {plain:0} ms = {Rate(size, plain):0} MiB/s");
+
+        foreach (string codec in codecs)
+        {
+            string work = Directory.CreateTempSubdirectory("crest-bench-remote-").FullName;
+            int port = 30000 + Environment.ProcessId % 20000;
+            try
+            {
+                Daemon(context, work, "image-cache", "--port", $"{port}", "--address", "127.0.0.1", "--cache-limit", $"{(size >> 20) + 256}M");
+                Daemon(context, work, "image-proxy", "--port", $"{port}", "--address", "127.0.0.1", "--compress", codec);
+                var clock = Stopwatch.StartNew();
+                RemoteImageClient.SendSnapshotAsync(ImageSockets.ProxySocket(work), "bench",
+                    [new OutgoingImage("pages-1.img", () => new MemoryStream(data, writable: false))], CancellationToken.None).GetAwaiter().GetResult();
+                double send = clock.Elapsed.TotalMilliseconds;
+                clock.Restart();
+                long fetched = 0;
+                RemoteImageClient.FetchSnapshotAsync(ImageSockets.CacheSocket(work), "bench", _ => new CountingStream(n => fetched += n), CancellationToken.None).GetAwaiter().GetResult();
+                double fetch = clock.Elapsed.TotalMilliseconds;
+                if (fetched != size) throw new InvalidOperationException($"fetched {fetched} bytes of {size}");
+                var sent = SentRegex().Match(File.ReadAllText(Path.Combine(work, "proxy.log")));
+                long wire = sent.Success ? long.Parse(sent.Groups[1].Value) : -1;
+                Console.WriteLine($"{codec,-5} proxy->cache: {Rate(size, send),6:0} MiB/s ({send:0} ms, {100 * Rate(size, send) / Rate(size, plain):0}% of plain TCP), " +
+                                  $"{wire} bytes on the wire ({100.0 * (size - wire) / size:0.0}% saved); cache->restore: {Rate(size, fetch):0} MiB/s ({fetch:0} ms)");
+            }
+            finally
+            {
+                foreach (string pidFile in Directory.GetFiles(work, "*.pid"))
+                    if (int.TryParse(File.ReadAllText(pidFile), out int pid)) Native.kill(pid, 15);
+                Thread.Sleep(200);
+                Directory.Delete(work, recursive: true);
+            }
+        }
+        return 0;
+    }
+
+    private static void Daemon(BenchContext context, string work, string command, params string[] args)
+    {
+        var (_, status) = Spawned.Run(context.CrestBinary, [command, .. args, "-W", work, "-d", "--pidfile", Path.Combine(work, $"{command[6..]}.pid"),
+            "-o", Path.Combine(work, $"{command[6..]}.log"), "-v4"], Path.Combine(work, "daemons.out"));
+        if (status != 0) throw new InvalidOperationException($"crest {command} failed: {File.ReadAllText(Path.Combine(work, "daemons.out"))}");
+    }
+
+    private static double PlainTcpCopy(byte[] data)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var clock = Stopwatch.StartNew();
+        var receiver = Task.Run(async () =>
+        {
+            using var client = await listener.AcceptTcpClientAsync();
+            var stream = client.GetStream();
+            var buffer = new byte[1 << 20];
+            long total = 0;
+            int n;
+            while ((n = await stream.ReadAsync(buffer)) > 0) total += n;
+            return total;
+        });
+        using (var sender = new TcpClient())
+        {
+            sender.Connect(IPAddress.Loopback, ((IPEndPoint)listener.LocalEndpoint).Port);
+            var stream = sender.GetStream();
+            for (int at = 0; at < data.Length; at += 1 << 20) stream.Write(data, at, Math.Min(1 << 20, data.Length - at));
+        }
+        long got = receiver.GetAwaiter().GetResult();
+        if (got != data.Length) throw new InvalidOperationException($"plain copy moved {got} bytes of {data.Length}");
+        return clock.Elapsed.TotalMilliseconds;
+    }
+
+    /// <summary>A third zero pages, a third short repeated text, a third random: like the memory of a real program, roughly.</summary>
+    private static byte[] PageLike(long size)
+    {
+        var data = new byte[size];
+        var rng = new Random(42);
+        var text = System.Text.Encoding.ASCII.GetBytes(string.Concat(Enumerable.Range(0, 200).Select(i => $"entry {i}: value={i * 37} ok\n")));
+        for (long page = 0; page < size / 4096; page++)
+        {
+            var span = data.AsSpan((int)(page * 4096), 4096);
+            switch (page % 3)
+            {
+                case 1: text.AsSpan((int)(page % 64), 4096).CopyTo(span); break;
+                case 2: rng.NextBytes(span); break;
+            }
+        }
+        return data;
+    }
+
+    private static long ParseSize(string text) =>
+        text.EndsWith('G') ? long.Parse(text[..^1]) << 30 : text.EndsWith('M') ? long.Parse(text[..^1]) << 20 : long.Parse(text);
+
+    private static long Mb(long bytes) => bytes >> 20;
+    private static double Rate(long bytes, double ms) => bytes / 1048576.0 / (ms / 1000);
+
+    [GeneratedRegex(@"bytes of images, (\d+) sent\)")]
+    private static partial Regex SentRegex();
+
+    private sealed class CountingStream(Action<int> counted) : Stream
+    {
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => counted(count);
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            counted(buffer.Length);
+            return ValueTask.CompletedTask;
+        }
+    }
+}

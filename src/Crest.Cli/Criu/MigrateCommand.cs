@@ -1,0 +1,308 @@
+// `crest migrate -t PID --address DST --port P [--max-rounds N] [--json] [--compress none|lz4|zstd]` (Crest's
+// own): moves a running tree to the machine whose image-cache listens at DST:P, which must run with
+// --allow-restore.
+//
+//   source (this command)                                     destination (crest image-cache --allow-restore)
+//   an image-proxy of its own, in-process, one TCP connection ----> snapshots held in memory
+//   round 1..k: pre-dump ID-r, parent ID-(r-1), tree running  ----> Ack ID-r
+//   final:      dump ID-f --track-mem, parent ID-k            ----> Ack ID-f   (the source tree is killed now)
+//               Restore{ID-f} on a second TCP connection      ----> `crest restore --remote -D ID-f -d` there
+//                                                            <---- Restored{pid, time} once the tree runs
+//
+// Pre-dump rounds go on while the dirty set shrinks: a round that writes as many pages as the one before, or
+// fewer than ConvergedBytes, is the last before the final dump, and so is round --max-rounds - 1. Downtime is
+// measured from the start of the final dump (the freeze is its first step) to the destination's answer.
+//
+// Faults: until the final dump is acknowledged the source tree is released as it was whatever goes wrong (the
+// dump engine never kills a tree whose images did not arrive); a cache that dies or a connection that breaks
+// fails the round in progress, and the destination holds no complete snapshot of it, so nothing is restored
+// there. Once the final dump is acknowledged the source is gone: a failure of the restore then is reported
+// with the snapshot id, which the destination still holds (`crest restore --remote -D ID` there).
+using System.Diagnostics;
+using System.Text.Json;
+using Crest.Diagnostics;
+using Crest.Engine.Dump;
+using Crest.Kernel.Processes;
+using Crest.Transport.Remote;
+using Crest.Transport.Streams;
+
+namespace Crest.Cli.Criu;
+
+internal static class MigrateCommand
+{
+    private const int DefaultMaxRounds = 8;
+    /// <summary>A pre-dump round that writes less than this leaves too little for another round to matter.</summary>
+    private const long ConvergedBytes = 1 << 20;
+    private const long PageSize = 4096;
+
+    private sealed record Round(int Number, string Snapshot, bool Final, ulong PagesWritten, ulong PagesSkipped, long ImageBytes, long SentBytes, TimeSpan Took, TimeSpan Frozen);
+
+    public static int Run(CriuOptions options, CriuPaths paths, TextWriter stdout, TextWriter stderr)
+    {
+        if (options.Port == 0) throw new Getopt.UsageException("migrate needs --port of the destination's image-cache");
+        string address = options.Last("address") ?? throw new Getopt.UsageException("migrate needs --address of the destination's image-cache");
+        int maxRounds = Math.Min(options.MaxRounds ?? DefaultMaxRounds, Crest.Images.Pages.PageChain.MaxDepth - 1);
+        var codec = options.Compression ?? Codec.Lz4;
+        var destination = ImageSockets.Resolve(address, options.Port);
+        bool progress = !Console.IsErrorRedirected;
+        bool json = options.IsOn("json");
+        int pid = options.Tree;
+
+        string id = $"migrate-{pid}-{DateTime.UtcNow:yyyyMMddHHmmssfff}";
+        string work = Path.Combine(paths.WorkDir, $"migrate-{Environment.ProcessId}");
+        Directory.CreateDirectory(work, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var rounds = new List<Round>();
+        bool sourceGone = false;
+        var total = Stopwatch.StartNew();
+        using var stop = new CancellationTokenSource();
+        ImageProxy? proxy = null;
+        Task? serving = null;
+        try
+        {
+            using (var connect = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+            {
+                try
+                {
+                    proxy = ImageProxy.StartAsync(ImageSockets.ProxySocket(work), destination, codec, line => Log.Info($"{line}"), connect.Token).GetAwaiter().GetResult();
+                }
+                catch (OperationCanceledException e)
+                {
+                    throw new RemoteImageException($"the image-cache at {destination} did not accept a connection within 30 s", e);
+                }
+            }
+            serving = Task.Run(() => proxy.RunAsync(stop.Token));
+            Log.Info($"migrate: {pid} to the image-cache at {destination} as {id}, page data compressed with {Codecs.Name(codec)}, at most {maxRounds} rounds");
+            if (progress) stderr.WriteLine($"migrate: {pid} -> {destination} ({Codecs.Name(codec)})");
+
+            string? parent = null;
+            for (int r = 1; r < maxRounds; r++)
+            {
+                var round = DumpRound(proxy, options, work, id, r, parent, final: false, pid);
+                rounds.Add(round);
+                Report(round, progress, stderr);
+                parent = round.Snapshot;
+                long written = (long)round.PagesWritten * PageSize;
+                if (written < ConvergedBytes) break;
+                if (rounds.Count >= 2 && round.PagesWritten >= rounds[^2].PagesWritten) break;
+            }
+
+            var downtime = Stopwatch.StartNew();
+            var last = DumpRound(proxy, options, work, id, rounds.Count + 1, parent, final: true, pid);
+            sourceGone = true;
+            rounds.Add(last);
+            Report(last, progress, stderr);
+            if (progress) stderr.WriteLine($"  restoring {last.Snapshot} at {destination}...");
+            RestoredEvent restored;
+            using (var wait = new CancellationTokenSource(TimeSpan.FromMinutes(10)))
+            {
+                try
+                {
+                    restored = RestoreRequest.SendAsync(destination, last.Snapshot, wait.Token).GetAwaiter().GetResult();
+                }
+                catch (Exception e) when (e is RemoteImageException or OperationCanceledException)
+                {
+                    throw new RemoteImageException($"{pid} was dumped to {destination} as {last.Snapshot} and is gone here, but the destination did not restore it: {e.Message}" +
+                        $" (the image-cache there still holds {last.Snapshot}: `crest restore --remote -D {last.Snapshot}` on it)", e);
+                }
+            }
+            downtime.Stop();
+            Log.Info($"migrate: {pid} runs at {destination} as {restored.Pid}; downtime {downtime.Elapsed.TotalMilliseconds:0.0} ms (final dump {last.Took.TotalMilliseconds:0.0} ms, restore there {restored.Took.TotalMilliseconds:0.0} ms)");
+            if (progress)
+                stderr.WriteLine($"migrate: done, runs at {destination} as pid {restored.Pid}; downtime {downtime.Elapsed.TotalMilliseconds:0} ms " +
+                                 $"(final dump {last.Took.TotalMilliseconds:0} ms, restore {restored.Took.TotalMilliseconds:0} ms), {Mib(rounds.Sum(x => x.SentBytes))} sent in {rounds.Count} rounds");
+            if (json) WriteJson(stdout, pid, destination.ToString()!, codec, rounds, restored, downtime.Elapsed, total.Elapsed, null, sourceRunning: false);
+            return 0;
+        }
+        catch (Exception e) when (json && e is RemoteImageException or DumpException or Crest.Kernel.KernelException)
+        {
+            WriteJson(stdout, pid, destination.ToString()!, codec, rounds, null, null, total.Elapsed, e.Message, sourceRunning: !sourceGone && Exists(pid));
+            throw;
+        }
+        finally
+        {
+            stop.Cancel();
+            proxy?.Dispose();
+            try
+            {
+                serving?.Wait(TimeSpan.FromSeconds(5));
+            }
+            catch (AggregateException)
+            {
+                // the proxy's end: nothing more to tell
+            }
+            foreach (var round in rounds) TryDelete(Path.Combine(RemoteCommands.DumpStaging, round.Snapshot));
+            // A round that failed half-way leaves its staging directory too.
+            foreach (string dir in Directory.Exists(RemoteCommands.DumpStaging) ? Directory.GetDirectories(RemoteCommands.DumpStaging, id + "-*") : [])
+                TryDelete(dir);
+            TryDelete(work);
+        }
+    }
+
+    /// <summary>One pre-dump (the tree left running) or the final dump (the tree killed once the cache acknowledged it).</summary>
+    private static Round DumpRound(ImageProxy proxy, CriuOptions options, string work, string id, int number, string? parent, bool final, int pid)
+    {
+        string snapshot = $"{id}-{number}";
+        var roundPaths = new CriuPaths(Path.Combine(work, snapshot), work, null, false, null, parent is null ? null : Path.Combine(work, parent));
+        var engineOptions = new DumpOptions
+        {
+            Pid = pid,
+            ImagesDir = roundPaths.ImagesDir,
+            PreDump = !final,
+            FreezeTimeout = TimeSpan.FromSeconds(options.Timeout),
+            TrackMemory = true,
+        };
+        long rawBefore = proxy.RawBytes, sentBefore = proxy.SentBytes;
+        var clock = Stopwatch.StartNew();
+        var statistics = RemoteCommands.Dump(engineOptions, options, roundPaths);
+        clock.Stop();
+        return new Round(number, snapshot, final, statistics.PagesWritten, statistics.PagesSkippedParent,
+            proxy.RawBytes - rawBefore, proxy.SentBytes - sentBefore, clock.Elapsed, statistics.FrozenTime);
+    }
+
+    private static void Report(Round round, bool progress, TextWriter stderr)
+    {
+        string what = round.Final ? "final dump" : "pre-dump";
+        Log.Info($"migrate: round {round.Number} ({what} {round.Snapshot}): {round.PagesWritten} pages written, {round.PagesSkipped} unchanged, " +
+                 $"{round.ImageBytes} bytes of images, {round.SentBytes} bytes sent, {round.Took.TotalMilliseconds:0.0} ms (frozen {round.Frozen.TotalMilliseconds:0.0} ms)");
+        if (progress)
+            stderr.WriteLine($"  round {round.Number,2} {what,-10} {Mib((long)round.PagesWritten * PageSize),10} dirty  {Mib(round.SentBytes),10} sent  {round.Took.TotalMilliseconds,7:0} ms");
+    }
+
+    private static string Mib(long bytes) => $"{bytes / 1048576.0:0.0} MiB";
+
+    private static void WriteJson(TextWriter stdout, int pid, string destination, Codec codec, List<Round> rounds, RestoredEvent? restored,
+        TimeSpan? downtime, TimeSpan total, string? error, bool sourceRunning)
+    {
+        var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            w.WriteBoolean("ok", error is null);
+            w.WriteNumber("pid", pid);
+            w.WriteString("destination", destination);
+            w.WriteString("compress", Codecs.Name(codec));
+            w.WriteStartArray("rounds");
+            foreach (var r in rounds)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("round", r.Number);
+                w.WriteString("kind", r.Final ? "dump" : "pre-dump");
+                w.WriteString("snapshot", r.Snapshot);
+                w.WriteNumber("pages_written", r.PagesWritten);
+                w.WriteNumber("pages_unchanged", r.PagesSkipped);
+                w.WriteNumber("image_bytes", r.ImageBytes);
+                w.WriteNumber("sent_bytes", r.SentBytes);
+                w.WriteNumber("ms", Math.Round(r.Took.TotalMilliseconds, 1));
+                w.WriteNumber("frozen_ms", Math.Round(r.Frozen.TotalMilliseconds, 1));
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteNumber("sent_bytes", rounds.Sum(r => r.SentBytes));
+            w.WriteNumber("image_bytes", rounds.Sum(r => r.ImageBytes));
+            if (restored is not null && downtime is { } d)
+            {
+                w.WriteNumber("restored_pid", restored.Pid);
+                w.WriteNumber("final_dump_ms", Math.Round(rounds[^1].Took.TotalMilliseconds, 1));
+                w.WriteNumber("restore_ms", Math.Round(restored.Took.TotalMilliseconds, 1));
+                w.WriteNumber("downtime_ms", Math.Round(d.TotalMilliseconds, 1));
+            }
+            w.WriteNumber("total_ms", Math.Round(total.TotalMilliseconds, 1));
+            if (error is not null)
+            {
+                w.WriteString("error", error);
+                w.WriteBoolean("source_running", sourceRunning);
+            }
+            w.WriteEndObject();
+        }
+        stdout.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+        stdout.Flush();
+    }
+
+    private static bool Exists(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[stat.LastIndexOf(')') + 2] is not ('Z' or 'X');
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    private static void TryDelete(string dir)
+    {
+        try
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.Warning($"cannot remove {dir}: {e.Message}");
+        }
+    }
+
+    // ---- the destination -----------------------------------------------------------------------------------
+
+    /// <summary>
+    /// image-cache --allow-restore: a Restore request runs `crest restore --remote -D ID -d` in this work directory,
+    /// as an operator would (its log restore-ID.log and pidfile restore-ID.pid there), and answers once it exited.
+    /// </summary>
+    public static Func<string, CancellationToken, Task<RestoreOutcome>> Restorer(string workDir, LogLevel level) =>
+        (snapshot, cancel) => Task.Run(() => RestoreHere(workDir, level, snapshot), cancel);
+
+    private static RestoreOutcome RestoreHere(string workDir, LogLevel level, string snapshot)
+    {
+        var clock = Stopwatch.StartNew();
+        string logFile = Path.Combine(workDir, $"restore-{snapshot}.log");
+        string pidFile = Path.Combine(workDir, $"restore-{snapshot}.pid");
+        File.Delete(pidFile);
+        string process = Environment.ProcessPath ?? throw new RemoteImageException("the path of this program is unknown");
+        string[] args = Environment.GetCommandLineArgs();
+        List<string> argv = Path.GetFileNameWithoutExtension(process) == "dotnet" ? ["dotnet", "exec", args[0]] : [process];
+        argv.AddRange(["restore", "--remote", "-D", snapshot, "-W", workDir, "-d", "--pidfile", pidFile, "-o", logFile, $"-v{(int)level}"]);
+        var spawn = new SpawnOptions
+        {
+            Environment = [.. Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
+                .Where(e => (string)e.Key != "CREST_DAEMON_READY_FD").Select(e => $"{e.Key}={e.Value}")],
+            WorkingDirectory = workDir,
+        };
+        spawn.FileActions.Add(new SpawnFileAction.Open(0, "/dev/null", SpawnFileAction.O_RDONLY));
+        spawn.FileActions.Add(new SpawnFileAction.Open(1, "/dev/null", SpawnFileAction.O_WRONLY));
+        spawn.FileActions.Add(new SpawnFileAction.Open(2, "/dev/null", SpawnFileAction.O_WRONLY));
+        WaitStatus status;
+        using (var child = ChildProcess.Spawn(process, argv, spawn))
+        {
+            try
+            {
+                status = child.WaitForExit(TimeSpan.FromMinutes(10));
+            }
+            catch (TimeoutException e)
+            {
+                throw new RemoteImageException($"crest restore of {snapshot} ran longer than 10 minutes and was killed (log {logFile})", e);
+            }
+        }
+        if (!status.Exited || status.ExitCode != 0)
+        {
+            string how = status.Exited ? $"exited with {status.ExitCode}" : $"was killed by signal {status.TermSignal}";
+            throw new RemoteImageException($"crest restore {how}: {LastError(logFile)} (log {logFile})");
+        }
+        string text = File.Exists(pidFile) ? File.ReadAllText(pidFile).Trim() : "";
+        if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid))
+            throw new RemoteImageException($"crest restore of {snapshot} succeeded but wrote no pid to {pidFile}");
+        return new RestoreOutcome(pid, clock.Elapsed);
+    }
+
+    private static string LastError(string logFile)
+    {
+        try
+        {
+            return File.ReadLines(logFile).LastOrDefault(l => l.Contains("Error", StringComparison.Ordinal))?.Trim() ?? "no error in its log";
+        }
+        catch (IOException)
+        {
+            return "no log";
+        }
+    }
+}

@@ -1,0 +1,299 @@
+// --remote and its daemons (CRIU 3.14's image-proxy / image-cache, redone; ENGINE.md §5):
+//
+//   source:       crest image-proxy --address DST --port P      crest dump --remote -t PID -D ID
+//   destination:  crest image-cache --port P                    crest restore --remote -D ID
+//
+// The snapshot id is the name of the -D directory (which need not exist); --prev-images-dir names the parent
+// snapshot the same way (../d1 -> d1). The daemons' unix sockets are in the work directory: -W, or
+// /run/crest (ImageSockets.DefaultWorkDir) when it is not given, on both sides alike.
+//
+// Images are never written to a disk. A dump writes them into a staging directory on tmpfs (/dev/shm, RAM;
+// the engine, its page writers and the splice path stay as they are), hands them to the proxy while the tree
+// is still frozen, and only releases (or kills) the tree once the cache acknowledged all of them. Afterwards a
+// pre-dump keeps, in RAM, what the next round reads of it (pagemaps, the dirty-tracker record; its pages
+// files become holes of the same size), so that an incremental dump resolves its parent locally and sends
+// only the changed pages. A restore fetches the snapshot and its parents into tmpfs, restores from there and
+// removes them.
+using Crest.Cli.Getopt;
+using Crest.Diagnostics;
+using Crest.Engine.Dump;
+using Crest.Engine.Restore;
+using Crest.Images.Pages;
+using Crest.Kernel;
+using Crest.Kernel.Files;
+using Crest.Transport.Remote;
+using Crest.Transport.Streams;
+
+namespace Crest.Cli.Criu;
+
+internal static class RemoteCommands
+{
+    /// <summary>Where dumps stage their images and keep the records of pre-dumps (tmpfs).</summary>
+    public const string DumpStaging = "/dev/shm/crest-remote";
+
+    /// <summary>Longest parent chain followed at restore (PageChain's limit).</summary>
+    private const int MaxChain = PageChain.MaxDepth;
+
+    private const long DefaultCacheLimit = 16L << 30;
+
+    public static string SnapshotOf(string imagesDir) => Path.GetFileName(Path.TrimEndingDirectorySeparator(imagesDir));
+
+    // ---- daemons -------------------------------------------------------------------------------------------
+
+    public static int ImageCache(CriuOptions options, CriuPaths paths, TextWriter stderr)
+    {
+        if (options.Port == 0) throw new UsageException("image-cache needs --port");
+        if (options.IsOn("restore-detached") && !DaemonMode.IsDetachedCopy) return DaemonMode.StartDetached("image-cache", stderr);
+        string address = options.Last("address") ?? "0.0.0.0";
+        long limit = options.CacheLimit ?? DefaultCacheLimit;
+        ImageCache cache;
+        try
+        {
+            cache = new ImageCache(ImageSockets.Resolve(address, options.Port), ImageSockets.CacheSocket(paths.WorkDir), limit, line => Log.Info($"{line}"));
+            if (options.IsOn("allow-restore")) cache.Restorer = MigrateCommand.Restorer(paths.WorkDir, options.EffectiveLogLevel);
+        }
+        catch (RemoteImageException e)
+        {
+            DaemonMode.Failed(e.Message);
+            throw;
+        }
+        using (cache)
+        {
+            Log.Info($"image-cache: listening on {cache.LocalEndPoint} for image-proxies, on {cache.UnixSocketPath} for restores, memory limit {limit} bytes");
+            DaemonMode.Ready("image-cache", paths.PidFile, options.StatusFd);
+            using var stop = StopOnSignals();
+            cache.RunAsync(stop.Token).GetAwaiter().GetResult();
+        }
+        Log.Info($"image-cache: stopped");
+        return 0;
+    }
+
+    public static int ImageProxy(CriuOptions options, CriuPaths paths, TextWriter stderr)
+    {
+        if (options.Port == 0) throw new UsageException("image-proxy needs --port");
+        string address = options.Last("address") ?? throw new UsageException("image-proxy needs --address of the image-cache");
+        var codec = options.Compression ?? Codec.Lz4;
+        if (options.IsOn("restore-detached") && !DaemonMode.IsDetachedCopy) return DaemonMode.StartDetached("image-proxy", stderr);
+        ImageProxy proxy;
+        try
+        {
+            proxy = ImageProxyStart(address, options.Port, codec, paths.WorkDir);
+        }
+        catch (RemoteImageException e)
+        {
+            DaemonMode.Failed(e.Message);
+            throw;
+        }
+        using (proxy)
+        {
+            Log.Info($"image-proxy: listening on {proxy.UnixSocketPath}, forwarding to {address}:{options.Port}, page data compressed with {Codecs.Name(codec)}");
+            DaemonMode.Ready("image-proxy", paths.PidFile, options.StatusFd);
+            using var stop = StopOnSignals();
+            proxy.RunAsync(stop.Token).GetAwaiter().GetResult();
+        }
+        Log.Info($"image-proxy: stopped");
+        return 0;
+    }
+
+    private static ImageProxy ImageProxyStart(string address, int port, Codec codec, string workDir)
+    {
+        using var connect = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        return Crest.Transport.Remote.ImageProxy.StartAsync(ImageSockets.ProxySocket(workDir), ImageSockets.Resolve(address, port), codec,
+            line => Log.Info($"{line}"), connect.Token).GetAwaiter().GetResult();
+    }
+
+    /// <summary>SIGTERM and SIGINT end a daemon cleanly (its socket file removed).</summary>
+    private static CancellationTokenSource StopOnSignals()
+    {
+        var stop = new CancellationTokenSource();
+        foreach (var signal in new[] { System.Runtime.InteropServices.PosixSignal.SIGTERM, System.Runtime.InteropServices.PosixSignal.SIGINT })
+        {
+            System.Runtime.InteropServices.PosixSignalRegistration.Create(signal, context =>
+            {
+                context.Cancel = true;
+                stop.Cancel();
+            });
+        }
+        return stop;
+    }
+
+    // ---- dump ----------------------------------------------------------------------------------------------
+
+    /// <summary>dump / pre-dump --remote: the engine's options, with the images staged and handed to the proxy.</summary>
+    public static Engine.Dump.DumpStatistics Dump(DumpOptions engineOptions, CriuOptions options, CriuPaths paths)
+    {
+        string snapshot = SnapshotOf(paths.ImagesDir);
+        string stage = Path.Combine(DumpStaging, snapshot);
+        Directory.CreateDirectory(DumpStaging, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        if (Directory.Exists(stage)) Directory.Delete(stage, recursive: true);
+        Directory.CreateDirectory(stage, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+
+        string? parentLink = null;
+        if (paths.PrevImagesDir is { } prev)
+        {
+            string parent = SnapshotOf(prev);
+            if (!File.Exists(Path.Combine(DumpStaging, parent, "inventory.img")))
+            {
+                Directory.Delete(stage, recursive: true);
+                throw new DumpException($"The previous snapshot {parent} (--prev-images-dir {options.PrevImagesDir}) was not pre-dumped with --remote on this machine: {Path.Combine(DumpStaging, parent)} holds no record of it.");
+            }
+            parentLink = Path.Combine("..", parent);
+        }
+
+        string proxySocket = ImageSockets.ProxySocket(paths.WorkDir);
+        long sent = 0;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Engine.Dump.DumpStatistics statistics;
+        try
+        {
+            statistics = DumpEngine.Dump(engineOptions with
+            {
+                ImagesDir = stage,
+                ParentLink = parentLink,
+                ImagesComplete = dir => sent = Send(proxySocket, snapshot, dir),
+            });
+        }
+        catch
+        {
+            TryDelete(stage);
+            throw;
+        }
+        Log.Info($"{snapshot}: {sent} bytes of images handed over and acknowledged in {clock.Elapsed.TotalMilliseconds:0} ms (dump included)");
+        if (engineOptions.PreDump)
+        {
+            KeepRecord(stage);
+        }
+        else
+        {
+            // The final dump: nothing of the chain is needed here any more.
+            foreach (string dir in Chain(stage)) TryDelete(dir);
+        }
+        return statistics;
+    }
+
+    private static long Send(string proxySocket, string snapshot, string dir)
+    {
+        var images = new List<OutgoingImage>();
+        foreach (var entry in new DirectoryInfo(dir).EnumerateFileSystemInfos().OrderBy(e => e.Name, StringComparer.Ordinal))
+        {
+            if (entry.Name == PageChain.ParentLink && entry.LinkTarget is { } target)
+            {
+                byte[] parent = System.Text.Encoding.UTF8.GetBytes(SnapshotOf(target));
+                images.Add(new OutgoingImage(PageChain.ParentLink, () => new MemoryStream(parent)));
+                continue;
+            }
+            if (entry is not FileInfo file || entry.LinkTarget is not null) continue;
+            if (entry.Name == "crest-track-mem") continue; // DirtyTracker's record on this machine, not an image
+            images.Add(new OutgoingImage(file.Name, () => new FileStream(file.FullName, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, FileOptions.SequentialScan)));
+        }
+        try
+        {
+            using var cancel = new CancellationTokenSource(TimeSpan.FromHours(1));
+            long bytes = RemoteImageClient.SendSnapshotAsync(proxySocket, snapshot, images, cancel.Token).GetAwaiter().GetResult();
+            Log.Info($"{snapshot}: {images.Count} images ({bytes} bytes) acknowledged by the image-cache");
+            return bytes;
+        }
+        catch (Exception e) when (e is RemoteImageException or OperationCanceledException)
+        {
+            throw new DumpException($"The images of {snapshot} did not reach the image-cache: {e.Message}", e);
+        }
+    }
+
+    /// <summary>What a later round reads of a pre-dump: everything but the page data, whose files become holes.</summary>
+    private static void KeepRecord(string stage)
+    {
+        foreach (string path in Directory.EnumerateFiles(stage, "pages-*.img"))
+        {
+            using var fd = FileDescriptor.Open(path, OpenFlags.WriteOnly | OpenFlags.CloseOnExec);
+            long length = fd.Stat().Size;
+            fd.SetLength(0);
+            fd.SetLength(length);
+        }
+    }
+
+    /// <summary>The staging directory and its parents, following the parent links.</summary>
+    private static List<string> Chain(string stage)
+    {
+        var chain = new List<string> { stage };
+        string dir = stage;
+        for (int i = 0; i < MaxChain; i++)
+        {
+            var link = new FileInfo(Path.Combine(dir, PageChain.ParentLink));
+            if (link.LinkTarget is not { } target) break;
+            dir = Path.GetFullPath(target, dir);
+            if (!dir.StartsWith(DumpStaging + "/", StringComparison.Ordinal) || chain.Contains(dir)) break;
+            chain.Add(dir);
+        }
+        return chain;
+    }
+
+    // ---- restore -------------------------------------------------------------------------------------------
+
+    public static int Restore(RestoreOptions engineOptions, CriuPaths paths)
+    {
+        string snapshot = SnapshotOf(paths.ImagesDir);
+        string root = Path.Combine("/dev/shm", $"crest-restore-{Environment.ProcessId}");
+        Directory.CreateDirectory(root, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        try
+        {
+            Fetch(ImageSockets.CacheSocket(paths.WorkDir), snapshot, root);
+            return RestoreEngine.Run(engineOptions with { ImagesDir = Path.Combine(root, snapshot) });
+        }
+        finally
+        {
+            TryDelete(root);
+        }
+    }
+
+    /// <summary>The snapshot and its parents into root/ID, with the parent links a local chain has.</summary>
+    private static void Fetch(string cacheSocket, string snapshot, string root)
+    {
+        using var cancel = new CancellationTokenSource(TimeSpan.FromHours(1));
+        string? next = snapshot;
+        long bytes = 0;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int depth = 0; next is not null; depth++)
+        {
+            if (depth >= MaxChain) throw new RestoreException($"The chain of parent snapshots of {snapshot} is longer than {MaxChain}.");
+            string id = next;
+            if (id.Length == 0 || id is "." or ".." || id.Contains('/')) throw new RestoreException($"Snapshot {snapshot} names a parent \"{id}\" that is not a snapshot id.");
+            string dir = Path.Combine(root, id);
+            if (Directory.Exists(dir)) throw new RestoreException($"The parent snapshots of {snapshot} form a loop at {id}.");
+            Directory.CreateDirectory(dir);
+            try
+            {
+                RemoteImageClient.FetchSnapshotAsync(cacheSocket, id, name =>
+                {
+                    var s = new FileStream(Path.Combine(dir, name), FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
+                    return s;
+                }, cancel.Token).GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (e is RemoteImageException or OperationCanceledException)
+            {
+                throw new RestoreException($"Cannot get the images of {id}{(id == snapshot ? "" : $" (a parent of {snapshot})")} from the image-cache: {e.Message}", e);
+            }
+            next = null;
+            string link = Path.Combine(dir, PageChain.ParentLink);
+            if (File.Exists(link))
+            {
+                next = File.ReadAllText(link);
+                File.Delete(link);
+                File.CreateSymbolicLink(link, Path.Combine("..", next));
+            }
+            bytes += new DirectoryInfo(dir).EnumerateFiles().Sum(f => f.Length);
+        }
+        Log.Info($"{snapshot}: {bytes} bytes of images fetched from the image-cache in {clock.Elapsed.TotalMilliseconds:0} ms");
+    }
+
+    private static void TryDelete(string dir)
+    {
+        try
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.Warning($"cannot remove {dir}: {e.Message}");
+        }
+    }
+}

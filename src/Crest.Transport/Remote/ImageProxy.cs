@@ -1,0 +1,297 @@
+// image-proxy: the source's end. Dumps on this machine connect to the unix socket in the work directory and
+// hand over their images; the proxy forwards them over one TCP connection to the image-cache, compressing
+// page data (pages-*.img) on the way, and passes the cache's answer to the end of a dump (Ack or Error) back.
+//
+//   dump --unix--> [Hello] [image...] [DumpEnd s]  --> proxy --TCP--> cache
+//   dump <-------- Ack s | Error                  <-- proxy <-------- Ack s | Error
+//
+// Dumps take turns (one at a time on the TCP connection). When a dump or the connection fails half-way the
+// TCP connection is dropped, so that the cache marks what it was receiving as broken, and the next dump
+// connects again: a cut never leaves a short image that looks whole.
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Crest.Transport.Streams;
+
+namespace Crest.Transport.Remote;
+
+public sealed class ImageProxy : IDisposable
+{
+    private readonly Socket _unix;
+    private readonly EndPoint _cache;
+    private readonly Codec _codec;
+    private readonly Action<string> _log;
+    private readonly SemaphoreSlim _turn = new(1, 1);
+    /// <summary>Chunks between reading from a dump and sending to the cache: the bound on what the proxy holds.</summary>
+    private const int QueuedChunks = 16;
+    /// <summary>Chunk buffers, reused: two more than the queue holds (one being filled, one being sent).</summary>
+    private readonly Channel<byte[]> _buffers = Channel.CreateUnbounded<byte[]>();
+    private Socket? _connection;
+    private NetworkStream? _stream;
+    private FrameWriter? _writer;
+    private FrameReader? _reader;
+
+    private ImageProxy(Socket unix, EndPoint cache, Codec codec, Action<string> log, string socketPath)
+    {
+        _unix = unix;
+        _cache = cache;
+        _codec = codec;
+        _log = log;
+        UnixSocketPath = socketPath;
+        for (int i = 0; i < QueuedChunks + 2; i++) _buffers.Writer.TryWrite(GC.AllocateUninitializedArray<byte>(FrameFormat.MaxChunk));
+    }
+
+    /// <summary>Connects to the cache (an absent cache is an error now, not at the first dump), then listens.</summary>
+    public static async Task<ImageProxy> StartAsync(string unixSocketPath, EndPoint cache, Codec codec, Action<string> log, CancellationToken cancel)
+    {
+        var unix = ImageSockets.Listen(unixSocketPath);
+        var proxy = new ImageProxy(unix, cache, codec, log, unixSocketPath);
+        try
+        {
+            await proxy.ConnectAsync(cancel).ConfigureAwait(false);
+        }
+        catch
+        {
+            proxy.Dispose();
+            throw;
+        }
+        return proxy;
+    }
+
+    public string UnixSocketPath { get; }
+
+    /// <summary>Raw bytes of images forwarded, and bytes sent on the TCP connection (after compression).</summary>
+    public long RawBytes { get; private set; }
+    public long SentBytes { get; private set; }
+
+    public async Task RunAsync(CancellationToken cancel)
+    {
+        while (!cancel.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await _unix.AcceptAsync(cancel).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException
+                                      || e is SocketException { SocketErrorCode: SocketError.OperationAborted or SocketError.Interrupted })
+            {
+                return;
+            }
+            _ = Task.Run(async () =>
+            {
+                using (client)
+                {
+                    await _turn.WaitAsync(cancel).ConfigureAwait(false);
+                    try
+                    {
+                        await ServeDumpAsync(client, cancel).ConfigureAwait(false);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        _log($"image-proxy: {e.Message}");
+                    }
+                    finally
+                    {
+                        _turn.Release();
+                    }
+                }
+            }, CancellationToken.None);
+        }
+    }
+
+    public void Dispose()
+    {
+        _unix.Dispose();
+        Disconnect();
+        try
+        {
+            File.Delete(UnixSocketPath);
+        }
+        catch (IOException)
+        {
+            // gone already
+        }
+    }
+
+    private async Task ConnectAsync(CancellationToken cancel)
+    {
+        var socket = await ImageSockets.ConnectTcpAsync(_cache, cancel).ConfigureAwait(false);
+        _connection = socket;
+        _stream = new NetworkStream(socket, ownsSocket: true);
+        _writer = new FrameWriter(_stream);
+        _reader = new FrameReader(_stream);
+        await _writer.WriteHelloAsync(cancel).ConfigureAwait(false);
+        _log($"image-proxy: connected to the image-cache at {_cache}");
+    }
+
+    private void Disconnect()
+    {
+        _stream?.Dispose();
+        _connection?.Dispose();
+        _stream = null;
+        _connection = null;
+        _writer = null;
+        _reader = null;
+    }
+
+    /// <summary>
+    /// One dump. Frames from the dump are read on this task and queued (a bounded queue of chunks), the TCP
+    /// side compresses and sends them on another, so that reading, compressing and sending overlap.
+    /// </summary>
+    private async Task ServeDumpAsync(Socket client, CancellationToken cancel)
+    {
+        using var local = new NetworkStream(client, ownsSocket: false);
+        var fromDump = new FrameReader(local);
+        var toDump = new FrameWriter(local);
+        try
+        {
+            if (_writer is null) await ConnectAsync(cancel).ConfigureAwait(false);
+        }
+        catch (RemoteImageException e)
+        {
+            await TellAsync(toDump, $"image-proxy: {e.Message}").ConfigureAwait(false);
+            return;
+        }
+
+        var queue = Channel.CreateBounded<Forward>(new BoundedChannelOptions(QueuedChunks) { SingleReader = true, SingleWriter = true });
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        var sender = SendAsync(queue.Reader, failed);
+        string? snapshot = null;
+        try
+        {
+            if (await fromDump.ReadAsync(cancel).ConfigureAwait(false) is not HelloEvent)
+                throw new StreamProtocolException("the dump did not say hello");
+            while (await fromDump.ReadAsync(cancel).ConfigureAwait(false) is { } e)
+            {
+                if (e is ImageBeginEvent begin)
+                {
+                    snapshot = begin.Snapshot;
+                    var codec = begin.Name.StartsWith("pages-", StringComparison.Ordinal) ? _codec : Codec.None;
+                    await queue.Writer.WriteAsync(new Forward(Begin: begin with { Codec = codec }), failed.Token).ConfigureAwait(false);
+                    await fromDump.ReadImageAsync(async (chunk, c) =>
+                    {
+                        var buffer = await _buffers.Reader.ReadAsync(failed.Token).ConfigureAwait(false);
+                        chunk.CopyTo(buffer);
+                        await queue.Writer.WriteAsync(new Forward(Data: buffer, Length: chunk.Length), failed.Token).ConfigureAwait(false);
+                    }, failed.Token).ConfigureAwait(false);
+                    await queue.Writer.WriteAsync(new Forward(End: true), failed.Token).ConfigureAwait(false);
+                }
+                else if (e is DumpEndEvent end)
+                {
+                    snapshot = end.Snapshot;
+                    await queue.Writer.WriteAsync(new Forward(DumpEnd: end.Snapshot), failed.Token).ConfigureAwait(false);
+                    queue.Writer.Complete();
+                    var answer = await sender.ConfigureAwait(false);
+                    await RelayAsync(toDump, answer, end.Snapshot, cancel).ConfigureAwait(false);
+                    return;
+                }
+                else
+                {
+                    throw new StreamProtocolException($"unexpected {e.GetType().Name} from the dump");
+                }
+            }
+            throw new StreamProtocolException($"the dump closed its connection before the end{(snapshot is null ? "" : $" of {snapshot}")}");
+        }
+        catch (Exception e) when (e is IOException or SocketException or StreamProtocolException or RemoteImageException or OperationCanceledException)
+        {
+            queue.Writer.TryComplete();
+            await failed.CancelAsync().ConfigureAwait(false);
+            string why = e is OperationCanceledException && sender.IsFaulted ? sender.Exception!.InnerException!.Message : e.Message;
+            try
+            {
+                await sender.ConfigureAwait(false);
+            }
+            catch (Exception s) when (s is IOException or SocketException or StreamProtocolException or RemoteImageException or OperationCanceledException)
+            {
+                why = s is OperationCanceledException ? why : s.Message;
+            }
+            // Whatever the cache got of this dump must not look whole: drop the connection.
+            Disconnect();
+            // Buffers still queued, or taken by a side that stopped, go back to the pool (sessions take turns).
+            while (queue.Reader.TryRead(out var left))
+                if (left.Data is { } d) _buffers.Writer.TryWrite(d);
+            while (_buffers.Reader.Count < QueuedChunks + 2) _buffers.Writer.TryWrite(GC.AllocateUninitializedArray<byte>(FrameFormat.MaxChunk));
+            _log($"image-proxy: dump{(snapshot is null ? "" : $" of {snapshot}")} failed: {why}; the connection to the image-cache is dropped");
+            await TellAsync(toDump, $"image-proxy: {why}").ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Sends what the dump side queued; at DumpEnd waits for the cache's answer and returns it.</summary>
+    private async Task<StreamEvent> SendAsync(ChannelReader<Forward> queue, CancellationTokenSource failed)
+    {
+        var writer = _writer!;
+        var cancel = failed.Token;
+        try
+        {
+            await foreach (var f in queue.ReadAllAsync(cancel).ConfigureAwait(false))
+            {
+                if (f.Begin is { } b) await writer.BeginImageAsync(b.Snapshot, b.Name, b.Codec, cancel).ConfigureAwait(false);
+                else if (f.Data is { } d)
+                {
+                    await writer.WriteImageDataAsync(d.AsMemory(0, f.Length), cancel).ConfigureAwait(false);
+                    _buffers.Writer.TryWrite(d);
+                }
+                else if (f.End) await writer.EndImageAsync(cancel).ConfigureAwait(false);
+                else if (f.DumpEnd is { } s)
+                {
+                    await writer.WriteDumpEndAsync(s, cancel).ConfigureAwait(false);
+                    await writer.FlushAsync(cancel).ConfigureAwait(false);
+                    var answer = await _reader!.ReadAsync(cancel).ConfigureAwait(false)
+                        ?? throw new RemoteImageException($"the image-cache at {_cache} closed the connection before acknowledging {s}");
+                    return answer;
+                }
+            }
+        }
+        catch (IOException e)
+        {
+            await failed.CancelAsync().ConfigureAwait(false); // the dump side must stop queueing
+            throw new RemoteImageException($"the connection to the image-cache at {_cache} broke: {e.InnerException?.Message ?? e.Message}", e);
+        }
+        catch (Exception e) when (e is SocketException or StreamProtocolException or RemoteImageException)
+        {
+            await failed.CancelAsync().ConfigureAwait(false);
+            throw;
+        }
+        finally
+        {
+            RawBytes = writer.RawBytes;
+            SentBytes = writer.SentBytes;
+        }
+        throw new OperationCanceledException();
+    }
+
+    private async Task RelayAsync(FrameWriter toDump, StreamEvent answer, string snapshot, CancellationToken cancel)
+    {
+        switch (answer)
+        {
+            case AckEvent ack when ack.Snapshot == snapshot:
+                _log($"image-proxy: snapshot {snapshot} acknowledged by the image-cache ({RawBytes} bytes of images, {SentBytes} sent)");
+                await toDump.WriteAckAsync(snapshot, cancel).ConfigureAwait(false);
+                break;
+            case ErrorEvent error:
+                _log($"image-proxy: the image-cache refused {snapshot}: {error.Message}");
+                // The cache drops the snapshot and reads on: the connection stays usable.
+                await toDump.WriteErrorAsync(error.Message, cancel).ConfigureAwait(false);
+                break;
+            default:
+                Disconnect();
+                await toDump.WriteErrorAsync($"image-proxy: the image-cache answered {answer} to the end of {snapshot}", cancel).ConfigureAwait(false);
+                break;
+        }
+    }
+
+    private static async Task TellAsync(FrameWriter toDump, string message)
+    {
+        try
+        {
+            await toDump.WriteErrorAsync(message).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+        {
+            // the dump is gone: it knows
+        }
+    }
+
+    private sealed record Forward(ImageBeginEvent? Begin = null, byte[]? Data = null, int Length = 0, bool End = false, string? DumpEnd = null);
+}

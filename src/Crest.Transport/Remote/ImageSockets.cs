@@ -1,0 +1,94 @@
+// Where the daemons listen on the local machine. Both live in the work directory (-W), never in an
+// images directory (with --remote there is none): image-proxy.sock where a dump hands its images over,
+// image-cache.sock where a restore asks for them. Defaults to /run/crest when -W is not given.
+using System.Net;
+using System.Net.Sockets;
+
+namespace Crest.Transport.Remote;
+
+public static class ImageSockets
+{
+    public const string DefaultWorkDir = "/run/crest";
+    public const string ProxySocketName = "image-proxy.sock";
+    public const string CacheSocketName = "image-cache.sock";
+
+    public static string ProxySocket(string workDir) => Path.Combine(workDir, ProxySocketName);
+    public static string CacheSocket(string workDir) => Path.Combine(workDir, CacheSocketName);
+
+    /// <summary>A listening unix socket at <paramref name="path"/>; a stale socket file left by a dead daemon is replaced,
+    /// one a live daemon answers on is an error.</summary>
+    public static Socket Listen(string path)
+    {
+        if (File.Exists(path))
+        {
+            using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try
+            {
+                probe.Connect(new UnixDomainSocketEndPoint(path));
+                throw new RemoteImageException($"{path} is in use by a running daemon");
+            }
+            catch (SocketException)
+            {
+                File.Delete(path);
+            }
+        }
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            socket.Bind(new UnixDomainSocketEndPoint(path));
+            socket.Listen(16);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new RemoteImageException($"cannot listen on {path}: {e.Message}", e);
+        }
+        return socket;
+    }
+
+    public static async Task<Socket> ConnectUnixAsync(string path, string daemon, CancellationToken cancel)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancel).ConfigureAwait(false);
+            return socket;
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new RemoteImageException($"no {daemon} answers on {path} ({e.SocketErrorCode}): start `crest {daemon}` first, with the same -W", e);
+        }
+    }
+
+    public static async Task<Socket> ConnectTcpAsync(EndPoint endPoint, CancellationToken cancel)
+    {
+        var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(endPoint, cancel).ConfigureAwait(false);
+            return socket;
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new RemoteImageException($"cannot connect to the image-cache at {endPoint}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>An address and port as given on the command line (a name is resolved).</summary>
+    public static EndPoint Resolve(string address, int port)
+    {
+        if (IPAddress.TryParse(address, out var ip)) return new IPEndPoint(ip, port);
+        try
+        {
+            var found = Dns.GetHostAddresses(address);
+            if (found.Length == 0) throw new RemoteImageException($"address {address} resolves to nothing");
+            return new IPEndPoint(found[0], port);
+        }
+        catch (SocketException e)
+        {
+            throw new RemoteImageException($"cannot resolve {address}: {e.Message}", e);
+        }
+    }
+}

@@ -1,0 +1,303 @@
+// --remote end to end: two network namespaces joined by a veth pair act as the source and the destination
+// host. The image-cache runs in the destination's, the image-proxy in the source's, each with its own work
+// directory; dump and restore talk to them over the unix sockets there. Nothing of the images may be left
+// on either side but logs, and a dump that did not reach the cache leaves the process running as it was.
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Crest.Cli.Tests.Binary;
+using Crest.Kernel.Processes;
+
+namespace Crest.Cli.Tests.EndToEnd;
+
+[Collection("Checkpointed processes")]
+public sealed partial class RemoteImagesTests : IDisposable
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(30);
+    private static int s_next;
+
+    private readonly TempDirectory _dir = new();
+    private readonly string _source;
+    private readonly string _destination;
+    private readonly string _sourceNs;
+    private readonly string _destinationNs;
+    private readonly string _cacheAddress;
+    private readonly int _port;
+    private readonly List<int> _fixtures = [];
+
+    public RemoteImagesTests()
+    {
+        _source = _dir.Sub("source");
+        _destination = _dir.Sub("destination");
+        int n = Interlocked.Increment(ref s_next);
+        int net = (Environment.ProcessId + n) % 200 + 20;
+        _sourceNs = $"crest-src-{Environment.ProcessId}-{n}";
+        _destinationNs = $"crest-dst-{Environment.ProcessId}-{n}";
+        _cacheAddress = $"10.231.{net}.2";
+        _port = 20000 + (Environment.ProcessId * 7 + n) % 10000;
+        Ip("netns", "add", _sourceNs);
+        Ip("netns", "add", _destinationNs);
+        Ip("-n", _sourceNs, "link", "add", "crest0", "type", "veth", "peer", "name", "crest1", "netns", _destinationNs);
+        Ip("-n", _sourceNs, "addr", "add", $"10.231.{net}.1/24", "dev", "crest0");
+        Ip("-n", _destinationNs, "addr", "add", $"{_cacheAddress}/24", "dev", "crest1");
+        foreach (var (ns, dev) in new[] { (_sourceNs, "crest0"), (_destinationNs, "crest1") })
+        {
+            Ip("-n", ns, "link", "set", dev, "up");
+            Ip("-n", ns, "link", "set", "lo", "up");
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (int pid in _fixtures) kill(pid, 9);
+        foreach (string pidFile in Directory.EnumerateFiles(_dir.Path, "*.pid", SearchOption.AllDirectories))
+            if (int.TryParse(File.ReadAllText(pidFile), out int daemon)) kill(daemon, 15);
+        Thread.Sleep(100);
+        TryIp("netns", "del", _sourceNs);
+        TryIp("netns", "del", _destinationNs);
+        _dir.Dispose();
+    }
+
+    // ---- the hosts --------------------------------------------------------------------------------------
+
+    private void StartCache(params string[] extra)
+    {
+        var run = InNetns(_destinationNs, _destination, ["image-cache", "--port", $"{_port}", "--address", _cacheAddress, "-W", _destination,
+            "-d", "--pidfile", Path.Combine(_destination, "cache.pid"), "-o", "cache.log", "-v4", .. extra]);
+        Assert.True(run.ExitCode == 0, $"image-cache: {run.Stderr}\n{Log(_destination, "cache.log")}");
+    }
+
+    private void StartProxy(params string[] extra)
+    {
+        var run = InNetns(_sourceNs, _source, ["image-proxy", "--port", $"{_port}", "--address", _cacheAddress, "-W", _source,
+            "-d", "--pidfile", Path.Combine(_source, "proxy.pid"), "-o", "proxy.log", "-v4", .. extra]);
+        Assert.True(run.ExitCode == 0, $"image-proxy: {run.Stderr}\n{Log(_source, "proxy.log")}");
+    }
+
+    private static CrestRun InNetns(string ns, string workDir, string[] args) =>
+        CrestProcess.RunWithFds(workDir, $"exec ip netns exec {ns} \"$0\" \"$@\"", args);
+
+    private CrestRun Dump(string command, int pid, string snapshot, params string[] extra) =>
+        CrestProcess.Run(_source, [command, "--remote", "-t", $"{pid}", "-D", snapshot, "-W", _source, "-o", $"{snapshot}.log", "-v4", .. extra]);
+
+    private CrestRun Restore(string snapshot) =>
+        CrestProcess.Run(_destination, ["restore", "--remote", "-D", snapshot, "-W", _destination, "-d", "-o", $"restore-{snapshot}.log", "-v4"]);
+
+    private static string Log(string dir, string name) => File.Exists(Path.Combine(dir, name)) ? File.ReadAllText(Path.Combine(dir, name)) : $"({name} missing)";
+
+    /// <summary>Only logs, pidfiles and the daemons' sockets on either host: no image reached a disk.</summary>
+    private void AssertNoImagesLeft()
+    {
+        foreach (string dir in new[] { _source, _destination })
+        {
+            var left = Directory.GetFiles(dir).Select(Path.GetFileName)
+                .Where(f => !(f!.EndsWith(".log") || f.EndsWith(".pid") || f.EndsWith(".sock") || f.EndsWith(".out"))).ToList();
+            Assert.True(left.Count == 0, $"{dir} holds {string.Join(", ", left)}");
+            Assert.Empty(Directory.GetDirectories(dir));
+        }
+        Assert.Empty(Directory.GetDirectories("/dev/shm", $"crest-restore-*"));
+    }
+
+    // ---- fixtures ---------------------------------------------------------------------------------------
+
+    /// <summary>Starts a fixture as its own session's leader, orphaned (as a harness starts it); returns its pid.</summary>
+    private int StartFixture(string name, params string[] args)
+    {
+        string path = Path.Combine(AppContext.BaseDirectory, "fixtures", name);
+        string output = Path.Combine(_source, $"{name}.out");
+        using (var launcher = ChildProcess.Spawn("/bin/sh", ["sh", "-c", $"setsid {path} {string.Join(' ', args)} >{output} 2>&1 </dev/null &"]))
+            launcher.WaitForExit(Limit);
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < Limit)
+        {
+            string text = File.Exists(output) ? File.ReadAllText(output) : "";
+            int at = text.IndexOf("READY pid=", StringComparison.Ordinal);
+            if (at >= 0)
+            {
+                int end = at + 10;
+                while (end < text.Length && char.IsAsciiDigit(text[end])) end++;
+                if (end < text.Length)
+                {
+                    int pid = int.Parse(text.AsSpan(at + 10, end - at - 10));
+                    _fixtures.Add(pid);
+                    return pid;
+                }
+            }
+            Thread.Sleep(10);
+        }
+        throw new TimeoutException($"{name} printed no READY line: {File.ReadAllText(output)}");
+    }
+
+    /// <summary>SIGUSR1: the fixture checks itself; its verdict line.</summary>
+    private string Verify(string name, int pid)
+    {
+        string output = Path.Combine(_source, $"{name}.out");
+        Assert.Equal(0, kill(pid, 10));
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < Limit)
+        {
+            var verdict = File.ReadAllLines(output).FirstOrDefault(l => l.StartsWith("PASS") || l.StartsWith("FAIL"));
+            if (verdict is not null) return verdict;
+            Thread.Sleep(10);
+        }
+        return $"no verdict: {File.ReadAllText(output)}";
+    }
+
+    private static bool Exists(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[stat.LastIndexOf(')') + 2] is not ('Z' or 'X');
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    private static bool WaitGone(int pid)
+    {
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < Limit && Exists(pid)) Thread.Sleep(10);
+        return !Exists(pid);
+    }
+
+    // ---- tests ------------------------------------------------------------------------------------------
+
+    [Fact]
+    public void AMemoryChecksumFixtureMigratesThroughProxyAndCache()
+    {
+        StartCache();
+        StartProxy();
+        int pid = StartFixture("restore_memory", "64");
+        var dump = Dump("dump", pid, "m1");
+        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(_source, "m1.log")}");
+        Assert.True(WaitGone(pid), $"{pid} still runs after the dump");
+        var restore = Restore("m1");
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(_destination, "restore-m1.log")}\n{Log(_destination, "cache.log")}");
+        Assert.Equal("PASS", Verify("restore_memory", pid));
+        Assert.Contains("page data compressed with lz4", Log(_source, "proxy.log"));
+        Assert.Contains("snapshot m1 complete", Log(_destination, "cache.log"));
+        AssertNoImagesLeft();
+    }
+
+    [Fact]
+    public void AProcessTreeWithAPipeMigrates()
+    {
+        StartCache();
+        StartProxy("--compress", "zstd");
+        int pid = StartFixture("tree_pipe");
+        var dump = Dump("dump", pid, "t1");
+        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(_source, "t1.log")}");
+        Assert.True(WaitGone(pid));
+        var restore = Restore("t1");
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(_destination, "restore-t1.log")}");
+        Assert.Equal("PASS", Verify("tree_pipe", pid));
+        AssertNoImagesLeft();
+    }
+
+    [Fact]
+    public void APreDumpChainOfThreeResolvesItsParentsRemotely()
+    {
+        StartCache();
+        StartProxy();
+        int pid = StartFixture("predump_writer", "32", "1");
+        var first = Dump("pre-dump", pid, "p1");
+        Assert.True(first.ExitCode == 0, $"pre-dump p1: {first.Stderr}\n{Log(_source, "p1.log")}");
+        var second = Dump("pre-dump", pid, "p2", "--prev-images-dir", "../p1");
+        Assert.True(second.ExitCode == 0, $"pre-dump p2: {second.Stderr}\n{Log(_source, "p2.log")}");
+        var last = Dump("dump", pid, "p3", "--prev-images-dir", "../p2", "--track-mem");
+        Assert.True(last.ExitCode == 0, $"dump p3: {last.Stderr}\n{Log(_source, "p3.log")}");
+        Assert.True(WaitGone(pid));
+        // The later rounds send the pages written since the one before, not the whole memory again.
+        long Sent(string snapshot) => long.Parse(System.Text.RegularExpressions.Regex.Match(Log(_source, $"{snapshot}.log"), @"(\d+) bytes of images handed over").Groups[1].Value);
+        Assert.True(Sent("p2") < Sent("p1") / 2, $"p1 {Sent("p1")} bytes, p2 {Sent("p2")}");
+        var restore = Restore("p3");
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(_destination, "restore-p3.log")}");
+        Assert.Equal("PASS", Verify("predump_writer", pid));
+        AssertNoImagesLeft();
+        Assert.DoesNotContain(Directory.GetDirectories("/dev/shm/crest-remote"), d => Path.GetFileName(d) is "p1" or "p2" or "p3");
+    }
+
+    [Fact]
+    public void AFullCacheFailsTheDumpAndTheProcessRunsOn()
+    {
+        StartCache("--cache-limit", "8M");
+        StartProxy();
+        int pid = StartFixture("restore_memory", "64");
+        var dump = Dump("dump", pid, "f1");
+        Assert.Equal(1, dump.ExitCode);
+        Assert.Contains("memory limit of 8388608 bytes reached", dump.Stderr);
+        Assert.True(Exists(pid));
+        Assert.Equal("PASS", Verify("restore_memory", pid));
+        var restore = Restore("f1");
+        Assert.Equal(1, restore.ExitCode);
+        Assert.Contains("memory limit", restore.Stderr);
+        AssertNoImagesLeft();
+    }
+
+    [Fact]
+    public void AnAbsentCacheOrProxyIsReportedAndTheProcessRunsOn()
+    {
+        var proxy = InNetns(_sourceNs, _source, ["image-proxy", "--port", $"{_port}", "--address", _cacheAddress, "-W", _source, "-d"]);
+        Assert.Equal(1, proxy.ExitCode);
+        Assert.Contains($"cannot connect to the image-cache at {_cacheAddress}:{_port}", proxy.Stderr);
+        int pid = StartFixture("restore_memory", "16");
+        var dump = Dump("dump", pid, "a1");
+        Assert.Equal(1, dump.ExitCode);
+        Assert.Contains("no image-proxy answers on", dump.Stderr);
+        Assert.Equal("PASS", Verify("restore_memory", pid));
+        var restore = Restore("a1");
+        Assert.Equal(1, restore.ExitCode);
+        Assert.Contains("no image-cache answers on", restore.Stderr);
+    }
+
+    [Fact]
+    public async Task AConnectionKilledMidStreamLeavesTheProcessRunningAndTheRestoreFailsCleanly()
+    {
+        StartCache();
+        StartProxy("--compress", "none");
+        int proxy = int.Parse(File.ReadAllText(Path.Combine(_source, "proxy.pid")));
+        int pid = StartFixture("restore_memory", "768");
+        var dumping = Task.Run(() => Dump("dump", pid, "k1"));
+        // The images are complete and the cache has begun to receive them: cut the connection.
+        var clock = Stopwatch.StartNew();
+        while (!Log(_destination, "cache.log").Contains("receiving snapshot k1") && clock.Elapsed < Limit) Thread.Sleep(2);
+        Thread.Sleep(20);
+        Assert.Equal(0, kill(proxy, 9));
+        var dump = await dumping;
+        Assert.Equal(1, dump.ExitCode);
+        Assert.Contains("did not reach the image-cache", dump.Stderr);
+        Assert.True(Exists(pid));
+        Assert.Equal("PASS", Verify("restore_memory", pid));
+
+        var restore = Restore("k1");
+        Assert.Equal(1, restore.ExitCode);
+        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(restore.Stderr, "broke while receiving k1|closed the connection before the dump of k1 ended"), restore.Stderr + Log(_destination, "cache.log") + Log(_source, "proxy.log") + string.Join("\n", Log(_source, "k1.log").Split("\n").TakeLast(15)));
+        Assert.Contains("Cannot get the images of k1 from the image-cache", restore.Stderr);
+        AssertNoImagesLeft();
+        Assert.False(Directory.Exists("/dev/shm/crest-remote/k1"));
+    }
+
+    private static void Ip(params string[] args)
+    {
+        var run = RunTool("ip", args);
+        if (run.Code != 0) throw new InvalidOperationException($"ip {string.Join(' ', args)}: {run.Error}");
+    }
+
+    private static void TryIp(params string[] args) => RunTool("ip", args);
+
+    private static (int Code, string Error) RunTool(string tool, string[] args)
+    {
+        var start = new ProcessStartInfo(tool) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (string a in args) start.ArgumentList.Add(a);
+        using var p = Process.Start(start)!;
+        string error = p.StandardError.ReadToEnd();
+        p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, error);
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+}

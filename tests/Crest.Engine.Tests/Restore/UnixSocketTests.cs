@@ -1,0 +1,256 @@
+using System.Globalization;
+using System.Text;
+using Crest.Engine.Dump;
+using Crest.Engine.Files;
+using Crest.Engine.Restore;
+using Crest.Engine.Tests.Dump;
+using Crest.Images;
+using Crest.Images.Protos;
+using Crest.Kernel;
+using Crest.Kernel.Files;
+using Crest.Kernel.Processes;
+using Crest.Kernel.Sockets;
+using Crest.Kernel.Tests.Fixtures;
+using static Crest.Engine.Tests.Restore.RestoreTestSupport;
+
+namespace Crest.Engine.Tests.Restore;
+
+/// <summary>
+/// Unix sockets across a checkpoint: a socket connected to a logger outside the tree (--ext-unix-sk) is connected to
+/// the logger again at restore, dgram and stream; without the option the dump names the fd, the inode and the option;
+/// socketpairs, a plain socket and a listener inside the tree come back working.
+/// </summary>
+[Collection("Children of the test process")]
+public class UnixSocketTests
+{
+    private const int SolSocket = 1, SoRcvtimeo = 20;
+
+    private static readonly UnixSocketPolicy AllowAll = new(true, new HashSet<uint>());
+
+    private static uint Inode(int pid, int fd)
+    {
+        string link = new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget!;
+        Assert.True(UnixSockets.IsSocket(link, out uint inode), link);
+        return inode;
+    }
+
+    private static void DecodeAll(string dir)
+    {
+        foreach (string image in Directory.GetFiles(dir, "*.img"))
+        {
+            if (Path.GetFileName(image).StartsWith("pages-", StringComparison.Ordinal)) continue;
+            Crit.Decode(image).Dispose();
+        }
+    }
+
+    private static List<FileEntry> Files(string dir)
+    {
+        using var reader = ImageReader.Open(Path.Combine(dir, "files.img"), ImageKinds.Files);
+        return reader.ReadEntries(FileEntry.Parser).ToList();
+    }
+
+    /// <summary>A socket of the test process (outside any dumped tree) whose reads give up after 10 s.</summary>
+    private static FileDescriptor Logger(SocketKind kind, string path)
+    {
+        var socket = KernelSocket.Create(SocketFamily.Unix, kind);
+        KernelSocket.Bind(socket, SockAddr.Unix(path));
+        var timeout = new byte[16];
+        BitConverter.TryWriteBytes(timeout, 10L);
+        KernelSocket.SetOption(socket, SolSocket, SoRcvtimeo, timeout);
+        if (kind != SocketKind.Datagram) KernelSocket.Listen(socket, 4);
+        return socket;
+    }
+
+    private static string Receive(FileDescriptor socket)
+    {
+        var buffer = new byte[256];
+        int n = socket.Read(buffer);
+        return Encoding.ASCII.GetString(buffer, 0, n);
+    }
+
+    private static FileDescriptor Accept(FileDescriptor listener)
+    {
+        var connection = KernelSocket.Accept(listener);
+        var timeout = new byte[16];
+        BitConverter.TryWriteBytes(timeout, 10L);
+        KernelSocket.SetOption(connection, SolSocket, SoRcvtimeo, timeout);
+        return connection;
+    }
+
+    private static ChildProcess RestoreDetached(string dir)
+    {
+        string pidFile = Path.Combine(dir, $"restored-{Guid.NewGuid():N}.pid");
+        int rc = RestoreEngine.Run(new RestoreOptions { ImagesDir = dir, Detached = true, PidFile = pidFile });
+        Assert.Equal(0, rc);
+        return ChildProcess.Adopt(int.Parse(File.ReadAllText(pidFile), CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public void ADgramSocketToALoggerOutsideTheTreeIsConnectedAgain()
+    {
+        string work = NewImagesDir();
+        string dir = NewImagesDir();
+        try
+        {
+            string path = Path.Combine(work, "log.sock");
+            using var logger = Logger(SocketKind.Datagram, path);
+            using var fixture = FixtureProcess.Start("unix_sockets", "dgram", path);
+            Assert.Equal("before dump", Receive(logger));
+            uint inode = Inode(fixture.Pid, 5);
+
+            // Without --ext-unix-sk, or with another inode, the dump refuses and names the fd, the inode and the option.
+            var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+            // (SO_PASSCRED made the kernel autobind the socket to an abstract name, which the message shows.)
+            Assert.StartsWith($"task {fixture.Pid} fd 5: unix dgram socket {inode} @", e.Message);
+            Assert.Contains("is connected to unix dgram socket", e.Message);
+            Assert.Contains($"{path} outside the dumped tree", e.Message);
+            Assert.Contains($"--ext-unix-sk (or --ext-unix-sk={inode})", e.Message);
+            Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions
+            {
+                Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = new(false, new HashSet<uint> { inode + 1000 }),
+            }));
+            Assert.Empty(Directory.GetFiles(dir));
+
+            // Allowed by its inode.
+            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = new(false, new HashSet<uint> { inode }) });
+            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+            DecodeAll(dir);
+            var sockets = Files(dir).Where(f => f.Type == FdTypes.Unixsk).Select(f => f.Usk).ToList();
+            var mine = sockets.Single(s => s.Ino == inode);
+            var peer = sockets.Single(s => s.Ino == mine.Peer);
+            Assert.Equal(UnixSockets.UflagExtern, peer.Uflags);
+            Assert.Equal(path, Encoding.UTF8.GetString(peer.Name.Span).TrimEnd('\0'));
+            Assert.True(mine.Opts.SoPasscred);
+            using (var decoded = Crit.Decode(Path.Combine(dir, "files.img")))
+                Assert.Contains(decoded.RootElement.GetProperty("entries").EnumerateArray(),
+                    f => f.GetProperty("type").GetString() == "UNIXSK" && f.GetProperty("usk").GetProperty("ino").GetUInt32() == inode);
+
+            using var restored = RestoreDetached(dir);
+            AssertPass(Verify(restored, fixture));
+            Assert.Equal("after restore", Receive(logger));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(work, true);
+        }
+    }
+
+    [Fact]
+    public void AStreamConnectionToALoggerOutsideTheTreeIsMadeAgain()
+    {
+        string work = NewImagesDir();
+        string dir = NewImagesDir();
+        try
+        {
+            string path = Path.Combine(work, "log.sock");
+            using var listener = Logger(SocketKind.Stream, path);
+            using var fixture = FixtureProcess.Start("unix_sockets", "stream", path);
+            using (var before = Accept(listener))
+            {
+                Assert.Equal("before dump\n", Receive(before));
+                var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+                Assert.Contains($"task {fixture.Pid} fd 5: unix stream socket {Inode(fixture.Pid, 5)} is connected to unix stream socket", e.Message);
+                Assert.Contains("--ext-unix-sk", e.Message);
+
+                DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = AllowAll });
+                fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+                Assert.Equal("", Receive(before)); // the dumped connection ended with the task
+            }
+            DecodeAll(dir);
+
+            using var restored = RestoreDetached(dir);
+            AssertPass(Verify(restored, fixture));
+            using var after = Accept(listener);
+            Assert.Equal("after restore\n", Receive(after));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(work, true);
+        }
+    }
+
+    [Fact]
+    public void AStreamConnectionFailsTheRestoreWhenNobodyListensAndLeavesNoTask()
+    {
+        string work = NewImagesDir();
+        string dir = NewImagesDir();
+        try
+        {
+            string path = Path.Combine(work, "log.sock");
+            var listener = Logger(SocketKind.Stream, path);
+            using var fixture = FixtureProcess.Start("unix_sockets", "stream", path);
+            int pid = fixture.Pid;
+            using (listener)
+            {
+                using var before = Accept(listener);
+                DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = AllowAll });
+                fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+            }
+            File.Delete(path);
+            var e = FailsCleanly(dir, pid, Children());
+            Assert.Contains($"cannot connect unix socket", e.Message);
+            Assert.Contains(path, e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(work, true);
+        }
+    }
+
+    [Fact]
+    public void ADumpThatLeavesTheTreeRunningLeavesItsSocketQueuesAsTheyWere()
+    {
+        string work = NewImagesDir();
+        string dir = NewImagesDir();
+        try
+        {
+            using var fixture = FixtureProcess.Start("unix_sockets", "inside", work);
+            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, LeaveRunning = true });
+            Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(10)));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(work, true);
+        }
+    }
+
+    [Fact]
+    public void SocketpairsAConnectionAPlainSocketAndAListenerInsideTheTreeComeBack()
+    {
+        string work = NewImagesDir();
+        string dir = NewImagesDir();
+        try
+        {
+            using var fixture = FixtureProcess.Start("unix_sockets", "inside", work);
+            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir });
+            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+            DecodeAll(dir);
+            var sockets = Files(dir).Where(f => f.Type == FdTypes.Unixsk).Select(f => f.Usk).ToList();
+            Assert.Equal(8, sockets.Count);
+            var listener = sockets.Single(s => s.State == 10);
+            Assert.Equal(7u, listener.Backlog);
+            Assert.True(File.Exists(Path.Combine(work, "listen.sock"))); // stale: removed and bound again by the restore
+            using (var queues = ImageReader.Open(Path.Combine(dir, "sk-queues.img"), ImageKinds.SkQueues))
+            {
+                var packets = new List<(SkPacketEntry Entry, byte[] Data)>();
+                while (queues.ReadEntry(SkPacketEntry.Parser) is { } entry) packets.Add((entry, queues.ReadPayload()));
+                // The dgram end holds three datagrams, boundaries kept; the stream ends 20, 4, 12 and 12 bytes.
+                var dgram = sockets.Single(s => s.Type == 2 && s.Shutdown == SkShutdown.Write);
+                Assert.Equal(["d1", "", "dgram two"], packets.Where(p => p.Entry.IdFor == dgram.Id).Select(p => Encoding.ASCII.GetString(p.Data)));
+                Assert.Equal(59, packets.Sum(p => p.Data.Length));
+            }
+
+            using var restored = RestoreDetached(dir);
+            AssertPass(Verify(restored, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(work, true);
+        }
+    }
+}

@@ -1,0 +1,229 @@
+using System.Net;
+using System.Net.Sockets;
+using Crest.Transport.Remote;
+using Crest.Transport.Streams;
+
+namespace Crest.Transport.Tests;
+
+/// <summary>image-proxy and image-cache on loopback, with their unix sockets in a temporary work directory.</summary>
+public sealed class ImageCacheProxyTests : IDisposable
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(30);
+    private readonly string _work = Directory.CreateTempSubdirectory("crest-remote-test-").FullName;
+    private readonly CancellationTokenSource _stop = new(Limit);
+    private readonly List<string> _log = [];
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        Directory.Delete(_work, recursive: true);
+    }
+
+    private void Log(string line)
+    {
+        lock (_log) _log.Add(line);
+    }
+
+    private ImageCache StartCache(long limit = 1L << 30)
+    {
+        var cache = new ImageCache(new IPEndPoint(IPAddress.Loopback, 0), ImageSockets.CacheSocket(_work), limit, Log);
+        _ = cache.RunAsync(_stop.Token);
+        return cache;
+    }
+
+    private async Task<ImageProxy> StartProxyAsync(EndPoint cache, Codec codec = Codec.Lz4)
+    {
+        var proxy = await ImageProxy.StartAsync(ImageSockets.ProxySocket(_work), cache, codec, Log, _stop.Token);
+        _ = proxy.RunAsync(_stop.Token);
+        return proxy;
+    }
+
+    private static byte[] PageLike(int pages, int seed)
+    {
+        var b = new byte[pages * 4096];
+        var rng = new Random(seed);
+        for (int p = 0; p < pages; p += 2) rng.NextBytes(b.AsSpan(p * 4096, 4096)); // every other page zero
+        return b;
+    }
+
+    private static OutgoingImage Image(string name, byte[] content) => new(name, () => new MemoryStream(content));
+
+    private async Task<Dictionary<string, byte[]>> FetchAsync(string snapshot)
+    {
+        var got = new Dictionary<string, MemoryStream>();
+        await RemoteImageClient.FetchSnapshotAsync(ImageSockets.CacheSocket(_work), snapshot, name => got[name] = new MemoryStream(), _stop.Token);
+        return got.ToDictionary(p => p.Key, p => p.Value.ToArray());
+    }
+
+    [Fact]
+    public async Task ASnapshotGoesThroughProxyAndCacheWholeAndCompressed()
+    {
+        using var cache = StartCache();
+        using var proxy = await StartProxyAsync(cache.LocalEndPoint);
+        var pages = PageLike(900, 1);
+        var core = PageLike(1, 2);
+        await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "d1",
+            [Image("core-1.img", core), Image("pages-1.img", pages), Image("empty.img", [])], _stop.Token);
+
+        var got = await FetchAsync("d1");
+        Assert.Equal(3, got.Count);
+        Assert.Equal(core, got["core-1.img"]);
+        Assert.Equal(pages, got["pages-1.img"]);
+        Assert.Empty(got["empty.img"]);
+        Assert.True(proxy.SentBytes < proxy.RawBytes * 3 / 4, $"{proxy.SentBytes} bytes sent for {proxy.RawBytes}");
+        Assert.Equal(core, await RemoteImageClient.FetchImageAsync(ImageSockets.CacheSocket(_work), "d1", "core-1.img", _stop.Token));
+        Assert.Null(await RemoteImageClient.FetchImageAsync(ImageSockets.CacheSocket(_work), "d1", "mm-1.img", _stop.Token));
+    }
+
+    [Fact]
+    public async Task SeveralSnapshotsShareOneConnection()
+    {
+        using var cache = StartCache();
+        using var proxy = await StartProxyAsync(cache.LocalEndPoint, Codec.Zstd);
+        for (int i = 1; i <= 3; i++)
+            await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, $"d{i}", [Image("pages-1.img", PageLike(10 * i, i))], _stop.Token);
+        for (int i = 1; i <= 3; i++)
+            Assert.Equal(PageLike(10 * i, i), (await FetchAsync($"d{i}"))["pages-1.img"]);
+        Assert.Single(_log, l => l.Contains("proxy connected"));
+    }
+
+    [Fact]
+    public async Task AnAbsentCacheIsReportedByTheProxy()
+    {
+        using var unused = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        unused.Bind(new IPEndPoint(IPAddress.Loopback, 0)); // bound, never listening: connections are refused
+        var ex = await Assert.ThrowsAsync<RemoteImageException>(() => StartProxyAsync(unused.LocalEndPoint!));
+        Assert.Contains("cannot connect to the image-cache at 127.0.0.1", ex.Message);
+    }
+
+    [Fact]
+    public async Task AnAbsentProxyIsReportedByTheDump()
+    {
+        var ex = await Assert.ThrowsAsync<RemoteImageException>(() =>
+            RemoteImageClient.SendSnapshotAsync(ImageSockets.ProxySocket(_work), "d1", [Image("core-1.img", [1])], _stop.Token));
+        Assert.Contains("no image-proxy answers on", ex.Message);
+    }
+
+    [Fact]
+    public async Task AFullCacheRefusesTheSnapshotAndTakesTheNextOne()
+    {
+        using var cache = StartCache(limit: 2 << 20);
+        using var proxy = await StartProxyAsync(cache.LocalEndPoint);
+        var ex = await Assert.ThrowsAsync<RemoteImageException>(() =>
+            RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "big", [Image("pages-1.img", PageLike(1024, 3))], _stop.Token));
+        Assert.Contains("memory limit of 2097152 bytes reached while receiving big/pages-1.img", ex.Message);
+        Assert.Equal(0, cache.HeldBytes);
+        var fetch = await Assert.ThrowsAsync<RemoteImageException>(() => FetchAsync("big"));
+        Assert.Contains("memory limit", fetch.Message);
+
+        await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "small", [Image("pages-1.img", PageLike(16, 4))], _stop.Token);
+        Assert.Equal(PageLike(16, 4), (await FetchAsync("small"))["pages-1.img"]);
+    }
+
+    [Fact]
+    public async Task RestoreWaitsForTheEndOfTheDumpAndNamesWhatIsMissing()
+    {
+        using var cache = StartCache();
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync((IPEndPoint)cache.LocalEndPoint, _stop.Token);
+        var w = new FrameWriter(tcp.GetStream());
+        await w.WriteHelloAsync(_stop.Token);
+        await w.WriteImageAsync("d1", "core-1.img", new MemoryStream([1, 2, 3]), Codec.None, _stop.Token);
+        await w.FlushAsync(_stop.Token);
+
+        var fetch = FetchAsync("d1");
+        var missing = RemoteImageClient.FetchImageAsync(ImageSockets.CacheSocket(_work), "d1", "mm-1.img", _stop.Token);
+        await Task.Delay(300);
+        Assert.False(fetch.IsCompleted);
+        Assert.False(missing.IsCompleted);
+        await w.WriteDumpEndAsync("d1", _stop.Token);
+        Assert.Equal(new AckEvent("d1"), await new FrameReader(tcp.GetStream()).ReadAsync(_stop.Token));
+        Assert.Equal([1, 2, 3], (await fetch)["core-1.img"]);
+        Assert.Null(await missing);
+
+        var unknown = await Assert.ThrowsAsync<RemoteImageException>(() => FetchAsync("d9"));
+        Assert.Contains("no dump of d9 reached this image-cache", unknown.Message);
+    }
+
+    [Fact]
+    public async Task AConnectionCutMidStreamFailsTheDumpAndTheRestoreAndTheNextDumpReconnects()
+    {
+        using var cache = StartCache();
+        using var relay = new CuttingRelay((IPEndPoint)cache.LocalEndPoint, cutAfter: 3 << 20);
+        using var proxy = await StartProxyAsync(relay.EndPoint, Codec.None);
+        var ex = await Assert.ThrowsAsync<RemoteImageException>(() =>
+            RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "d1", [Image("pages-1.img", PageLike(4096, 5))], _stop.Token));
+        Assert.Contains("image-proxy", ex.Message);
+        var fetch = await Assert.ThrowsAsync<RemoteImageException>(() => FetchAsync("d1"));
+        Assert.Contains("broke while receiving d1", fetch.Message);
+        Assert.Equal(0, cache.HeldBytes);
+
+        relay.CutAfter = long.MaxValue;
+        await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "d1", [Image("pages-1.img", PageLike(64, 6))], _stop.Token);
+        Assert.Equal(PageLike(64, 6), (await FetchAsync("d1"))["pages-1.img"]);
+    }
+
+    /// <summary>A TCP relay that resets both sides once it forwarded <see cref="CutAfter"/> bytes towards the target.</summary>
+    private sealed class CuttingRelay : IDisposable
+    {
+        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+        private readonly CancellationTokenSource _stop = new();
+
+        public CuttingRelay(IPEndPoint target, long cutAfter)
+        {
+            CutAfter = cutAfter;
+            _listener.Start();
+            _ = Task.Run(async () =>
+            {
+                while (!_stop.IsCancellationRequested)
+                {
+                    var client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                    var server = new TcpClient();
+                    await server.ConnectAsync(target, _stop.Token);
+                    long limit = CutAfter;
+                    _ = Pump(client, server, limit);
+                    _ = Pump(server, client, long.MaxValue);
+                }
+            });
+        }
+
+        public long CutAfter { get; set; }
+        public EndPoint EndPoint => _listener.LocalEndpoint;
+
+        private async Task Pump(TcpClient from, TcpClient to, long limit)
+        {
+            var buffer = new byte[65536];
+            long sent = 0;
+            try
+            {
+                while (true)
+                {
+                    int n = await from.GetStream().ReadAsync(buffer, _stop.Token);
+                    if (n == 0) break;
+                    if (sent + n > limit)
+                    {
+                        from.Client.LingerState = new LingerOption(true, 0);
+                        to.Client.LingerState = new LingerOption(true, 0);
+                        from.Close();
+                        to.Close();
+                        return;
+                    }
+                    await to.GetStream().WriteAsync(buffer.AsMemory(0, n), _stop.Token);
+                    sent += n;
+                }
+                to.Client.Shutdown(SocketShutdown.Send);
+            }
+            catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException or InvalidOperationException)
+            {
+                from.Close();
+                to.Close();
+            }
+        }
+
+        public void Dispose()
+        {
+            _stop.Cancel();
+            _listener.Stop();
+        }
+    }
+}
