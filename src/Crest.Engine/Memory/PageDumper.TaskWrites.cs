@@ -20,6 +20,7 @@ using Crest.Kernel.Arch.X64;
 using Crest.Kernel.Files;
 using Crest.Kernel.Injection;
 using Crest.Kernel.Memory;
+using Crest.Kernel.Processes;
 using Crest.Kernel.Ptrace;
 
 namespace Crest.Engine.Memory;
@@ -117,14 +118,26 @@ internal static partial class PageDumper
         return result;
     }
 
-    /// <summary>pidfd_open(Crest) + pidfd_getfd in the task: its number for Crest's <paramref name="crestFd"/>, or -errno.</summary>
+    /// <summary>
+    /// pidfd_open(Crest) + pidfd_getfd in the task: its number for Crest's <paramref name="crestFd"/>, or -errno. Crest's
+    /// pid means Crest only in Crest's pid namespace (in another it may name some other process): the task must be
+    /// in it, and kcmp(KCMP_FILE, Linux 3.5) confirms the task got the very file.
+    /// </summary>
     private static long GetFdIntoTask(SyscallInjector remote, int crestFd)
     {
+        int tid = remote.Tracee.Tid;
+        string? taskNs = new FileInfo($"/proc/{tid}/ns/pid").LinkTarget, crestNs = new FileInfo("/proc/self/ns/pid").LinkTarget;
+        if (taskNs is null || taskNs != crestNs) return -Errno.ESRCH;
         long pidfd = remote.Syscall(SyscallNumbers.pidfd_open, Environment.ProcessId, 0);
         if (pidfd < 0) return pidfd;
         long fd = remote.Syscall(SyscallNumbers.pidfd_getfd, pidfd, crestFd, 0);
         long rc = remote.Syscall(SyscallNumbers.close, pidfd);
-        if (rc != 0) Log.Warning($"{remote.Tracee.Tid}: pages: close of pidfd {pidfd} in the task gave {Errno.FromRawReturn(rc).Name}");
+        if (rc != 0) Log.Warning($"{tid}: pages: close of pidfd {pidfd} in the task gave {Errno.FromRawReturn(rc).Name}");
+        if (fd >= 0 && !Kcmp.SameFile(tid, Environment.ProcessId, (int)fd, crestFd))
+        {
+            remote.Syscall(SyscallNumbers.close, fd);
+            throw new DumpException($"Task {tid}: the descriptor it took from Crest is not the pages image.");
+        }
         return fd;
     }
 
