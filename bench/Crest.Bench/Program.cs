@@ -12,6 +12,8 @@ internal static class Program
         ["shapes"] = ShapesBenchmark.Run,
         ["predump"] = PreDumpBenchmark.Run,
         ["remote"] = RemoteBenchmark.Run,
+        ["page-server"] = PageServerBenchmark.Run,
+        ["migrate"] = MigrateBenchmark.Run,
     };
 
     private static int Main(string[] args)

@@ -163,6 +163,54 @@ public sealed class ImageCacheProxyTests : IDisposable
         Assert.Equal(PageLike(64, 6), (await FetchAsync("d1"))["pages-1.img"]);
     }
 
+    /// <summary>A CA and a certificate it signed for <paramref name="name"/>, as PEM files in the work directory.</summary>
+    private (string Ca, string Cert, string Key) MakeCertificates(string prefix, string name)
+    {
+        using var caKey = System.Security.Cryptography.ECDsa.Create();
+        var caRequest = new System.Security.Cryptography.X509Certificates.CertificateRequest($"CN={prefix} test CA", caKey, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        caRequest.CertificateExtensions.Add(new System.Security.Cryptography.X509Certificates.X509BasicConstraintsExtension(true, false, 0, true));
+        using var ca = caRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        using var key = System.Security.Cryptography.ECDsa.Create();
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest($"CN={name}", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var san = new System.Security.Cryptography.X509Certificates.SubjectAlternativeNameBuilder();
+        san.AddIpAddress(IPAddress.Loopback);
+        request.CertificateExtensions.Add(san.Build());
+        using var cert = request.Create(ca, DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1), [1, 2, 3, 4]);
+        string Write(string file, string text)
+        {
+            string path = Path.Combine(_work, file);
+            File.WriteAllText(path, text);
+            return path;
+        }
+        return (Write($"{prefix}-ca.pem", ca.ExportCertificatePem()), Write($"{prefix}-cert.pem", cert.ExportCertificatePem()),
+            Write($"{prefix}-key.pem", key.ExportPkcs8PrivateKeyPem()));
+    }
+
+    [Fact]
+    public async Task ImagesCrossTlsAndAStrangerIsTurnedAway()
+    {
+        var server = MakeCertificates("server", "cache");
+        var client = MakeCertificates("client", "proxy");
+        // Each side trusts the CA of the other; the cache thereby requires the proxy's certificate.
+        var cacheTls = new TlsSettings(server.Cert, server.Key, client.Ca, NoCnVerify: false).Load();
+        var proxyTls = new TlsSettings(client.Cert, client.Key, server.Ca, NoCnVerify: false).Load();
+        using var cache = new ImageCache(new IPEndPoint(IPAddress.Loopback, 0), ImageSockets.CacheSocket(_work), 1L << 30, Log, cacheTls);
+        _ = cache.RunAsync(_stop.Token);
+        using (var proxy = await ImageProxy.StartAsync(ImageSockets.ProxySocket(_work), cache.LocalEndPoint, Codec.Lz4, Log, _stop.Token, proxyTls, "127.0.0.1"))
+        {
+            _ = proxy.RunAsync(_stop.Token);
+            await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "t1", [Image("pages-1.img", PageLike(300, 7))], _stop.Token);
+            Assert.Equal(PageLike(300, 7), (await FetchAsync("t1"))["pages-1.img"]);
+            Assert.Contains(_log, l => l.Contains("over TLS"));
+        }
+
+        // A proxy that trusts another CA refuses the cache.
+        var stranger = MakeCertificates("stranger", "cache");
+        var ex = await Assert.ThrowsAsync<RemoteImageException>(() => ImageProxy.StartAsync(ImageSockets.ProxySocket(_work), cache.LocalEndPoint, Codec.Lz4, Log,
+            _stop.Token, new TlsSettings(client.Cert, client.Key, stranger.Ca, NoCnVerify: false).Load(), "127.0.0.1"));
+        Assert.Contains("TLS handshake with the image-cache", ex.Message);
+    }
+
     /// <summary>A TCP relay that resets both sides once it forwarded <see cref="CutAfter"/> bytes towards the target.</summary>
     private sealed class CuttingRelay : IDisposable
     {

@@ -4,6 +4,7 @@
 using Crest.Diagnostics;
 using Crest.Engine.Dump;
 using Crest.Engine.Restore;
+using Crest.Transport.PageServer;
 
 namespace Crest.Cli.Criu;
 
@@ -13,8 +14,10 @@ internal static class CheckpointCommands
     {
         if (paths.PidFile is { } pidFile)
             Log.Debug($"dump: --pidfile {pidFile} has no use on dump (CRIU ignores it too)");
+        using var pageServer = ConnectPageServer(options, paths);
         var engineOptions = new DumpOptions
         {
+            PageDestination = pageServer,
             Pid = options.Tree,
             ImagesDir = paths.ImagesDir,
             LeaveRunning = options.FinalState == FinalState.Alive,
@@ -34,8 +37,10 @@ internal static class CheckpointCommands
     /// <summary>Memory only, the tree left running (ImagesDir from -D; --prev-images-dir relative to it).</summary>
     public static int PreDump(CriuOptions options, CriuPaths paths)
     {
+        using var pageServer = ConnectPageServer(options, paths);
         var engineOptions = new DumpOptions
         {
+            PageDestination = pageServer,
             Pid = options.Tree,
             ImagesDir = paths.ImagesDir,
             PreDump = true,
@@ -46,6 +51,18 @@ internal static class CheckpointCommands
         var statistics = options.IsOn("remote") ? RemoteCommands.Dump(engineOptions, options, paths) : DumpEngine.Dump(engineOptions);
         Log.Info($"pre-dump: {statistics}");
         return 0;
+    }
+
+    /// <summary>--page-server: connected (and the TLS handshake made) before anything touches the tree, so that a
+    /// page server that is not there fails the dump with the tree untouched.</summary>
+    private static PageServerClient? ConnectPageServer(CriuOptions options, CriuPaths paths)
+    {
+        if (!options.IsOn("page-server")) return null;
+        string address = options.Last("address")!;
+        var tls = options.IsOn("tls") ? PageServerCommand.Tls(options, paths) : null;
+        var client = PageServerClient.Connect(address, options.Port, tls, TimeSpan.FromSeconds(Math.Max(options.Timeout, 1)));
+        Log.Info($"dump: pages go to the {client.Name}{(tls is null ? "" : " over TLS")}");
+        return client;
     }
 
     /// <summary>0 once a detached tree runs; otherwise the root task's exit status (128+signal when killed).</summary>

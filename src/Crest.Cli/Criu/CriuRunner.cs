@@ -10,6 +10,8 @@ using Crest.Engine.Dump;
 using Crest.Engine.Restore;
 using Crest.Images;
 using Crest.Kernel;
+using Crest.Transport.PageServer;
+using Crest.Transport.Tls;
 
 namespace Crest.Cli.Criu;
 
@@ -74,6 +76,7 @@ internal static class CriuRunner
                 "dump" => CheckpointCommands.Dump(options, paths),
                 "pre-dump" => CheckpointCommands.PreDump(options, paths),
                 "restore" => CheckpointCommands.Restore(options, paths),
+                "page-server" => PageServerCommand.Run(options, paths),
                 "image-cache" => RemoteCommands.ImageCache(options, paths, stderr),
                 "image-proxy" => RemoteCommands.ImageProxy(options, paths, stderr),
                 "migrate" => MigrateCommand.Run(options, paths, stdout, stderr),
@@ -89,17 +92,17 @@ internal static class CriuRunner
         {
             return Fail(e.Message, stderr, logIsStderr);
         }
-        catch (Exception e) when (e is DumpException or RestoreException or ImageFormatException)
+        catch (Exception e) when (e is DumpException or RestoreException or ImageFormatException or PageServerException or TlsException)
         {
             return EngineFailure(e.Message, stderr, logIsStderr);
         }
         catch (KernelException e)
         {
-            return command.Name is "dump" or "pre-dump" or "restore" or "migrate"
+            return command.Name is "dump" or "pre-dump" or "restore" or "migrate" or "page-server"
                 ? EngineFailure(e.Message, stderr, logIsStderr)
                 : Fail($"{command.Name}: {e.Message}", stderr, logIsStderr);
         }
-        catch (Exception e) when (command.Name is "dump" or "pre-dump" or "restore" or "migrate")
+        catch (Exception e) when (command.Name is "dump" or "pre-dump" or "restore" or "migrate" or "page-server")
         {
             // A harness expects a plain failure, never a crash: anything the engines did not
             // anticipate is still reported as an error (with its stack in the log at -v4).
@@ -138,6 +141,10 @@ internal static class CriuRunner
             return "--restore-sibling only makes sense with --restore-detached";
         if (command.Name is "dump" or "pre-dump" or "migrate" && options.Tree == 0)
             return "No pid specified (-t option missing)";
+        if (command.Name is "dump" or "pre-dump" && options.IsOn("page-server") && options.Port == 0)
+            return "--page-server needs --port (and --address) of the page server";
+        if (command.Name is "dump" or "pre-dump" && options.IsOn("page-server") && options.Last("address") is null)
+            return "--page-server needs --address of the page server";
         return null;
     }
 

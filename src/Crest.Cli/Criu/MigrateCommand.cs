@@ -70,6 +70,17 @@ internal static class MigrateCommand
                     throw new RemoteImageException($"the image-cache at {destination} did not accept a connection within 30 s", e);
                 }
             }
+            using (var probe = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+            {
+                try
+                {
+                    RestoreRequest.ProbeAsync(destination, probe.Token).GetAwaiter().GetResult();
+                }
+                catch (OperationCanceledException e)
+                {
+                    throw new RemoteImageException($"the image-cache at {destination} did not answer whether it restores within 30 s", e);
+                }
+            }
             serving = Task.Run(() => proxy.RunAsync(stop.Token));
             Log.Info($"migrate: {pid} to the image-cache at {destination} as {id}, page data compressed with {Codecs.Name(codec)}, at most {maxRounds} rounds");
             if (progress) stderr.WriteLine($"migrate: {pid} -> {destination} ({Codecs.Name(codec)})");

@@ -49,7 +49,7 @@ internal static class RemoteCommands
         ImageCache cache;
         try
         {
-            cache = new ImageCache(ImageSockets.Resolve(address, options.Port), ImageSockets.CacheSocket(paths.WorkDir), limit, line => Log.Info($"{line}"));
+            cache = new ImageCache(ImageSockets.Resolve(address, options.Port), ImageSockets.CacheSocket(paths.WorkDir), limit, line => Log.Info($"{line}"), Tls(options));
             if (options.IsOn("allow-restore")) cache.Restorer = MigrateCommand.Restorer(paths.WorkDir, options.EffectiveLogLevel);
         }
         catch (RemoteImageException e)
@@ -77,7 +77,7 @@ internal static class RemoteCommands
         ImageProxy proxy;
         try
         {
-            proxy = ImageProxyStart(address, options.Port, codec, paths.WorkDir);
+            proxy = ImageProxyStart(address, options.Port, codec, paths.WorkDir, Tls(options));
         }
         catch (RemoteImageException e)
         {
@@ -95,11 +95,19 @@ internal static class RemoteCommands
         return 0;
     }
 
-    private static ImageProxy ImageProxyStart(string address, int port, Codec codec, string workDir)
+    private static ImageProxy ImageProxyStart(string address, int port, Codec codec, string workDir, TlsSettings? tls)
     {
         using var connect = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         return Crest.Transport.Remote.ImageProxy.StartAsync(ImageSockets.ProxySocket(workDir), ImageSockets.Resolve(address, port), codec,
-            line => Log.Info($"{line}"), connect.Token).GetAwaiter().GetResult();
+            line => Log.Info($"{line}"), connect.Token, tls, address).GetAwaiter().GetResult();
+    }
+
+    /// <summary>--tls and its files (relative paths from the current directory, as CRIU has them).</summary>
+    private static TlsSettings? Tls(CriuOptions options)
+    {
+        if (!options.IsOn("tls")) return null;
+        static string? Full(string? path) => path is null ? null : Path.GetFullPath(path);
+        return new TlsSettings(Full(options.Last("tls-cert")), Full(options.Last("tls-key")), Full(options.Last("tls-cacert")), options.IsOn("tls-no-cn-verify")).Load();
     }
 
     /// <summary>SIGTERM and SIGINT end a daemon cleanly (its socket file removed).</summary>

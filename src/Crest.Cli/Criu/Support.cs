@@ -17,6 +17,12 @@ internal static class Support
         "help", "version", "close", "deprecated",
     };
 
+    /// <summary>CRIU's TLS options (page-server and its clients).</summary>
+    private static readonly string[] TlsSettings = ["tls", "tls-cert", "tls-key", "tls-cacert", "tls-cacrl", "tls-no-cn-verify"];
+
+    /// <summary>dump and pre-dump sending their pages to a page server.</summary>
+    private static readonly string[] PageServerClient = ["page-server", "address", "port", .. TlsSettings];
+
     /// <summary>Implemented commands and the settings each honours beyond <see cref="Common"/>.</summary>
     public static readonly IReadOnlyDictionary<string, IReadOnlySet<string>> Implemented = new Dictionary<string, IReadOnlySet<string>>
     {
@@ -27,15 +33,17 @@ internal static class Support
         // CRIU when no such resource is held.
         // --ext-unix-sk: unix sockets connected to a peer outside the tree are dumped and connected again at restore;
         // restore accepts it too (harnesses pass the dump's options again) and needs nothing from it.
-        ["dump"] = new HashSet<string> { "tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem", "remote", "shell-job", "ext-unix-sk" },
+        ["dump"] = new HashSet<string>(["tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem", "remote", "shell-job", "ext-unix-sk", .. PageServerClient]),
         // pre-dump always tracks memory (as CRIU enforces --track-mem for it); the tree keeps running.
-        ["pre-dump"] = new HashSet<string> { "tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem", "remote" },
+        ["pre-dump"] = new HashSet<string>(["tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem", "remote", .. PageServerClient]),
         ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd", "remote", "shell-job", "ext-unix-sk" },
+        // -d / --daemon (the setting of --restore-detached in CRIU); --prev-images-dir makes the parent link in -D.
+        ["page-server"] = new HashSet<string>(["address", "port", "restore-detached", "status-fd", "pidfile", "prev-images-dir", .. TlsSettings]),
         // Daemons as page-server: -d (CRIU's restore-detached setting), --status-fd, --pidfile (RemoteCommands.cs).
-        ["image-cache"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "cache-limit", "allow-restore" },
+        ["image-cache"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "cache-limit", "allow-restore", "tls", "tls-cert", "tls-key", "tls-cacert", "tls-no-cn-verify" },
         // Crest's own: pre-dump rounds and the final dump streamed to a destination's image-cache (MigrateCommand.cs).
         ["migrate"] = new HashSet<string> { "tree", "address", "port", "compress", "max-rounds", "json", "timeout" },
-        ["image-proxy"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "compress" },
+        ["image-proxy"] = new HashSet<string> { "address", "port", "restore-detached", "status-fd", "pidfile", "compress", "tls", "tls-cert", "tls-key", "tls-cacert", "tls-no-cn-verify" },
     };
 
     /// <summary>Null when Crest can run <paramref name="command"/> with these options; otherwise why not.</summary>

@@ -88,7 +88,19 @@ public static class DumpEngine
         {
             CheckNothingSharedWithParents(tree);
             foreach (var task in tree.Tasks) trackers.Add(DirtyTracker.Find(task.Pid, trackedParent));
-            pages = options.PreDump ? PreDump.DumpTree(tree, images, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent, ttys);
+            pages = options.PreDump ? PreDump.DumpTree(tree, images, options, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent, ttys);
+            // Pages sent to a page server count only once it confirms it stored them all (the tree still frozen).
+            if (options.PageDestination is { } destination)
+            {
+                try
+                {
+                    destination.Finish();
+                }
+                catch (IOException e)
+                {
+                    throw new DumpException($"{destination.Name} did not confirm the pages: {e.Message}", e);
+                }
+            }
             options.ImagesComplete?.Invoke(images.Path);
         }
         catch (Exception e)
@@ -185,8 +197,7 @@ public static class DumpEngine
             FillNamespaceIds(ids);
             rootIds ??= ids;
             var threads = tree.ThreadsOf(task);
-            var incremental = PreDump.Incremental(trackers[i], parentDir);
-            var (pages, stat) = DumpProcess(task, threads, images, files, shared, seccomp, ids, pagesId: n, ownTable: filesId == n, trackers[i], incremental);
+            var (pages, stat) = DumpProcess(task, threads, images, options, files, shared, seccomp, ids, pagesId: n, ownTable: filesId == n, trackers[i], parentDir);
             total = PreDump.Add(total, pages);
             pstree.Add(new PstreeEntry
             {
@@ -236,8 +247,8 @@ public static class DumpEngine
     }
 
     /// <summary>The images of one process: core, mm, ids, fs, fdinfo, pagemap and pages. Its fds and files go into the tree's tables.</summary>
-    private static (PageDumpResult Pages, ProcStat Stat) DumpProcess(FrozenTask task, IReadOnlyList<FrozenTask> threads, ImageDirectory images,
-        FileTable files, SharedFiles shared, SeccompTable seccomp, TaskKobjIdsEntry ids, uint pagesId, bool ownTable, DirtyTracker tracker, IncrementalPages? incremental)
+    private static (PageDumpResult Pages, ProcStat Stat) DumpProcess(FrozenTask task, IReadOnlyList<FrozenTask> threads, ImageDirectory images, DumpOptions options,
+        FileTable files, SharedFiles shared, SeccompTable seccomp, TaskKobjIdsEntry ids, uint pagesId, bool ownTable, DirtyTracker tracker, string? parentDir)
     {
         int pid = task.Pid;
         // 1. Everything readable from outside, and every check, before anything in the task changes.
@@ -277,19 +288,10 @@ public static class DumpEngine
         // The task may write its own pages (one copy instead of two), below its file size limit.
         var taskWrite = new TaskWriteAccess(task.Tracee, state.Limits[(int)ResourceLimitKind.FileSize].Current);
         PageDumpResult pages;
-        string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)pid);
-        string pagesName = ImageKinds.FileName(ImageKinds.Pages, pagesId);
-        images.Track(pagemapName);
-        images.Track(pagesName);
         try
         {
-            using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
-            pages = PageDumper.Dump(pid, pagedVmas, writer, incremental, taskWrite, writing: () => smaps = Task.Run(() => VmaDumper.ReadSmaps(pid)));
-            StageHook?.Invoke("pages");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new DumpException($"Cannot write the memory images of task {pid} into {images.Path}: {e.Message}", e);
+            pages = PageTargets.Dump(options, images, pid, pagesId, pagedVmas, tracker, parentDir, taskWrite,
+                writing: () => smaps = Task.Run(() => VmaDumper.ReadSmaps(pid)));
         }
         finally
         {
@@ -309,8 +311,6 @@ public static class DumpEngine
         }
         VmaDumper.TakeGuardRanges(pid, pagedVmas, vmas);
         var mm = VmaDumper.BuildMm(pid, state, vmas, files, unions);
-        images.Account(pagemapName);
-        images.Account(pagesName);
 
         images.Write(ImageKinds.Core, (ulong)pid, core);
         foreach (var (tid, threadCore) in threadCores) images.Write(ImageKinds.Core, (ulong)tid, threadCore);

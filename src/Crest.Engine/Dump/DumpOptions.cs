@@ -1,3 +1,5 @@
+using Crest.Images.Pages;
+
 namespace Crest.Engine.Dump;
 
 /// <summary>What to checkpoint, where, and how to leave the task afterwards (CRIU's dump options).</summary>
@@ -34,6 +36,14 @@ public sealed record DumpOptions
     /// <c>file[MNT_ID:INODE]</c> (hex) for a file opened by path, <c>pipe:[INODE]</c> for a pipe end.
     /// </summary>
     public IReadOnlyList<string> External { get; init; } = [];
+
+    /// <summary>
+    /// --page-server: where pagemap and pages images go instead of the images directory (the other images are
+    /// written locally). The caller connects it before the dump and disposes of it after; the dump calls
+    /// <see cref="IPageDestination.Finish"/> before it releases the tree, so a destination that did not store
+    /// every page fails the dump with the tree left running.
+    /// </summary>
+    public IPageDestination? PageDestination { get; init; }
 
     /// <summary>
     /// Called with the images directory once every image of the (pre-)dump is complete, while the tree is still

@@ -85,7 +85,7 @@ internal static class PreDump
     }
 
     /// <summary>The memory images of every task of the frozen tree, then the trackers armed for the next round.</summary>
-    public static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, List<DirtyTracker> trackers, string? parentDir)
+    public static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options, List<DirtyTracker> trackers, string? parentDir)
     {
         DumpEngine.StageHook?.Invoke("frozen");
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
@@ -97,23 +97,7 @@ internal static class PreDump
             uint pagesId = (uint)i + 1;
             var vmas = VmaDumper.Collect(pid, VmaDumper.ReadSmaps(pid), new FileTable(), UnionMounts.Read(pid, unionsByNamespace), crestTracks: trackers[i].TaskFds.Count > 0);
             vmasOf.Add(vmas);
-            string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)pid);
-            string pagesName = ImageKinds.FileName(ImageKinds.Pages, pagesId);
-            images.Track(pagemapName);
-            images.Track(pagesName);
-            PageDumpResult pages;
-            try
-            {
-                using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
-                pages = PageDumper.Dump(pid, vmas, writer, Incremental(trackers[i], parentDir));
-                DumpEngine.StageHook?.Invoke("pages");
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new DumpException($"Cannot write the memory images of task {pid} into {images.Path}: {e.Message}", e);
-            }
-            images.Account(pagemapName);
-            images.Account(pagesName);
+            var pages = PageTargets.Dump(options, images, pid, pagesId, vmas, trackers[i], parentDir);
             total = Add(total, pages);
             Log.Info($"{pid}: pre-dump: {vmas.Count} vmas, {pages.PagesWritten} pages written, {pages.PagesInParent} in the parent");
         }

@@ -74,18 +74,17 @@ internal static class RegularFiles
     /// The name a restore reopens the object of status <paramref name="held"/> by, which the kernel reported as
     /// <paramref name="reported"/>, and the status the restore will find there. Normally the reported path itself,
     /// checked to name that object still. A path inside a branch of a union mount (UnionMounts.cs) becomes the
-    /// path through the union when the kernel is known to report branch paths (AUFS), when the object is on that
-    /// union's mount (<paramref name="mntId"/>) or when the branch path no longer names the object: then the
-    /// union path must show a file of the same type and size (the branch file is what the union shows there;
-    /// its device and inode are the branch filesystem's, not the union's).
+    /// path through the union when the kernel is known to report branch paths (AUFS) or when the object is on that
+    /// union's mount (<paramref name="mntId"/>, overlayfs): then the union path must show a file of the same type
+    /// and size (the branch file is what the union shows there; its device and inode are the branch
+    /// filesystem's, not the union's). A layer path of an object on the layer's own filesystem is the task's own
+    /// doing (it opened the layer directory, as a container runtime does) and stays as it is.
     /// </summary>
     public static (string Path, FileStatus Status, int? MntId) Resolve(string what, string reported, FileStatus held, int? mntId, UnionMounts unions, string? advice = null)
     {
         if (unions.ToUnionPath(reported, mntId) is { } union)
         {
-            var atPath = TryStat(reported);
-            bool stillThere = atPath is { } a && a.Device == held.Device && a.Inode == held.Inode;
-            if (!stillThere || union.Layout.Kind == UnionKind.Aufs || union.Layout.MountId == mntId)
+            if (union.Layout.Kind == UnionKind.Aufs || union.Layout.MountId == mntId)
             {
                 var atUnion = TryStat(union.Path)
                     ?? throw new DumpException($"{what}: {reported} lies in a branch of the {union.Layout.Describe()}, but {union.Path} does not exist there.");

@@ -55,7 +55,7 @@ internal static partial class PageDumper
     /// <summary>A part of a run read into the buffer; a run whose pages stay in the parent images is one piece without data.</summary>
     private readonly record struct Piece(ulong RunStart, ulong RunPages, bool First, ulong Address, int Length, bool Readable, bool InParent = false);
 
-    public static PageDumpResult Dump(int pid, IReadOnlyList<DumpedVma> vmas, PageImageWriter writer, IncrementalPages? incremental = null,
+    public static PageDumpResult Dump(int pid, IReadOnlyList<DumpedVma> vmas, IPageSink writer, IncrementalPages? incremental = null,
         TaskWriteAccess? taskWrite = null, Action? writing = null)
     {
         var clock = Stopwatch.StartNew();
@@ -108,12 +108,12 @@ internal static partial class PageDumper
         }
         Log.Info($"{pid}: pages: {scanned} pages scanned, {total} to write in {runs.Count} runs, {inParent} unchanged in the parent images");
         // The caller's work alongside the writes starts once the task's memory map stays as it is until the end.
-        if (TaskWrites && taskWrite is not null && total > 0 && writer.PagesFile is not null && !MapPagesFile
-            && DumpByTask(pid, runs, writer, taskWrite, scanned, total, scanTime, clock, cpu, writing) is { } byTask)
+        if (TaskWrites && taskWrite is not null && total > 0 && !MapPagesFile && writer is PageImageWriter { PagesFile: not null } file
+            && DumpByTask(pid, runs, file, taskWrite, scanned, total, scanTime, clock, cpu, writing) is { } byTask)
             return byTask with { PagesInParent = inParent };
         writing?.Invoke();
-        if (MapPagesFile && total > 0 && writer.PagesFile is not null)
-            return DumpIntoMappedFile(pid, runs, writer, scanned, total, scanTime, clock, cpu) with { PagesInParent = inParent };
+        if (MapPagesFile && total > 0 && writer is PageImageWriter { PagesFile: not null } mapped)
+            return DumpIntoMappedFile(pid, runs, mapped, scanned, total, scanTime, clock, cpu) with { PagesInParent = inParent };
 
         long writeTicks = 0, readTicks = 0, waitTicks = 0;
         FileDescriptor? mem = null;

@@ -150,7 +150,7 @@ internal static class RestoreFiles
             {
                 if (!images.Files.TryGetValue(fd.Id, out var u) || u.Usk is null)
                     throw new RestoreException($"files.img has no unix socket with file id {fd.Id} (fd {fd.Fd})");
-                sockets.Open(task, fd, u.Usk, (fd.Flags & FD_CLOEXEC) != 0);
+                sockets.Open(task, fd, u.Usk, (fd.Flags & FD_CLOEXEC) != 0, inherited.FdFor(RestoreInheritedFds.Key(u.Usk)));
                 opened[fd.Id] = (int)fd.Fd;
                 shared.TryAdd(fd.Id, (task.Pid, (int)fd.Fd));
                 continue;

@@ -3,7 +3,8 @@
 // on the same file or pipe (as an fd passed over SCM_RIGHTS and then given its flags and offset), with the
 // dumped status flags; RestoreFiles then moves it to its number and seeks it to the dumped offset.
 // Which dumped object an id names: a REG entry with `ext` set by its name (file[MNT_ID:INODE]), any other REG
-// entry by its path without the leading slash, a PIPE entry by its link text pipe:[INODE]. Files dumped as
+// entry by its path without the leading slash, a PIPE entry by its link text pipe:[INODE], a UNIXSK entry by its
+// link text socket:[INODE] (the socket is then taken as it is: not created, bound nor connected). Files dumped as
 // external (REG ext, PIPE crest_ext) cannot be restored without their --inherit-fd: the check runs before any
 // task is created, and names the fd and the option to pass.
 using Crest.Diagnostics;
@@ -32,6 +33,11 @@ internal sealed class RestoreInheritedFds
         file.Ext ? file.Name : file.Name == "/" ? "." : file.Name.StartsWith('/') ? file.Name[1..] : file.Name;
 
     public static string Key(PipeEntry pipe) => $"pipe:[{pipe.PipeId}]";
+
+    public static string Key(UnixSkEntry socket) => $"socket:[{socket.Ino}]";
+
+    /// <summary>The restoring process's fd given for the object named <paramref name="key"/>, or null when none was.</summary>
+    public int? FdFor(string key) => _byResource.TryGetValue(key, out int fd) ? fd : null;
 
     /// <summary>The /proc link the task opens instead of the object named <paramref name="key"/>, or null when none was given.</summary>
     public string? LinkFor(string key) =>

@@ -86,12 +86,26 @@ internal sealed class RestoreUnixSockets : IDisposable
     }
 
     /// <summary>Give the task the socket <paramref name="sk"/> as fd <paramref name="fd"/> (the first fd of the tree that holds it).</summary>
-    public void Open(StubInjector task, FdinfoEntry fd, UnixSkEntry sk, bool cloexec)
+    /// <param name="inheritedFd">The restoring process's fd given with --inherit-fd fd[N]:socket:[INO] for this socket:
+    /// the task gets that socket as it is (its status flags and owner are set; nothing is bound or connected).</param>
+    public void Open(StubInjector task, FdinfoEntry fd, UnixSkEntry sk, bool cloexec, int? inheritedFd = null)
     {
         string what = $"fd {fd.Fd} of task {task.Pid}";
         var kind = Plan(sk, what);
         try
         {
+            if (inheritedFd is { } n)
+            {
+                using var inherited = FileDescriptor.Borrow(n);
+                if (!inherited.Stat().IsSocket)
+                    throw new RestoreException($"{what}: --inherit-fd fd[{n}]:{RestoreInheritedFds.Key(sk)}: fd {n} is not a socket");
+                Take(task, fd, inherited, cloexec, what);
+                uint flags = sk.Flags & SettableStatusFlags;
+                inherited.Fcntl(F_SETFL, flags);
+                RestorePipes.Place(task, fd, fd.Fd, cloexec, sk.Fown, $"unix socket {sk.Ino}");
+                Log.Info($"{task.Pid}: restore: fd {fd.Fd}: unix socket {sk.Ino} is the inherited fd {n}");
+                return;
+            }
             var socket = Create(sk, kind);
             Take(task, fd, socket, cloexec, what);
             if (kind == Kind.External)

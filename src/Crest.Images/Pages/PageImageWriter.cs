@@ -18,7 +18,7 @@ using Microsoft.Win32.SafeHandles;
 namespace Crest.Images.Pages;
 
 /// <summary>Appends pagemap entries and their page contents to a pagemap/pages image pair.</summary>
-public sealed class PageImageWriter : IDisposable
+public sealed class PageImageWriter : IPageSink
 {
     public const int PageSize = 4096;
     private const int PagesBufferSize = 1 << 20;

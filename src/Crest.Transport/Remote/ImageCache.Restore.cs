@@ -32,6 +32,11 @@ public sealed partial class ImageCache
             await writer.WriteErrorAsync($"the image-cache at the destination does not restore: start it with --allow-restore", cancel).ConfigureAwait(false);
             return;
         }
+        if (snapshot.Length == 0)
+        {
+            await writer.WriteAckAsync("", cancel).ConfigureAwait(false); // the question whether it restores at all
+            return;
+        }
         var (held, why) = await WaitForAsync(snapshot, cancel).ConfigureAwait(false);
         if (held is null)
         {

@@ -22,15 +22,17 @@ public sealed partial class ImageCache : IDisposable
     private readonly Socket _unix;
     private readonly long _memoryLimit;
     private readonly Action<string> _log;
+    private readonly TlsSettings? _tls;
     private readonly Lock _lock = new();
     private readonly Dictionary<string, CachedSnapshot> _snapshots = [];
     private long _held;
 
     /// <summary>Listens at once (so that readiness can be reported when this returns); serves from <see cref="RunAsync"/>.</summary>
-    public ImageCache(EndPoint listen, string unixSocketPath, long memoryLimit, Action<string> log)
+    public ImageCache(EndPoint listen, string unixSocketPath, long memoryLimit, Action<string> log, TlsSettings? tls = null)
     {
         _memoryLimit = memoryLimit;
         _log = log;
+        _tls = tls;
         _tcp = new Socket(listen.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
@@ -125,7 +127,20 @@ public sealed partial class ImageCache : IDisposable
     {
         string peer = socket.RemoteEndPoint?.ToString() ?? "?";
         _log($"image-cache: proxy connected from {peer}");
-        using var stream = new NetworkStream(socket, ownsSocket: false);
+        Stream stream = new NetworkStream(socket, ownsSocket: false);
+        if (_tls is not null)
+        {
+            try
+            {
+                stream = await _tls.AcceptAsync(stream, cancel).ConfigureAwait(false);
+            }
+            catch (RemoteImageException e)
+            {
+                _log($"image-cache: proxy {peer}: {e.Message}");
+                return;
+            }
+        }
+        await using var owned = stream;
         var reader = new FrameReader(stream);
         var writer = new FrameWriter(stream);
         var receiving = new Dictionary<string, CachedSnapshot>();

@@ -26,13 +26,17 @@ public sealed class ImageProxy : IDisposable
     private const int QueuedChunks = 16;
     /// <summary>Chunk buffers, reused: two more than the queue holds (one being filled, one being sent).</summary>
     private readonly Channel<byte[]> _buffers = Channel.CreateUnbounded<byte[]>();
+    private readonly TlsSettings? _tls;
+    private readonly string _host;
     private Socket? _connection;
-    private NetworkStream? _stream;
+    private Stream? _stream;
     private FrameWriter? _writer;
     private FrameReader? _reader;
 
-    private ImageProxy(Socket unix, EndPoint cache, Codec codec, Action<string> log, string socketPath)
+    private ImageProxy(Socket unix, EndPoint cache, Codec codec, Action<string> log, string socketPath, TlsSettings? tls, string host)
     {
+        _tls = tls;
+        _host = host;
         _unix = unix;
         _cache = cache;
         _codec = codec;
@@ -42,10 +46,12 @@ public sealed class ImageProxy : IDisposable
     }
 
     /// <summary>Connects to the cache (an absent cache is an error now, not at the first dump), then listens.</summary>
-    public static async Task<ImageProxy> StartAsync(string unixSocketPath, EndPoint cache, Codec codec, Action<string> log, CancellationToken cancel)
+    /// <param name="host">The cache's name as given, which its certificate must carry (TLS).</param>
+    public static async Task<ImageProxy> StartAsync(string unixSocketPath, EndPoint cache, Codec codec, Action<string> log, CancellationToken cancel,
+        TlsSettings? tls = null, string? host = null)
     {
         var unix = ImageSockets.Listen(unixSocketPath);
-        var proxy = new ImageProxy(unix, cache, codec, log, unixSocketPath);
+        var proxy = new ImageProxy(unix, cache, codec, log, unixSocketPath, tls, host ?? cache.ToString()!);
         try
         {
             await proxy.ConnectAsync(cancel).ConfigureAwait(false);
@@ -119,10 +125,22 @@ public sealed class ImageProxy : IDisposable
         var socket = await ImageSockets.ConnectTcpAsync(_cache, cancel).ConfigureAwait(false);
         _connection = socket;
         _stream = new NetworkStream(socket, ownsSocket: true);
+        if (_tls is not null)
+        {
+            try
+            {
+                _stream = await _tls.ConnectAsync(_stream, _host, cancel).ConfigureAwait(false);
+            }
+            catch
+            {
+                Disconnect();
+                throw;
+            }
+        }
         _writer = new FrameWriter(_stream);
         _reader = new FrameReader(_stream);
         await _writer.WriteHelloAsync(cancel).ConfigureAwait(false);
-        _log($"image-proxy: connected to the image-cache at {_cache}");
+        _log($"image-proxy: connected to the image-cache at {_cache}{(_tls is null ? "" : " over TLS")}");
     }
 
     private void Disconnect()

@@ -8,6 +8,9 @@ namespace Crest.Transport.Remote;
 
 public static class RestoreRequest
 {
+    /// <summary>Whether the image-cache at <paramref name="cache"/> restores what it is sent (runs with --allow-restore); a RemoteImageException says why not.</summary>
+    public static Task ProbeAsync(EndPoint cache, CancellationToken cancel) => SendAsync(cache, "", cancel);
+
     /// <summary>The destination's answer: the restored root's pid and the time its restore took. Anything else is a RemoteImageException.</summary>
     public static async Task<RestoredEvent> SendAsync(EndPoint cache, string snapshot, CancellationToken cancel)
     {
@@ -29,7 +32,8 @@ public static class RestoreRequest
         }
         return answer switch
         {
-            RestoredEvent restored when restored.Snapshot == snapshot => restored,
+            RestoredEvent restored when restored.Snapshot == snapshot && snapshot.Length > 0 => restored,
+            AckEvent { Snapshot: "" } when snapshot.Length == 0 => new RestoredEvent("", 0, TimeSpan.Zero),
             ErrorEvent error => throw new RemoteImageException(error.Message),
             null => throw new RemoteImageException($"the image-cache at {cache} closed the connection before it restored {snapshot}"),
             _ => throw new RemoteImageException($"the image-cache at {cache} answered {answer} to the restore of {snapshot}"),

@@ -8,16 +8,18 @@
 //            | "CRSF" |  u8  | 3 B  | u64 LE          | (length bytes)       |
 //            +--------+------+------+-----------------+----------------------+
 //
-//   one image:  ImageBegin{codec u8, snapshot, name}  ImageData{chunk} ...  ImageEnd{length u64, xxh3 u64}
+//   one image:  ImageBegin{codec u8, snapshot, name}  ImageData{chunk} ...  ImageEnd{length u64, xxh64 u64}
 //               a chunk is the raw bytes (codec none) or {u32 raw length | StoredFlag, bytes} (lz4, zstd);
 //               length and checksum are of the raw image, whatever the codec
 //   a dump:     Hello  images ...  DumpEnd{snapshot}   ->   Ack{snapshot} (or Error{text}) from the cache
 //   a restore:  Hello  Get{snapshot, name} -> the image or NotFound{snapshot, name, why}
 //               GetSnapshot{snapshot}      -> every image of it, then DumpEnd{snapshot}; or NotFound / Error
 //   a migrate:  Hello  Restore{snapshot} (on a TCP connection of its own, after the final DumpEnd was acknowledged)
-//               -> Restored{pid i32, restore time µs u64, snapshot} once the tree runs there, or Error{text}
+//               -> Restored{pid i32, restore time µs u64, snapshot} once the tree runs there, or Error{text};
+//               Restore{""} (no snapshot) asks whether the cache restores at all: Ack{""} or Error{why not}
 //
-// Strings in payloads are u16 LE length + UTF-8. Payloads are bounded (MaxPayload) so a reader
+// The checksum is XXH64 of the raw image, computed incrementally (System.IO.Hashing's streaming XxHash3 is
+// an order of magnitude slower than its XxHash64 here). Strings in payloads are u16 LE length + UTF-8. Payloads are bounded (MaxPayload) so a reader
 // never allocates what a corrupt or hostile length asks for.
 namespace Crest.Transport.Streams;
 

@@ -12,7 +12,7 @@ public sealed class FrameWriter(Stream output)
 {
     private readonly byte[] _header = new byte[FrameFormat.HeaderSize];
     private byte[]? _packed;
-    private XxHash3? _hash;
+    private XxHash64? _hash;
     private ulong _imageLength;
     private Codec _codec;
 
@@ -50,7 +50,7 @@ public sealed class FrameWriter(Stream output)
         payload[0] = (byte)codec;
         strings.CopyTo(payload, 1);
         await WriteFrameAsync(FrameType.ImageBegin, payload, cancel).ConfigureAwait(false);
-        _hash = new XxHash3();
+        _hash = new XxHash64();
         _imageLength = 0;
         _codec = codec;
     }

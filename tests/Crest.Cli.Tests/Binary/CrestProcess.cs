@@ -41,6 +41,10 @@ internal static class CrestProcess
     public static Process Start(string workingDirectory, IReadOnlyDictionary<string, string>? environment, params string[] args) =>
         Start(workingDirectory, environment, null, args);
 
+    /// <summary>Starts crest from /bin/sh after <paramref name="shellRedirections"/> without waiting (a daemon given --status-fd).</summary>
+    public static Process StartWithFds(string workingDirectory, string shellRedirections, params string[] args) =>
+        Start(workingDirectory, null, shellRedirections, args);
+
     /// <summary>
     /// Starts crest as the last arguments of <paramref name="wrapper"/> (a program that runs its arguments as a command,
     /// such as fixtures/pty_shell), stdin closed, stdout and stderr redirected.

@@ -23,7 +23,7 @@ namespace Crest.Engine.Tests.Restore;
 [Collection("Children of the test process")]
 public class UnixSocketTests
 {
-    private const int SolSocket = 1, SoRcvtimeo = 20;
+    private const int SolSocket = 1, SoPasscred = 16, SoRcvtimeo = 20, SoSndtimeo = 21;
 
     private static readonly UnixSocketPolicy AllowAll = new(true, new HashSet<uint>());
 
@@ -137,6 +137,49 @@ public class UnixSocketTests
     }
 
     [Fact]
+    public void AnExternalSocketCanBeHandedInWithInheritFd()
+    {
+        string work = NewImagesDir();
+        string dir = NewImagesDir();
+        try
+        {
+            string path = Path.Combine(work, "log.sock");
+            using var logger = Logger(SocketKind.Datagram, path);
+            using var fixture = FixtureProcess.Start("unix_sockets", "dgram", path);
+            Assert.Equal("before dump", Receive(logger));
+            uint inode = Inode(fixture.Pid, 5);
+            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = AllowAll });
+            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+
+            // The restoring side connects a socket of its own and hands it in; the task gets that very socket.
+            using var handed = KernelSocket.Create(SocketFamily.Unix, SocketKind.Datagram);
+            KernelSocket.Connect(handed, SockAddr.Unix(path));
+            Assert.True((handed.StatusFlags & OpenFlags.NonBlock) == 0);
+            // Options are the hander's business (the fixture checks these two).
+            KernelSocket.SetOptionInt32(handed, SolSocket, SoPasscred, 1);
+            var timeout = new byte[16];
+            BitConverter.TryWriteBytes(timeout, 7L);
+            BitConverter.TryWriteBytes(timeout.AsSpan(8), 500000L);
+            KernelSocket.SetOption(handed, SolSocket, SoSndtimeo, timeout);
+            string pidFile = Path.Combine(dir, "restored.pid");
+            int rc = RestoreEngine.Run(new RestoreOptions
+            {
+                ImagesDir = dir, Detached = true, PidFile = pidFile, InheritFds = [new InheritedFd(handed.Fd, $"socket:[{inode}]")],
+            });
+            Assert.Equal(0, rc);
+            using var restored = ChildProcess.Adopt(int.Parse(File.ReadAllText(pidFile), CultureInfo.InvariantCulture));
+            Assert.True((handed.StatusFlags & OpenFlags.NonBlock) != 0, "the task's O_NONBLOCK is on the handed socket: they share it");
+            AssertPass(Verify(restored, fixture));
+            Assert.Equal("after restore", Receive(logger));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(work, true);
+        }
+    }
+
+    [Fact]
     public void AStreamConnectionToALoggerOutsideTheTreeIsMadeAgain()
     {
         string work = NewImagesDir();
@@ -197,6 +240,45 @@ public class UnixSocketTests
         {
             Directory.Delete(dir, true);
             Directory.Delete(work, true);
+        }
+    }
+
+    [Fact]
+    public void ASocketpairBetweenParentAndChildAndASocketBothHoldComeBack()
+    {
+        string dir = NewImagesDir();
+        try
+        {
+            using var fixture = FixtureProcess.Start("unix_sockets", "tree");
+            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir });
+            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+            DecodeAll(dir);
+            // Three sockets: the pair's ends and the shared one (one entry however many processes hold it).
+            Assert.Equal(3, Files(dir).Count(f => f.Type == FdTypes.Unixsk));
+            using var restored = RestoreDetached(dir);
+            AssertPass(Verify(restored, fixture));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void DescriptorsInFlightFailTheDumpAndTheProcessKeepsThem()
+    {
+        string dir = NewImagesDir();
+        try
+        {
+            using var fixture = FixtureProcess.Start("unix_sockets", "passfd");
+            var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+            Assert.Contains($"task {fixture.Pid} fd 4: unix stream socket {Inode(fixture.Pid, 4)} has file descriptors in flight (SCM_RIGHTS)", e.Message);
+            Assert.Empty(Directory.GetFiles(dir));
+            Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(10)));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
         }
     }
 

@@ -1,0 +1,119 @@
+// Where the memory of one task goes: pagemap-PID.img + pages-N.img in the images directory, or a page server
+// (DumpOptions.PageDestination) that writes them on its side.
+//
+// With a page server the parent images are the server's. It says whether it holds them; the dump side still
+// has to know which pages they hold (a page present now and unchanged since the last round is not always in
+// it: pages dropped and faulted in again as zero pages, areas mapped since). So each round sent to a page
+// server leaves its pagemap entries, without data, in the local images directory as crest-sent-pagemap-PID.img
+// (CRIU's pagemap format; Crest's own file, like crest-track-mem): every PE_PRESENT or PE_PARENT entry of the
+// last round is a page the server's chain holds (the server checked the PE_PARENT ones against its parent).
+using Crest.Diagnostics;
+using Crest.Engine.Memory;
+using Crest.Images;
+using Crest.Images.Pages;
+using Crest.Images.Protos;
+using Google.Protobuf;
+
+namespace Crest.Engine.Dump;
+
+internal static class PageTargets
+{
+    /// <summary>The local record of what a round sent to a page server.</summary>
+    public static string SentPagemapName(int pid) => $"crest-sent-pagemap-{pid}.img";
+
+    /// <summary>Dumps the pages of <paramref name="pid"/> to where <paramref name="options"/> say.</summary>
+    public static PageDumpResult Dump(DumpOptions options, ImageDirectory images, int pid, uint pagesId, IReadOnlyList<DumpedVma> vmas,
+        DirtyTracker tracker, string? parentDir, TaskWriteAccess? taskWrite = null, Action? writing = null)
+    {
+        if (options.PageDestination is { } destination) return Send(destination, images, pid, vmas, tracker, parentDir, writing);
+
+        string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)pid);
+        string pagesName = ImageKinds.FileName(ImageKinds.Pages, pagesId);
+        images.Track(pagemapName);
+        images.Track(pagesName);
+        PageDumpResult pages;
+        try
+        {
+            using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
+            pages = PageDumper.Dump(pid, vmas, writer, PreDump.Incremental(tracker, parentDir), taskWrite, writing);
+            DumpEngine.StageHook?.Invoke("pages");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DumpException($"Cannot write the memory images of task {pid} into {images.Path}: {e.Message}", e);
+        }
+        images.Account(pagemapName);
+        images.Account(pagesName);
+        return pages;
+    }
+
+    private static PageDumpResult Send(IPageDestination destination, ImageDirectory images, int pid, IReadOnlyList<DumpedVma> vmas,
+        DirtyTracker tracker, string? parentDir, Action? writing = null)
+    {
+        PageDumpResult result;
+        var sent = new List<IMessage> { new PagemapHead { PagesId = 0 } };
+        try
+        {
+            using var sink = new RecordingSink(destination.Open((ulong)pid, out bool parentHeld), sent);
+            IncrementalPages? incremental = null;
+            if (parentDir is not null && tracker.Knows)
+            {
+                var held = parentHeld ? SentBefore(parentDir, pid) : null;
+                if (held is not null) incremental = new IncrementalPages(tracker, held);
+                else Log.Warning($"{pid}: track-mem: {(parentHeld ? $"{parentDir} has no record of the pages sent to the page server" : $"the {destination.Name} holds no parent images of this task")}; every page is sent");
+            }
+            result = PageDumper.Dump(pid, vmas, sink, incremental, writing: writing);
+            DumpEngine.StageHook?.Invoke("pages");
+        }
+        catch (IOException e)
+        {
+            throw new DumpException($"Cannot send the memory of task {pid} to {destination.Name}: {e.Message}", e);
+        }
+        images.WriteNamed(SentPagemapName(pid), ImageKinds.Pagemap, sent);
+        return result;
+    }
+
+    /// <summary>The pages the page server's images hold after the round of <paramref name="parentDir"/>, ascending; null when unknown.</summary>
+    private static List<PageRun>? SentBefore(string parentDir, int pid)
+    {
+        string path = Path.Combine(parentDir, SentPagemapName(pid));
+        if (!File.Exists(path)) return null;
+        try
+        {
+            using var reader = PagemapReader.Open(path);
+            var runs = new List<PageRun>();
+            while (reader.TryRead(out var record))
+            {
+                if ((record.Flags & (PagemapFlags.Present | PagemapFlags.Parent)) != 0)
+                    runs.Add(new PageRun(record.Vaddr, record.NrPages, 0, 0));
+            }
+            return runs;
+        }
+        catch (ImageFormatException e)
+        {
+            throw new DumpException($"The record of the pages task {pid} sent in {parentDir} cannot be read: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Passes entries on and notes them (without data) for the next round.</summary>
+    private sealed class RecordingSink(IPageSink inner, List<IMessage> entries) : IPageSink
+    {
+        public void BeginPresent(ulong vaddr, uint nrPages, PagemapFlags extraFlags = PagemapFlags.None)
+        {
+            inner.BeginPresent(vaddr, nrPages, extraFlags);
+            entries.Add(new PagemapEntry { Vaddr = vaddr, NrPages = nrPages, Flags = (uint)(PagemapFlags.Present | extraFlags) });
+        }
+
+        public void WritePageData(ReadOnlySpan<byte> data) => inner.WritePageData(data);
+
+        public void AddWithoutData(ulong vaddr, uint nrPages, PagemapFlags flags)
+        {
+            inner.AddWithoutData(vaddr, nrPages, flags);
+            entries.Add(new PagemapEntry { Vaddr = vaddr, NrPages = nrPages, Flags = (uint)flags });
+        }
+
+        public void Complete() => inner.Complete();
+
+        public void Dispose() => inner.Dispose();
+    }
+}

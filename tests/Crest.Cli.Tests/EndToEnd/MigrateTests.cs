@@ -1,0 +1,276 @@
+// crest migrate end to end: two network namespaces joined by a veth pair are the source and the destination
+// host (as in the --remote tests). The destination runs `image-cache --allow-restore`; `crest migrate` runs in
+// the source's namespace and the fixture must find itself whole at the destination (it verifies itself on
+// SIGUSR1). Both hosts share the pid namespace here, so the restored root has the pid the source had.
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using Crest.Cli.Tests.Binary;
+using Crest.Kernel.Processes;
+
+namespace Crest.Cli.Tests.EndToEnd;
+
+[Collection("Checkpointed processes")]
+public sealed partial class MigrateTests : IDisposable
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(30);
+    private static int s_next;
+
+    private readonly TempDirectory _dir = new();
+    private readonly string _source;
+    private readonly string _destination;
+    private readonly string _sourceNs;
+    private readonly string _destinationNs;
+    private readonly string _cacheAddress;
+    private readonly int _port;
+    private readonly List<int> _fixtures = [];
+
+    public MigrateTests()
+    {
+        _source = _dir.Sub("source");
+        _destination = _dir.Sub("destination");
+        int n = Interlocked.Increment(ref s_next);
+        int net = (Environment.ProcessId + n) % 30 + 220;
+        _sourceNs = $"crest-msrc-{Environment.ProcessId}-{n}";
+        _destinationNs = $"crest-mdst-{Environment.ProcessId}-{n}";
+        _cacheAddress = $"10.232.{net}.2";
+        _port = 30000 + (Environment.ProcessId * 7 + n) % 10000;
+        Ip("netns", "add", _sourceNs);
+        Ip("netns", "add", _destinationNs);
+        Ip("-n", _sourceNs, "link", "add", "crest0", "type", "veth", "peer", "name", "crest1", "netns", _destinationNs);
+        Ip("-n", _sourceNs, "addr", "add", $"10.232.{net}.1/24", "dev", "crest0");
+        Ip("-n", _destinationNs, "addr", "add", $"{_cacheAddress}/24", "dev", "crest1");
+        foreach (var (ns, dev) in new[] { (_sourceNs, "crest0"), (_destinationNs, "crest1") })
+        {
+            Ip("-n", ns, "link", "set", dev, "up");
+            Ip("-n", ns, "link", "set", "lo", "up");
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (int pid in _fixtures) kill(pid, 9);
+        foreach (string pidFile in Directory.EnumerateFiles(_dir.Path, "*.pid", SearchOption.AllDirectories))
+            if (int.TryParse(File.ReadAllText(pidFile), out int daemon) && !_fixtures.Contains(daemon)) kill(daemon, 15);
+        Thread.Sleep(100);
+        TryIp("netns", "del", _sourceNs);
+        TryIp("netns", "del", _destinationNs);
+        _dir.Dispose();
+    }
+
+    // ---- the hosts --------------------------------------------------------------------------------------
+
+    private void StartCache(params string[] extra)
+    {
+        var run = InNetns(_destinationNs, _destination, ["image-cache", "--port", $"{_port}", "--address", _cacheAddress, "-W", _destination,
+            "-d", "--pidfile", Path.Combine(_destination, "cache.pid"), "-o", "cache.log", "-v4", .. extra]);
+        Assert.True(run.ExitCode == 0, $"image-cache: {run.Stderr}\n{Log(_destination, "cache.log")}");
+    }
+
+    private int CachePid => int.Parse(File.ReadAllText(Path.Combine(_destination, "cache.pid")));
+
+    private static CrestRun InNetns(string ns, string workDir, string[] args) =>
+        CrestProcess.RunWithFds(workDir, $"exec ip netns exec {ns} \"$0\" \"$@\"", args);
+
+    private CrestRun Migrate(int pid, params string[] extra) =>
+        InNetns(_sourceNs, _source, ["migrate", "-t", $"{pid}", "--address", _cacheAddress, "--port", $"{_port}", "-W", _source,
+            "-o", "migrate.log", "-v4", "--json", .. extra]);
+
+    private static string Log(string dir, string name) => File.Exists(Path.Combine(dir, name)) ? File.ReadAllText(Path.Combine(dir, name)) : $"({name} missing)";
+
+    private string Explain(CrestRun run) =>
+        $"exit {run.ExitCode}\nstdout: {run.Stdout}\nstderr: {run.Stderr}\n--- migrate.log\n{Tail(Log(_source, "migrate.log"))}\n--- cache.log\n{Tail(Log(_destination, "cache.log"))}\n" +
+        string.Join("\n", Directory.GetFiles(_destination, "restore-*.log").Select(f => $"--- {Path.GetFileName(f)}\n{Tail(File.ReadAllText(f))}"));
+
+    private static string Tail(string text) => string.Join("\n", text.Split('\n').TakeLast(25));
+
+    /// <summary>Only logs, pidfiles, sockets and fixture output on either host, nothing staged in /dev/shm.</summary>
+    private void AssertNoImagesLeft()
+    {
+        foreach (string dir in new[] { _source, _destination })
+        {
+            var left = Directory.GetFiles(dir).Select(Path.GetFileName)
+                .Where(f => !(f!.EndsWith(".log") || f.EndsWith(".pid") || f.EndsWith(".sock") || f.EndsWith(".out"))).ToList();
+            Assert.True(left.Count == 0, $"{dir} holds {string.Join(", ", left)}");
+            Assert.Empty(Directory.GetDirectories(dir));
+        }
+        // Other restores may be running now: only a directory whose restore is gone is a leftover.
+        Assert.DoesNotContain(Directory.GetDirectories("/dev/shm", "crest-restore-*"), d => int.TryParse(d[(d.LastIndexOf('-') + 1)..], out int owner) && !Exists(owner));
+    }
+
+    // ---- fixtures ---------------------------------------------------------------------------------------
+
+    /// <summary>Starts a fixture as its own session's leader, orphaned (as a harness starts it); returns its pid.</summary>
+    private int StartFixture(string name, params string[] args)
+    {
+        string path = Path.Combine(AppContext.BaseDirectory, "fixtures", name);
+        string output = Path.Combine(_source, $"{name}.out");
+        using (var launcher = ChildProcess.Spawn("/bin/sh", ["sh", "-c", $"setsid {path} {string.Join(' ', args)} >{output} 2>&1 </dev/null &"]))
+            launcher.WaitForExit(Limit);
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < Limit)
+        {
+            string text = File.Exists(output) ? File.ReadAllText(output) : "";
+            int at = text.IndexOf("READY pid=", StringComparison.Ordinal);
+            if (at >= 0)
+            {
+                int end = at + 10;
+                while (end < text.Length && char.IsAsciiDigit(text[end])) end++;
+                if (end < text.Length)
+                {
+                    int pid = int.Parse(text.AsSpan(at + 10, end - at - 10));
+                    _fixtures.Add(pid);
+                    return pid;
+                }
+            }
+            Thread.Sleep(10);
+        }
+        throw new TimeoutException($"{name} printed no READY line: {File.ReadAllText(output)}");
+    }
+
+    /// <summary>SIGUSR1: the fixture checks itself; its verdict line.</summary>
+    private string Verify(string name, int pid)
+    {
+        string output = Path.Combine(_source, $"{name}.out");
+        Assert.Equal(0, kill(pid, 10));
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < Limit)
+        {
+            var verdict = File.ReadAllLines(output).FirstOrDefault(l => l.StartsWith("PASS") || l.StartsWith("FAIL"));
+            if (verdict is not null) return verdict;
+            Thread.Sleep(10);
+        }
+        return $"no verdict: {File.ReadAllText(output)}";
+    }
+
+    private static bool Exists(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[stat.LastIndexOf(')') + 2] is not ('Z' or 'X');
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    // ---- tests ------------------------------------------------------------------------------------------
+
+    [Fact]
+    public void AProcessRewritingItsMemoryMigratesInRoundsAndVerifiesItselfAtTheDestination()
+    {
+        StartCache("--allow-restore");
+        int pid = StartFixture("predump_writer", "48", "1");
+        var run = Migrate(pid);
+        Assert.True(run.ExitCode == 0, Explain(run));
+        using var summary = JsonDocument.Parse(run.Stdout);
+        var root = summary.RootElement;
+        Assert.True(root.GetProperty("ok").GetBoolean());
+        Assert.Equal(pid, root.GetProperty("restored_pid").GetInt32());
+        var rounds = root.GetProperty("rounds").EnumerateArray().ToList();
+        Assert.True(rounds.Count >= 2, run.Stdout);
+        Assert.Equal("dump", rounds[^1].GetProperty("kind").GetString());
+        // The first round carries the memory; the later ones what was rewritten since.
+        Assert.True(rounds[0].GetProperty("pages_written").GetInt64() >= 48 * 256, run.Stdout);
+        Assert.True(rounds[1].GetProperty("image_bytes").GetInt64() < rounds[0].GetProperty("image_bytes").GetInt64() / 2, run.Stdout);
+        Assert.True(root.GetProperty("downtime_ms").GetDouble() > 0);
+        Assert.Equal("PASS", Verify("predump_writer", pid));
+        Assert.Contains("restored as pid", Log(_destination, "cache.log"));
+        AssertNoImagesLeft();
+    }
+
+    [Fact]
+    public void AMemoryChecksumFixtureMigratesInOneRound()
+    {
+        StartCache("--allow-restore");
+        int pid = StartFixture("restore_memory", "32");
+        var run = Migrate(pid, "--max-rounds", "1", "--compress", "zstd");
+        Assert.True(run.ExitCode == 0, Explain(run));
+        using var summary = JsonDocument.Parse(run.Stdout);
+        Assert.Single(summary.RootElement.GetProperty("rounds").EnumerateArray());
+        Assert.Equal("PASS", Verify("restore_memory", pid));
+        AssertNoImagesLeft();
+    }
+
+    [Fact]
+    public void AProcessTreeWithPipesMigrates()
+    {
+        StartCache("--allow-restore");
+        int pid = StartFixture("tree_pipe");
+        var run = Migrate(pid, "--max-rounds", "3");
+        Assert.True(run.ExitCode == 0, Explain(run));
+        Assert.Equal("PASS", Verify("tree_pipe", pid));
+        AssertNoImagesLeft();
+    }
+
+    [Fact]
+    public void ACacheThatDoesNotRestoreIsRefusedBeforeAnyRound()
+    {
+        StartCache();
+        int pid = StartFixture("predump_writer", "8", "1");
+        var run = Migrate(pid);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("start it with --allow-restore", run.Stderr);
+        Assert.Empty(JsonDocument.Parse(run.Stdout).RootElement.GetProperty("rounds").EnumerateArray());
+        Assert.Equal("PASS", Verify("predump_writer", pid));
+    }
+
+    [Fact]
+    public void AnAbsentDestinationIsReportedAndTheProcessRunsOn()
+    {
+        int pid = StartFixture("predump_writer", "8", "1");
+        var run = Migrate(pid);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains($"cannot connect to the image-cache at {_cacheAddress}:{_port}", run.Stderr);
+        Assert.Equal("PASS", Verify("predump_writer", pid));
+    }
+
+    [Fact]
+    public async Task ADestinationKilledMidMigrationLeavesTheSourceRunningAndNothingRestored()
+    {
+        StartCache("--allow-restore");
+        int cache = CachePid;
+        int pid = StartFixture("predump_writer", "384", "1");
+        var migrating = Task.Run(() => Migrate(pid));
+        var clock = Stopwatch.StartNew();
+        // Round 1 has begun (the tree is being pre-dumped; its images go to the cache next): the destination dies.
+        while (!Log(_source, "migrate.log").Contains("pre-dump: into") && clock.Elapsed < Limit) Thread.Sleep(2);
+        Thread.Sleep(50);
+        Assert.Equal(0, kill(cache, 9));
+        var run = await migrating;
+        Assert.True(run.ExitCode == 1, Explain(run));
+        Assert.True(run.Stderr.Contains("did not reach the image-cache", StringComparison.Ordinal), Explain(run));
+        var summary = JsonDocument.Parse(run.Stdout).RootElement;
+        Assert.False(summary.GetProperty("ok").GetBoolean());
+        Assert.True(summary.GetProperty("source_running").GetBoolean(), run.Stdout);
+        Assert.True(Exists(pid));
+        Assert.Equal("PASS", Verify("predump_writer", pid));
+        Assert.Empty(Directory.GetFiles(_destination, "restore-*"));
+        Assert.DoesNotContain(Directory.GetDirectories("/dev/shm/crest-remote"), d => Path.GetFileName(d).StartsWith($"migrate-{pid}-", StringComparison.Ordinal));
+        AssertNoImagesLeft();
+    }
+
+    private static void Ip(params string[] args)
+    {
+        var run = RunTool("ip", args);
+        if (run.Code != 0) throw new InvalidOperationException($"ip {string.Join(' ', args)}: {run.Error}");
+    }
+
+    private static void TryIp(params string[] args) => RunTool("ip", args);
+
+    private static (int Code, string Error) RunTool(string tool, string[] args)
+    {
+        var start = new ProcessStartInfo(tool) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (string a in args) start.ArgumentList.Add(a);
+        using var p = Process.Start(start)!;
+        string error = p.StandardError.ReadToEnd();
+        p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return (p.ExitCode, error);
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+}

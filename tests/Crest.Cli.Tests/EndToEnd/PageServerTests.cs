@@ -1,0 +1,291 @@
+// `crest page-server` and `crest dump --page-server` run as DRIVERS.md's harness runs CRIU's: the page server
+// started with --status-fd (one '\0' byte when it listens), the dump sent to it, the server gone with exit 0
+// once the dump's connection closed. Also across two network namespaces joined by veth, with TLS, and with
+// the failures a harness expects to be plain non-zero exits that leave the test program running.
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Crest.Cli.Tests.Binary;
+
+namespace Crest.Cli.Tests.EndToEnd;
+
+[Collection("Checkpointed processes")]
+public class PageServerTests
+{
+    private static string[] HarnessDump(string images, int pid, string pidFile, params string[] extra) =>
+        ["dump", "--no-default-config", "--log-file", "dump.log", "--images-dir", images, "--verbosity=4",
+         "--tree", pid.ToString(CultureInfo.InvariantCulture), "--pidfile", pidFile, "--timeout", "10", "--pre-dump-mode", "splice", .. extra];
+
+    private static string[] HarnessRestore(string images, string pidFile) =>
+        ["restore", "--no-default-config", "--log-file", "restore.log", "--images-dir", images, "--verbosity=4",
+         "--pidfile", pidFile, "--restore-detached"];
+
+    private static int FreePort()
+    {
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)probe.LocalEndPoint!).Port;
+    }
+
+    /// <summary>A page server started as the harness starts one; ready once its status byte arrived.</summary>
+    private sealed class PageServer : IDisposable
+    {
+        private readonly Process _process;
+        private readonly Task<string> _stderr;
+
+        private PageServer(Process process)
+        {
+            _process = process;
+            _stderr = process.StandardError.ReadToEndAsync();
+            process.StandardOutput.ReadToEndAsync();
+        }
+
+        /// <param name="prefix">A command crest runs under (ip netns exec NS).</param>
+        public static PageServer Start(string dir, string images, int port, string? prefix = null, params string[] extra)
+        {
+            string fifo = Path.Combine(dir, $"status-{port}");
+            Assert.Equal(0, External.Run("mkfifo", fifo).ExitCode);
+            string redirections = $"exec 5>'{fifo}'" + (prefix is null ? "" : $"; exec {prefix} \"$0\" \"$@\"");
+            var process = CrestProcess.StartWithFds(dir, redirections,
+                ["page-server", "--no-default-config", "-D", images, "--port", port.ToString(CultureInfo.InvariantCulture),
+                 "--status-fd", "5", "-o", "page-server.log", "-v4", .. extra]);
+            var server = new PageServer(process);
+            var ready = Task.Run(() =>
+            {
+                using var status = File.OpenRead(fifo);
+                return status.ReadByte();
+            });
+            Assert.True(ready.Wait(TimeSpan.FromSeconds(30)), "no status byte from the page server");
+            Assert.True(ready.Result == 0, $"status byte {ready.Result}, page server: {server.Stderr()}");
+            return server;
+        }
+
+        public string Stderr() => _process.HasExited ? _stderr.Result : "(running)";
+
+        public int WaitForExit()
+        {
+            Assert.True(_process.WaitForExit(TimeSpan.FromSeconds(30)), "the page server did not exit after the dump");
+            _process.WaitForExit();
+            return _process.ExitCode;
+        }
+
+        public void Dispose()
+        {
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+            _process.Dispose();
+        }
+    }
+
+    private static void AssertDecodes(string dir)
+    {
+        foreach (string file in Directory.GetFiles(dir, "*.img").Where(f => !Path.GetFileName(f).StartsWith("pages-", StringComparison.Ordinal)))
+        {
+            var crit = External.Run("crit", "decode", "-i", file);
+            Assert.True(crit.ExitCode == 0, $"crit decode -i {Path.GetFileName(file)}: {crit.Stderr}");
+        }
+    }
+
+    [Fact]
+    public void HarnessDumpThroughPageServerAndRestore()
+    {
+        using var dir = new TempDirectory();
+        string images = dir.Sub("images");
+        int port = FreePort();
+        using var target = HarnessTarget.Start(dir.Path);
+        using var server = PageServer.Start(dir.Path, images, port);
+
+        var dump = CrestProcess.Run(dir.Path, HarnessDump(images, target.Pid, Path.Combine(dir.Path, "dump.pid"),
+            "--page-server", "--address", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture)));
+        Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(images, "dump.log")}");
+        Assert.True(server.WaitForExit() == 0, $"page server: {server.Stderr()}\n{Log(images, "page-server.log")}");
+        Assert.True(target.WaitGone(), $"process {target.Pid} still exists after the dump");
+
+        // The harness's check: the pages in the directory are what stats-dump says was written.
+        Assert.Single(Directory.GetFiles(images, "pages-*.img"));
+        long pagesBytes = Directory.GetFiles(images, "pages-*.img").Sum(f => new FileInfo(f).Length);
+        var stats = External.Run("crit", "decode", "-i", Path.Combine(images, "stats-dump"));
+        Assert.Equal(0, stats.ExitCode);
+        Assert.Contains($"\"pages_written\": {pagesBytes / 4096}", stats.Stdout);
+        AssertDecodes(images);
+
+        string pidFile = Path.Combine(dir.Path, "restore.pid");
+        var restore = CrestProcess.Run(dir.Path, HarnessRestore(images, pidFile));
+        Assert.True(restore.ExitCode == 0, $"restore exited {restore.ExitCode}: {restore.Stderr}\n{Log(images, "restore.log")}");
+        Assert.Equal("PASS", target.Verify());
+    }
+
+    [Fact]
+    public void PreDumpIterationsShareTheirDirectoryWithThePageServer()
+    {
+        // zdtm's layout: iteration N's page server and dump both use images/N; the dump links ../N-1 as parent.
+        using var dir = new TempDirectory();
+        using var target = HarnessTarget.Start(dir.Path);
+        for (int round = 1; round <= 3; round++)
+        {
+            string images = dir.Sub($"images/{round}");
+            int port = FreePort();
+            using var server = PageServer.Start(dir.Path, images, port);
+            string[] args = round < 3
+                ? ["pre-dump", "--no-default-config", "-o", "dump.log", "-D", images, "-v4", "-t", target.Pid.ToString(CultureInfo.InvariantCulture)]
+                : HarnessDump(images, target.Pid, Path.Combine(dir.Path, "dump.pid"));
+            if (round > 1) args = [.. args, "--prev-images-dir", $"../{round - 1}", "--track-mem"];
+            var dump = CrestProcess.Run(dir.Path, [.. args, "--page-server", "--address", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture)]);
+            Assert.True(dump.ExitCode == 0, $"round {round} exited {dump.ExitCode}: {dump.Stderr}\n{Log(images, "dump.log")}");
+            Assert.True(server.WaitForExit() == 0, $"round {round} page server: {server.Stderr()}\n{Log(images, "page-server.log")}");
+            AssertDecodes(images);
+            if (round > 1) Assert.Contains("in the parent", Log(images, "page-server.log"));
+        }
+        Assert.True(target.WaitGone());
+        var restore = CrestProcess.Run(dir.Path, HarnessRestore(Path.Combine(dir.Path, "images", "3"), Path.Combine(dir.Path, "restore.pid")));
+        Assert.True(restore.ExitCode == 0, $"restore exited {restore.ExitCode}: {restore.Stderr}");
+        Assert.Equal("PASS", target.Verify());
+    }
+
+    [Fact]
+    public void AbsentPageServerFailsTheDumpAndTheProgramRunsOn()
+    {
+        using var dir = new TempDirectory();
+        string images = dir.Sub("images");
+        using var target = HarnessTarget.Start(dir.Path);
+        var dump = CrestProcess.Run(dir.Path, HarnessDump(images, target.Pid, Path.Combine(dir.Path, "dump.pid"),
+            "--page-server", "--address", "127.0.0.1", "--port", FreePort().ToString(CultureInfo.InvariantCulture)));
+        Assert.Equal(1, dump.ExitCode);
+        Assert.Contains("Can't connect to the page server 127.0.0.1", dump.Stderr);
+        Assert.True(target.IsRunning);
+        Assert.False(File.Exists(Path.Combine(images, "inventory.img")));
+        Assert.Equal("PASS", target.Verify());
+    }
+
+    [Fact]
+    public void DaemonPageServerWritesItsPidAndServesOneDump()
+    {
+        using var dir = new TempDirectory();
+        string images = dir.Sub("images");
+        int port = FreePort();
+        string pidFile = Path.Combine(dir.Path, "ps.pid");
+        var start = CrestProcess.Run(dir.Path, "page-server", "-D", images, "--port", port.ToString(CultureInfo.InvariantCulture), "-d", "--pidfile", pidFile, "-o", "ps.log", "-v4");
+        Assert.True(start.ExitCode == 0, start.Stderr);
+        // The daemon writes its pid once it listens; the port accepts connections right after crest returned.
+        Assert.True(SpinWait.SpinUntil(() => File.Exists(pidFile) && File.ReadAllText(pidFile).Length > 0, TimeSpan.FromSeconds(20)), "no pidfile");
+        int daemon = int.Parse(File.ReadAllText(pidFile), CultureInfo.InvariantCulture);
+        Assert.True(Directory.Exists($"/proc/{daemon}"));
+
+        using var target = HarnessTarget.Start(dir.Path);
+        var dump = CrestProcess.Run(dir.Path, HarnessDump(images, target.Pid, Path.Combine(dir.Path, "dump.pid"),
+            "--page-server", "--address", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture)));
+        Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(images, "ps.log")}");
+        Assert.True(SpinWait.SpinUntil(() => !Directory.Exists($"/proc/{daemon}") || File.ReadAllText($"/proc/{daemon}/stat").Contains(") Z"), TimeSpan.FromSeconds(20)),
+            "the daemon did not exit after the dump");
+        var restore = CrestProcess.Run(dir.Path, HarnessRestore(images, Path.Combine(dir.Path, "restore.pid")));
+        Assert.True(restore.ExitCode == 0, $"restore exited {restore.ExitCode}: {restore.Stderr}");
+        Assert.Equal("PASS", target.Verify());
+    }
+
+    /// <summary>Two hosts: this network namespace and a new one joined by a veth pair (10.231.N.1 here, .2 there).</summary>
+    private sealed class VethPeer : IDisposable
+    {
+        public VethPeer()
+        {
+            int n = Random.Shared.Next(1, 250);
+            Namespace = $"crest-ps-{Environment.ProcessId}-{n}";
+            HostLink = $"crps{n}a";
+            HostAddress = $"10.231.{n}.1";
+            PeerAddress = $"10.231.{n}.2";
+            Ip("netns", "add", Namespace);
+            Ip("link", "add", HostLink, "type", "veth", "peer", "name", $"crps{n}b");
+            Ip("link", "set", $"crps{n}b", "netns", Namespace);
+            Ip("addr", "add", $"{HostAddress}/24", "dev", HostLink);
+            Ip("link", "set", HostLink, "up");
+            Ip("-n", Namespace, "addr", "add", $"{PeerAddress}/24", "dev", $"crps{n}b");
+            Ip("-n", Namespace, "link", "set", $"crps{n}b", "up");
+            Ip("-n", Namespace, "link", "set", "lo", "up");
+        }
+
+        public string Namespace { get; }
+        public string HostLink { get; }
+        public string HostAddress { get; }
+        public string PeerAddress { get; }
+
+        private static void Ip(params string[] args)
+        {
+            var r = External.Run("ip", args);
+            Assert.True(r.ExitCode == 0, $"ip {string.Join(' ', args)}: {r.Stderr}");
+        }
+
+        public void Dispose()
+        {
+            External.Run("ip", "link", "del", HostLink);
+            External.Run("ip", "netns", "del", Namespace);
+        }
+    }
+
+    [Fact]
+    public void PageServerInAnotherNetworkNamespaceOverTls()
+    {
+        using var dir = new TempDirectory();
+        string local = dir.Sub("local"), remote = dir.Sub("remote");
+        using var veth = new VethPeer();
+        using var pki = new Crest.Transport.Tests.Tls.TestPki();
+        // One certificate for both ends, naming the server's address (as CRIU's tests do).
+        var (cert, key) = pki.Issue(veth.PeerAddress, "criu");
+        string[] tls = ["--tls", "--tls-cacert", pki.CaCert, "--tls-cert", cert, "--tls-key", key];
+        int port = FreePort();
+        using var target = HarnessTarget.Start(dir.Path);
+        using var server = PageServer.Start(dir.Path, remote, port, $"ip netns exec {veth.Namespace}", ["--address", veth.PeerAddress, .. tls]);
+
+        var dump = CrestProcess.Run(dir.Path, HarnessDump(local, target.Pid, Path.Combine(dir.Path, "dump.pid"),
+            ["--page-server", "--address", veth.PeerAddress, "--port", port.ToString(CultureInfo.InvariantCulture), .. tls]));
+        Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(local, "dump.log")}");
+        Assert.True(server.WaitForExit() == 0, $"page server: {server.Stderr()}\n{Log(remote, "page-server.log")}");
+        Assert.Contains("over TLS", Log(local, "dump.log"));
+        Assert.Empty(Directory.GetFiles(local, "pages-*.img"));
+        AssertDecodes(remote);
+
+        foreach (string file in Directory.GetFiles(remote, "*.img")) File.Copy(file, Path.Combine(local, Path.GetFileName(file)));
+        var restore = CrestProcess.Run(dir.Path, HarnessRestore(local, Path.Combine(dir.Path, "restore.pid")));
+        Assert.True(restore.ExitCode == 0, $"restore exited {restore.ExitCode}: {restore.Stderr}\n{Log(local, "restore.log")}");
+        Assert.Equal("PASS", target.Verify());
+    }
+
+    [Fact]
+    public void TlsCertificateNamingAnotherAddressFailsTheDumpUnlessNoCnVerify()
+    {
+        using var dir = new TempDirectory();
+        string images = dir.Sub("images");
+        using var pki = new Crest.Transport.Tests.Tls.TestPki();
+        var (cert, key) = pki.Issue("10.231.255.9", "criu");
+        string[] tls = ["--tls", "--tls-cacert", pki.CaCert, "--tls-cert", cert, "--tls-key", key];
+        using var target = HarnessTarget.Start(dir.Path);
+
+        int port = FreePort();
+        using (var server = PageServer.Start(dir.Path, images, port, null, tls))
+        {
+            var dump = CrestProcess.Run(dir.Path, HarnessDump(images, target.Pid, Path.Combine(dir.Path, "dump.pid"),
+                ["--page-server", "--address", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture), .. tls]));
+            Assert.Equal(1, dump.ExitCode);
+            Assert.Contains("does not name 127.0.0.1", dump.Stderr);
+            Assert.NotEqual(0, server.WaitForExit());
+            Assert.Empty(Directory.GetFiles(images, "pagemap-*.img"));
+            Assert.True(target.IsRunning);
+        }
+
+        port = FreePort();
+        using (var server = PageServer.Start(dir.Path, images, port, null, [.. tls, "--tls-no-cn-verify"]))
+        {
+            var dump = CrestProcess.Run(dir.Path, HarnessDump(images, target.Pid, Path.Combine(dir.Path, "dump.pid"),
+                ["--page-server", "--address", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture), .. tls, "--tls-no-cn-verify"]));
+            Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(images, "dump.log")}");
+            Assert.Equal(0, server.WaitForExit());
+        }
+        var restore = CrestProcess.Run(dir.Path, HarnessRestore(images, Path.Combine(dir.Path, "restore.pid")));
+        Assert.True(restore.ExitCode == 0, $"restore exited {restore.ExitCode}: {restore.Stderr}");
+        Assert.Equal("PASS", target.Verify());
+    }
+
+    private static string Log(string images, string name)
+    {
+        string path = Path.Combine(images, name);
+        return File.Exists(path) ? File.ReadAllText(path) : $"(no {name})";
+    }
+}
