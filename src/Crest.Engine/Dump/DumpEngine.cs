@@ -253,11 +253,13 @@ public static class DumpEngine
         int pid = task.Pid;
         // 1. Everything readable from outside, and every check, before anything in the task changes.
         var state = CoreDumper.ReadFromOutside(task);
-        var smaps = VmaDumper.ReadSmaps(pid);
         // A table shared with the parent (same files_id) was described with the parent.
         var unions = shared.UnionsOf(pid);
         var fdinfos = ownTable ? FileDescriptors.Collect(pid, files, shared, unions, tracker.TaskFds) : [];
-        var vmas = VmaDumper.Collect(pid, smaps, files, unions, crestTracks: tracker.TaskFds.Count > 0);
+        // The VMAs of /proc/PID/maps choose the pages (every mapping it can tell is checked here); smaps, for
+        // the VmFlags of mm-PID.img, is read while the pages are written (it walks every page table).
+        bool crestTracks = tracker.TaskFds.Count > 0;
+        var pagedVmas = VmaDumper.Collect(pid, VmaDumper.ReadMaps(pid), new FileTable(), unions, crestTracks);
         var fs = FsDumper.Collect(pid, files, state.Umask, unions);
 
         // 2. What only the task can tell; the injector puts everything back when disposed.
@@ -271,7 +273,6 @@ public static class DumpEngine
             threadStates = ThreadDumper.Read(threads, remote.GadgetAddress, threads.Count > 0 ? remote.AllocScratch(4096) : 0);
         });
 
-        var mm = VmaDumper.BuildMm(pid, state, vmas, files, unions);
         var core = CoreDumper.BuildCore(state);
         seccomp.Describe(task.Tracee, state.Status, core.ThreadCore);
         var threadCores = threadStates.Select(t => (t.Tid, Core: ThreadDumper.BuildCore(t, core))).ToList();
@@ -282,10 +283,34 @@ public static class DumpEngine
             seccomp.Describe(threads[i].Tracee, threadStatus, threadCores[i].Core.ThreadCore);
         }
 
-        // 3. Memory, then the small images.
+        // 3. Memory, then the small images. smaps may show the scratch VMAs of the task's writes (TaskWriteAccess.Scratch).
+        Task<IReadOnlyList<SmapsVma>>? smaps = null;
         // The task may write its own pages (one copy instead of two), below its file size limit.
         var taskWrite = new TaskWriteAccess(task.Tracee, state.Limits[(int)ResourceLimitKind.FileSize].Current);
-        var pages = PageTargets.Dump(options, images, pid, pagesId, vmas, tracker, parentDir, taskWrite);
+        PageDumpResult pages;
+        try
+        {
+            pages = PageTargets.Dump(options, images, pid, pagesId, pagedVmas, tracker, parentDir, taskWrite,
+                writing: () => smaps = Task.Run(() => VmaDumper.ReadSmaps(pid)));
+        }
+        finally
+        {
+            // Never leave the read running; its own failure is reported below, or hidden by the one above.
+            try { smaps?.Wait(); }
+            catch (AggregateException) { }
+        }
+        List<DumpedVma> vmas;
+        try
+        {
+            smaps ??= Task.FromResult(VmaDumper.ReadSmaps(pid));
+            vmas = VmaDumper.Collect(pid, smaps.Result.Where(v => !taskWrite.Scratch.Contains((v.Vma.Start, v.Vma.End))).ToList(), files, unions, crestTracks);
+        }
+        catch (AggregateException e) when (e.InnerException is not null)
+        {
+            throw e.InnerException is DumpException d ? d : new DumpException($"Cannot read /proc/{pid}/smaps: {e.InnerException.Message}", e.InnerException);
+        }
+        VmaDumper.TakeGuardRanges(pid, pagedVmas, vmas);
+        var mm = VmaDumper.BuildMm(pid, state, vmas, files, unions);
 
         images.Write(ImageKinds.Core, (ulong)pid, core);
         foreach (var (tid, threadCore) in threadCores) images.Write(ImageKinds.Core, (ulong)tid, threadCore);

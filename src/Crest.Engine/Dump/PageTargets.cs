@@ -23,9 +23,9 @@ internal static class PageTargets
 
     /// <summary>Dumps the pages of <paramref name="pid"/> to where <paramref name="options"/> say.</summary>
     public static PageDumpResult Dump(DumpOptions options, ImageDirectory images, int pid, uint pagesId, IReadOnlyList<DumpedVma> vmas,
-        DirtyTracker tracker, string? parentDir, TaskWriteAccess? taskWrite = null)
+        DirtyTracker tracker, string? parentDir, TaskWriteAccess? taskWrite = null, Action? writing = null)
     {
-        if (options.PageDestination is { } destination) return Send(destination, images, pid, vmas, tracker, parentDir);
+        if (options.PageDestination is { } destination) return Send(destination, images, pid, vmas, tracker, parentDir, writing);
 
         string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)pid);
         string pagesName = ImageKinds.FileName(ImageKinds.Pages, pagesId);
@@ -35,7 +35,7 @@ internal static class PageTargets
         try
         {
             using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
-            pages = PageDumper.Dump(pid, vmas, writer, PreDump.Incremental(tracker, parentDir), taskWrite);
+            pages = PageDumper.Dump(pid, vmas, writer, PreDump.Incremental(tracker, parentDir), taskWrite, writing);
             DumpEngine.StageHook?.Invoke("pages");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -48,7 +48,7 @@ internal static class PageTargets
     }
 
     private static PageDumpResult Send(IPageDestination destination, ImageDirectory images, int pid, IReadOnlyList<DumpedVma> vmas,
-        DirtyTracker tracker, string? parentDir)
+        DirtyTracker tracker, string? parentDir, Action? writing = null)
     {
         PageDumpResult result;
         var sent = new List<IMessage> { new PagemapHead { PagesId = 0 } };
@@ -62,7 +62,7 @@ internal static class PageTargets
                 if (held is not null) incremental = new IncrementalPages(tracker, held);
                 else Log.Warning($"{pid}: track-mem: {(parentHeld ? $"{parentDir} has no record of the pages sent to the page server" : $"the {destination.Name} holds no parent images of this task")}; every page is sent");
             }
-            result = PageDumper.Dump(pid, vmas, sink, incremental);
+            result = PageDumper.Dump(pid, vmas, sink, incremental, writing: writing);
             DumpEngine.StageHook?.Invoke("pages");
         }
         catch (IOException e)

@@ -20,12 +20,20 @@ using Crest.Kernel.Arch.X64;
 using Crest.Kernel.Files;
 using Crest.Kernel.Injection;
 using Crest.Kernel.Memory;
+using Crest.Kernel.Processes;
 using Crest.Kernel.Ptrace;
 
 namespace Crest.Engine.Memory;
 
 /// <summary>What lets a frozen task write its own pages: its tracee and its RLIMIT_FSIZE.</summary>
-internal sealed record TaskWriteAccess(Tracee Tracee, ulong FileSizeLimit);
+internal sealed record TaskWriteAccess(Tracee Tracee, ulong FileSizeLimit)
+{
+    /// <summary>
+    /// The scratch VMAs mapped in the task for the writes (shared anonymous, so they never merge with the task's
+    /// own): a reader of /proc/PID/smaps during the page dump may see them, and leaves them out.
+    /// </summary>
+    public List<(ulong Start, ulong End)> Scratch { get; } = [];
+}
 
 internal static partial class PageDumper
 {
@@ -58,7 +66,7 @@ internal static partial class PageDumper
     /// Returns null, with nothing written, when the task cannot get the file.
     /// </summary>
     private static PageDumpResult? DumpByTask(int pid, List<Run> all, PageImageWriter writer, TaskWriteAccess access, ulong scanned, ulong total,
-        TimeSpan scanTime, Stopwatch clock, TimeSpan cpu)
+        TimeSpan scanTime, Stopwatch clock, TimeSpan cpu, Action? writing)
     {
         long bytes = 0;
         foreach (var r in all)
@@ -90,7 +98,11 @@ internal static partial class PageDumper
                 }
                 try
                 {
-                    result = WriteByTask(pid, all, writer, remote, (int)taskFd, scanned, total, scanTime, clock, cpu);
+                    // Mapped now, before anything reads the task's maps alongside: mmap waits for such a reader's lock.
+                    ulong iov = remote.AllocScratch(IovMax * 16, separate: true);
+                    access.Scratch.Add((iov, iov + IovMax * 16));
+                    writing?.Invoke();
+                    result = WriteByTask(pid, all, writer, remote, iov, (int)taskFd, scanned, total, scanTime, clock, cpu);
                 }
                 finally
                 {
@@ -106,18 +118,30 @@ internal static partial class PageDumper
         return result;
     }
 
-    /// <summary>pidfd_open(Crest) + pidfd_getfd in the task: its number for Crest's <paramref name="crestFd"/>, or -errno.</summary>
+    /// <summary>
+    /// pidfd_open(Crest) + pidfd_getfd in the task: its number for Crest's <paramref name="crestFd"/>, or -errno. Crest's
+    /// pid means Crest only in Crest's pid namespace (in another it may name some other process): the task must be
+    /// in it, and kcmp(KCMP_FILE, Linux 3.5) confirms the task got the very file.
+    /// </summary>
     private static long GetFdIntoTask(SyscallInjector remote, int crestFd)
     {
+        int tid = remote.Tracee.Tid;
+        string? taskNs = new FileInfo($"/proc/{tid}/ns/pid").LinkTarget, crestNs = new FileInfo("/proc/self/ns/pid").LinkTarget;
+        if (taskNs is null || taskNs != crestNs) return -Errno.ESRCH;
         long pidfd = remote.Syscall(SyscallNumbers.pidfd_open, Environment.ProcessId, 0);
         if (pidfd < 0) return pidfd;
         long fd = remote.Syscall(SyscallNumbers.pidfd_getfd, pidfd, crestFd, 0);
         long rc = remote.Syscall(SyscallNumbers.close, pidfd);
-        if (rc != 0) Log.Warning($"{remote.Tracee.Tid}: pages: close of pidfd {pidfd} in the task gave {Errno.FromRawReturn(rc).Name}");
+        if (rc != 0) Log.Warning($"{tid}: pages: close of pidfd {pidfd} in the task gave {Errno.FromRawReturn(rc).Name}");
+        if (fd >= 0 && !Kcmp.SameFile(tid, Environment.ProcessId, (int)fd, crestFd))
+        {
+            remote.Syscall(SyscallNumbers.close, fd);
+            throw new DumpException($"Task {tid}: the descriptor it took from Crest is not the pages image.");
+        }
         return fd;
     }
 
-    private static PageDumpResult WriteByTask(int pid, List<Run> all, PageImageWriter writer, SyscallInjector remote, int taskFd,
+    private static PageDumpResult WriteByTask(int pid, List<Run> all, PageImageWriter writer, SyscallInjector remote, ulong iov, int taskFd,
         ulong scanned, ulong total, TimeSpan scanTime, Stopwatch clock, TimeSpan cpu)
     {
         var segments = new List<Segment>(all.Count);
@@ -136,7 +160,6 @@ internal static partial class PageDumper
         writer.SizeReserved();
 
         long writeStart = Stopwatch.GetTimestamp();
-        ulong iov = remote.AllocScratch(IovMax * 16);
         var vector = new byte[IovMax * 16];
         var crest = new CrestWrites(pid, writer);
         long byTask = 0, calls = 0;

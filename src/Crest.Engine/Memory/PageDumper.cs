@@ -56,7 +56,7 @@ internal static partial class PageDumper
     private readonly record struct Piece(ulong RunStart, ulong RunPages, bool First, ulong Address, int Length, bool Readable, bool InParent = false);
 
     public static PageDumpResult Dump(int pid, IReadOnlyList<DumpedVma> vmas, IPageSink writer, IncrementalPages? incremental = null,
-        TaskWriteAccess? taskWrite = null)
+        TaskWriteAccess? taskWrite = null, Action? writing = null)
     {
         var clock = Stopwatch.StartNew();
         var cpu = Environment.CpuUsage.TotalTime;
@@ -107,11 +107,13 @@ internal static partial class PageDumper
             else total += (r.End - r.Start) / PageSize;
         }
         Log.Info($"{pid}: pages: {scanned} pages scanned, {total} to write in {runs.Count} runs, {inParent} unchanged in the parent images");
+        // The caller's work alongside the writes starts once the task's memory map stays as it is until the end.
+        if (TaskWrites && taskWrite is not null && total > 0 && !MapPagesFile && writer is PageImageWriter { PagesFile: not null } file
+            && DumpByTask(pid, runs, file, taskWrite, scanned, total, scanTime, clock, cpu, writing) is { } byTask)
+            return byTask with { PagesInParent = inParent };
+        writing?.Invoke();
         if (MapPagesFile && total > 0 && writer is PageImageWriter { PagesFile: not null } mapped)
             return DumpIntoMappedFile(pid, runs, mapped, scanned, total, scanTime, clock, cpu) with { PagesInParent = inParent };
-        if (TaskWrites && taskWrite is not null && total > 0 && writer is PageImageWriter { PagesFile: not null } file
-            && DumpByTask(pid, runs, file, taskWrite, scanned, total, scanTime, clock, cpu) is { } byTask)
-            return byTask with { PagesInParent = inParent };
 
         long writeTicks = 0, readTicks = 0, waitTicks = 0;
         FileDescriptor? mem = null;

@@ -48,6 +48,30 @@ internal static class VmaDumper
 
     public static IReadOnlyList<SmapsVma> ReadSmaps(int pid) => ProcSmaps.Parse(ProcFile.ReadAll(pid, "smaps"));
 
+    /// <summary>
+    /// /proc/PID/maps in smaps' shape, without counters or VmFlags: enough to choose the pages to dump, and cheap,
+    /// where smaps walks every page table for its counters (tens of ms a GiB of small pages).
+    /// </summary>
+    public static IReadOnlyList<SmapsVma> ReadMaps(int pid) => ProcSmaps.Parse(ProcFile.ReadAll(pid, "maps"));
+
+    /// <summary>
+    /// The VMAs for the image (<paramref name="final"/>, from smaps) must be those whose pages were dumped
+    /// (<paramref name="paged"/>, from maps earlier, the task frozen in between); they take the guard regions the
+    /// page dump found.
+    /// </summary>
+    public static void TakeGuardRanges(int pid, IReadOnlyList<DumpedVma> paged, IReadOnlyList<DumpedVma> final)
+    {
+        if (paged.Count != final.Count)
+            throw new DumpException($"Task {pid}: the memory map changed during the dump ({paged.Count} VMAs, then {final.Count}).");
+        for (int i = 0; i < final.Count; i++)
+        {
+            var (a, b) = (paged[i], final[i]);
+            if (a.Vma.Start != b.Vma.Start || a.Vma.End != b.Vma.End || a.Vma.Permissions != b.Vma.Permissions || a.Pages != b.Pages)
+                throw new DumpException($"Task {pid}: the memory map changed during the dump (0x{a.Vma.Start:x}-0x{a.Vma.End:x}, then 0x{b.Vma.Start:x}-0x{b.Vma.End:x}).");
+            b.Entry.CrestGuardRanges.AddRange(a.Entry.CrestGuardRanges);
+        }
+    }
+
     /// <summary>Classify every VMA; throws DumpException naming the first one that cannot be dumped.</summary>
     /// <param name="crestTracks">The task holds Crest's dirty-page tracker (DirtyTracking.cs): VMAs registered for
     /// write-protect are its doing, not the task's, and are dumped as plain memory.</param>

@@ -48,7 +48,7 @@ public enum InjectionMode
 /// </summary>
 public sealed class SyscallInjector : IDisposable
 {
-    private const long PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20;
+    private const long PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4, MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20;
     private const int PageSize = 4096;
 
     private readonly UserRegs _saved;
@@ -169,12 +169,16 @@ public sealed class SyscallInjector : IDisposable
         return Tracee.OnTracer(() => BatchCore(array));
     }
 
-    /// <summary>Map <paramref name="size"/> bytes (rounded up to pages) of anonymous read-write memory in the task; unmapped on Dispose.</summary>
-    public ulong AllocScratch(int size)
+    /// <summary>
+    /// Map <paramref name="size"/> bytes (rounded up to pages) of anonymous read-write memory in the task; unmapped on
+    /// Dispose. With <paramref name="separate"/> it is shared anonymous memory: a VMA of its own that never merges
+    /// with a neighbour, so that a reader of /proc/PID/maps meanwhile can tell it from the task's own by its range.
+    /// </summary>
+    public ulong AllocScratch(int size, bool separate = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
         int length = (size + PageSize - 1) / PageSize * PageSize;
-        long address = Syscall(SyscallNumbers.mmap, 0, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        long address = Syscall(SyscallNumbers.mmap, 0, length, PROT_READ | PROT_WRITE, (separate ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0);
         if (address is < 0 and >= -4095)
             throw new KernelException("mmap (injected)", Tracee.Tid, Errno.FromRawReturn(address), $"{length} bytes of scratch");
         _scratch.Add(((ulong)address, length));

@@ -40,6 +40,18 @@ public sealed class TaskWrittenPagesTests : IDisposable
         Assert.Equal("PASS", fixture.Verify(10, TimeSpan.FromSeconds(30)));
     }
 
+    [Fact]
+    public void ATaskWithOtherCredentialsCannotTakeThePagesFileSoCrestWritesThem()
+    {
+        // Uids 1000-1002: no ptrace access to Crest, so pidfd_getfd of Crest's descriptor in the task fails.
+        using var fixture = FixtureProcess.Start("restore_creds", "creds");
+        long before = PageDumper.BytesWrittenByTasks;
+        var stats = DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = _dir, LeaveRunning = true });
+        Assert.Equal(before, PageDumper.BytesWrittenByTasks);
+        Assert.Equal((long)stats.PagesWritten * 4096, new FileInfo(Path.Combine(_dir, "pages-1.img")).Length);
+        Assert.Equal("PASS", fixture.Verify(10, TimeSpan.FromSeconds(30)));
+    }
+
     private static bool Pending(int pid, int signal)
     {
         foreach (string line in File.ReadAllLines($"/proc/{pid}/status"))
