@@ -23,6 +23,7 @@ public sealed partial class RemoteImagesTests : IDisposable
     private readonly string _cacheAddress;
     private readonly int _port;
     private readonly List<int> _fixtures = [];
+    private readonly string[] _restoreDirsBefore = Directory.GetDirectories("/dev/shm", "crest-restore-*");
 
     public RemoteImagesTests()
     {
@@ -94,7 +95,8 @@ public sealed partial class RemoteImagesTests : IDisposable
             Assert.True(left.Count == 0, $"{dir} holds {string.Join(", ", left)}");
             Assert.Empty(Directory.GetDirectories(dir));
         }
-        Assert.Empty(Directory.GetDirectories("/dev/shm", $"crest-restore-*"));
+        // Only those this test's restores made: other restores on the machine (other test runs) are not ours.
+        Assert.Empty(Directory.GetDirectories("/dev/shm", "crest-restore-*").Except(_restoreDirsBefore));
     }
 
     // ---- fixtures ---------------------------------------------------------------------------------------
