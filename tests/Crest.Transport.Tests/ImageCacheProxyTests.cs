@@ -171,13 +171,15 @@ public sealed class ImageCacheProxyTests : IDisposable
         using var caKey = System.Security.Cryptography.ECDsa.Create();
         var caRequest = new System.Security.Cryptography.X509Certificates.CertificateRequest($"CN={prefix} test CA", caKey, System.Security.Cryptography.HashAlgorithmName.SHA256);
         caRequest.CertificateExtensions.Add(new System.Security.Cryptography.X509Certificates.X509BasicConstraintsExtension(true, false, 0, true));
-        using var ca = caRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+        // One clock reading for both: a certificate may not outlive its issuer, not even by the second between two readings.
+        var now = DateTimeOffset.UtcNow;
+        using var ca = caRequest.CreateSelfSigned(now.AddDays(-1), now.AddDays(2));
         using var key = System.Security.Cryptography.ECDsa.Create();
         var request = new System.Security.Cryptography.X509Certificates.CertificateRequest($"CN={name}", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
         var san = new System.Security.Cryptography.X509Certificates.SubjectAlternativeNameBuilder();
         san.AddIpAddress(IPAddress.Loopback);
         request.CertificateExtensions.Add(san.Build());
-        using var cert = request.Create(ca, DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1), [1, 2, 3, 4]);
+        using var cert = request.Create(ca, now.AddDays(-1), now.AddDays(1), [1, 2, 3, 4]);
         string Write(string file, string text)
         {
             string path = Path.Combine(_work, file);
