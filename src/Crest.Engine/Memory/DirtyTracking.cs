@@ -130,7 +130,11 @@ internal sealed class DirtyTracker : IDisposable
                 ulong next = e;
                 if (wi < written.Count) next = Math.Min(next, isWritten ? written[wi].End : written[wi].Start);
                 if (pi < parent.Count) next = Math.Min(next, inParent ? parent[pi].End : parent[pi].Vaddr);
-                Append(output, at, next, !isWritten && inParent);
+                // Neither written since the last round nor in the parent images: the page was not there at the last
+                // round and nobody wrote it since. It is a uffd-wp marker that protecting a hole left (the pagemap
+                // counts it as swapped) or a page only read since (the zero page, a clean file page), and an empty
+                // page of the restored mapping reads the same. Dumping it would write a whole sparse mapping out.
+                if (isWritten || inParent) Append(output, at, next, !isWritten && inParent);
                 at = next;
             }
         }

@@ -78,6 +78,23 @@ public sealed class PreDumpTests : IDisposable
     }
 
     [Fact]
+    public void ASparseMappingStaysSparseInLaterRounds()
+    {
+        // 64 GiB of MAP_NORESERVE with five pages touched: protecting its holes leaves uffd-wp markers that the
+        // pagemap counts as swapped pages; a later round that dumped them wrote 64 GiB of zeros.
+        using var fixture = FixtureProcess.Start("restore_memory", "16");
+        var first = PreDump(fixture.Pid, "d1");
+        var second = PreDump(fixture.Pid, "d2", "../d1");
+        Assert.True(second.PagesWritten < 1024, $"{second.PagesWritten} pages written in the second round");
+        var last = DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = Dir("d3"), ParentLink = "../d2", TrackMemory = true });
+        fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+        Assert.True(last.PagesWritten < 1024, $"{last.PagesWritten} pages written in the final dump (first round: {first.PagesWritten})");
+
+        using var restored = RestoreDetached(Path.Combine(_root, "d3"));
+        AssertPass(Verify(restored, fixture));
+    }
+
+    [Fact]
     public void DumpFromAnOlderRoundWritesEveryPage()
     {
         using var fixture = FixtureProcess.Start("predump_writer", "16", "4");
