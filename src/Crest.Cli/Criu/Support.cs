@@ -29,7 +29,7 @@ internal static class Support
         ["check"] = new HashSet<string> { "feature", "extra", "experimental", "all" },
         // --pidfile means nothing to CRIU's dump, --pre-dump-mode only to pre-dump: both accepted, as CRIU does.
         // --shell-job: the terminal of the shell that started the tree is recorded as such, and given back as crest's own.
-        // --external: file[MNT_ID:INODE] and pipe:[INODE] are honoured; other ids (mnt[], dev[], ...) match nothing, as in
+        // --external: file[MNT_ID:INODE], pipe:[INODE] and tty[RDEV:DEV] are honoured; other ids (mnt[], dev[], ...) match nothing, as in
         // CRIU when no such resource is held.
         // --ext-unix-sk: unix sockets connected to a peer outside the tree are dumped and connected again at restore;
         // restore accepts it too (harnesses pass the dump's options again) and needs nothing from it.

@@ -83,7 +83,7 @@ public static class DumpEngine
         var frozenAt = Stopwatch.GetTimestamp();
         PageDumpResult pages;
         var trackers = new List<DirtyTracker>();
-        var ttys = new Ttys(options.ShellJob);
+        var ttys = new Ttys(options.ShellJob, new ExternalFiles(options.External));
         try
         {
             CheckNothingSharedWithParents(tree);

@@ -16,6 +16,7 @@
 //  - any other terminal (the slave of a pty whose master is outside, a VT, a serial line, /dev/tty): the terminal
 //    of the shell that started the tree. Only a shell job (--shell-job) may hold one; its fds are reopened on the
 //    restoring Crest's terminal. Without --shell-job the dump fails, naming the fd and the option.
+using System.Globalization;
 using Crest.Diagnostics;
 using Crest.Engine.Dump;
 using Crest.Images.Protos;
@@ -45,7 +46,16 @@ internal sealed class Ttys
     private readonly Dictionary<ulong, (int Pid, int Fd, string Path)> _firstExternal = [];
     private readonly List<(FileDescriptor Master, Termios Termios, byte[] Input, byte[] Output, bool Packet)> _consumed = [];
 
-    public Ttys(bool shellJob) => _shellJob = shellJob;
+    private readonly ExternalFiles? _external;
+
+    public Ttys(bool shellJob, ExternalFiles? external = null)
+    {
+        _shellJob = shellJob;
+        _external = external;
+    }
+
+    /// <summary>CRIU's id of a terminal for --external and --inherit-fd: <c>tty[RDEV:DEV]</c>, both in hex.</summary>
+    public static string ExternalId(uint rdev, uint dev) => string.Create(CultureInfo.InvariantCulture, $"tty[{rdev:x}:{dev:x}]");
 
     /// <summary>tty-info.img entries, in the order the ends were first seen.</summary>
     public List<TtyInfoEntry> Infos { get; } = [];
@@ -192,10 +202,14 @@ internal sealed class Ttys
             if (end.Master || (end.RDevice == 0 && masters.Contains(end.Index))) continue;
             var (pid, fd, _) = seen.Files.Count > 0 ? seen.Files[0] : (0, 0, 0u);
             string path = seen.Files.Count > 0 && _firstExternal.TryGetValue((ulong)seen.Info.Rdev, out var first) ? first.Path : "a terminal";
-            if (!_shellJob)
+            string externalId = ExternalId(seen.Info.Rdev, seen.Info.Dev);
+            bool external = _external?.Contains(externalId) == true;
+            if (!_shellJob && !external)
                 throw new DumpException($"task {pid} fd {fd}: {path} is a terminal whose other end is outside the dumped tree " +
                     "(the terminal of the shell that started it); dump it as a shell job with --shell-job (-j) and restore it with --shell-job, " +
-                    "which gives it the restoring crest's terminal");
+                    $"which gives it the restoring crest's terminal, or dump it with --external {externalId} and restore it with " +
+                    $"--inherit-fd fd[N]:{externalId} where N is an fd of the restoring process open on the terminal to give it");
+            if (external) Log.Info($"dump: {path} (tty-info {seen.Info.Id}) is the external terminal {externalId}");
             seen.Info.Type = end.RDevice == 0 ? TtyType.Pty : seen.Info.Type;
             if (seen.Info.Sid != 0 && tree.Contains((int)seen.Info.Sid))
                 Log.Warning($"dump: {path} is the controlling terminal of session leader {seen.Info.Sid} of the tree; after a --shell-job restore " +

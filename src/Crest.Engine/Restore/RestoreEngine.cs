@@ -50,7 +50,7 @@ public static class RestoreEngine
 
         var inherited = new RestoreInheritedFds(options.InheritFds);
         inherited.CheckTree(tree);
-        using var ttys = new RestoreTtys(dir, options.ShellJob);
+        using var ttys = new RestoreTtys(dir, options.ShellJob, inherited);
         ttys.CheckTree(tree);
         RestoreUnixSockets.CheckTree(tree);
         foreach (var entry in tree.Entries) WaitForFreePid((int)entry.Pid);

@@ -48,9 +48,13 @@ internal sealed class RestoreTtys : IDisposable
     private string? _shellTerminal;
     private readonly HashSet<uint> _owned = [];
 
-    public RestoreTtys(string directory, bool shellJob)
+    private readonly RestoreInheritedFds? _inherited;
+    private readonly Dictionary<uint, string> _inheritedTerminals = [];
+
+    public RestoreTtys(string directory, bool shellJob, RestoreInheritedFds? inherited = null)
     {
         _shellJob = shellJob;
+        _inherited = inherited;
         try
         {
             string infoPath = Path.Combine(directory, ImageKinds.FileName(ImageKinds.TtyInfo));
@@ -98,6 +102,13 @@ internal sealed class RestoreTtys : IDisposable
                 var info = _infos.TryGetValue(tty.TtyInfoId, out var i) ? i
                     : throw new RestoreException($"tty-info.img has no entry {tty.TtyInfoId} (fd {fd.Fd} of task {pid})");
                 if (!IsShellTerminal(info)) continue;
+                string externalId = Files.Ttys.ExternalId(info.Rdev, info.Dev);
+                if (_inherited?.LinkFor(externalId) is { } link)
+                {
+                    _inheritedTerminals[info.Id] = link;
+                    Log.Info($"restore: task {pid} fd {fd.Fd}: the terminal {externalId} is --inherit-fd {link}");
+                    continue;
+                }
                 if (!_shellJob)
                     throw new RestoreException($"task {pid} fd {fd.Fd} was dumped on the terminal of the shell that started it " +
                         "(a shell job); restore it with --shell-job (-j), which gives it this crest's terminal");
@@ -233,7 +244,8 @@ internal sealed class RestoreTtys : IDisposable
         var info = _infos[tty.TtyInfoId];
         if (IsShellTerminal(info))
         {
-            string path = _shellTerminal ?? throw new RestoreException($"fd {fd.Fd} of task {task.Pid}: the shell's terminal was not looked for");
+            string path = _inheritedTerminals.GetValueOrDefault(info.Id) ?? _shellTerminal
+                ?? throw new RestoreException($"fd {fd.Fd} of task {task.Pid}: the shell's terminal was not looked for");
             long flags = (tty.Flags & ~(0x40L | 0x80 | 0x200 | 0x80000)) | O_NOCTTY;
             long opened = task.Syscall(SyscallNumbers.openat, AT_FDCWD, (long)task.PutString(path), flags, 0);
             task.ResetScratch();

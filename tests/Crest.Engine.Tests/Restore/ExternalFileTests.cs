@@ -53,6 +53,59 @@ public class ExternalFileTests
         return ChildProcess.Adopt(int.Parse(File.ReadAllText(pidFile), CultureInfo.InvariantCulture));
     }
 
+    /// <summary>A pty master of this process, unlocked, and the path of its slave.</summary>
+    private static (FileDescriptor Master, string Slave) OpenPty()
+    {
+        var master = FileDescriptor.Open("/dev/ptmx", OpenFlags.ReadWrite | OpenFlags.NoCtty | OpenFlags.NonBlock | OpenFlags.CloseOnExec);
+        Crest.Kernel.Files.Terminal.SetPtyLocked(master, false);
+        return (master, string.Create(CultureInfo.InvariantCulture, $"/dev/pts/{Crest.Kernel.Files.Terminal.GetPtyNumber(master)}"));
+    }
+
+    [Fact]
+    public void ATerminalHeldOutsideComesBackThroughAnInheritedFd()
+    {
+        string dir = NewImagesDir();
+        var (master, slave) = OpenPty();
+        var (newMaster, newSlavePath) = OpenPty();
+        try
+        {
+            using var fixture = FixtureProcess.Start("tty_external", slave);
+            var st = FileDescriptor.Open(slave, OpenFlags.ReadOnly | OpenFlags.NoCtty | OpenFlags.CloseOnExec).Stat();
+            string id = string.Create(CultureInfo.InvariantCulture, $"tty[{(uint)st.RDevice:x}:{(uint)st.Device:x}]");
+
+            // Neither --shell-job nor --external: refused, naming the id; the fixture runs on.
+            var refused = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+            Assert.Contains($"--external {id}", refused.Message);
+
+            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = [id] });
+            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+            DecodeAll(dir);
+
+            using var handed = FileDescriptor.Open(newSlavePath, OpenFlags.ReadWrite | OpenFlags.NoCtty | OpenFlags.CloseOnExec);
+            using var restored = RestoreDetached(dir, new InheritedFd(handed.Fd, id));
+            AssertPass(Verify(restored, fixture));
+
+            // The restored process wrote into the terminal handed to the restore, not into the old one.
+            var text = new System.Text.StringBuilder();
+            var buffer = new byte[256];
+            for (int i = 0; i < 500 && !text.ToString().Contains("after restore", StringComparison.Ordinal); i++)
+            {
+                int n;
+                try { n = newMaster.Read(buffer); }
+                catch (Crest.Kernel.KernelException e) when (e.Errno.Value == Crest.Kernel.Errno.EAGAIN) { n = 0; }
+                if (n > 0) text.Append(System.Text.Encoding.ASCII.GetString(buffer, 0, n));
+                else Thread.Sleep(10);
+            }
+            Assert.Contains("after restore", text.ToString());
+        }
+        finally
+        {
+            master.Dispose();
+            newMaster.Dispose();
+            Directory.Delete(dir, true);
+        }
+    }
+
     [Fact]
     public void AFileWhosePathIsGoneComesBackThroughAnInheritedFd()
     {
