@@ -348,6 +348,17 @@ internal static class MigrateCommand
                     foreach (string dir in chain) _copies.Remove(Path.GetFileName(dir));
                 }
                 foreach (string dir in chain) TryDelete(dir);
+                // The staging root goes with its last copy (a copy still in flight keeps it).
+                try
+                {
+                    lock (_lock)
+                    {
+                        if (_copies.Count == 0 && Directory.Exists(_root) && !Directory.EnumerateFileSystemEntries(_root).Any()) Directory.Delete(_root);
+                    }
+                }
+                catch (IOException)
+                {
+                }
             }
         }
 
