@@ -102,60 +102,12 @@ public sealed partial class RemoteImagesTests : IDisposable
     // ---- fixtures ---------------------------------------------------------------------------------------
 
     /// <summary>Starts a fixture as its own session's leader, orphaned (as a harness starts it); returns its pid.</summary>
-    private int StartFixture(string name, params string[] args)
-    {
-        string path = Path.Combine(AppContext.BaseDirectory, "fixtures", name);
-        string output = Path.Combine(_source, $"{name}.out");
-        using (var launcher = ChildProcess.Spawn("/bin/sh", ["sh", "-c", $"setsid {path} {string.Join(' ', args)} >{output} 2>&1 </dev/null &"]))
-            launcher.WaitForExit(Limit);
-        var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < Limit)
-        {
-            string text = File.Exists(output) ? File.ReadAllText(output) : "";
-            int at = text.IndexOf("READY pid=", StringComparison.Ordinal);
-            if (at >= 0)
-            {
-                int end = at + 10;
-                while (end < text.Length && char.IsAsciiDigit(text[end])) end++;
-                if (end < text.Length)
-                {
-                    int pid = int.Parse(text.AsSpan(at + 10, end - at - 10));
-                    _fixtures.Add(pid);
-                    return pid;
-                }
-            }
-            Thread.Sleep(10);
-        }
-        throw new TimeoutException($"{name} printed no READY line: {File.ReadAllText(output)}");
-    }
+    private int StartFixture(string name, params string[] args) => OrphanedFixtures.Start(_source, _fixtures, Limit, name, args);
 
     /// <summary>SIGUSR1: the fixture checks itself; its verdict line.</summary>
-    private string Verify(string name, int pid)
-    {
-        string output = Path.Combine(_source, $"{name}.out");
-        Assert.Equal(0, kill(pid, 10));
-        var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < Limit)
-        {
-            var verdict = File.ReadAllLines(output).FirstOrDefault(l => l.StartsWith("PASS") || l.StartsWith("FAIL"));
-            if (verdict is not null) return verdict;
-            Thread.Sleep(10);
-        }
-        return $"no verdict: {File.ReadAllText(output)}";
-    }
+    private string Verify(string name, int pid) => OrphanedFixtures.Verify(_source, Limit, name, pid);
 
-    private static bool Exists(int pid)
-    {
-        try
-        {
-            string stat = File.ReadAllText($"/proc/{pid}/stat");
-            return stat[stat.LastIndexOf(')') + 2] is not ('Z' or 'X');
-        }
-        catch (IOException)
-        {
-            return false;
-        }
-    }
+    private static bool Exists(int pid) => OrphanedFixtures.Exists(pid);
 
     private static bool WaitGone(int pid)
     {
