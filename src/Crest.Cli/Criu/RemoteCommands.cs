@@ -59,7 +59,7 @@ internal static class RemoteCommands
         }
         using (cache)
         {
-            Log.Info($"image-cache: listening on {cache.LocalEndPoint} for image-proxies, on {cache.UnixSocketPath} for restores, memory limit {limit} bytes");
+            Log.Info($"image-cache: listening on {cache.LocalEndPoint} for image-proxies, on {cache.UnixSocketPath} for restores, images in {cache.StoreDirectory} (tmpfs), memory limit {limit} bytes");
             DaemonMode.Ready("image-cache", paths.PidFile, options.StatusFd);
             using var stop = StopOnSignals();
             cache.RunAsync(stop.Token).GetAwaiter().GetResult();

@@ -60,9 +60,17 @@ public sealed partial class ImageCache
         {
             _restoring.Release();
         }
-        int dropped = Forget(snapshot);
-        _log($"image-cache: {snapshot} restored as pid {outcome.Pid} in {outcome.Took.TotalMilliseconds:0.0} ms; {dropped} snapshots of its chain dropped (held now {HeldBytes})");
-        await writer.WriteRestoredAsync(snapshot, outcome.Pid, outcome.Took, cancel).ConfigureAwait(false);
+        // The answer first: removing a GiB of tmpfs files takes a while, and the source counts downtime until it hears.
+        try
+        {
+            await writer.WriteRestoredAsync(snapshot, outcome.Pid, outcome.Took, cancel).ConfigureAwait(false);
+            await writer.FlushAsync(cancel).ConfigureAwait(false);
+        }
+        finally
+        {
+            int dropped = Forget(snapshot);
+            _log($"image-cache: {snapshot} restored as pid {outcome.Pid} in {outcome.Took.TotalMilliseconds:0.0} ms; {dropped} snapshots of its chain dropped (held now {HeldBytes})");
+        }
     }
 
     /// <summary>Drops <paramref name="id"/> and the parents it names (those no lease holds); returns how many were held.</summary>
