@@ -41,12 +41,12 @@ public class PageServerTests
             process.StandardOutput.ReadToEndAsync();
         }
 
-        /// <param name="prefix">A command crest runs under (ip netns exec NS).</param>
-        public static PageServer Start(string dir, string images, int port, string? prefix = null, params string[] extra)
+        /// <param name="enter">A shell line that runs crest elsewhere (NetworkNamespacePair.EnterCommand).</param>
+        public static PageServer Start(string dir, string images, int port, string? enter = null, params string[] extra)
         {
             string fifo = Path.Combine(dir, $"status-{port}");
             Assert.Equal(0, External.Run("mkfifo", fifo).ExitCode);
-            string redirections = $"exec 5>'{fifo}'" + (prefix is null ? "" : $"; exec {prefix} \"$0\" \"$@\"");
+            string redirections = $"exec 5>'{fifo}'" + (enter is null ? "" : $"; {enter}");
             var process = CrestProcess.StartWithFds(dir, redirections,
                 ["page-server", "--no-default-config", "-D", images, "--port", port.ToString(CultureInfo.InvariantCulture),
                  "--status-fd", "5", "-o", "page-server.log", "-v4", .. extra]);
@@ -182,60 +182,22 @@ public class PageServerTests
         Assert.Equal("PASS", target.Verify());
     }
 
-    /// <summary>Two hosts: this network namespace and a new one joined by a veth pair (10.231.N.1 here, .2 there).</summary>
-    private sealed class VethPeer : IDisposable
-    {
-        public VethPeer()
-        {
-            int n = Random.Shared.Next(1, 250);
-            Namespace = $"crest-ps-{Environment.ProcessId}-{n}";
-            HostLink = $"crps{n}a";
-            HostAddress = $"10.231.{n}.1";
-            PeerAddress = $"10.231.{n}.2";
-            Ip("netns", "add", Namespace);
-            Ip("link", "add", HostLink, "type", "veth", "peer", "name", $"crps{n}b");
-            Ip("link", "set", $"crps{n}b", "netns", Namespace);
-            Ip("addr", "add", $"{HostAddress}/24", "dev", HostLink);
-            Ip("link", "set", HostLink, "up");
-            Ip("-n", Namespace, "addr", "add", $"{PeerAddress}/24", "dev", $"crps{n}b");
-            Ip("-n", Namespace, "link", "set", $"crps{n}b", "up");
-            Ip("-n", Namespace, "link", "set", "lo", "up");
-        }
-
-        public string Namespace { get; }
-        public string HostLink { get; }
-        public string HostAddress { get; }
-        public string PeerAddress { get; }
-
-        private static void Ip(params string[] args)
-        {
-            var r = External.Run("ip", args);
-            Assert.True(r.ExitCode == 0, $"ip {string.Join(' ', args)}: {r.Stderr}");
-        }
-
-        public void Dispose()
-        {
-            External.Run("ip", "link", "del", HostLink);
-            External.Run("ip", "netns", "del", Namespace);
-        }
-    }
-
     [Fact]
     public void PageServerInAnotherNetworkNamespaceOverTls()
     {
         using var dir = new TempDirectory();
         string local = dir.Sub("local"), remote = dir.Sub("remote");
-        using var veth = new VethPeer();
+        using var net = new NetworkNamespacePair();
         using var pki = new Crest.Transport.Tests.Tls.TestPki();
         // One certificate for both ends, naming the server's address (as CRIU's tests do).
-        var (cert, key) = pki.Issue(veth.PeerAddress, "criu");
+        var (cert, key) = pki.Issue(net.DestinationAddress, "criu");
         string[] tls = ["--tls", "--tls-cacert", pki.CaCert, "--tls-cert", cert, "--tls-key", key];
         int port = FreePort();
         using var target = HarnessTarget.Start(dir.Path);
-        using var server = PageServer.Start(dir.Path, remote, port, $"ip netns exec {veth.Namespace}", ["--address", veth.PeerAddress, .. tls]);
+        using var server = PageServer.Start(dir.Path, remote, port, NetworkNamespacePair.EnterCommand(net.DestinationNamespace), ["--address", net.DestinationAddress, .. tls]);
 
-        var dump = CrestProcess.Run(dir.Path, HarnessDump(local, target.Pid, Path.Combine(dir.Path, "dump.pid"),
-            ["--page-server", "--address", veth.PeerAddress, "--port", port.ToString(CultureInfo.InvariantCulture), .. tls]));
+        var dump = NetworkNamespacePair.RunCrest(net.SourceNamespace, dir.Path, HarnessDump(local, target.Pid, Path.Combine(dir.Path, "dump.pid"),
+            ["--page-server", "--address", net.DestinationAddress, "--port", port.ToString(CultureInfo.InvariantCulture), .. tls]));
         Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(local, "dump.log")}");
         Assert.True(server.WaitForExit() == 0, $"page server: {server.Stderr()}\n{Log(remote, "page-server.log")}");
         Assert.Contains("over TLS", Log(local, "dump.log"));
