@@ -166,8 +166,8 @@ public class PageServerTests
         string pidFile = Path.Combine(dir.Path, "ps.pid");
         var start = CrestProcess.Run(dir.Path, "page-server", "-D", images, "--port", port.ToString(CultureInfo.InvariantCulture), "-d", "--pidfile", pidFile, "-o", "ps.log", "-v4");
         Assert.True(start.ExitCode == 0, start.Stderr);
-        // The daemon writes its pid once it listens; the port accepts connections right after crest returned.
-        Assert.True(SpinWait.SpinUntil(() => File.Exists(pidFile) && File.ReadAllText(pidFile).Length > 0, TimeSpan.FromSeconds(20)), "no pidfile");
+        // -d returns once the daemon listens, its pid written.
+        Assert.True(File.Exists(pidFile), "no pidfile when page-server -d returned");
         int daemon = int.Parse(File.ReadAllText(pidFile), CultureInfo.InvariantCulture);
         Assert.True(Directory.Exists($"/proc/{daemon}"));
 
@@ -180,6 +180,30 @@ public class PageServerTests
         var restore = CrestProcess.Run(dir.Path, HarnessRestore(images, Path.Combine(dir.Path, "restore.pid")));
         Assert.True(restore.ExitCode == 0, $"restore exited {restore.ExitCode}: {restore.Stderr}");
         Assert.Equal("PASS", target.Verify());
+    }
+
+    [Fact]
+    public void ADaemonThatCannotStartSaysWhyAndLeavesNothingRunning()
+    {
+        using var dir = new TempDirectory();
+        string images = dir.Sub("images");
+        using var taken = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        taken.Listen(1);
+        string port = ((IPEndPoint)taken.LocalEndPoint!).Port.ToString(CultureInfo.InvariantCulture);
+        string pidFile = Path.Combine(dir.Path, "ps.pid");
+
+        var busy = CrestProcess.Run(dir.Path, "page-server", "-D", images, "--address", "127.0.0.1", "--port", port, "-d", "--pidfile", pidFile, "-o", "ps.log");
+        Assert.Equal(1, busy.ExitCode);
+        Assert.Contains($"Error: Can't listen on 127.0.0.1:{port}", busy.Stderr);
+        Assert.False(File.Exists(pidFile));
+
+        // The pidfile is created O_EXCL: one that exists stops the daemon before it serves.
+        File.WriteAllText(pidFile, "1");
+        var exists = CrestProcess.Run(dir.Path, "page-server", "-D", images, "--port", FreePort().ToString(CultureInfo.InvariantCulture), "-d", "--pidfile", pidFile, "-o", "ps.log");
+        Assert.Equal(1, exists.ExitCode);
+        Assert.Contains(pidFile, exists.Stderr);
+        Assert.Equal("1", File.ReadAllText(pidFile));
     }
 
     [Fact]
