@@ -112,6 +112,13 @@ public sealed partial class RemoteImagesTests : IDisposable
         Assert.Contains("page data compressed with lz4", Log(_source, "proxy.log"));
         Assert.Contains("snapshot m1 complete", Log(_destination, "cache.log"));
         AssertNoImagesLeft();
+        // The cache holds m1 as files of its own on tmpfs, and they go when it is stopped.
+        int cache = int.Parse(File.ReadAllText(Path.Combine(_destination, "cache.pid")));
+        string store = $"/dev/shm/crest-cache-{cache}";
+        Assert.True(File.Exists(Path.Combine(store, "m1", "inventory.img")), string.Join(", ", Directory.GetFiles(Path.Combine(store, "m1"))));
+        Assert.Equal(0, kill(cache, 15));
+        Assert.True(WaitGone(cache), $"image-cache {cache} still runs after SIGTERM");
+        Assert.False(Directory.Exists(store), $"{store} is left after the image-cache ended");
     }
 
     [Fact]
