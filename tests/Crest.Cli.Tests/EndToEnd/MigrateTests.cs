@@ -130,6 +130,8 @@ public sealed partial class MigrateTests : IDisposable
         var clock = Stopwatch.StartNew();
         while (!Log(_destination, "cache.log").Contains("restored as pid") && clock.Elapsed < Limit) Thread.Sleep(10);
         Assert.Contains("restored as pid", Log(_destination, "cache.log"));
+        // Restored in place, from the cache's own files: no copy of the chain was made.
+        Assert.Contains($"ready in {CacheStore(CachePid)}/{rounds[^1].GetProperty("snapshot").GetString()} ({rounds.Count} snapshots)", Log(_destination, "cache.log"));
     }
 
     [Fact]
