@@ -9,8 +9,11 @@
 //
 // Images are never written to a disk. A dump writes them into a staging directory on tmpfs (/dev/shm, RAM;
 // the engine, its page writers and the splice path stay as they are), hands them to the proxy while the tree
-// is still frozen, and only releases (or kills) the tree once the cache acknowledged all of them. Afterwards a
-// pre-dump keeps, in RAM, what the next round reads of it (pagemaps, the dirty-tracker record; its pages
+// is still frozen, and only releases (or kills) the tree once the cache acknowledged all of them. A pre-dump
+// leaves the tree running whatever happens, so nothing is gained by holding it frozen during the transfer:
+// its pages are read into the staging directory while frozen (the task writes them there itself, one copy),
+// the tree runs on, and then they go to the proxy; a transfer that fails fails the pre-dump and leaves no
+// record of it, so that no later round names it as a parent. Afterwards a pre-dump keeps, in RAM, what the next round reads of it (pagemaps, the dirty-tracker record; its pages
 // files become holes of the same size), so that an incremental dump resolves its parent locally and sends
 // only the changed pages. A restore fetches the snapshot and its parents into tmpfs, restores from there and
 // removes them.
@@ -154,12 +157,18 @@ internal static class RemoteCommands
         Engine.Dump.DumpStatistics statistics;
         try
         {
+            // A pre-dump's images are sent after the tree was released: its freeze lasts the read of the pages only.
             statistics = DumpEngine.Dump(engineOptions with
             {
                 ImagesDir = stage,
                 ParentLink = parentLink,
-                ImagesComplete = dir => sent = Send(proxySocket, snapshot, dir),
+                ImagesComplete = engineOptions.PreDump ? null : dir => sent = Send(proxySocket, snapshot, dir),
             });
+            if (engineOptions.PreDump)
+            {
+                Log.Info($"{snapshot}: pre-dump: the tree runs on ({statistics.FrozenTime.TotalMilliseconds:0.#} ms frozen); sending its images");
+                sent = Send(proxySocket, snapshot, stage);
+            }
         }
         catch
         {
