@@ -13,6 +13,9 @@ public sealed class FrameWriter(Stream output)
     private readonly byte[] _header = new byte[FrameFormat.HeaderSize];
     /// <summary>A frame being built: header, then payload (compressed chunks are packed here).</summary>
     private byte[]? _packed;
+    // One read buffer for every image this writer sends: a fresh MaxChunk array per image is a large-object
+    // allocation each time, and a dump of a dozen small images paid a garbage collection for most of them.
+    private byte[]? _chunk;
     private XxHash64? _hash;
     private ulong _imageLength;
     private Codec _codec;
@@ -38,7 +41,7 @@ public sealed class FrameWriter(Stream output)
     {
         await BeginImageAsync(snapshot, name, codec, cancel).ConfigureAwait(false);
         // Raw chunks are read behind room for their header, so that each frame goes out in one write.
-        var buffer = GC.AllocateUninitializedArray<byte>(FrameFormat.HeaderSize + FrameFormat.MaxChunk);
+        var buffer = _chunk ??= GC.AllocateUninitializedArray<byte>(FrameFormat.HeaderSize + FrameFormat.MaxChunk);
         while (true)
         {
             int n = await ReadFullChunkAsync(content, buffer.AsMemory(FrameFormat.HeaderSize), cancel).ConfigureAwait(false);
