@@ -157,6 +157,31 @@ public sealed class FrameWriter(Stream output)
         }
     }
 
+    /// <summary>
+    /// Raw image bytes of the current image (codec none), written synchronously straight from the caller's memory:
+    /// for a producer that is not async (a dump's page writer streaming pages-N.img as it reads them).
+    /// </summary>
+    public void WriteImageData(ReadOnlySpan<byte> data)
+    {
+        var hash = _hash ?? throw new InvalidOperationException("no image is being written");
+        if (_forwarding || _codec != Codec.None) throw new InvalidOperationException("synchronous image data is raw only");
+        while (!data.IsEmpty)
+        {
+            var chunk = data[..Math.Min(data.Length, FrameFormat.MaxChunk)];
+            data = data[chunk.Length..];
+            hash.Append(chunk);
+            _imageLength += (ulong)chunk.Length;
+            RawBytes += chunk.Length;
+            BinaryPrimitives.WriteUInt32LittleEndian(_header, FrameFormat.Magic);
+            _header[4] = (byte)FrameType.ImageData;
+            _header[5] = _header[6] = _header[7] = 0;
+            BinaryPrimitives.WriteUInt64LittleEndian(_header.AsSpan(8), (ulong)chunk.Length);
+            output.Write(_header);
+            output.Write(chunk);
+            SentBytes += FrameFormat.HeaderSize + chunk.Length;
+        }
+    }
+
     public async Task EndImageAsync(CancellationToken cancel = default)
     {
         var hash = _hash ?? throw new InvalidOperationException("no image is being written");
