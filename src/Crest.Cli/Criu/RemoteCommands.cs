@@ -111,7 +111,7 @@ internal static class RemoteCommands
     }
 
     /// <summary>SIGTERM and SIGINT end a daemon cleanly (its socket file removed).</summary>
-    private static CancellationTokenSource StopOnSignals()
+    internal static CancellationTokenSource StopOnSignals()
     {
         var stop = new CancellationTokenSource();
         foreach (var signal in new[] { System.Runtime.InteropServices.PosixSignal.SIGTERM, System.Runtime.InteropServices.PosixSignal.SIGINT })
