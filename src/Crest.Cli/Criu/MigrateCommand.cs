@@ -7,6 +7,7 @@
 //   round 1..k: pre-dump ID-r, parent ID-(r-1), tree running  ----> Ack ID-r
 //   final:      dump ID-f --track-mem, parent ID-k            ----> Ack ID-f   (the source tree is killed now)
 //               Restore{ID-f} on a second TCP connection      ----> `crest restore --remote -D ID-f -d` there
+//               (opened before round 1: no handshake in the downtime)
 //                                                            <---- Restored{pid, time} once the tree runs
 //
 // Pre-dump rounds go on while the dirty set shrinks: a round that writes as many pages as the one before, or
@@ -57,6 +58,7 @@ internal static class MigrateCommand
         var total = Stopwatch.StartNew();
         using var stop = new CancellationTokenSource();
         ImageProxy? proxy = null;
+        RestoreRequest? restoreRequest = null;
         Task? serving = null;
         try
         {
@@ -75,7 +77,7 @@ internal static class MigrateCommand
             {
                 try
                 {
-                    RestoreRequest.ProbeAsync(destination, probe.Token, tls, address).GetAwaiter().GetResult();
+                    restoreRequest = RestoreRequest.OpenAsync(destination, probe.Token, tls, address).GetAwaiter().GetResult();
                 }
                 catch (OperationCanceledException e)
                 {
@@ -109,7 +111,7 @@ internal static class MigrateCommand
             {
                 try
                 {
-                    restored = RestoreRequest.SendAsync(destination, last.Snapshot, wait.Token, tls, address).GetAwaiter().GetResult();
+                    restored = restoreRequest.RestoreAsync(last.Snapshot, wait.Token).GetAwaiter().GetResult();
                 }
                 catch (Exception e) when (e is RemoteImageException or OperationCanceledException)
                 {
@@ -133,6 +135,7 @@ internal static class MigrateCommand
         finally
         {
             stop.Cancel();
+            restoreRequest?.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(5));
             proxy?.Dispose();
             try
             {
