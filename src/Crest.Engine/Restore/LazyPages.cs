@@ -36,6 +36,9 @@ public sealed class LazyPages : IDisposable
     /// <summary>Bytes copied per step of the background pass.</summary>
     internal static ulong BackgroundStep { get; set; } = 1 << 20;
 
+    /// <summary>No background pass: pages arrive on faults only (tests make a task meet its missing pages).</summary>
+    internal static bool BackgroundPaused { get; set; }
+
     private readonly string _dir;
     private readonly Dictionary<int, List<LazyRun>> _imagePages = [];
     private readonly List<(FileDescriptor File, MemoryMapping Pages)> _sources = [];
@@ -50,6 +53,7 @@ public sealed class LazyPages : IDisposable
     public long PagesCopied { get; private set; }
     public long Faults { get; private set; }
     public int TasksServed { get; private set; }
+    public int Forks { get; private set; }
 
     /// <summary>Reads the images of <paramref name="imagesDir"/>, opens and maps every pages file they need (so that
     /// they may be unlinked once the daemon is ready) and listens on <paramref name="socketPath"/>.</summary>
@@ -126,7 +130,7 @@ public sealed class LazyPages : IDisposable
                 fds.Add(t.PidFd?.Handle.Fd ?? -1);
             }
             if (revents.Length < fds.Count) revents = new short[fds.Count * 2];
-            bool busy = _tasks.Exists(t => t.Pending.Count > 0 || !t.Remaining.IsEmpty);
+            bool busy = _tasks.Exists(t => t.Pending.Count > 0 || (!t.Remaining.IsEmpty && !BackgroundPaused));
             Poll.Wait(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fds), Poll.In, revents, busy ? 0 : 200);
 
             if ((revents[0] & Poll.In) != 0) Accept();
@@ -142,7 +146,7 @@ public sealed class LazyPages : IDisposable
                 else ReadEvents(t, messages);
             }
             foreach (var t in tasks) if (!t.Gone) ServeFaults(t);
-            if (_tasks.Count > 0) Background();
+            if (_tasks.Count > 0 && !BackgroundPaused) Background();
             for (int i = _tasks.Count - 1; i >= 0; i--)
             {
                 var t = _tasks[i];
@@ -262,6 +266,7 @@ public sealed class LazyPages : IDisposable
                 var fd = FileDescriptor.Own(m.ForkFd);
                 var child = new LazyTask(0, $"child {++_children} of {t.Name}", Userfaultfd.Wrap(fd, t.Pid), null, t.Remaining.Clone());
                 _tasks.Add(child);
+                Forks++;
                 Log.Info($"lazy-pages: {t.Name} forked: {child.Name} gets {child.Remaining.Bytes / PageSize} missing pages");
                 break;
             }
