@@ -76,6 +76,7 @@ public static class DumpEngine
         string? trackedParent = options.PreDump || options.TrackMemory ? parentDir : null;
         Log.Info($"{pid}: {(options.PreDump ? "pre-dump" : "dump")}: into {images.Path}{(parentDir is null ? "" : $", parent {parentDir}")}");
 
+        using var noGc = NoGcWindow.Enter();
         var clock = Stopwatch.StartNew();
         using var tracer = new Tracer("crest dump");
         var tree = Freezer.FreezeTree(tracer, pid, options.FreezeTimeout);

@@ -12,6 +12,9 @@ public sealed class FrameWriter(Stream output)
 {
     private readonly byte[] _header = new byte[FrameFormat.HeaderSize];
     private byte[]? _packed;
+    // One read buffer for every image this writer sends: a fresh MaxChunk array per image is a large-object
+    // allocation each time, and a dump of a dozen small images paid a garbage collection for most of them.
+    private byte[]? _chunk;
     private XxHash64? _hash;
     private ulong _imageLength;
     private Codec _codec;
@@ -31,7 +34,7 @@ public sealed class FrameWriter(Stream output)
     public async Task WriteImageAsync(string snapshot, string name, Stream content, Codec codec = Codec.None, CancellationToken cancel = default)
     {
         await BeginImageAsync(snapshot, name, codec, cancel).ConfigureAwait(false);
-        var buffer = new byte[FrameFormat.MaxChunk];
+        var buffer = _chunk ??= GC.AllocateUninitializedArray<byte>(FrameFormat.MaxChunk);
         while (true)
         {
             int n = await ReadFullChunkAsync(content, buffer, cancel).ConfigureAwait(false);
