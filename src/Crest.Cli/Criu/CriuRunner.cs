@@ -53,8 +53,8 @@ internal static class CriuRunner
         try
         {
             if (paths.LogToStdout) Log.OpenStandardOutput();
-            // A page-server daemon goes on with the log its parent began (CRIU's daemon keeps the log fd).
-            else if (paths.LogFile is { } logFile && Environment.GetEnvironmentVariable(PageServerCommand.ListenFdVariable) is not null) Log.Open(logFile);
+            // A detached daemon goes on with the log its starter began (CRIU's daemon keeps the log fd).
+            else if (paths.LogFile is { } logFile && DaemonMode.IsDetachedCopy) Log.Open(logFile);
             else if (paths.LogFile is { } newLog) Log.Create(newLog);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -78,7 +78,7 @@ internal static class CriuRunner
                 "dump" => CheckpointCommands.Dump(options, paths),
                 "pre-dump" => CheckpointCommands.PreDump(options, paths),
                 "restore" => CheckpointCommands.Restore(options, paths),
-                "page-server" => PageServerCommand.Run(options, paths),
+                "page-server" => PageServerCommand.Run(options, paths, stderr),
                 "lazy-pages" => LazyPagesCommand.Run(options, paths, stderr),
                 "image-cache" => RemoteCommands.ImageCache(options, paths, stderr),
                 "image-proxy" => RemoteCommands.ImageProxy(options, paths, stderr),

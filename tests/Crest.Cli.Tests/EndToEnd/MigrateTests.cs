@@ -19,8 +19,7 @@ public sealed partial class MigrateTests : IDisposable
     private readonly TempDirectory _dir = new();
     private readonly string _source;
     private readonly string _destination;
-    private readonly string _sourceNs;
-    private readonly string _destinationNs;
+    private readonly NetworkNamespacePair _net = new();
     private readonly string _cacheAddress;
     private readonly int _port;
     private readonly List<int> _fixtures = [];
@@ -30,31 +29,14 @@ public sealed partial class MigrateTests : IDisposable
         _source = _dir.Sub("source");
         _destination = _dir.Sub("destination");
         int n = Interlocked.Increment(ref s_next);
-        int net = (Environment.ProcessId + n) % 30 + 220;
-        _sourceNs = $"crest-msrc-{Environment.ProcessId}-{n}";
-        _destinationNs = $"crest-mdst-{Environment.ProcessId}-{n}";
-        _cacheAddress = $"10.232.{net}.2";
+        _cacheAddress = _net.DestinationAddress;
         _port = 30000 + (Environment.ProcessId * 7 + n) % 10000;
-        Ip("netns", "add", _sourceNs);
-        Ip("netns", "add", _destinationNs);
-        Ip("-n", _sourceNs, "link", "add", "crest0", "type", "veth", "peer", "name", "crest1", "netns", _destinationNs);
-        Ip("-n", _sourceNs, "addr", "add", $"10.232.{net}.1/24", "dev", "crest0");
-        Ip("-n", _destinationNs, "addr", "add", $"{_cacheAddress}/24", "dev", "crest1");
-        foreach (var (ns, dev) in new[] { (_sourceNs, "crest0"), (_destinationNs, "crest1") })
-        {
-            Ip("-n", ns, "link", "set", dev, "up");
-            Ip("-n", ns, "link", "set", "lo", "up");
-        }
     }
 
     public void Dispose()
     {
         foreach (int pid in _fixtures) kill(pid, 9);
-        foreach (string pidFile in Directory.EnumerateFiles(_dir.Path, "*.pid", SearchOption.AllDirectories))
-            if (int.TryParse(File.ReadAllText(pidFile), out int daemon) && !_fixtures.Contains(daemon)) kill(daemon, 15);
-        Thread.Sleep(100);
-        TryIp("netns", "del", _sourceNs);
-        TryIp("netns", "del", _destinationNs);
+        _net.Dispose(); // and the daemons with it
         _dir.Dispose();
     }
 
@@ -62,18 +44,15 @@ public sealed partial class MigrateTests : IDisposable
 
     private void StartCache(params string[] extra)
     {
-        var run = InNetns(_destinationNs, _destination, ["image-cache", "--port", $"{_port}", "--address", _cacheAddress, "-W", _destination,
+        var run = NetworkNamespacePair.RunCrest(_net.DestinationNamespace, _destination, ["image-cache", "--port", $"{_port}", "--address", _cacheAddress, "-W", _destination,
             "-d", "--pidfile", Path.Combine(_destination, "cache.pid"), "-o", "cache.log", "-v4", .. extra]);
         Assert.True(run.ExitCode == 0, $"image-cache: {run.Stderr}\n{Log(_destination, "cache.log")}");
     }
 
     private int CachePid => int.Parse(File.ReadAllText(Path.Combine(_destination, "cache.pid")));
 
-    private static CrestRun InNetns(string ns, string workDir, string[] args) =>
-        CrestProcess.RunWithFds(workDir, $"exec ip netns exec {ns} \"$0\" \"$@\"", args);
-
     private CrestRun Migrate(int pid, params string[] extra) =>
-        InNetns(_sourceNs, _source, ["migrate", "-t", $"{pid}", "--address", _cacheAddress, "--port", $"{_port}", "-W", _source,
+        NetworkNamespacePair.RunCrest(_net.SourceNamespace, _source, ["migrate", "-t", $"{pid}", "--address", _cacheAddress, "--port", $"{_port}", "-W", _source,
             "-o", "migrate.log", "-v4", "--json", .. extra]);
 
     private static string Log(string dir, string name) => File.Exists(Path.Combine(dir, name)) ? File.ReadAllText(Path.Combine(dir, name)) : $"({name} missing)";
@@ -221,25 +200,6 @@ public sealed partial class MigrateTests : IDisposable
         Assert.Empty(Directory.GetFiles(_destination, "restore-*"));
         Assert.DoesNotContain(Directory.GetDirectories("/dev/shm/crest-remote"), d => Path.GetFileName(d).StartsWith($"migrate-{pid}-", StringComparison.Ordinal));
         AssertNoImagesLeft();
-    }
-
-    private static void Ip(params string[] args)
-    {
-        var run = RunTool("ip", args);
-        if (run.Code != 0) throw new InvalidOperationException($"ip {string.Join(' ', args)}: {run.Error}");
-    }
-
-    private static void TryIp(params string[] args) => RunTool("ip", args);
-
-    private static (int Code, string Error) RunTool(string tool, string[] args)
-    {
-        var start = new ProcessStartInfo(tool) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (string a in args) start.ArgumentList.Add(a);
-        using var p = Process.Start(start)!;
-        string error = p.StandardError.ReadToEnd();
-        p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, error);
     }
 
     [LibraryImport("libc", SetLastError = true)]
