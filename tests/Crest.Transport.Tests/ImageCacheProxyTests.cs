@@ -105,6 +105,50 @@ public sealed class ImageCacheProxyTests : IDisposable
     }
 
     [Fact]
+    public async Task TheProxyPassesTheDumpsChecksumOnAndTheCacheChecksIt()
+    {
+        using var cache = StartCache();
+        using var proxy = await StartProxyAsync(cache.LocalEndPoint, Codec.Lz4);
+        var pages = PageLike(600, 5);
+        // A dump whose end frame carries a checksum that does not match its data: the proxy does not hash, the cache must refuse it.
+        using (var socket = await ImageSockets.ConnectUnixAsync(proxy.UnixSocketPath, "image-proxy", _stop.Token))
+        using (var stream = new NetworkStream(socket, ownsSocket: false))
+        {
+            var writer = new FrameWriter(stream);
+            await writer.WriteHelloAsync(_stop.Token);
+            await writer.BeginForwardedImageAsync("liar", "pages-1.img", Codec.None, _stop.Token);
+            var frame = new byte[FrameWriter.FrameBufferSize];
+            for (int at = 0; at < pages.Length; at += FrameFormat.MaxChunk)
+            {
+                int n = Math.Min(FrameFormat.MaxChunk, pages.Length - at);
+                int payload = FrameWriter.PackChunk(Codec.None, pages.AsSpan(at, n), frame);
+                await writer.WriteForwardedDataAsync(frame, payload, n, _stop.Token);
+            }
+            await writer.EndForwardedImageAsync((ulong)pages.Length, 0x1234, _stop.Token);
+            await writer.WriteDumpEndAsync("liar", _stop.Token);
+            var answer = await new FrameReader(stream).ReadAsync(_stop.Token);
+            var error = Assert.IsType<ErrorEvent>(answer);
+            Assert.Contains("checksum mismatch", error.Message);
+        }
+        var fetch = await Assert.ThrowsAsync<RemoteImageException>(() => FetchAsync("liar"));
+        Assert.Contains("checksum mismatch", fetch.Message);
+
+        // The proxy's forwarding of honest dumps is whole, compressed in parallel and in order (two connections at most: the cache dropped the first).
+        for (int i = 1; i <= 2; i++)
+        {
+            try
+            {
+                await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, $"honest{i}", [Image("pages-1.img", pages), Image("core-1.img", PageLike(1, 6))], _stop.Token);
+            }
+            catch (RemoteImageException) when (i == 1)
+            {
+                continue;
+            }
+            Assert.Equal(pages, (await FetchAsync($"honest{i}"))["pages-1.img"]);
+        }
+    }
+
+    [Fact]
     public async Task AFullCacheRefusesTheSnapshotAndTakesTheNextOne()
     {
         using var cache = StartCache(limit: 2 << 20);

@@ -301,15 +301,81 @@ internal static class MigrateCommand
             return new RestoreOutcome(pid, clock.Elapsed);
         }
 
+        /// <summary>
+        /// Post-copy: a lazy-pages daemon for the snapshot first (it maps every pages file before it is ready, so the
+        /// staging copies may go once the restore returns), then `crest restore --lazy-pages`, so the tree runs before
+        /// its private anonymous memory is filled; the daemon fills it in the background and exits when done.
+        /// </summary>
         private int RunRestore(string snapshot, string imagesDir)
         {
             string logFile = Path.Combine(workDir, $"restore-{snapshot}.log");
             string pidFile = Path.Combine(workDir, $"restore-{snapshot}.pid");
+            string lazyLog = Path.Combine(workDir, $"lazy-pages-{snapshot}.log");
+            string lazyPidFile = Path.Combine(workDir, $"lazy-pages-{snapshot}.pid");
+            // Its own directory for lazy-pages.socket (the one name CRIU has), short enough for a unix socket path.
+            string lazyDir = Path.Combine(workDir, $"lazy-{Environment.ProcessId}-{Interlocked.Increment(ref _lazyDirs)}");
             File.Delete(pidFile);
+            File.Delete(lazyPidFile);
+            Directory.CreateDirectory(lazyDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            try
+            {
+                var clock = Stopwatch.StartNew();
+                RunCrest(snapshot, "lazy-pages", ["lazy-pages", "-D", imagesDir, "-W", lazyDir, "-d", "--pidfile", lazyPidFile, "-o", lazyLog, $"-v{(int)level}"], lazyLog);
+                Log.Info($"image-cache: lazy-pages daemon for {snapshot} ready in {clock.Elapsed.TotalMilliseconds:0} ms (log {lazyLog})");
+                try
+                {
+                    RunCrest(snapshot, "restore", ["restore", "-D", imagesDir, "-W", lazyDir, "--lazy-pages", "-d", "--pidfile", pidFile, "-o", logFile, $"-v{(int)level}"], logFile);
+                }
+                catch
+                {
+                    StopLazyDaemon(lazyPidFile);
+                    throw;
+                }
+            }
+            finally
+            {
+                // The daemon holds what it serves; its socket is not needed once the restore has connected.
+                try
+                {
+                    Directory.Delete(lazyDir, recursive: true);
+                }
+                catch (IOException)
+                {
+                }
+            }
+            string text = File.Exists(pidFile) ? File.ReadAllText(pidFile).Trim() : "";
+            if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid))
+                throw new RemoteImageException($"crest restore of {snapshot} succeeded but wrote no pid to {pidFile}");
+            return pid;
+        }
+
+        private static int _lazyDirs;
+
+        /// <summary>A daemon whose restore failed may never be connected to: it would wait for ever.</summary>
+        private static void StopLazyDaemon(string pidFile)
+        {
+            try
+            {
+                if (File.Exists(pidFile) && int.TryParse(File.ReadAllText(pidFile).Trim(), System.Globalization.NumberStyles.None,
+                        System.Globalization.CultureInfo.InvariantCulture, out int daemon) && daemon > 0)
+                {
+                    using var pidfd = Crest.Kernel.Files.PidFd.Open(daemon);
+                    pidfd.SendSignal(15);
+                }
+            }
+            catch (Exception e) when (e is IOException or Crest.Kernel.KernelException)
+            {
+                Log.Warning($"image-cache: could not stop the lazy-pages daemon of {pidFile}: {e.Message}");
+            }
+        }
+
+        /// <summary>Runs this crest with <paramref name="arguments"/> (stdio on /dev/null) and waits for it to succeed.</summary>
+        private void RunCrest(string snapshot, string what, IReadOnlyList<string> arguments, string logFile)
+        {
             string process = Environment.ProcessPath ?? throw new RemoteImageException("the path of this program is unknown");
             string[] args = Environment.GetCommandLineArgs();
             List<string> argv = Path.GetFileNameWithoutExtension(process) == "dotnet" ? ["dotnet", "exec", args[0]] : [process];
-            argv.AddRange(["restore", "-D", imagesDir, "-W", workDir, "-d", "--pidfile", pidFile, "-o", logFile, $"-v{(int)level}"]);
+            argv.AddRange(arguments);
             var spawn = new SpawnOptions
             {
                 Environment = [.. Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
@@ -328,18 +394,14 @@ internal static class MigrateCommand
                 }
                 catch (TimeoutException e)
                 {
-                    throw new RemoteImageException($"crest restore of {snapshot} ran longer than 10 minutes and was killed (log {logFile})", e);
+                    throw new RemoteImageException($"crest {what} of {snapshot} ran longer than 10 minutes and was killed (log {logFile})", e);
                 }
             }
             if (!status.Exited || status.ExitCode != 0)
             {
                 string how = status.Exited ? $"exited with {status.ExitCode}" : $"was killed by signal {status.TermSignal}";
-                throw new RemoteImageException($"crest restore {how}: {LastError(logFile)} (log {logFile})");
+                throw new RemoteImageException($"crest {what} {how}: {LastError(logFile)} (log {logFile})");
             }
-            string text = File.Exists(pidFile) ? File.ReadAllText(pidFile).Trim() : "";
-            if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid))
-                throw new RemoteImageException($"crest restore of {snapshot} succeeded but wrote no pid to {pidFile}");
-            return pid;
         }
     }
 
