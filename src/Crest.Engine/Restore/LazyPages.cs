@@ -387,7 +387,8 @@ public sealed class LazyPages : IDisposable
 
     private static void Finish(LazyTask t)
     {
-        Log.Info($"lazy-pages: {t.Name}: {(t.Gone ? "gone" : "has all its pages")} after {t.Clock.Elapsed.TotalMilliseconds:0.0} ms: " +
+        // One line per task at every level: how long post-copy took is what a migration wants to know.
+        Log.Message($"lazy-pages: {t.Name}: {(t.Gone ? "gone" : "has all its pages")} after {t.Clock.Elapsed.TotalMilliseconds:0.0} ms: " +
             $"{t.Copied / (long)PageSize} pages copied, {t.Faults} faults{(t.Remaining.IsEmpty ? "" : $", {t.Remaining.Bytes / PageSize} pages never needed")}");
         t.Dispose();
     }
