@@ -1,63 +1,74 @@
 using Crest.Engine.Restore;
+using Xunit;
 
 namespace Crest.Engine.Tests.Restore;
 
-// The lazy-pages daemon's bookkeeping against a model of one flag and one source offset per page, under random
-// copies, discards and moves: a page must never come back once removed, and a moved page keeps its data's offset.
-public class LazyRangesTests
+public sealed class LazyRangesTests
 {
     private const ulong Page = 4096;
 
+    private static LazyRanges Scattered(int count) =>
+        new(Enumerable.Range(0, count).Select(i => new LazyRun((ulong)i * 2 * Page, (ulong)i * 2 * Page + Page, 0, i * (long)Page)));
+
     [Fact]
-    public void RandomRemovesAndMovesMatchAPageModel()
+    public void TakingRunsFromTheFrontLeavesTheRestInOrder()
     {
-        var random = new Random(5);
-        for (int round = 0; round < 200; round++)
+        var set = Scattered(5);
+        set.Remove(set.First.Start, set.First.End);
+        set.Remove(set.First.Start, set.First.Start + Page / 2 + Page / 2);
+        Assert.Equal(3, set.Count);
+        Assert.Equal(4 * Page, set.First.Start);
+        Assert.Equal(3 * Page, set.Bytes);
+        Assert.True(set.TryFind(8 * Page, out var last));
+        Assert.Equal(4 * (long)Page, last.Offset);
+        Assert.False(set.TryFind(0, out _));
+    }
+
+    [Fact]
+    public void RemovingInsideARunSplitsItAndKeepsTheOffsets()
+    {
+        var set = new LazyRanges([new LazyRun(0, 8 * Page, 1, 100 * (long)Page)]);
+        set.Remove(2 * Page, 3 * Page);
+        Assert.Equal(2, set.Count);
+        Assert.Equal(new LazyRun(0, 2 * Page, 1, 100 * (long)Page), set[0]);
+        Assert.Equal(new LazyRun(3 * Page, 8 * Page, 1, 103 * (long)Page), set[1]);
+        set.Remove(0, 4 * Page);
+        Assert.Equal(new LazyRun(4 * Page, 8 * Page, 1, 104 * (long)Page), set.First);
+        Assert.Equal(1, set.Count);
+    }
+
+    [Fact]
+    public void ARemovalAcrossManyRunsAfterTheHeadDropsThemAll()
+    {
+        var set = Scattered(10);
+        set.Remove(set.First.Start, set.First.End);
+        set.Remove(6 * Page, 13 * Page); // runs at 6, 8, 10, 12
+        Assert.Equal(new[] { 2 * Page, 4 * Page, 14 * Page, 16 * Page, 18 * Page }, Enumerable.Range(0, set.Count).Select(i => set[i].Start));
+    }
+
+    [Fact]
+    public void MoveAndKeepStartFromTheLiveRunsOnly()
+    {
+        var set = Scattered(4); // 0, 2, 4, 6
+        set.Remove(0, Page);
+        set.Move(2 * Page, 20 * Page, 2 * Page);
+        Assert.Equal(new[] { 4 * Page, 6 * Page, 20 * Page }, Enumerable.Range(0, set.Count).Select(i => set[i].Start));
+        set.Keep([(5 * Page, 30 * Page)]);
+        Assert.Equal(new[] { 6 * Page, 20 * Page }, Enumerable.Range(0, set.Count).Select(i => set[i].Start));
+        Assert.Equal(2 * Page, set.Clone().Bytes);
+    }
+
+    [Fact]
+    public void TakingTensOfThousandsOfRunsOneByOneEndsEmpty()
+    {
+        var set = Scattered(50_000);
+        int taken = 0;
+        while (!set.IsEmpty)
         {
-            const int pages = 256;
-            var model = new long?[pages]; // source offset of each page still to fill
-            var runs = new List<LazyRun>();
-            for (int p = 0; p < pages;)
-            {
-                int length = random.Next(1, 20);
-                bool present = random.Next(3) > 0;
-                long offset = random.Next(0, 1000) * (long)Page;
-                int end = Math.Min(pages, p + length);
-                if (present)
-                {
-                    runs.Add(new LazyRun((ulong)p * Page, (ulong)end * Page, 0, offset));
-                    for (int k = p; k < end; k++) model[k] = offset + (k - p) * (long)Page;
-                }
-                p = end;
-            }
-            var ranges = new LazyRanges(runs);
-            for (int step = 0; step < 30; step++)
-            {
-                string op = "remove";
-                string before = string.Join(" ", ranges.Within(0, pages * Page).Select(r => $"{r.Start / Page}-{r.End / Page}"));
-                int a = random.Next(pages), b = random.Next(a, Math.Min(pages, a + 40) + 1);
-                if (random.Next(3) == 0)
-                {
-                    int to = random.Next(0, pages - (b - a) + 1);
-                    op = $"move to {to}";
-                    ranges.Move((ulong)a * Page, (ulong)to * Page, (ulong)(b - a) * Page);
-                    var moved = model[a..b];
-                    for (int k = a; k < b; k++) model[k] = null;
-                    for (int k = 0; k < b - a; k++) model[to + k] = moved[k];
-                }
-                else
-                {
-                    ranges.Remove((ulong)a * Page, (ulong)b * Page);
-                    for (int k = a; k < b; k++) model[k] = null;
-                }
-                for (int k = 0; k < pages; k++)
-                {
-                    bool found = ranges.TryFind((ulong)k * Page + 17, out var run);
-                    Assert.True(model[k].HasValue == found, $"round {round} step {step} page {k}: model {model[k]}, found {found}; last op {op} {a}-{b}: {ranges.Count} runs; before {before}; after {string.Join(" ", ranges.Within(0, pages * Page).Select(r => $"{r.Start / Page}-{r.End / Page}"))}");
-                    if (found) Assert.Equal(model[k]!.Value, run.Offset + (long)((ulong)k * Page - run.Start));
-                }
-                Assert.Equal((ulong)model.Count(m => m.HasValue) * Page, ranges.Bytes);
-            }
+            set.Remove(set.First.Start, set.First.End);
+            taken++;
         }
+        Assert.Equal(50_000, taken);
+        Assert.Equal(0, set.Count);
     }
 }
