@@ -64,6 +64,7 @@ internal sealed class LazyRanges
     public List<LazyRun> Within(ulong start, ulong end)
     {
         var result = new List<LazyRun>();
+        if (end <= start) return result; // an empty range would make an empty run, which breaks the search
         for (int i = FirstEndingAfter(start); i < _runs.Count && _runs[i].Start < end; i++)
             result.Add(_runs[i].Slice(Math.Max(start, _runs[i].Start), Math.Min(end, _runs[i].End)));
         return result;
