@@ -1,9 +1,12 @@
-// How Crest's daemons (image-proxy, image-cache) start, as CRIU's page-server does: without -d they serve in
-// the foreground; with -d the command starts itself again in a new session, with stdin, stdout and stderr on
-// /dev/null, and returns once that copy is ready (or reports why it could not start). Ready means listening:
-// the daemon writes its pid to --pidfile, then exactly one \0 byte to --status-fd, then its readiness pipe.
-// .NET cannot fork, so the copy is spawned (posix_spawn) with CREST_DAEMON_READY_FD naming the pipe.
+// How Crest's daemons (page-server, image-proxy, image-cache) start, as CRIU's page-server does: without -d they
+// serve in the foreground; with -d the command starts itself again in a new session, with stdin, stdout and stderr
+// on /dev/null, and returns once that copy is ready (or reports why it could not start). Ready means listening:
+// the daemon writes its pid to --pidfile (O_EXCL, decimal, no newline), then exactly one \0 byte to --status-fd,
+// then its readiness pipe. .NET cannot fork, so the copy is spawned (posix_spawn) with CREST_DAEMON_READY_FD
+// naming the pipe; it appends to the log its starter began. Run() is the whole sequence; a new daemon command
+// supplies how it binds and how it serves.
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text;
 using Crest.Diagnostics;
 using Crest.Kernel;
@@ -20,6 +23,57 @@ internal static class DaemonMode
 
     /// <summary>True in the copy started by <see cref="StartDetached"/>: it serves instead of starting another.</summary>
     public static bool IsDetachedCopy => Environment.GetEnvironmentVariable(ReadyFdVariable) is not null;
+
+    /// <summary>
+    /// A daemon command from start to end. With -d (--daemon, CRIU's setting of --restore-detached) this process
+    /// starts the command again detached and returns once that copy is ready. The copy, or a foreground run, binds
+    /// (<paramref name="start"/>), says it is ready, and serves (<paramref name="serve"/>) until its work is done
+    /// or, with <paramref name="untilSignalled"/>, until SIGTERM or SIGINT cancels the token it is given (without,
+    /// the two keep their default action). What start throws reaches the starter of a detached copy as its error.
+    /// </summary>
+    /// <returns>The exit code for this process.</returns>
+    public static int Run<TServer>(string name, CriuOptions options, CriuPaths paths, TextWriter stderr,
+        Func<TServer> start, Func<TServer, CancellationToken, int> serve, bool untilSignalled = true) where TServer : IDisposable
+    {
+        if (options.IsOn("restore-detached") && !IsDetachedCopy) return StartDetached(name, stderr);
+        TServer server;
+        try
+        {
+            server = start();
+            try
+            {
+                Ready(name, paths.PidFile, options.StatusFd);
+            }
+            catch
+            {
+                server.Dispose();
+                throw;
+            }
+        }
+        catch (Exception e)
+        {
+            Failed(e.Message);
+            throw;
+        }
+        using (server)
+        {
+            if (!untilSignalled) return serve(server, CancellationToken.None);
+            using var stop = new CancellationTokenSource();
+            using var term = StopOn(PosixSignal.SIGTERM, stop);
+            using var interrupt = StopOn(PosixSignal.SIGINT, stop);
+            int code = serve(server, stop.Token);
+            Log.Info($"{name}: stopped");
+            return code;
+        }
+    }
+
+    /// <summary>The signal cancels <paramref name="stop"/> instead of ending the process (while the registration is kept).</summary>
+    private static PosixSignalRegistration StopOn(PosixSignal signal, CancellationTokenSource stop) =>
+        PosixSignalRegistration.Create(signal, context =>
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        });
 
     /// <summary>Starts this command again detached and waits until it is ready; returns the exit code for this process.</summary>
     public static int StartDetached(string name, TextWriter stderr)
@@ -72,7 +126,7 @@ internal static class DaemonMode
     {
         if (pidFile is not null)
         {
-            using var file = FileDescriptor.Open(pidFile, OpenFlags.WriteOnly | OpenFlags.Create | OpenFlags.Truncate | OpenFlags.CloseOnExec, 0x1a4);
+            using var file = FileDescriptor.Open(pidFile, OpenFlags.WriteOnly | OpenFlags.Create | OpenFlags.Exclusive | OpenFlags.CloseOnExec, 0x1a4);
             file.WriteAll(Encoding.ASCII.GetBytes(Environment.ProcessId.ToString(CultureInfo.InvariantCulture)));
         }
         if (statusFd >= 0)

@@ -48,29 +48,29 @@ internal static class RemoteCommands
     public static int ImageCache(CriuOptions options, CriuPaths paths, TextWriter stderr)
     {
         if (options.Port == 0) throw new UsageException("image-cache needs --port");
-        if (options.IsOn("restore-detached") && !DaemonMode.IsDetachedCopy) return DaemonMode.StartDetached("image-cache", stderr);
         string address = options.Last("address") ?? "0.0.0.0";
         long limit = options.CacheLimit ?? DefaultCacheLimit;
-        ImageCache cache;
-        try
-        {
-            cache = new ImageCache(ImageSockets.Resolve(address, options.Port), ImageSockets.CacheSocket(paths.WorkDir), limit, line => Log.Info($"{line}"), Tls(options));
-            if (options.IsOn("allow-restore")) MigrateCommand.ServeRestores(cache, paths.WorkDir, options.EffectiveLogLevel);
-        }
-        catch (RemoteImageException e)
-        {
-            DaemonMode.Failed(e.Message);
-            throw;
-        }
-        using (cache)
-        {
-            Log.Info($"image-cache: listening on {cache.LocalEndPoint} for image-proxies, on {cache.UnixSocketPath} for restores, memory limit {limit} bytes");
-            DaemonMode.Ready("image-cache", paths.PidFile, options.StatusFd);
-            using var stop = StopOnSignals();
-            cache.RunAsync(stop.Token).GetAwaiter().GetResult();
-        }
-        Log.Info($"image-cache: stopped");
-        return 0;
+        return DaemonMode.Run("image-cache", options, paths, stderr,
+            start: () =>
+            {
+                var cache = new ImageCache(ImageSockets.Resolve(address, options.Port), ImageSockets.CacheSocket(paths.WorkDir), limit, line => Log.Info($"{line}"), Tls(options));
+                try
+                {
+                    if (options.IsOn("allow-restore")) MigrateCommand.ServeRestores(cache, paths.WorkDir, options.EffectiveLogLevel);
+                }
+                catch
+                {
+                    cache.Dispose();
+                    throw;
+                }
+                Log.Info($"image-cache: listening on {cache.LocalEndPoint} for image-proxies, on {cache.UnixSocketPath} for restores, memory limit {limit} bytes");
+                return cache;
+            },
+            serve: (cache, stop) =>
+            {
+                cache.RunAsync(stop).GetAwaiter().GetResult();
+                return 0;
+            });
     }
 
     public static int ImageProxy(CriuOptions options, CriuPaths paths, TextWriter stderr)
@@ -78,26 +78,18 @@ internal static class RemoteCommands
         if (options.Port == 0) throw new UsageException("image-proxy needs --port");
         string address = options.Last("address") ?? throw new UsageException("image-proxy needs --address of the image-cache");
         var codec = options.Compression ?? Codec.Lz4;
-        if (options.IsOn("restore-detached") && !DaemonMode.IsDetachedCopy) return DaemonMode.StartDetached("image-proxy", stderr);
-        ImageProxy proxy;
-        try
-        {
-            proxy = ImageProxyStart(address, options.Port, codec, paths.WorkDir, Tls(options));
-        }
-        catch (RemoteImageException e)
-        {
-            DaemonMode.Failed(e.Message);
-            throw;
-        }
-        using (proxy)
-        {
-            Log.Info($"image-proxy: listening on {proxy.UnixSocketPath}, forwarding to {address}:{options.Port}, page data compressed with {Codecs.Name(codec)}");
-            DaemonMode.Ready("image-proxy", paths.PidFile, options.StatusFd);
-            using var stop = StopOnSignals();
-            proxy.RunAsync(stop.Token).GetAwaiter().GetResult();
-        }
-        Log.Info($"image-proxy: stopped");
-        return 0;
+        return DaemonMode.Run("image-proxy", options, paths, stderr,
+            start: () =>
+            {
+                var proxy = ImageProxyStart(address, options.Port, codec, paths.WorkDir, Tls(options));
+                Log.Info($"image-proxy: listening on {proxy.UnixSocketPath}, forwarding to {address}:{options.Port}, page data compressed with {Codecs.Name(codec)}");
+                return proxy;
+            },
+            serve: (proxy, stop) =>
+            {
+                proxy.RunAsync(stop).GetAwaiter().GetResult();
+                return 0;
+            });
     }
 
     private static ImageProxy ImageProxyStart(string address, int port, Codec codec, string workDir, TlsSettings? tls)
@@ -113,21 +105,6 @@ internal static class RemoteCommands
         if (!options.IsOn("tls")) return null;
         static string? Full(string? path) => path is null ? null : Path.GetFullPath(path);
         return new TlsSettings(Full(options.Last("tls-cert")), Full(options.Last("tls-key")), Full(options.Last("tls-cacert")), options.IsOn("tls-no-cn-verify")).Load();
-    }
-
-    /// <summary>SIGTERM and SIGINT end a daemon cleanly (its socket file removed).</summary>
-    private static CancellationTokenSource StopOnSignals()
-    {
-        var stop = new CancellationTokenSource();
-        foreach (var signal in new[] { System.Runtime.InteropServices.PosixSignal.SIGTERM, System.Runtime.InteropServices.PosixSignal.SIGINT })
-        {
-            System.Runtime.InteropServices.PosixSignalRegistration.Create(signal, context =>
-            {
-                context.Cancel = true;
-                stop.Cancel();
-            });
-        }
-        return stop;
     }
 
     // ---- dump ----------------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@
 // write the same pages-N.img.
 //
 // Nothing complete-looking is left by a broken session: images are written under hidden ".part" names and
-// renamed only when the dump side sends PS_IOV_CLOSE, after they are synced; the answer to PS_IOV_CLOSE is
-// sent after that, so the dump side learns that its pages are stored. A connection that ends before it (the
-// dump failed or was killed, the network broke) is an error and removes the partial files.
+// renamed only when the dump side sends PS_IOV_CLOSE, after they are synced (fsync each file, rename, fsync the
+// directory: a stored session survives a crash of this machine); the answer to PS_IOV_CLOSE is sent after that,
+// so the dump side learns that its pages are stored. A connection that ends before it (the dump failed or was
+// killed, the network broke) is an error and removes the partial files. A failure to write, sync or rename an
+// image names that file.
 //
 // Parent images: when the images directory has a "parent" link (made by a previous dump into the same
 // directory, or by page-server --prev-images-dir), PS_IOV_OPEN2 answers that the parent holds the task, and
@@ -252,11 +254,19 @@ public sealed class PageServerReceiver
         _current = null;
     }
 
-    /// <summary>PS_IOV_CLOSE: every image of the session synced and given its real name.</summary>
+    /// <summary>PS_IOV_CLOSE: every image of the session synced and given its real name, the names synced.</summary>
     private void Store()
     {
         FinishCurrent();
         foreach (var p in _done) p.Rename();
+        try
+        {
+            Interop.Libc.SyncDirectory(_directory);
+        }
+        catch (IOException e)
+        {
+            throw new PageServerException($"page-server: the names of the stored images are not durable: {e.Message}", e);
+        }
     }
 
     private void Discard()
@@ -296,16 +306,36 @@ public sealed class PageServerReceiver
         /// <summary>The last entry complete; both files written and synced (still under their .part names).</summary>
         public void Finish()
         {
-            Writer.Complete();
+            try
+            {
+                Writer.Complete();
+            }
+            catch (IOException e) when (e is not PageServerException)
+            {
+                throw new PageServerException($"page-server: cannot write {_pagemapPart} and {_pagesPart}: {e.Message}", e);
+            }
             Close(sync: true);
         }
 
+        /// <summary>The pages first: a pagemap under its real name always has its pages.</summary>
         public void Rename()
         {
             if (_renamed) return;
-            File.Move(_pagemapPart, _pagemapName, overwrite: true);
-            File.Move(_pagesPart, _pagesName, overwrite: true);
+            Move(_pagesPart, _pagesName);
+            Move(_pagemapPart, _pagemapName);
             _renamed = true;
+        }
+
+        private static void Move(string part, string name)
+        {
+            try
+            {
+                File.Move(part, name, overwrite: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new PageServerException($"page-server: cannot rename {part} to {name}: {e.Message}", e);
+            }
         }
 
         public void Abandon()
@@ -324,13 +354,26 @@ public sealed class PageServerReceiver
             try
             {
                 Writer.Dispose();
-                _pagemap.Flush(flushToDisk: sync);
-                _pages.Flush(flushToDisk: sync);
+                Flush(_pagemap, _pagemapPart, sync);
+                Flush(_pages, _pagesPart, sync);
             }
             finally
             {
                 _pagemap.Dispose();
                 _pages.Dispose();
+            }
+        }
+
+        /// <summary>What is buffered written out and, with <paramref name="sync"/>, fsynced.</summary>
+        private static void Flush(FileStream file, string path, bool sync)
+        {
+            try
+            {
+                file.Flush(flushToDisk: sync);
+            }
+            catch (IOException e)
+            {
+                throw new PageServerException($"page-server: cannot {(sync ? "write and sync" : "write")} {path}: {e.Message}", e);
             }
         }
 

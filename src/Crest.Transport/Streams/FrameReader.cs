@@ -18,6 +18,8 @@ public sealed record GetEvent(string Snapshot, string Name) : StreamEvent;
 public sealed record GetSnapshotEvent(string Snapshot) : StreamEvent;
 public sealed record NotFoundEvent(string Snapshot, string Name, string Reason) : StreamEvent;
 public sealed record RestoreEvent(string Snapshot) : StreamEvent;
+/// <summary>Drop every snapshot whose id starts with <paramref name="Prefix"/> (a migration that failed).</summary>
+public sealed record ForgetEvent(string Prefix) : StreamEvent;
 /// <summary>The destination restored <paramref name="Snapshot"/>: its root runs as <paramref name="Pid"/>.</summary>
 public sealed record RestoredEvent(string Snapshot, int Pid, TimeSpan Took) : StreamEvent;
 
@@ -81,6 +83,8 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
             }
             case FrameType.Restore:
                 return new RestoreEvent(ReadStrings(payload, 1, at)[0]);
+            case FrameType.Forget:
+                return new ForgetEvent(ReadStrings(payload, 1, at)[0]);
             case FrameType.Restored:
             {
                 if (length < 12) throw Bad(at, "restored frame cut short");

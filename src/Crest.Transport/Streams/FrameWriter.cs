@@ -213,6 +213,9 @@ public sealed class FrameWriter(Stream output)
     public Task WriteRestoreAsync(string snapshot, CancellationToken cancel = default) =>
         WriteFrameAsync(FrameType.Restore, Strings(snapshot), cancel);
 
+    public Task WriteForgetAsync(string prefix, CancellationToken cancel = default) =>
+        WriteFrameAsync(FrameType.Forget, Strings(prefix), cancel);
+
     public Task WriteRestoredAsync(string snapshot, int pid, TimeSpan took, CancellationToken cancel = default)
     {
         byte[] name = Strings(snapshot);

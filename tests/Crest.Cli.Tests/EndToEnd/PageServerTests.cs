@@ -41,12 +41,12 @@ public class PageServerTests
             process.StandardOutput.ReadToEndAsync();
         }
 
-        /// <param name="prefix">A command crest runs under (ip netns exec NS).</param>
-        public static PageServer Start(string dir, string images, int port, string? prefix = null, params string[] extra)
+        /// <param name="enter">A shell line that runs crest elsewhere (NetworkNamespacePair.EnterCommand).</param>
+        public static PageServer Start(string dir, string images, int port, string? enter = null, params string[] extra)
         {
             string fifo = Path.Combine(dir, $"status-{port}");
             Assert.Equal(0, External.Run("mkfifo", fifo).ExitCode);
-            string redirections = $"exec 5>'{fifo}'" + (prefix is null ? "" : $"; exec {prefix} \"$0\" \"$@\"");
+            string redirections = $"exec 5>'{fifo}'" + (enter is null ? "" : $"; {enter}");
             var process = CrestProcess.StartWithFds(dir, redirections,
                 ["page-server", "--no-default-config", "-D", images, "--port", port.ToString(CultureInfo.InvariantCulture),
                  "--status-fd", "5", "-o", "page-server.log", "-v4", .. extra]);
@@ -166,8 +166,8 @@ public class PageServerTests
         string pidFile = Path.Combine(dir.Path, "ps.pid");
         var start = CrestProcess.Run(dir.Path, "page-server", "-D", images, "--port", port.ToString(CultureInfo.InvariantCulture), "-d", "--pidfile", pidFile, "-o", "ps.log", "-v4");
         Assert.True(start.ExitCode == 0, start.Stderr);
-        // The daemon writes its pid once it listens; the port accepts connections right after crest returned.
-        Assert.True(SpinWait.SpinUntil(() => File.Exists(pidFile) && File.ReadAllText(pidFile).Length > 0, TimeSpan.FromSeconds(20)), "no pidfile");
+        // -d returns once the daemon listens, its pid written.
+        Assert.True(File.Exists(pidFile), "no pidfile when page-server -d returned");
         int daemon = int.Parse(File.ReadAllText(pidFile), CultureInfo.InvariantCulture);
         Assert.True(Directory.Exists($"/proc/{daemon}"));
 
@@ -182,42 +182,28 @@ public class PageServerTests
         Assert.Equal("PASS", target.Verify());
     }
 
-    /// <summary>Two hosts: this network namespace and a new one joined by a veth pair (10.231.N.1 here, .2 there).</summary>
-    private sealed class VethPeer : IDisposable
+    [Fact]
+    public void ADaemonThatCannotStartSaysWhyAndLeavesNothingRunning()
     {
-        public VethPeer()
-        {
-            int n = Random.Shared.Next(1, 250);
-            Namespace = $"crest-ps-{Environment.ProcessId}-{n}";
-            HostLink = $"crps{n}a";
-            HostAddress = $"10.231.{n}.1";
-            PeerAddress = $"10.231.{n}.2";
-            Ip("netns", "add", Namespace);
-            Ip("link", "add", HostLink, "type", "veth", "peer", "name", $"crps{n}b");
-            Ip("link", "set", $"crps{n}b", "netns", Namespace);
-            Ip("addr", "add", $"{HostAddress}/24", "dev", HostLink);
-            Ip("link", "set", HostLink, "up");
-            Ip("-n", Namespace, "addr", "add", $"{PeerAddress}/24", "dev", $"crps{n}b");
-            Ip("-n", Namespace, "link", "set", $"crps{n}b", "up");
-            Ip("-n", Namespace, "link", "set", "lo", "up");
-        }
+        using var dir = new TempDirectory();
+        string images = dir.Sub("images");
+        using var taken = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        taken.Listen(1);
+        string port = ((IPEndPoint)taken.LocalEndPoint!).Port.ToString(CultureInfo.InvariantCulture);
+        string pidFile = Path.Combine(dir.Path, "ps.pid");
 
-        public string Namespace { get; }
-        public string HostLink { get; }
-        public string HostAddress { get; }
-        public string PeerAddress { get; }
+        var busy = CrestProcess.Run(dir.Path, "page-server", "-D", images, "--address", "127.0.0.1", "--port", port, "-d", "--pidfile", pidFile, "-o", "ps.log");
+        Assert.Equal(1, busy.ExitCode);
+        Assert.Contains($"Error: Can't listen on 127.0.0.1:{port}", busy.Stderr);
+        Assert.False(File.Exists(pidFile));
 
-        private static void Ip(params string[] args)
-        {
-            var r = External.Run("ip", args);
-            Assert.True(r.ExitCode == 0, $"ip {string.Join(' ', args)}: {r.Stderr}");
-        }
-
-        public void Dispose()
-        {
-            External.Run("ip", "link", "del", HostLink);
-            External.Run("ip", "netns", "del", Namespace);
-        }
+        // The pidfile is created O_EXCL: one that exists stops the daemon before it serves.
+        File.WriteAllText(pidFile, "1");
+        var exists = CrestProcess.Run(dir.Path, "page-server", "-D", images, "--port", FreePort().ToString(CultureInfo.InvariantCulture), "-d", "--pidfile", pidFile, "-o", "ps.log");
+        Assert.Equal(1, exists.ExitCode);
+        Assert.Contains(pidFile, exists.Stderr);
+        Assert.Equal("1", File.ReadAllText(pidFile));
     }
 
     [Fact]
@@ -225,17 +211,17 @@ public class PageServerTests
     {
         using var dir = new TempDirectory();
         string local = dir.Sub("local"), remote = dir.Sub("remote");
-        using var veth = new VethPeer();
+        using var net = new NetworkNamespacePair();
         using var pki = new Crest.Transport.Tests.Tls.TestPki();
         // One certificate for both ends, naming the server's address (as CRIU's tests do).
-        var (cert, key) = pki.Issue(veth.PeerAddress, "criu");
+        var (cert, key) = pki.Issue(net.DestinationAddress, "criu");
         string[] tls = ["--tls", "--tls-cacert", pki.CaCert, "--tls-cert", cert, "--tls-key", key];
         int port = FreePort();
         using var target = HarnessTarget.Start(dir.Path);
-        using var server = PageServer.Start(dir.Path, remote, port, $"ip netns exec {veth.Namespace}", ["--address", veth.PeerAddress, .. tls]);
+        using var server = PageServer.Start(dir.Path, remote, port, NetworkNamespacePair.EnterCommand(net.DestinationNamespace), ["--address", net.DestinationAddress, .. tls]);
 
-        var dump = CrestProcess.Run(dir.Path, HarnessDump(local, target.Pid, Path.Combine(dir.Path, "dump.pid"),
-            ["--page-server", "--address", veth.PeerAddress, "--port", port.ToString(CultureInfo.InvariantCulture), .. tls]));
+        var dump = NetworkNamespacePair.RunCrest(net.SourceNamespace, dir.Path, HarnessDump(local, target.Pid, Path.Combine(dir.Path, "dump.pid"),
+            ["--page-server", "--address", net.DestinationAddress, "--port", port.ToString(CultureInfo.InvariantCulture), .. tls]));
         Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(local, "dump.log")}");
         Assert.True(server.WaitForExit() == 0, $"page server: {server.Stderr()}\n{Log(remote, "page-server.log")}");
         Assert.Contains("over TLS", Log(local, "dump.log"));

@@ -18,8 +18,7 @@ public sealed partial class RemoteImagesTests : IDisposable
     private readonly TempDirectory _dir = new();
     private readonly string _source;
     private readonly string _destination;
-    private readonly string _sourceNs;
-    private readonly string _destinationNs;
+    private readonly NetworkNamespacePair _net = new();
     private readonly string _cacheAddress;
     private readonly int _port;
     private readonly List<int> _fixtures = [];
@@ -30,31 +29,14 @@ public sealed partial class RemoteImagesTests : IDisposable
         _source = _dir.Sub("source");
         _destination = _dir.Sub("destination");
         int n = Interlocked.Increment(ref s_next);
-        int net = (Environment.ProcessId + n) % 200 + 20;
-        _sourceNs = $"crest-src-{Environment.ProcessId}-{n}";
-        _destinationNs = $"crest-dst-{Environment.ProcessId}-{n}";
-        _cacheAddress = $"10.231.{net}.2";
+        _cacheAddress = _net.DestinationAddress;
         _port = 20000 + (Environment.ProcessId * 7 + n) % 10000;
-        Ip("netns", "add", _sourceNs);
-        Ip("netns", "add", _destinationNs);
-        Ip("-n", _sourceNs, "link", "add", "crest0", "type", "veth", "peer", "name", "crest1", "netns", _destinationNs);
-        Ip("-n", _sourceNs, "addr", "add", $"10.231.{net}.1/24", "dev", "crest0");
-        Ip("-n", _destinationNs, "addr", "add", $"{_cacheAddress}/24", "dev", "crest1");
-        foreach (var (ns, dev) in new[] { (_sourceNs, "crest0"), (_destinationNs, "crest1") })
-        {
-            Ip("-n", ns, "link", "set", dev, "up");
-            Ip("-n", ns, "link", "set", "lo", "up");
-        }
     }
 
     public void Dispose()
     {
         foreach (int pid in _fixtures) kill(pid, 9);
-        foreach (string pidFile in Directory.EnumerateFiles(_dir.Path, "*.pid", SearchOption.AllDirectories))
-            if (int.TryParse(File.ReadAllText(pidFile), out int daemon)) kill(daemon, 15);
-        Thread.Sleep(100);
-        TryIp("netns", "del", _sourceNs);
-        TryIp("netns", "del", _destinationNs);
+        _net.Dispose(); // and the daemons with it
         _dir.Dispose();
     }
 
@@ -62,20 +44,17 @@ public sealed partial class RemoteImagesTests : IDisposable
 
     private void StartCache(params string[] extra)
     {
-        var run = InNetns(_destinationNs, _destination, ["image-cache", "--port", $"{_port}", "--address", _cacheAddress, "-W", _destination,
+        var run = NetworkNamespacePair.RunCrest(_net.DestinationNamespace, _destination, ["image-cache", "--port", $"{_port}", "--address", _cacheAddress, "-W", _destination,
             "-d", "--pidfile", Path.Combine(_destination, "cache.pid"), "-o", "cache.log", "-v4", .. extra]);
         Assert.True(run.ExitCode == 0, $"image-cache: {run.Stderr}\n{Log(_destination, "cache.log")}");
     }
 
     private void StartProxy(params string[] extra)
     {
-        var run = InNetns(_sourceNs, _source, ["image-proxy", "--port", $"{_port}", "--address", _cacheAddress, "-W", _source,
+        var run = NetworkNamespacePair.RunCrest(_net.SourceNamespace, _source, ["image-proxy", "--port", $"{_port}", "--address", _cacheAddress, "-W", _source,
             "-d", "--pidfile", Path.Combine(_source, "proxy.pid"), "-o", "proxy.log", "-v4", .. extra]);
         Assert.True(run.ExitCode == 0, $"image-proxy: {run.Stderr}\n{Log(_source, "proxy.log")}");
     }
-
-    private static CrestRun InNetns(string ns, string workDir, string[] args) =>
-        CrestProcess.RunWithFds(workDir, $"exec ip netns exec {ns} \"$0\" \"$@\"", args);
 
     private CrestRun Dump(string command, int pid, string snapshot, params string[] extra) =>
         CrestProcess.Run(_source, [command, "--remote", "-t", $"{pid}", "-D", snapshot, "-W", _source, "-o", $"{snapshot}.log", "-v4", .. extra]);
@@ -135,6 +114,13 @@ public sealed partial class RemoteImagesTests : IDisposable
         Assert.Matches(@"pages-1\.img streamed out as it was read \(\d{8,} bytes\)", Log(_source, "m1.log"));
         Assert.Contains("snapshot m1 complete", Log(_destination, "cache.log"));
         AssertNoImagesLeft();
+        // The cache holds m1 as files of its own on tmpfs, and they go when it is stopped.
+        int cache = int.Parse(File.ReadAllText(Path.Combine(_destination, "cache.pid")));
+        string store = $"/dev/shm/crest-cache-{cache}";
+        Assert.True(File.Exists(Path.Combine(store, "m1", "inventory.img")), string.Join(", ", Directory.GetFiles(Path.Combine(store, "m1"))));
+        Assert.Equal(0, kill(cache, 15));
+        Assert.True(WaitGone(cache), $"image-cache {cache} still runs after SIGTERM");
+        Assert.False(Directory.Exists(store), $"{store} is left after the image-cache ended");
     }
 
     [Fact]
@@ -242,7 +228,7 @@ public sealed partial class RemoteImagesTests : IDisposable
     [Fact]
     public void AnAbsentCacheOrProxyIsReportedAndTheProcessRunsOn()
     {
-        var proxy = InNetns(_sourceNs, _source, ["image-proxy", "--port", $"{_port}", "--address", _cacheAddress, "-W", _source, "-d"]);
+        var proxy = NetworkNamespacePair.RunCrest(_net.SourceNamespace, _source, ["image-proxy", "--port", $"{_port}", "--address", _cacheAddress, "-W", _source, "-d"]);
         Assert.Equal(1, proxy.ExitCode);
         Assert.Contains($"cannot connect to the image-cache at {_cacheAddress}:{_port}", proxy.Stderr);
         int pid = StartFixture("restore_memory", "16");
@@ -280,25 +266,6 @@ public sealed partial class RemoteImagesTests : IDisposable
         Assert.Contains("Cannot get the images of k1 from the image-cache", restore.Stderr);
         AssertNoImagesLeft();
         Assert.False(Directory.Exists("/dev/shm/crest-remote/k1"));
-    }
-
-    private static void Ip(params string[] args)
-    {
-        var run = RunTool("ip", args);
-        if (run.Code != 0) throw new InvalidOperationException($"ip {string.Join(' ', args)}: {run.Error}");
-    }
-
-    private static void TryIp(params string[] args) => RunTool("ip", args);
-
-    private static (int Code, string Error) RunTool(string tool, string[] args)
-    {
-        var start = new ProcessStartInfo(tool) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (string a in args) start.ArgumentList.Add(a);
-        using var p = Process.Start(start)!;
-        string error = p.StandardError.ReadToEnd();
-        p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return (p.ExitCode, error);
     }
 
     [LibraryImport("libc", SetLastError = true)]

@@ -34,4 +34,11 @@ internal static class Crit
             File.Delete(errors);
         }
     }
+
+    /// <summary>Decode every image in <paramref name="dir"/> but the raw pages.</summary>
+    public static void DecodeAll(string dir)
+    {
+        foreach (string image in Directory.GetFiles(dir, "*.img"))
+            if (!System.IO.Path.GetFileName(image).StartsWith("pages-", StringComparison.Ordinal)) Decode(image).Dispose();
+    }
 }

@@ -15,20 +15,15 @@ namespace Crest.Engine.Tests.Dump;
 [Collection("Children of the test process")]
 public sealed class PageServerTests : IDisposable
 {
-    private readonly string _root = NewImagesDir();
+    private readonly ScratchDirectory _root = new();
 
     public void Dispose()
     {
         DumpEngine.StageHook = null;
-        Directory.Delete(_root, true);
+        _root.Dispose();
     }
 
-    private string Dir(string name)
-    {
-        string dir = Path.Combine(_root, name);
-        Directory.CreateDirectory(dir);
-        return dir;
-    }
+    private string Dir(string name) => _root.Sub(name);
 
     /// <summary>A page server on loopback serving one session into <paramref name="dir"/> on a thread of its own.</summary>
     private sealed class Server : IDisposable
@@ -76,12 +71,6 @@ public sealed class PageServerTests : IDisposable
             File.Copy(file, Path.Combine(dumpDir, Path.GetFileName(file)), overwrite: true);
     }
 
-    private static void AssertDecodes(string dir)
-    {
-        foreach (string image in Directory.GetFiles(dir, "*.img").Where(f => !Path.GetFileName(f).StartsWith("pages-", StringComparison.Ordinal)))
-            Crit.Decode(image).Dispose();
-    }
-
     [Fact]
     public void PagesGoToThePageServerAndTheCombinedImagesRestore()
     {
@@ -102,10 +91,10 @@ public sealed class PageServerTests : IDisposable
         Assert.Empty(Directory.GetFiles(remote, ".*"));
         Assert.Equal((long)stats.PagesWritten, server.Summary!.PagesReceived);
         Assert.Equal((long)stats.PagesWritten * 4096, new FileInfo(Path.Combine(remote, $"pages-{PageServerReceiver.FirstPagesId}.img")).Length);
-        AssertDecodes(remote);
+        Crit.DecodeAll(remote);
 
         Combine(remote, local);
-        AssertDecodes(local);
+        Crit.DecodeAll(local);
         using var restored = RestoreDetached(local);
         AssertPass(Verify(restored, fixture));
     }
@@ -140,15 +129,15 @@ public sealed class PageServerTests : IDisposable
             server.Join();
             Assert.Null(server.Failure);
             if (round > 1) Assert.True(server.Summary!.PagesInParent > 0, $"round {round}: no page left in the parent");
-            AssertDecodes(remote);
+            Crit.DecodeAll(remote);
             Thread.Sleep(100);
         }
         fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
         Assert.True(last.PagesSkippedParent > 0);
-        using (var pagemap = Crit.Decode(Path.Combine(_root, "s3", $"pagemap-{fixture.Pid}.img")))
+        using (var pagemap = Crit.Decode(Path.Combine(_root.Path, "s3", $"pagemap-{fixture.Pid}.img")))
             Assert.Contains(pagemap.RootElement.GetProperty("entries").EnumerateArray(), e => e.TryGetProperty("flags", out var f) && f.GetInt32() == (int)PagemapFlags.Parent);
-        for (int round = 1; round <= 3; round++) Combine(Path.Combine(_root, $"s{round}"), Path.Combine(_root, $"d{round}"));
-        using var restored = RestoreDetached(Path.Combine(_root, "d3"));
+        for (int round = 1; round <= 3; round++) Combine(Path.Combine(_root.Path, $"s{round}"), Path.Combine(_root.Path, $"d{round}"));
+        using var restored = RestoreDetached(Path.Combine(_root.Path, "d3"));
         AssertPass(Verify(restored, fixture));
     }
 

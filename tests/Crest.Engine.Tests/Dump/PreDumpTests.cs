@@ -11,20 +11,15 @@ namespace Crest.Engine.Tests.Dump;
 [Collection("Children of the test process")]
 public sealed class PreDumpTests : IDisposable
 {
-    private readonly string _root = NewImagesDir();
+    private readonly ScratchDirectory _root = new();
 
     public void Dispose()
     {
         DumpEngine.StageHook = null;
-        Directory.Delete(_root, true);
+        _root.Dispose();
     }
 
-    private string Dir(string name)
-    {
-        string dir = Path.Combine(_root, name);
-        Directory.CreateDirectory(dir);
-        return dir;
-    }
+    private string Dir(string name) => _root.Sub(name);
 
     private DumpStatistics PreDump(int pid, string name, string? parent = null) =>
         DumpEngine.Dump(new DumpOptions { Pid = pid, ImagesDir = Dir(name), PreDump = true, ParentLink = parent });
@@ -40,7 +35,7 @@ public sealed class PreDumpTests : IDisposable
         var second = PreDump(fixture.Pid, "d2", "../d1");
         Assert.True(second.PagesSkippedParent >= 16 * 256, $"{second.PagesSkippedParent} pages left in the parent");
         Assert.True(second.PagesWritten < first.PagesWritten / 2, $"{second.PagesWritten} pages written in the second round");
-        Assert.Equal("../d1", new FileInfo(Path.Combine(_root, "d2", "parent")).LinkTarget);
+        Assert.Equal("../d1", new FileInfo(Path.Combine(_root.Path, "d2", "parent")).LinkTarget);
 
         // The task holds its tracker (one fd) and nothing else of Crest's; it still runs and its memory is intact.
         var trackers = Directory.GetFiles($"/proc/{fixture.Pid}/fd").Where(IsUserfaultfd).ToList();
@@ -62,17 +57,13 @@ public sealed class PreDumpTests : IDisposable
         Assert.True(last.PagesSkippedParent > 0, "the final dump left no page in the parent images");
 
         // The tracker is not part of the task: its fds are 0, 1 and 2 only.
-        using (var fdinfo = Crit.Decode(Path.Combine(_root, "d3", "fdinfo-1.img")))
+        using (var fdinfo = Crit.Decode(Path.Combine(_root.Path, "d3", "fdinfo-1.img")))
             Assert.All(fdinfo.RootElement.GetProperty("entries").EnumerateArray(), e => Assert.True(e.GetProperty("fd").GetInt32() < 3));
-        foreach (string name in new[] { "d1", "d2", "d3" })
-        {
-            foreach (string image in Directory.GetFiles(Path.Combine(_root, name), "*.img").Where(f => !Path.GetFileName(f).StartsWith("pages-", StringComparison.Ordinal)))
-                Crit.Decode(image).Dispose();
-        }
-        using (var pagemap = Crit.Decode(Path.Combine(_root, "d3", $"pagemap-{fixture.Pid}.img")))
+        foreach (string name in new[] { "d1", "d2", "d3" }) Crit.DecodeAll(Path.Combine(_root.Path, name));
+        using (var pagemap = Crit.Decode(Path.Combine(_root.Path, "d3", $"pagemap-{fixture.Pid}.img")))
             Assert.Contains(pagemap.RootElement.GetProperty("entries").EnumerateArray(), e => e.TryGetProperty("flags", out var f) && f.GetInt32() == (int)PagemapFlags.Parent);
 
-        using var restored = RestoreDetached(Path.Combine(_root, "d3"));
+        using var restored = RestoreDetached(Path.Combine(_root.Path, "d3"));
         Assert.DoesNotContain(Directory.GetFiles($"/proc/{restored.Pid}/fd"), IsUserfaultfd);
         AssertPass(Verify(restored, fixture));
     }
@@ -90,7 +81,7 @@ public sealed class PreDumpTests : IDisposable
         fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
         Assert.True(last.PagesWritten < 1024, $"{last.PagesWritten} pages written in the final dump (first round: {first.PagesWritten})");
 
-        using var restored = RestoreDetached(Path.Combine(_root, "d3"));
+        using var restored = RestoreDetached(Path.Combine(_root.Path, "d3"));
         AssertPass(Verify(restored, fixture));
     }
 
@@ -105,7 +96,7 @@ public sealed class PreDumpTests : IDisposable
         var last = DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = Dir("d3"), ParentLink = "../d1", TrackMemory = true });
         fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
         Assert.Equal(0UL, last.PagesSkippedParent);
-        using var restored = RestoreDetached(Path.Combine(_root, "d3"));
+        using var restored = RestoreDetached(Path.Combine(_root.Path, "d3"));
         AssertPass(Verify(restored, fixture));
     }
 
@@ -133,7 +124,7 @@ public sealed class PreDumpTests : IDisposable
         };
         Assert.Throws<DumpException>(() => PreDump(fixture.Pid, "d1"));
         DumpEngine.StageHook = null;
-        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(_root, "d1")));
+        Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(_root.Path, "d1")));
         Assert.DoesNotContain(Directory.GetFiles($"/proc/{fixture.Pid}/fd"), IsUserfaultfd);
         Assert.DoesNotContain(" uw", VmFlags(fixture.Pid), StringComparison.Ordinal);
 

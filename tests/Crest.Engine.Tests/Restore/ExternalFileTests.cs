@@ -30,29 +30,6 @@ public class ExternalFileTests
 
     private static string Link(int pid, int fd) => new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget!;
 
-    private static void DecodeAll(string dir)
-    {
-        foreach (string image in Directory.GetFiles(dir, "*.img"))
-        {
-            if (Path.GetFileName(image).StartsWith("pages-", StringComparison.Ordinal)) continue;
-            Crit.Decode(image).Dispose();
-        }
-    }
-
-    private static List<FileEntry> Files(string dir)
-    {
-        using var reader = ImageReader.Open(Path.Combine(dir, "files.img"), ImageKinds.Files);
-        return reader.ReadEntries(FileEntry.Parser).ToList();
-    }
-
-    private static ChildProcess RestoreDetached(string dir, params InheritedFd[] inherit)
-    {
-        string pidFile = Path.Combine(dir, $"restored-{Guid.NewGuid():N}.pid");
-        int rc = RestoreEngine.Run(new RestoreOptions { ImagesDir = dir, Detached = true, PidFile = pidFile, InheritFds = inherit });
-        Assert.Equal(0, rc);
-        return ChildProcess.Adopt(int.Parse(File.ReadAllText(pidFile), CultureInfo.InvariantCulture));
-    }
-
     /// <summary>A pty master of this process, unlocked, and the path of its slave.</summary>
     private static (FileDescriptor Master, string Slave) OpenPty()
     {
@@ -64,7 +41,8 @@ public class ExternalFileTests
     [Fact]
     public void ATerminalHeldOutsideComesBackThroughAnInheritedFd()
     {
-        string dir = NewImagesDir();
+        using var imagesDir = new ScratchDirectory();
+        string dir = imagesDir.Path;
         var (master, slave) = OpenPty();
         var (newMaster, newSlavePath) = OpenPty();
         try
@@ -77,13 +55,11 @@ public class ExternalFileTests
             var refused = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
             Assert.Contains($"--external {id}", refused.Message);
 
-            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = [id] });
-            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
-            DecodeAll(dir);
+            DumpAndKill(fixture, new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = [id] });
+            Crit.DecodeAll(dir);
 
             using var handed = FileDescriptor.Open(newSlavePath, OpenFlags.ReadWrite | OpenFlags.NoCtty | OpenFlags.CloseOnExec);
-            using var restored = RestoreDetached(dir, new InheritedFd(handed.Fd, id));
-            AssertPass(Verify(restored, fixture));
+            RestoreAndVerify(dir, fixture, new InheritedFd(handed.Fd, id));
 
             // The restored process wrote into the terminal handed to the restore, not into the old one.
             var text = new System.Text.StringBuilder();
@@ -102,182 +78,138 @@ public class ExternalFileTests
         {
             master.Dispose();
             newMaster.Dispose();
-            Directory.Delete(dir, true);
         }
     }
 
     [Fact]
     public void AFileWhosePathIsGoneComesBackThroughAnInheritedFd()
     {
-        string work = NewImagesDir();
-        string dir = NewImagesDir();
-        try
-        {
-            string gone = Path.Combine(work, "gone");
-            Directory.CreateDirectory(gone);
-            using var fixture = FixtureProcess.Start("external_files", "file", gone);
-            string id = FileId(fixture.Pid, 3);
-            Directory.Delete(gone, true);
-            Assert.EndsWith("(deleted)", Link(fixture.Pid, 3));
+        using var workDir = new ScratchDirectory();
+        using var imagesDir = new ScratchDirectory();
+        string work = workDir.Path, dir = imagesDir.Path;
+        string gone = Path.Combine(work, "gone");
+        Directory.CreateDirectory(gone);
+        using var fixture = FixtureProcess.Start("external_files", "file", gone);
+        string id = FileId(fixture.Pid, 3);
+        Directory.Delete(gone, true);
+        Assert.EndsWith("(deleted)", Link(fixture.Pid, 3));
 
-            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = [id] });
-            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
-            DecodeAll(dir);
-            var reg = Files(dir).Single(f => f.Reg?.Ext == true).Reg;
-            Assert.Equal(id, reg.Name);
-            Assert.Equal(4ul, reg.Pos);
-            using (var decoded = Crit.Decode(Path.Combine(dir, "files.img")))
-                Assert.Contains(decoded.RootElement.GetProperty("entries").EnumerateArray(),
-                    e => e.GetProperty("reg").GetProperty("name").GetString() == id && e.GetProperty("reg").GetProperty("ext").GetBoolean());
+        DumpAndKill(fixture, new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = [id] });
+        Crit.DecodeAll(dir);
+        var reg = FileEntries(dir).Single(f => f.Reg?.Ext == true).Reg;
+        Assert.Equal(id, reg.Name);
+        Assert.Equal(4ul, reg.Pos);
+        using (var decoded = Crit.Decode(Path.Combine(dir, "files.img")))
+            Assert.Contains(decoded.RootElement.GetProperty("entries").EnumerateArray(),
+                e => e.GetProperty("reg").GetProperty("name").GetString() == id && e.GetProperty("reg").GetProperty("ext").GetBoolean());
 
-            // The replacement: another file with the same contents, open in this process (offset 0, read-only).
-            string replacement = Path.Combine(work, "replacement");
-            File.WriteAllText(replacement, "0123456789");
-            using var handed = FileDescriptor.Open(replacement, OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
-            using var restored = RestoreDetached(dir, new InheritedFd(handed.Fd, id));
-            Assert.Equal(fixture.Pid, restored.Pid);
-            AssertPass(Verify(restored, fixture));
-            Assert.Equal("012345ab89", File.ReadAllText(replacement));
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-            Directory.Delete(work, true);
-        }
+        // The replacement: another file with the same contents, open in this process (offset 0, read-only).
+        string replacement = Path.Combine(work, "replacement");
+        File.WriteAllText(replacement, "0123456789");
+        using var handed = FileDescriptor.Open(replacement, OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
+        Assert.Equal(fixture.Pid, RestoreAndVerify(dir, fixture, new InheritedFd(handed.Fd, id)));
+        Assert.Equal("012345ab89", File.ReadAllText(replacement));
     }
 
     [Fact]
     public void AnyFileCanBeReplacedByPathWithInheritFd()
     {
-        string work = NewImagesDir();
-        string dir = NewImagesDir();
-        try
-        {
-            using var fixture = FixtureProcess.Start("external_files", "file", work);
-            string data = Path.Combine(work, "data");
-            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir });
-            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
-            File.WriteAllText(data, "not this one");
+        using var workDir = new ScratchDirectory();
+        using var imagesDir = new ScratchDirectory();
+        string work = workDir.Path, dir = imagesDir.Path;
+        using var fixture = FixtureProcess.Start("external_files", "file", work);
+        string data = Path.Combine(work, "data");
+        DumpAndKill(fixture, dir);
+        File.WriteAllText(data, "not this one");
 
-            // CRIU's path form: the dumped path without its leading '/'.
-            string replacement = Path.Combine(work, "replacement");
-            File.WriteAllText(replacement, "0123456789");
-            using var handed = FileDescriptor.Open(replacement, OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
-            using var restored = RestoreDetached(dir, new InheritedFd(handed.Fd, data[1..]));
-            AssertPass(Verify(restored, fixture));
-            Assert.Equal("012345ab89", File.ReadAllText(replacement));
-            Assert.Equal("not this one", File.ReadAllText(data));
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-            Directory.Delete(work, true);
-        }
+        // CRIU's path form: the dumped path without its leading '/'.
+        string replacement = Path.Combine(work, "replacement");
+        File.WriteAllText(replacement, "0123456789");
+        using var handed = FileDescriptor.Open(replacement, OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
+        RestoreAndVerify(dir, fixture, new InheritedFd(handed.Fd, data[1..]));
+        Assert.Equal("012345ab89", File.ReadAllText(replacement));
+        Assert.Equal("not this one", File.ReadAllText(data));
     }
 
     [Fact]
     public void ADeletedFileWithoutExternalFailsNamingTheOptionToPass()
     {
-        string work = NewImagesDir();
-        string dir = NewImagesDir();
-        try
-        {
-            using var fixture = FixtureProcess.Start("external_files", "file", work);
-            string id = FileId(fixture.Pid, 3);
-            File.Delete(Path.Combine(work, "data"));
-            var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
-            Assert.Contains($"task {fixture.Pid} fd 3: file {Path.Combine(work, "data")} was deleted", e.Message);
-            Assert.Contains($"--external {id}", e.Message);
-            Assert.Contains($"--inherit-fd fd[N]:{id}", e.Message);
+        using var workDir = new ScratchDirectory();
+        using var imagesDir = new ScratchDirectory();
+        string work = workDir.Path, dir = imagesDir.Path;
+        using var fixture = FixtureProcess.Start("external_files", "file", work);
+        string id = FileId(fixture.Pid, 3);
+        File.Delete(Path.Combine(work, "data"));
+        var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+        Assert.Contains($"task {fixture.Pid} fd 3: file {Path.Combine(work, "data")} was deleted", e.Message);
+        Assert.Contains($"--external {id}", e.Message);
+        Assert.Contains($"--inherit-fd fd[N]:{id}", e.Message);
 
-            // A wrong id is named as matching nothing.
-            e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = ["file[1:2]"] }));
-            Assert.Contains($"--external {id} (--external file[1:2] matches no open file)", e.Message);
-            Assert.Empty(Directory.GetFiles(dir));
-            // The task runs on untouched and still holds its file at offset 4.
-            Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(10)));
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-            Directory.Delete(work, true);
-        }
+        // A wrong id is named as matching nothing.
+        e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = ["file[1:2]"] }));
+        Assert.Contains($"--external {id} (--external file[1:2] matches no open file)", e.Message);
+        Assert.Empty(Directory.GetFiles(dir));
+        // The task runs on untouched and still holds its file at offset 4.
+        Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(10)));
     }
 
     [Fact]
     public void ARestoreWithoutTheInheritFdFailsNamingItAndLeavesNoTask()
     {
-        string work = NewImagesDir();
-        string dir = NewImagesDir();
-        try
-        {
-            using var fixture = FixtureProcess.Start("external_files", "file", work);
-            string id = FileId(fixture.Pid, 3);
-            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = [id] });
-            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
-            var e = FailsCleanly(dir, fixture.Pid, Children());
-            Assert.Contains($"task {fixture.Pid} fd 3 was dumped as the external file {id}", e.Message);
-            Assert.Contains($"--inherit-fd fd[N]:{id}", e.Message);
+        using var workDir = new ScratchDirectory();
+        using var imagesDir = new ScratchDirectory();
+        string work = workDir.Path, dir = imagesDir.Path;
+        using var fixture = FixtureProcess.Start("external_files", "file", work);
+        string id = FileId(fixture.Pid, 3);
+        DumpAndKill(fixture, new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = [id] });
+        var e = FailsCleanly(dir, fixture.Pid, Children());
+        Assert.Contains($"task {fixture.Pid} fd 3 was dumped as the external file {id}", e.Message);
+        Assert.Contains($"--inherit-fd fd[N]:{id}", e.Message);
 
-            // An inherited fd that is not open is refused as well.
-            var closed = Assert.Throws<RestoreException>(() => RestoreEngine.Run(new RestoreOptions
-            {
-                ImagesDir = dir, Detached = true, InheritFds = [new InheritedFd(987, id)],
-            }));
-            Assert.Contains($"--inherit-fd fd[987]:{id}: fd 987 is not open", closed.Message);
-            Assert.False(Exists(fixture.Pid));
-        }
-        finally
+        // An inherited fd that is not open is refused as well.
+        var closed = Assert.Throws<RestoreException>(() => RestoreEngine.Run(new RestoreOptions
         {
-            Directory.Delete(dir, true);
-            Directory.Delete(work, true);
-        }
+            ImagesDir = dir, Detached = true, InheritFds = [new InheritedFd(987, id)],
+        }));
+        Assert.Contains($"--inherit-fd fd[987]:{id}: fd 987 is not open", closed.Message);
+        Assert.False(Exists(fixture.Pid));
     }
 
     [Fact]
     public void APipeToALoggerOutsideTheTreeIsReplacedByOneFromTheRestoringProcess()
     {
-        string work = NewImagesDir();
-        string dir = NewImagesDir();
-        try
+        using var workDir = new ScratchDirectory();
+        using var imagesDir = new ScratchDirectory();
+        string work = workDir.Path, dir = imagesDir.Path;
+        string log = Path.Combine(work, "log");
+        using var fixture = FixtureProcess.Start("external_files", "logger", log);
+        string id = Link(fixture.Pid, 10);
+        Assert.StartsWith("pipe:[", id);
+
+        // Without --external, or with a wrong one, the dump refuses and names the fd and the option.
+        var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+        Assert.Contains($"task {fixture.Pid} fd 10: {id} is the write end of a pipe also held outside the dumped tree", e.Message);
+        Assert.Contains($"--external {id}", e.Message);
+        e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = ["pipe:[1]"] }));
+        Assert.Contains($"--external {id} (--external pipe:[1] matches no open file)", e.Message);
+        Assert.Empty(Directory.GetFiles(dir));
+
+        DumpAndKill(fixture, new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = [id] });
+        Crit.DecodeAll(dir);
+        Assert.True(FileEntries(dir).Single(f => f.Pipe is not null).Pipe.CrestExt);
+
+        // The old logger saw the line before the dump; the new pipe is read here.
+        var (read, write) = FileDescriptor.CreatePipe();
+        using (read)
         {
-            string log = Path.Combine(work, "log");
-            using var fixture = FixtureProcess.Start("external_files", "logger", log);
-            string id = Link(fixture.Pid, 10);
-            Assert.StartsWith("pipe:[", id);
-
-            // Without --external, or with a wrong one, the dump refuses and names the fd and the option.
-            var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
-            Assert.Contains($"task {fixture.Pid} fd 10: {id} is the write end of a pipe also held outside the dumped tree", e.Message);
-            Assert.Contains($"--external {id}", e.Message);
-            e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = ["pipe:[1]"] }));
-            Assert.Contains($"--external {id} (--external pipe:[1] matches no open file)", e.Message);
-            Assert.Empty(Directory.GetFiles(dir));
-
-            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, External = [id] });
-            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
-            DecodeAll(dir);
-            Assert.True(Files(dir).Single(f => f.Pipe is not null).Pipe.CrestExt);
-
-            // The old logger saw the line before the dump; the new pipe is read here.
-            var (read, write) = FileDescriptor.CreatePipe();
-            using (read)
+            using (write)
             {
-                using (write)
-                {
-                    using var restored = RestoreDetached(dir, new InheritedFd(write.Fd, id));
-                    AssertPass(Verify(restored, fixture));
-                }
-                var buffer = new byte[256];
-                int n = read.ReadFull(buffer);
-                Assert.Equal("after restore\n", Encoding.ASCII.GetString(buffer, 0, n));
+                RestoreAndVerify(dir, fixture, new InheritedFd(write.Fd, id));
             }
-            Assert.Equal("before dump\n", File.ReadAllText(log));
+            var buffer = new byte[256];
+            int n = read.ReadFull(buffer);
+            Assert.Equal("after restore\n", Encoding.ASCII.GetString(buffer, 0, n));
         }
-        finally
-        {
-            Directory.Delete(dir, true);
-            Directory.Delete(work, true);
-        }
+        Assert.Equal("before dump\n", File.ReadAllText(log));
     }
 }

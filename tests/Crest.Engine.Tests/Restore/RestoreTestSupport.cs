@@ -1,6 +1,8 @@
 using System.Runtime.InteropServices;
 using Crest.Engine.Dump;
 using Crest.Engine.Restore;
+using Crest.Images;
+using Crest.Images.Protos;
 using Crest.Kernel.Processes;
 using Crest.Kernel.Tests.Fixtures;
 
@@ -18,10 +20,28 @@ internal static partial class RestoreTestSupport
         return dir;
     }
 
+    /// <summary>A fresh directory under /tmp (images, or the files a fixture works on), removed with all it holds.</summary>
+    public sealed class ScratchDirectory : IDisposable
+    {
+        public string Path { get; } = NewImagesDir();
+
+        /// <summary>A subdirectory, created.</summary>
+        public string Sub(string name) => Directory.CreateDirectory(System.IO.Path.Combine(Path, name)).FullName;
+
+        public void Dispose() => Directory.Delete(Path, recursive: true);
+    }
+
     /// <summary>Dump with DumpEngine (which kills the task, as CRIU does without -R), and reap the original.</summary>
     public static void DumpAndKill(FixtureProcess fixture, string dir)
     {
         DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir });
+        fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>Dump with <paramref name="options"/> (naming the fixture's pid) and reap the original.</summary>
+    public static void DumpAndKill(FixtureProcess fixture, DumpOptions options)
+    {
+        DumpEngine.Dump(options);
         fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
     }
 
@@ -33,12 +53,27 @@ internal static partial class RestoreTestSupport
     }
 
     /// <summary>Restore detached; the restored task is our child: returns a handle that reaps (and kills on Dispose).</summary>
-    public static ChildProcess RestoreDetached(string dir)
+    public static ChildProcess RestoreDetached(string dir, params InheritedFd[] inherit)
     {
         string pidFile = Path.Combine(dir, $"restored-{Guid.NewGuid():N}.pid");
-        int rc = RestoreEngine.Run(new RestoreOptions { ImagesDir = dir, Detached = true, PidFile = pidFile });
+        int rc = RestoreEngine.Run(new RestoreOptions { ImagesDir = dir, Detached = true, PidFile = pidFile, InheritFds = inherit });
         Assert.Equal(0, rc);
         return ChildProcess.Adopt(int.Parse(File.ReadAllText(pidFile), System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>Restore detached, signal the fixture to check itself, assert PASS; returns the restored pid.</summary>
+    public static int RestoreAndVerify(string dir, FixtureProcess fixture, params InheritedFd[] inherit)
+    {
+        using var restored = RestoreDetached(dir, inherit);
+        AssertPass(Verify(restored, fixture));
+        return restored.Pid;
+    }
+
+    /// <summary>The entries of files.img.</summary>
+    public static List<FileEntry> FileEntries(string dir)
+    {
+        using var reader = ImageReader.Open(Path.Combine(dir, "files.img"), ImageKinds.Files);
+        return reader.ReadEntries(FileEntry.Parser).ToList();
     }
 
     /// <summary>Signal the restored fixture and return its verdict line from the fixture's output.</summary>

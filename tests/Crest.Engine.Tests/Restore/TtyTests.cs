@@ -15,15 +15,6 @@ namespace Crest.Engine.Tests.Restore;
 [Collection("Children of the test process")]
 public class TtyTests
 {
-    private static void DecodeAll(string dir)
-    {
-        foreach (string image in Directory.GetFiles(dir, "*.img"))
-        {
-            if (Path.GetFileName(image).StartsWith("pages-", StringComparison.Ordinal)) continue;
-            Crit.Decode(image).Dispose();
-        }
-    }
-
     private static List<T> Entries<T>(string dir, ImageKind kind, Google.Protobuf.MessageParser<T> parser) where T : class, Google.Protobuf.IMessage<T>
     {
         using var reader = ImageReader.Open(Path.Combine(dir, ImageKinds.FileName(kind)), kind);
@@ -33,65 +24,51 @@ public class TtyTests
     [Fact]
     public void APtyPairComesBackWithItsSettingsQueuedBytesAndControllingTerminal()
     {
-        string dir = NewImagesDir();
-        try
-        {
-            using var fixture = FixtureProcess.Start("pty_pair");
-            DumpAndKill(fixture, dir);
-            DecodeAll(dir);
-            var infos = Entries(dir, ImageKinds.TtyInfo, TtyInfoEntry.Parser);
-            var master = infos.Single(i => i.Rdev == (5u << 8 | 2));
-            Assert.Equal(TtyType.Pty, master.Type);
-            Assert.True(master.PacketMode);
-            Assert.True(master.Locked);
-            Assert.Equal((uint)fixture.Pid, master.Sid);
-            Assert.Equal(33u, master.Winsize.WsRow);
-            Assert.Equal(77u, master.Winsize.WsCol);
-            Assert.Equal(uint.Parse(fixture.Ready["index"], System.Globalization.CultureInfo.InvariantCulture), master.Pty.Index);
-            var data = Entries(dir, ImageKinds.TtyData, TtyDataEntry.Parser);
-            Assert.Contains(data, d => d.Data.ToStringUtf8() == "first line\npartial");
-            Assert.Contains(data, d => d.Data.ToStringUtf8() == "to master\r\n" && d.TtyId == master.Id);
-            var files = Entries(dir, ImageKinds.Files, FileEntry.Parser);
-            Assert.Equal(2, files.Count(f => f.Type == FdTypes.Tty));
+        using var imagesDir = new ScratchDirectory();
+        string dir = imagesDir.Path;
+        using var fixture = FixtureProcess.Start("pty_pair");
+        DumpAndKill(fixture, dir);
+        Crit.DecodeAll(dir);
+        var infos = Entries(dir, ImageKinds.TtyInfo, TtyInfoEntry.Parser);
+        var master = infos.Single(i => i.Rdev == (5u << 8 | 2));
+        Assert.Equal(TtyType.Pty, master.Type);
+        Assert.True(master.PacketMode);
+        Assert.True(master.Locked);
+        Assert.Equal((uint)fixture.Pid, master.Sid);
+        Assert.Equal(33u, master.Winsize.WsRow);
+        Assert.Equal(77u, master.Winsize.WsCol);
+        Assert.Equal(uint.Parse(fixture.Ready["index"], System.Globalization.CultureInfo.InvariantCulture), master.Pty.Index);
+        var data = Entries(dir, ImageKinds.TtyData, TtyDataEntry.Parser);
+        Assert.Contains(data, d => d.Data.ToStringUtf8() == "first line\npartial");
+        Assert.Contains(data, d => d.Data.ToStringUtf8() == "to master\r\n" && d.TtyId == master.Id);
+        var files = Entries(dir, ImageKinds.Files, FileEntry.Parser);
+        Assert.Equal(2, files.Count(f => f.Type == FdTypes.Tty));
 
-            using var restored = RestoreDetached(dir);
-            Assert.Equal(fixture.Pid, restored.Pid);
-            AssertPass(Verify(restored, fixture));
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        Assert.Equal(fixture.Pid, RestoreAndVerify(dir, fixture));
     }
 
     [Fact]
     public void AChildSessionOnAPtyOfItsParentGetsItsControllingTerminalBack()
     {
-        string dir = NewImagesDir();
-        try
-        {
-            using var fixture = FixtureProcess.Start("pty_tree");
-            int child = int.Parse(fixture.Ready["child"], System.Globalization.CultureInfo.InvariantCulture);
-            DumpAndKill(fixture, dir);
-            DecodeAll(dir);
-            var master = Entries(dir, ImageKinds.TtyInfo, TtyInfoEntry.Parser).Single(i => i.Rdev == (5u << 8 | 2));
-            Assert.Equal((uint)child, master.Sid);
-            Assert.Equal((uint)child, master.Pgrp);
-            Assert.Contains(Entries(dir, ImageKinds.TtyData, TtyDataEntry.Parser), d => d.Data.ToStringUtf8() == "child ready\r\n");
+        using var imagesDir = new ScratchDirectory();
+        string dir = imagesDir.Path;
+        using var fixture = FixtureProcess.Start("pty_tree");
+        int child = int.Parse(fixture.Ready["child"], System.Globalization.CultureInfo.InvariantCulture);
+        DumpAndKill(fixture, dir);
+        Crit.DecodeAll(dir);
+        var master = Entries(dir, ImageKinds.TtyInfo, TtyInfoEntry.Parser).Single(i => i.Rdev == (5u << 8 | 2));
+        Assert.Equal((uint)child, master.Sid);
+        Assert.Equal((uint)child, master.Pgrp);
+        Assert.Contains(Entries(dir, ImageKinds.TtyData, TtyDataEntry.Parser), d => d.Data.ToStringUtf8() == "child ready\r\n");
 
-            using var restored = RestoreDetached(dir);
-            AssertPass(Verify(restored, fixture));
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        RestoreAndVerify(dir, fixture);
     }
 
     [Fact]
     public void APtyWhoseIndexIsTakenComesBackUnderAnotherIndex()
     {
-        string dir = NewImagesDir();
+        using var imagesDir = new ScratchDirectory();
+        string dir = imagesDir.Path;
         var held = new List<Crest.Kernel.Files.FileDescriptor>();
         try
         {
@@ -108,54 +85,40 @@ public class TtyTests
                 if (got == index) break;
                 Assert.True(got < index, $"pty {index} was taken again before the restore (got {got})");
             }
-            using var restored = RestoreDetached(dir);
-            AssertPass(Verify(restored, fixture));
+            RestoreAndVerify(dir, fixture);
             Assert.DoesNotContain($"index {index} now {index}", fixture.Output);
         }
         finally
         {
             foreach (var fd in held) fd.Dispose();
-            Directory.Delete(dir, true);
         }
     }
 
     [Fact]
     public void ALeftRunningPtyGetsItsQueuedBytesBack()
     {
-        string dir = NewImagesDir();
-        try
-        {
-            using var fixture = FixtureProcess.Start("pty_pair");
-            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, LeaveRunning = true });
-            Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(20)));
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        using var imagesDir = new ScratchDirectory();
+        string dir = imagesDir.Path;
+        using var fixture = FixtureProcess.Start("pty_pair");
+        DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, LeaveRunning = true });
+        Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(20)));
     }
 
     [Fact]
     public void AFailedDumpLeavesThePtyAsItWas()
     {
-        string dir = NewImagesDir();
+        using var imagesDir = new ScratchDirectory();
+        string dir = imagesDir.Path;
+        using var fixture = FixtureProcess.Start("pty_pair");
+        DumpEngine.StageHook = stage => { if (stage == "ttys") throw new DumpException("failing on purpose after the ttys"); };
         try
         {
-            using var fixture = FixtureProcess.Start("pty_pair");
-            DumpEngine.StageHook = stage => { if (stage == "ttys") throw new DumpException("failing on purpose after the ttys"); };
-            try
-            {
-                Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
-            }
-            finally
-            {
-                DumpEngine.StageHook = null;
-            }
-            Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(20)));
+            Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
         }
         finally
         {
-            Directory.Delete(dir, true);
+            DumpEngine.StageHook = null;
         }
+        Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(20)));
     }
 }

@@ -34,21 +34,6 @@ public class UnixSocketTests
         return inode;
     }
 
-    private static void DecodeAll(string dir)
-    {
-        foreach (string image in Directory.GetFiles(dir, "*.img"))
-        {
-            if (Path.GetFileName(image).StartsWith("pages-", StringComparison.Ordinal)) continue;
-            Crit.Decode(image).Dispose();
-        }
-    }
-
-    private static List<FileEntry> Files(string dir)
-    {
-        using var reader = ImageReader.Open(Path.Combine(dir, "files.img"), ImageKinds.Files);
-        return reader.ReadEntries(FileEntry.Parser).ToList();
-    }
-
     /// <summary>A socket of the test process (outside any dumped tree) whose reads give up after 10 s.</summary>
     private static FileDescriptor Logger(SocketKind kind, string path)
     {
@@ -77,262 +62,184 @@ public class UnixSocketTests
         return connection;
     }
 
-    private static ChildProcess RestoreDetached(string dir)
-    {
-        string pidFile = Path.Combine(dir, $"restored-{Guid.NewGuid():N}.pid");
-        int rc = RestoreEngine.Run(new RestoreOptions { ImagesDir = dir, Detached = true, PidFile = pidFile });
-        Assert.Equal(0, rc);
-        return ChildProcess.Adopt(int.Parse(File.ReadAllText(pidFile), CultureInfo.InvariantCulture));
-    }
-
     [Fact]
     public void ADgramSocketToALoggerOutsideTheTreeIsConnectedAgain()
     {
-        string work = NewImagesDir();
-        string dir = NewImagesDir();
-        try
+        using var workDir = new ScratchDirectory();
+        using var imagesDir = new ScratchDirectory();
+        string work = workDir.Path, dir = imagesDir.Path;
+        string path = Path.Combine(work, "log.sock");
+        using var logger = Logger(SocketKind.Datagram, path);
+        using var fixture = FixtureProcess.Start("unix_sockets", "dgram", path);
+        Assert.Equal("before dump", Receive(logger));
+        uint inode = Inode(fixture.Pid, 5);
+
+        // Without --ext-unix-sk, or with another inode, the dump refuses and names the fd, the inode and the option.
+        var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+        // (SO_PASSCRED made the kernel autobind the socket to an abstract name, which the message shows.)
+        Assert.StartsWith($"task {fixture.Pid} fd 5: unix dgram socket {inode} @", e.Message);
+        Assert.Contains("is connected to unix dgram socket", e.Message);
+        Assert.Contains($"{path} outside the dumped tree", e.Message);
+        Assert.Contains($"--ext-unix-sk (or --ext-unix-sk={inode})", e.Message);
+        Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions
         {
-            string path = Path.Combine(work, "log.sock");
-            using var logger = Logger(SocketKind.Datagram, path);
-            using var fixture = FixtureProcess.Start("unix_sockets", "dgram", path);
-            Assert.Equal("before dump", Receive(logger));
-            uint inode = Inode(fixture.Pid, 5);
+            Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = new(false, new HashSet<uint> { inode + 1000 }),
+        }));
+        Assert.Empty(Directory.GetFiles(dir));
 
-            // Without --ext-unix-sk, or with another inode, the dump refuses and names the fd, the inode and the option.
-            var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
-            // (SO_PASSCRED made the kernel autobind the socket to an abstract name, which the message shows.)
-            Assert.StartsWith($"task {fixture.Pid} fd 5: unix dgram socket {inode} @", e.Message);
-            Assert.Contains("is connected to unix dgram socket", e.Message);
-            Assert.Contains($"{path} outside the dumped tree", e.Message);
-            Assert.Contains($"--ext-unix-sk (or --ext-unix-sk={inode})", e.Message);
-            Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions
-            {
-                Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = new(false, new HashSet<uint> { inode + 1000 }),
-            }));
-            Assert.Empty(Directory.GetFiles(dir));
+        // Allowed by its inode.
+        DumpAndKill(fixture, new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = new(false, new HashSet<uint> { inode }) });
+        Crit.DecodeAll(dir);
+        var sockets = FileEntries(dir).Where(f => f.Type == FdTypes.Unixsk).Select(f => f.Usk).ToList();
+        var mine = sockets.Single(s => s.Ino == inode);
+        var peer = sockets.Single(s => s.Ino == mine.Peer);
+        Assert.Equal(UnixSockets.UflagExtern, peer.Uflags);
+        Assert.Equal(path, Encoding.UTF8.GetString(peer.Name.Span).TrimEnd('\0'));
+        Assert.True(mine.Opts.SoPasscred);
+        using (var decoded = Crit.Decode(Path.Combine(dir, "files.img")))
+            Assert.Contains(decoded.RootElement.GetProperty("entries").EnumerateArray(),
+                f => f.GetProperty("type").GetString() == "UNIXSK" && f.GetProperty("usk").GetProperty("ino").GetUInt32() == inode);
 
-            // Allowed by its inode.
-            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = new(false, new HashSet<uint> { inode }) });
-            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
-            DecodeAll(dir);
-            var sockets = Files(dir).Where(f => f.Type == FdTypes.Unixsk).Select(f => f.Usk).ToList();
-            var mine = sockets.Single(s => s.Ino == inode);
-            var peer = sockets.Single(s => s.Ino == mine.Peer);
-            Assert.Equal(UnixSockets.UflagExtern, peer.Uflags);
-            Assert.Equal(path, Encoding.UTF8.GetString(peer.Name.Span).TrimEnd('\0'));
-            Assert.True(mine.Opts.SoPasscred);
-            using (var decoded = Crit.Decode(Path.Combine(dir, "files.img")))
-                Assert.Contains(decoded.RootElement.GetProperty("entries").EnumerateArray(),
-                    f => f.GetProperty("type").GetString() == "UNIXSK" && f.GetProperty("usk").GetProperty("ino").GetUInt32() == inode);
-
-            using var restored = RestoreDetached(dir);
-            AssertPass(Verify(restored, fixture));
-            Assert.Equal("after restore", Receive(logger));
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-            Directory.Delete(work, true);
-        }
+        RestoreAndVerify(dir, fixture);
+        Assert.Equal("after restore", Receive(logger));
     }
 
     [Fact]
     public void AnExternalSocketCanBeHandedInWithInheritFd()
     {
-        string work = NewImagesDir();
-        string dir = NewImagesDir();
-        try
-        {
-            string path = Path.Combine(work, "log.sock");
-            using var logger = Logger(SocketKind.Datagram, path);
-            using var fixture = FixtureProcess.Start("unix_sockets", "dgram", path);
-            Assert.Equal("before dump", Receive(logger));
-            uint inode = Inode(fixture.Pid, 5);
-            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = AllowAll });
-            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+        using var workDir = new ScratchDirectory();
+        using var imagesDir = new ScratchDirectory();
+        string work = workDir.Path, dir = imagesDir.Path;
+        string path = Path.Combine(work, "log.sock");
+        using var logger = Logger(SocketKind.Datagram, path);
+        using var fixture = FixtureProcess.Start("unix_sockets", "dgram", path);
+        Assert.Equal("before dump", Receive(logger));
+        uint inode = Inode(fixture.Pid, 5);
+        DumpAndKill(fixture, new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = AllowAll });
 
-            // The restoring side connects a socket of its own and hands it in; the task gets that very socket.
-            using var handed = KernelSocket.Create(SocketFamily.Unix, SocketKind.Datagram);
-            KernelSocket.Connect(handed, SockAddr.Unix(path));
-            Assert.True((handed.StatusFlags & OpenFlags.NonBlock) == 0);
-            // Options are the hander's business (the fixture checks these two).
-            KernelSocket.SetOptionInt32(handed, SolSocket, SoPasscred, 1);
-            var timeout = new byte[16];
-            BitConverter.TryWriteBytes(timeout, 7L);
-            BitConverter.TryWriteBytes(timeout.AsSpan(8), 500000L);
-            KernelSocket.SetOption(handed, SolSocket, SoSndtimeo, timeout);
-            string pidFile = Path.Combine(dir, "restored.pid");
-            int rc = RestoreEngine.Run(new RestoreOptions
-            {
-                ImagesDir = dir, Detached = true, PidFile = pidFile, InheritFds = [new InheritedFd(handed.Fd, $"socket:[{inode}]")],
-            });
-            Assert.Equal(0, rc);
-            using var restored = ChildProcess.Adopt(int.Parse(File.ReadAllText(pidFile), CultureInfo.InvariantCulture));
-            Assert.True((handed.StatusFlags & OpenFlags.NonBlock) != 0, "the task's O_NONBLOCK is on the handed socket: they share it");
-            AssertPass(Verify(restored, fixture));
-            Assert.Equal("after restore", Receive(logger));
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-            Directory.Delete(work, true);
-        }
+        // The restoring side connects a socket of its own and hands it in; the task gets that very socket.
+        using var handed = KernelSocket.Create(SocketFamily.Unix, SocketKind.Datagram);
+        KernelSocket.Connect(handed, SockAddr.Unix(path));
+        Assert.True((handed.StatusFlags & OpenFlags.NonBlock) == 0);
+        // Options are the hander's business (the fixture checks these two).
+        KernelSocket.SetOptionInt32(handed, SolSocket, SoPasscred, 1);
+        var timeout = new byte[16];
+        BitConverter.TryWriteBytes(timeout, 7L);
+        BitConverter.TryWriteBytes(timeout.AsSpan(8), 500000L);
+        KernelSocket.SetOption(handed, SolSocket, SoSndtimeo, timeout);
+        using var restored = RestoreDetached(dir, new InheritedFd(handed.Fd, $"socket:[{inode}]"));
+        Assert.True((handed.StatusFlags & OpenFlags.NonBlock) != 0, "the task's O_NONBLOCK is on the handed socket: they share it");
+        AssertPass(Verify(restored, fixture));
+        Assert.Equal("after restore", Receive(logger));
     }
 
     [Fact]
     public void AStreamConnectionToALoggerOutsideTheTreeIsMadeAgain()
     {
-        string work = NewImagesDir();
-        string dir = NewImagesDir();
-        try
+        using var workDir = new ScratchDirectory();
+        using var imagesDir = new ScratchDirectory();
+        string work = workDir.Path, dir = imagesDir.Path;
+        string path = Path.Combine(work, "log.sock");
+        using var listener = Logger(SocketKind.Stream, path);
+        using var fixture = FixtureProcess.Start("unix_sockets", "stream", path);
+        using (var before = Accept(listener))
         {
-            string path = Path.Combine(work, "log.sock");
-            using var listener = Logger(SocketKind.Stream, path);
-            using var fixture = FixtureProcess.Start("unix_sockets", "stream", path);
-            using (var before = Accept(listener))
-            {
-                Assert.Equal("before dump\n", Receive(before));
-                var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
-                Assert.Contains($"task {fixture.Pid} fd 5: unix stream socket {Inode(fixture.Pid, 5)} is connected to unix stream socket", e.Message);
-                Assert.Contains("--ext-unix-sk", e.Message);
+            Assert.Equal("before dump\n", Receive(before));
+            var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+            Assert.Contains($"task {fixture.Pid} fd 5: unix stream socket {Inode(fixture.Pid, 5)} is connected to unix stream socket", e.Message);
+            Assert.Contains("--ext-unix-sk", e.Message);
 
-                DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = AllowAll });
-                fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
-                Assert.Equal("", Receive(before)); // the dumped connection ended with the task
-            }
-            DecodeAll(dir);
+            DumpAndKill(fixture, new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = AllowAll });
+            Assert.Equal("", Receive(before)); // the dumped connection ended with the task
+        }
+        Crit.DecodeAll(dir);
 
-            using var restored = RestoreDetached(dir);
-            AssertPass(Verify(restored, fixture));
-            using var after = Accept(listener);
-            Assert.Equal("after restore\n", Receive(after));
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-            Directory.Delete(work, true);
-        }
+        RestoreAndVerify(dir, fixture);
+        using var after = Accept(listener);
+        Assert.Equal("after restore\n", Receive(after));
     }
 
     [Fact]
     public void AStreamConnectionFailsTheRestoreWhenNobodyListensAndLeavesNoTask()
     {
-        string work = NewImagesDir();
-        string dir = NewImagesDir();
-        try
+        using var workDir = new ScratchDirectory();
+        using var imagesDir = new ScratchDirectory();
+        string work = workDir.Path, dir = imagesDir.Path;
+        string path = Path.Combine(work, "log.sock");
+        var listener = Logger(SocketKind.Stream, path);
+        using var fixture = FixtureProcess.Start("unix_sockets", "stream", path);
+        int pid = fixture.Pid;
+        using (listener)
         {
-            string path = Path.Combine(work, "log.sock");
-            var listener = Logger(SocketKind.Stream, path);
-            using var fixture = FixtureProcess.Start("unix_sockets", "stream", path);
-            int pid = fixture.Pid;
-            using (listener)
-            {
-                using var before = Accept(listener);
-                DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = AllowAll });
-                fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
-            }
-            File.Delete(path);
-            var e = FailsCleanly(dir, pid, Children());
-            Assert.Contains($"cannot connect unix socket", e.Message);
-            Assert.Contains(path, e.Message);
+            using var before = Accept(listener);
+            DumpAndKill(fixture, new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = AllowAll });
         }
-        finally
-        {
-            Directory.Delete(dir, true);
-            Directory.Delete(work, true);
-        }
+        File.Delete(path);
+        var e = FailsCleanly(dir, pid, Children());
+        Assert.Contains($"cannot connect unix socket", e.Message);
+        Assert.Contains(path, e.Message);
     }
 
     [Fact]
     public void ASocketpairBetweenParentAndChildAndASocketBothHoldComeBack()
     {
-        string dir = NewImagesDir();
-        try
-        {
-            using var fixture = FixtureProcess.Start("unix_sockets", "tree");
-            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir });
-            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
-            DecodeAll(dir);
-            // Three sockets: the pair's ends and the shared one (one entry however many processes hold it).
-            Assert.Equal(3, Files(dir).Count(f => f.Type == FdTypes.Unixsk));
-            using var restored = RestoreDetached(dir);
-            AssertPass(Verify(restored, fixture));
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        using var imagesDir = new ScratchDirectory();
+        string dir = imagesDir.Path;
+        using var fixture = FixtureProcess.Start("unix_sockets", "tree");
+        DumpAndKill(fixture, dir);
+        Crit.DecodeAll(dir);
+        // Three sockets: the pair's ends and the shared one (one entry however many processes hold it).
+        Assert.Equal(3, FileEntries(dir).Count(f => f.Type == FdTypes.Unixsk));
+        RestoreAndVerify(dir, fixture);
     }
 
     [Fact]
     public void DescriptorsInFlightFailTheDumpAndTheProcessKeepsThem()
     {
-        string dir = NewImagesDir();
-        try
-        {
-            using var fixture = FixtureProcess.Start("unix_sockets", "passfd");
-            var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
-            Assert.Contains($"task {fixture.Pid} fd 4: unix stream socket {Inode(fixture.Pid, 4)} has file descriptors in flight (SCM_RIGHTS)", e.Message);
-            Assert.Empty(Directory.GetFiles(dir));
-            Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(10)));
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        using var imagesDir = new ScratchDirectory();
+        string dir = imagesDir.Path;
+        using var fixture = FixtureProcess.Start("unix_sockets", "passfd");
+        var e = Assert.Throws<DumpException>(() => DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir }));
+        Assert.Contains($"task {fixture.Pid} fd 4: unix stream socket {Inode(fixture.Pid, 4)} has file descriptors in flight (SCM_RIGHTS)", e.Message);
+        Assert.Empty(Directory.GetFiles(dir));
+        Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(10)));
     }
 
     [Fact]
     public void ADumpThatLeavesTheTreeRunningLeavesItsSocketQueuesAsTheyWere()
     {
-        string work = NewImagesDir();
-        string dir = NewImagesDir();
-        try
-        {
-            using var fixture = FixtureProcess.Start("unix_sockets", "inside", work);
-            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, LeaveRunning = true });
-            Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(10)));
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-            Directory.Delete(work, true);
-        }
+        using var workDir = new ScratchDirectory();
+        using var imagesDir = new ScratchDirectory();
+        string work = workDir.Path, dir = imagesDir.Path;
+        using var fixture = FixtureProcess.Start("unix_sockets", "inside", work);
+        DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, LeaveRunning = true });
+        Assert.Equal("PASS", fixture.Verify(SIGUSR1, TimeSpan.FromSeconds(10)));
     }
 
     [Fact]
     public void SocketpairsAConnectionAPlainSocketAndAListenerInsideTheTreeComeBack()
     {
-        string work = NewImagesDir();
-        string dir = NewImagesDir();
-        try
+        using var workDir = new ScratchDirectory();
+        using var imagesDir = new ScratchDirectory();
+        string work = workDir.Path, dir = imagesDir.Path;
+        using var fixture = FixtureProcess.Start("unix_sockets", "inside", work);
+        DumpAndKill(fixture, dir);
+        Crit.DecodeAll(dir);
+        var sockets = FileEntries(dir).Where(f => f.Type == FdTypes.Unixsk).Select(f => f.Usk).ToList();
+        Assert.Equal(8, sockets.Count);
+        var listener = sockets.Single(s => s.State == 10);
+        Assert.Equal(7u, listener.Backlog);
+        Assert.True(File.Exists(Path.Combine(work, "listen.sock"))); // stale: removed and bound again by the restore
+        using (var queues = ImageReader.Open(Path.Combine(dir, "sk-queues.img"), ImageKinds.SkQueues))
         {
-            using var fixture = FixtureProcess.Start("unix_sockets", "inside", work);
-            DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = dir });
-            fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
-            DecodeAll(dir);
-            var sockets = Files(dir).Where(f => f.Type == FdTypes.Unixsk).Select(f => f.Usk).ToList();
-            Assert.Equal(8, sockets.Count);
-            var listener = sockets.Single(s => s.State == 10);
-            Assert.Equal(7u, listener.Backlog);
-            Assert.True(File.Exists(Path.Combine(work, "listen.sock"))); // stale: removed and bound again by the restore
-            using (var queues = ImageReader.Open(Path.Combine(dir, "sk-queues.img"), ImageKinds.SkQueues))
-            {
-                var packets = new List<(SkPacketEntry Entry, byte[] Data)>();
-                while (queues.ReadEntry(SkPacketEntry.Parser) is { } entry) packets.Add((entry, queues.ReadPayload()));
-                // The dgram end holds three datagrams, boundaries kept; the stream ends 20, 4, 12 and 12 bytes.
-                var dgram = sockets.Single(s => s.Type == 2 && s.Shutdown == SkShutdown.Write);
-                Assert.Equal(["d1", "", "dgram two"], packets.Where(p => p.Entry.IdFor == dgram.Id).Select(p => Encoding.ASCII.GetString(p.Data)));
-                Assert.Equal(59, packets.Sum(p => p.Data.Length));
-            }
+            var packets = new List<(SkPacketEntry Entry, byte[] Data)>();
+            while (queues.ReadEntry(SkPacketEntry.Parser) is { } entry) packets.Add((entry, queues.ReadPayload()));
+            // The dgram end holds three datagrams, boundaries kept; the stream ends 20, 4, 12 and 12 bytes.
+            var dgram = sockets.Single(s => s.Type == 2 && s.Shutdown == SkShutdown.Write);
+            Assert.Equal(["d1", "", "dgram two"], packets.Where(p => p.Entry.IdFor == dgram.Id).Select(p => Encoding.ASCII.GetString(p.Data)));
+            Assert.Equal(59, packets.Sum(p => p.Data.Length));
+        }
 
-            using var restored = RestoreDetached(dir);
-            AssertPass(Verify(restored, fixture));
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-            Directory.Delete(work, true);
-        }
+        RestoreAndVerify(dir, fixture);
     }
 }

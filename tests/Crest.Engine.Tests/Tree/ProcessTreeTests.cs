@@ -10,15 +10,6 @@ namespace Crest.Engine.Tests.Tree;
 [Collection("Children of the test process")]
 public class ProcessTreeTests
 {
-    internal static void DecodeAll(string dir)
-    {
-        foreach (string image in Directory.GetFiles(dir, "*.img"))
-        {
-            if (Path.GetFileName(image).StartsWith("pages-", StringComparison.Ordinal)) continue; // raw pages
-            Crit.Decode(image).Dispose();
-        }
-    }
-
     internal static List<PstreeEntry> ReadPstree(string dir)
     {
         using var reader = ImageReader.Open(Path.Combine(dir, "pstree.img"), ImageKinds.Pstree);
@@ -37,7 +28,7 @@ public class ProcessTreeTests
         try
         {
             DumpAndKill(fixture, dir);
-            DecodeAll(dir);
+            Crit.DecodeAll(dir);
             var pstree = ReadPstree(dir);
             Assert.Equal(4, pstree.Count);
             Assert.Equal((uint)root, pstree[0].Pid);
@@ -91,7 +82,7 @@ public class ProcessTreeTests
         try
         {
             DumpAndKill(fixture, dir);
-            DecodeAll(dir);
+            Crit.DecodeAll(dir);
             var pstree = ReadPstree(dir);
             Assert.Equal(6, pstree.Count);
             Assert.Equal(3, pstree.Select(e => e.Pgid).Distinct().Count() - 1);   // root, A, C, E
@@ -114,7 +105,7 @@ public class ProcessTreeTests
         try
         {
             DumpAndKill(fixture, dir);
-            DecodeAll(dir);
+            Crit.DecodeAll(dir);
             var pstree = ReadPstree(dir);
             Assert.Equal(8, pstree.Count);
             var pids = pstree.Select(e => e.Pid).ToHashSet();
@@ -141,7 +132,7 @@ public class ProcessTreeTests
         try
         {
             DumpAndKill(fixture, dir);
-            DecodeAll(dir);
+            Crit.DecodeAll(dir);
             var pstree = ReadPstree(dir);
             Assert.Equal(4, pstree.Count);
             using (var core = Crit.Decode(Path.Combine(dir, $"core-{z1}.img")))
@@ -172,7 +163,7 @@ public class ProcessTreeTests
         try
         {
             DumpAndKill(fixture, dir);
-            DecodeAll(dir);
+            Crit.DecodeAll(dir);
             using (var core = Crit.Decode(Path.Combine(dir, $"core-{stopped}.img")))
                 Assert.Equal("3", core.RootElement.GetProperty("entries")[0].GetProperty("tc").GetProperty("task_state").ToString());
             using var restored = RestoreDetached(dir);
@@ -217,7 +208,7 @@ public class ProcessTreeTests
         {
             Thread.Sleep(300); // the writer fills the pipe, the reader reads 4 KiB a millisecond
             DumpAndKill(fixture, dir);
-            DecodeAll(dir);
+            Crit.DecodeAll(dir);
             using (var reader = ImageReader.Open(Path.Combine(dir, "pipes-data.img"), ImageKinds.PipesData))
             {
                 var entries = new List<PipeDataEntry>();
@@ -237,8 +228,7 @@ public class ProcessTreeTests
             }
             Assert.Equal(2, pipeIds.Count);
             Assert.True(pipeIds[0].SetEquals(pipeIds[1]) && pipeIds[0].Count == 2, "the processes do not share the pipe ends");
-            using var restored = RestoreDetached(dir);
-            AssertPass(Verify(restored, fixture));
+            RestoreAndVerify(dir, fixture);
         }
         finally
         {
@@ -255,9 +245,8 @@ public class ProcessTreeTests
         try
         {
             DumpAndKill(fixture, dir);
-            DecodeAll(dir);
-            using var restored = RestoreDetached(dir);
-            AssertPass(Verify(restored, fixture));
+            Crit.DecodeAll(dir);
+            RestoreAndVerify(dir, fixture);
         }
         finally
         {
@@ -338,7 +327,7 @@ public class ProcessTreeTests
             }
             Thread.Sleep(300);
             DumpAndKill(fixture, dir);
-            DecodeAll(dir);
+            Crit.DecodeAll(dir);
             var pstree = ReadPstree(dir);
             Assert.Equal(4, pstree.Count);
             Assert.True(Directory.GetFiles(dir, "core-*.img").Length == 4);

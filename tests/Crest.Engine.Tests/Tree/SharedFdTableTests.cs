@@ -1,3 +1,4 @@
+using Crest.Engine.Tests.Dump;
 using Crest.Images;
 using Crest.Images.Protos;
 using Crest.Kernel.Processes;
@@ -21,7 +22,7 @@ public class SharedFdTableTests
         try
         {
             DumpAndKill(fixture, dir);
-            ProcessTreeTests.DecodeAll(dir);
+            Crit.DecodeAll(dir);
             TaskKobjIdsEntry Ids(int pid)
             {
                 using var reader = ImageReader.Open(Path.Combine(dir, $"ids-{pid}.img"), ImageKinds.Ids);

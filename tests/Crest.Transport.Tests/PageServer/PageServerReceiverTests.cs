@@ -168,4 +168,21 @@ public sealed class PageServerReceiverTests : IDisposable
         Assert.Throws<PageServerException>(() => new PageServerReceiver(_dir).Serve(new Duplex(new Session().Iov(0x99).Bytes)));
         Assert.Throws<PageServerException>(() => new PageServerReceiver(_dir).Serve(new Duplex(new Session().Iov(PS_IOV_OPEN2, dstId: 5ul << 8 | 2).Bytes)));
     }
+
+    [Fact]
+    public void AnImageThatCannotTakeItsNameFailsTheSessionNamingTheFileAndLeavesNoPagemap()
+    {
+        // A directory with something in it where the pages image must go: the rename at PS_IOV_CLOSE fails.
+        string blocker = Path.Combine(_dir, $"pages-{PageServerReceiver.FirstPagesId}.img");
+        Directory.CreateDirectory(Path.Combine(blocker, "inside"));
+        var stream = new Duplex(new Session()
+            .Iov(PS_IOV_OPEN2, dstId: Pid(100))
+            .Iov(EncodeCommand(PS_IOV_ADD_F, 4), 1, 0x10000, Pid(100)).Pages(1, 0xaa)
+            .Iov(PS_IOV_CLOSE).Bytes);
+        var e = Assert.Throws<PageServerException>(() => new PageServerReceiver(_dir).Serve(stream));
+        Assert.Contains($"cannot rename {Path.Combine(_dir, $".pages-{PageServerReceiver.FirstPagesId}.img.part")} to {blocker}", e.Message);
+        Assert.False(File.Exists(Path.Combine(_dir, "pagemap-100.img")));
+        Assert.Empty(Directory.GetFiles(_dir, ".*"));
+        Assert.Equal(new byte[] { 0 }, stream.Answers.ToArray()); // has_parent 0, no status: the dump side learns it failed
+    }
 }
