@@ -133,12 +133,13 @@ public sealed class LazyPages : IDisposable
             bool busy = _tasks.Exists(t => t.Pending.Count > 0 || (!t.Remaining.IsEmpty && !BackgroundPaused));
             Poll.Wait(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fds), Poll.In, revents, busy ? 0 : 200);
 
-            if ((revents[0] & Poll.In) != 0) Accept();
-            for (int i = _connections.Count - 1; i >= 0; i--)
-                if (revents[1 + i] != 0) ReadConnection(i);
+            // Positions in fds as polled: reading a connection may drop it, accepting adds one.
             int baseIndex = 1 + _connections.Count;
             // Snapshot: tasks added while reading (forks, new connections) are polled next time round.
             var tasks = _tasks.ToList();
+            for (int i = _connections.Count - 1; i >= 0; i--)
+                if (revents[1 + i] != 0) ReadConnection(i);
+            if ((revents[0] & Poll.In) != 0) Accept();
             for (int i = 0; i < tasks.Count && baseIndex + 2 * i + 1 < fds.Count; i++)
             {
                 var t = tasks[i];
@@ -243,7 +244,8 @@ public sealed class LazyPages : IDisposable
             }
             catch (KernelException e)
             {
-                Log.Warning($"lazy-pages: {t.Name}: reading its userfaultfd: {e.Message}");
+                Log.Error($"lazy-pages: {t.Name}: reading its userfaultfd: {e.Message}; the task is killed");
+                Kill(t);
                 t.Gone = true;
                 return;
             }
@@ -380,14 +382,31 @@ public sealed class LazyPages : IDisposable
     {
         if (errno.Value == Errno.EAGAIN) return false;
         if (errno.Value != Errno.ESRCH)
-            Log.Error($"lazy-pages: {t.Name}: ioctl({what}) at 0x{address:x}: {errno}; the task is given up");
+        {
+            // Given up, its missing pages would read as zeros: a task that cannot get its memory must not run on.
+            Log.Error($"lazy-pages: {t.Name}: ioctl({what}) at 0x{address:x}: {errno}; the task is killed");
+            Kill(t);
+        }
         t.Gone = true;
         return true;
     }
 
+    private static void Kill(LazyTask t)
+    {
+        try
+        {
+            t.PidFd?.SendSignal(9);
+        }
+        catch (KernelException e)
+        {
+            Log.Error($"lazy-pages: {t.Name}: SIGKILL: {e.Message}");
+        }
+    }
+
     private static void Finish(LazyTask t)
     {
-        Log.Info($"lazy-pages: {t.Name}: {(t.Gone ? "gone" : "has all its pages")} after {t.Clock.Elapsed.TotalMilliseconds:0.0} ms: " +
+        // One line per task at every level: how long post-copy took is what a migration wants to know.
+        Log.Message($"lazy-pages: {t.Name}: {(t.Gone ? "gone" : "has all its pages")} after {t.Clock.Elapsed.TotalMilliseconds:0.0} ms: " +
             $"{t.Copied / (long)PageSize} pages copied, {t.Faults} faults{(t.Remaining.IsEmpty ? "" : $", {t.Remaining.Bytes / PageSize} pages never needed")}");
         t.Dispose();
     }
