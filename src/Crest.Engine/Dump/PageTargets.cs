@@ -79,6 +79,7 @@ internal static class PageTargets
         }
         images.Account(pagemapName);
         images.AccountSent((ulong)sent);
+        Log.Info($"{pid}: pages: {pagesName} streamed out as it was read ({sent} bytes)");
         return pages;
     }
 

@@ -110,6 +110,8 @@ public sealed partial class RemoteImagesTests : IDisposable
         Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(_destination, "restore-m1.log")}\n{Log(_destination, "cache.log")}\n{Log(_source, "m1.log")}");
         Assert.Equal("PASS", Verify("restore_memory", pid));
         Assert.Contains("page data compressed with lz4", Log(_source, "proxy.log"));
+        // The pages went to the proxy as they were read, not through the staging directory.
+        Assert.Matches(@"pages-1\.img streamed out as it was read \(\d{8,} bytes\)", Log(_source, "m1.log"));
         Assert.Contains("snapshot m1 complete", Log(_destination, "cache.log"));
         AssertNoImagesLeft();
         // The cache holds m1 as files of its own on tmpfs, and they go when it is stopped.
