@@ -105,6 +105,50 @@ public sealed class ImageCacheProxyTests : IDisposable
     }
 
     [Fact]
+    public async Task TheProxyPassesTheDumpsChecksumOnAndTheCacheChecksIt()
+    {
+        using var cache = StartCache();
+        using var proxy = await StartProxyAsync(cache.LocalEndPoint, Codec.Lz4);
+        var pages = PageLike(600, 5);
+        // A dump whose end frame carries a checksum that does not match its data: the proxy does not hash, the cache must refuse it.
+        using (var socket = await ImageSockets.ConnectUnixAsync(proxy.UnixSocketPath, "image-proxy", _stop.Token))
+        using (var stream = new NetworkStream(socket, ownsSocket: false))
+        {
+            var writer = new FrameWriter(stream);
+            await writer.WriteHelloAsync(_stop.Token);
+            await writer.BeginForwardedImageAsync("liar", "pages-1.img", Codec.None, _stop.Token);
+            var frame = new byte[FrameWriter.FrameBufferSize];
+            for (int at = 0; at < pages.Length; at += FrameFormat.MaxChunk)
+            {
+                int n = Math.Min(FrameFormat.MaxChunk, pages.Length - at);
+                int payload = FrameWriter.PackChunk(Codec.None, pages.AsSpan(at, n), frame);
+                await writer.WriteForwardedDataAsync(frame, payload, n, _stop.Token);
+            }
+            await writer.EndForwardedImageAsync((ulong)pages.Length, 0x1234, _stop.Token);
+            await writer.WriteDumpEndAsync("liar", _stop.Token);
+            var answer = await new FrameReader(stream).ReadAsync(_stop.Token);
+            var error = Assert.IsType<ErrorEvent>(answer);
+            Assert.Contains("checksum mismatch", error.Message);
+        }
+        var fetch = await Assert.ThrowsAsync<RemoteImageException>(() => FetchAsync("liar"));
+        Assert.Contains("checksum mismatch", fetch.Message);
+
+        // The proxy's forwarding of honest dumps is whole, compressed in parallel and in order (two connections at most: the cache dropped the first).
+        for (int i = 1; i <= 2; i++)
+        {
+            try
+            {
+                await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, $"honest{i}", [Image("pages-1.img", pages), Image("core-1.img", PageLike(1, 6))], _stop.Token);
+            }
+            catch (RemoteImageException) when (i == 1)
+            {
+                continue;
+            }
+            Assert.Equal(pages, (await FetchAsync($"honest{i}"))["pages-1.img"]);
+        }
+    }
+
+    [Fact]
     public async Task AFullCacheRefusesTheSnapshotAndTakesTheNextOne()
     {
         using var cache = StartCache(limit: 2 << 20);
@@ -163,6 +207,123 @@ public sealed class ImageCacheProxyTests : IDisposable
         relay.CutAfter = long.MaxValue;
         await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "d1", [Image("pages-1.img", PageLike(64, 6))], _stop.Token);
         Assert.Equal(PageLike(64, 6), (await FetchAsync("d1"))["pages-1.img"]);
+    }
+
+    [Fact]
+    public async Task ImagesOfASnapshotAreFilesInThePrivateCacheDirectoryAndGoWithTheCache()
+    {
+        string store;
+        var pages = PageLike(300, 8);
+        using (var cache = StartCache())
+        {
+            store = cache.StoreDirectory;
+            Assert.StartsWith("/dev/shm/crest-cache-", store);
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(store));
+            using var proxy = await StartProxyAsync(cache.LocalEndPoint);
+            await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "d1", [Image("pages-1.img", pages), Image("core-1.img", [1, 2])], _stop.Token);
+            await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "d2",
+                [Image("pages-1.img", PageLike(4, 9)), Image("parent", "d1"u8.ToArray())], _stop.Token);
+
+            Assert.Equal(pages, File.ReadAllBytes(Path.Combine(store, "d1", "pages-1.img")));
+            Assert.Equal([1, 2], File.ReadAllBytes(Path.Combine(store, "d1", "core-1.img")));
+            // The parent is the link a local chain has, and is served as the id it names.
+            Assert.Equal("../d1", new FileInfo(Path.Combine(store, "d2", "parent")).LinkTarget);
+            Assert.Equal("d1"u8.ToArray(), (await FetchAsync("d2"))["parent"]);
+            Assert.Equal(pages.Length + 2 + 4 * 4096 + 2, cache.HeldBytes);
+            Assert.Equal(pages, (await FetchAsync("d1"))["pages-1.img"]);
+        }
+        Assert.False(Directory.Exists(store));
+    }
+
+    [Fact]
+    public async Task ADirectoryLeftByADeadCacheIsRemovedAtStart()
+    {
+        string stale = $"/dev/shm/crest-cache-{99_999_999}"; // above any pid_max
+        Directory.CreateDirectory(Path.Combine(stale, "d1"));
+        File.WriteAllBytes(Path.Combine(stale, "d1", "pages-1.img"), [1]);
+        try
+        {
+            using var cache = StartCache();
+            Assert.False(Directory.Exists(stale));
+            Assert.Contains(_log, l => l.Contains($"removing {stale}"));
+        }
+        finally
+        {
+            if (Directory.Exists(stale)) Directory.Delete(stale, recursive: true);
+        }
+        await Task.CompletedTask;
+    }
+
+    [Fact]
+    public async Task ALeaseKeepsAChainInPlaceUntilItIsDisposed()
+    {
+        using var cache = StartCache();
+        using var proxy = await StartProxyAsync(cache.LocalEndPoint);
+        await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "chain-1", [Image("pages-1.img", PageLike(8, 10))], _stop.Token);
+        await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "chain-2", [Image("pages-1.img", PageLike(2, 11)), Image("parent", "chain-1"u8.ToArray())], _stop.Token);
+        using (var lease = await cache.LeaseAsync("chain-2", _stop.Token))
+        {
+            Assert.Equal(Path.Combine(cache.StoreDirectory, "chain-2"), lease.Directory);
+            Assert.Equal(["chain-2", "chain-1"], lease.Chain);
+            Assert.Equal(PageLike(8, 10), File.ReadAllBytes(Path.Combine(lease.Directory, "parent", "pages-1.img")));
+            // Neither replaced nor forgotten while a restore reads it.
+            var ex = await Assert.ThrowsAsync<RemoteImageException>(() =>
+                RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "chain-1", [Image("pages-1.img", [9])], _stop.Token));
+            Assert.Contains("chain-1 is being restored from this cache", ex.Message);
+            Assert.Equal(new AckEvent("chain-"), await ForgetAsync(cache, "chain-"));
+            Assert.Equal(PageLike(8, 10), File.ReadAllBytes(Path.Combine(lease.Directory, "parent", "pages-1.img")));
+        }
+        var missing = await Assert.ThrowsAsync<RemoteImageException>(() => cache.LeaseAsync("chain-3", _stop.Token));
+        Assert.Contains("no dump of chain-3 reached this image-cache", missing.Message);
+    }
+
+    [Fact]
+    public async Task ForgetDropsTheSnapshotsOfAMigrationAndNothingElse()
+    {
+        using var cache = StartCache();
+        using var proxy = await StartProxyAsync(cache.LocalEndPoint);
+        for (int i = 1; i <= 2; i++)
+            await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, $"migrate-7-1-{i}", [Image("pages-1.img", PageLike(16, i))], _stop.Token);
+        await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "migrate-70-1-1", [Image("pages-1.img", PageLike(4, 3))], _stop.Token);
+
+        Assert.Equal(new AckEvent("migrate-7-1-"), await ForgetAsync(cache, "migrate-7-1-"));
+        Assert.Equal(["migrate-70-1-1"], Directory.GetDirectories(cache.StoreDirectory).Select(Path.GetFileName));
+        Assert.Equal(4 * 4096, cache.HeldBytes);
+        var gone = await Assert.ThrowsAsync<RemoteImageException>(() => FetchAsync("migrate-7-1-1"));
+        Assert.Contains("no dump of migrate-7-1-1 reached this image-cache", gone.Message);
+        Assert.Equal(PageLike(4, 3), (await FetchAsync("migrate-70-1-1"))["pages-1.img"]);
+        // A prefix that would take everything is refused.
+        Assert.IsType<ErrorEvent>(await ForgetAsync(cache, ""));
+    }
+
+    [Fact]
+    public async Task ASnapshotIdOrImageNameThatIsNoFileNameIsRefused()
+    {
+        using var cache = StartCache();
+        using var proxy = await StartProxyAsync(cache.LocalEndPoint);
+        var ex = await Assert.ThrowsAsync<RemoteImageException>(() =>
+            RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "..", [Image("core-1.img", [1])], _stop.Token));
+        Assert.Contains("is not a snapshot id", ex.Message);
+        ex = await Assert.ThrowsAsync<RemoteImageException>(() =>
+            RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "d1", [Image("../../etc/x", [1])], _stop.Token));
+        Assert.Contains("is not an image name", ex.Message);
+        ex = await Assert.ThrowsAsync<RemoteImageException>(() =>
+            RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "d2", [Image("parent", "../d1"u8.ToArray())], _stop.Token));
+        Assert.Contains("names a parent \"../d1\" that is not a snapshot id", ex.Message);
+        Assert.Empty(Directory.GetFileSystemEntries(cache.StoreDirectory));
+        Assert.Equal(0, cache.HeldBytes);
+    }
+
+    /// <summary>Forget{prefix} on a TCP connection of its own, as `crest migrate` sends it; the cache's answer.</summary>
+    private async Task<StreamEvent?> ForgetAsync(ImageCache cache, string prefix)
+    {
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync((IPEndPoint)cache.LocalEndPoint, _stop.Token);
+        var w = new FrameWriter(tcp.GetStream());
+        await w.WriteHelloAsync(_stop.Token);
+        await w.WriteForgetAsync(prefix, _stop.Token);
+        await w.FlushAsync(_stop.Token);
+        return await new FrameReader(tcp.GetStream()).ReadAsync(_stop.Token);
     }
 
     /// <summary>A CA and a certificate it signed for <paramref name="name"/>, as PEM files in the work directory.</summary>

@@ -75,6 +75,7 @@ internal static class CheckpointCommands
             PidFile = paths.PidFile,
             InheritFds = options.InheritFds,
             ShellJob = options.IsOn("shell-job"),
+            LazyPagesSocket = options.IsOn("lazy-pages") ? LazyPagesCommand.SocketPath(paths.WorkDir) : null,
         };
         return options.IsOn("remote") ? RemoteCommands.Restore(engineOptions, paths) : RestoreEngine.Run(engineOptions);
     }

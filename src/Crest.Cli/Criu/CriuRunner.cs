@@ -79,6 +79,7 @@ internal static class CriuRunner
                 "pre-dump" => CheckpointCommands.PreDump(options, paths),
                 "restore" => CheckpointCommands.Restore(options, paths),
                 "page-server" => PageServerCommand.Run(options, paths, stderr),
+                "lazy-pages" => LazyPagesCommand.Run(options, paths, stderr),
                 "image-cache" => RemoteCommands.ImageCache(options, paths, stderr),
                 "image-proxy" => RemoteCommands.ImageProxy(options, paths, stderr),
                 "migrate" => MigrateCommand.Run(options, paths, stdout, stderr),
@@ -100,11 +101,11 @@ internal static class CriuRunner
         }
         catch (KernelException e)
         {
-            return command.Name is "dump" or "pre-dump" or "restore" or "migrate" or "page-server"
+            return command.Name is "dump" or "pre-dump" or "restore" or "migrate" or "page-server" or "lazy-pages"
                 ? EngineFailure(e.Message, stderr, logIsStderr)
                 : Fail($"{command.Name}: {e.Message}", stderr, logIsStderr);
         }
-        catch (Exception e) when (command.Name is "dump" or "pre-dump" or "restore" or "migrate" or "page-server")
+        catch (Exception e) when (command.Name is "dump" or "pre-dump" or "restore" or "migrate" or "page-server" or "lazy-pages")
         {
             // A harness expects a plain failure, never a crash: anything the engines did not
             // anticipate is still reported as an error (with its stack in the log at -v4).

@@ -54,7 +54,7 @@ internal static class MigrateCommand
         string work = Path.Combine(paths.WorkDir, $"migrate-{Environment.ProcessId}");
         Directory.CreateDirectory(work, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var rounds = new List<Round>();
-        bool sourceGone = false;
+        bool sourceGone = false, done = false;
         var total = Stopwatch.StartNew();
         using var stop = new CancellationTokenSource();
         ImageProxy? proxy = null;
@@ -125,6 +125,7 @@ internal static class MigrateCommand
                 stderr.WriteLine($"migrate: done, runs at {destination} as pid {restored.Pid}; downtime {downtime.Elapsed.TotalMilliseconds:0} ms " +
                                  $"(final dump {last.Took.TotalMilliseconds:0} ms, restore {restored.Took.TotalMilliseconds:0} ms), {Mib(rounds.Sum(x => x.SentBytes))} sent in {rounds.Count} rounds");
             if (json) WriteJson(stdout, pid, destination.ToString()!, codec, rounds, restored, downtime.Elapsed, total.Elapsed, null, sourceRunning: false);
+            done = true;
             return 0;
         }
         catch (Exception e) when (json && e is RemoteImageException or DumpException or Crest.Kernel.KernelException)
@@ -135,6 +136,8 @@ internal static class MigrateCommand
         finally
         {
             stop.Cancel();
+            // Failed before the final dump was acknowledged: the rounds the cache holds would stay there until it ends.
+            if (!done && !sourceGone && restoreRequest is not null) Forget(restoreRequest, id, destination);
             restoreRequest?.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(5));
             proxy?.Dispose();
             try
@@ -150,6 +153,21 @@ internal static class MigrateCommand
             foreach (string dir in Directory.Exists(RemoteCommands.DumpStaging) ? Directory.GetDirectories(RemoteCommands.DumpStaging, id + "-*") : [])
                 TryDelete(dir);
             TryDelete(work);
+        }
+    }
+
+    /// <summary>Asks the destination to drop the snapshots of this migration; a cache that is gone or does not answer only gets a warning.</summary>
+    private static void Forget(RestoreRequest request, string id, System.Net.EndPoint destination)
+    {
+        using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        try
+        {
+            request.ForgetAsync(id + "-", wait.Token).GetAwaiter().GetResult();
+            Log.Info($"migrate: the image-cache at {destination} dropped the snapshots of {id}");
+        }
+        catch (Exception e) when (e is RemoteImageException or OperationCanceledException)
+        {
+            Log.Warning($"migrate: the image-cache at {destination} may still hold snapshots of {id}: {e.Message}");
         }
     }
 
@@ -261,119 +279,103 @@ internal static class MigrateCommand
     // ---- the destination -----------------------------------------------------------------------------------
 
     /// <summary>
-    /// image-cache --allow-restore. Every snapshot of a migration (id migrate-*) is copied from the cache into tmpfs
-    /// as soon as it is complete, while the source is still in its rounds, so that the downtime holds only the
-    /// final delta's copy; a Restore request then links the chain there and runs `crest restore -D DIR -d`, as
-    /// `crest restore --remote -d` would after its fetch (its log restore-ID.log and pidfile restore-ID.pid in the
-    /// work directory), and answers once that exited. The copies go when the restore ends, whatever its outcome
-    /// (the cache keeps a failed chain).
+    /// image-cache --allow-restore. A Restore request runs `crest restore -D DIR -d` on the snapshot's directory in the
+    /// cache itself (its images are files there, its parents reached through "parent" links), as `crest restore --remote
+    /// -d` would after its fetch (its log restore-ID.log and pidfile restore-ID.pid in the work directory), and answers
+    /// once that exited. Nothing is copied: the cache keeps the chain (a lease) until the restore ended.
     /// </summary>
     public static void ServeRestores(ImageCache cache, string workDir, LogLevel level)
     {
-        var destination = new Destination(ImageSockets.CacheSocket(workDir), workDir, level);
-        cache.SnapshotComplete = destination.Prefetch;
-        cache.Restorer = (snapshot, cancel) => Task.Run(() => destination.Restore(snapshot, cancel), cancel);
+        var destination = new Destination(cache, workDir, level);
+        cache.Restorer = (snapshot, cancel) => destination.RestoreAsync(snapshot, cancel);
     }
 
-    private sealed class Destination(string cacheSocket, string workDir, LogLevel level)
+    private sealed class Destination(ImageCache cache, string workDir, LogLevel level)
     {
-        private readonly string _root = Path.Combine("/dev/shm", $"crest-migrate-in-{Environment.ProcessId}");
-        private readonly Lock _lock = new();
-        private readonly Dictionary<string, Task<string>> _copies = [];
-
-        public void Prefetch(string snapshot)
-        {
-            if (!snapshot.StartsWith("migrate-", StringComparison.Ordinal)) return;
-            lock (_lock)
-            {
-                if (_copies.Remove(snapshot, out var old)) old.ContinueWith(t => { if (t.IsCompletedSuccessfully) TryDelete(t.Result); }, TaskScheduler.Default);
-                _copies[snapshot] = Task.Run(() => CopyAsync(snapshot));
-            }
-        }
-
-        private async Task<string> CopyAsync(string snapshot)
-        {
-            string dir = Path.Combine(_root, snapshot);
-            TryDelete(dir);
-            Directory.CreateDirectory(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            var clock = Stopwatch.StartNew();
-            using var cancel = new CancellationTokenSource(TimeSpan.FromHours(1));
-            var names = await RemoteImageClient.FetchSnapshotAsync(cacheSocket, snapshot,
-                name => new FileStream(Path.Combine(dir, name), FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16), cancel.Token).ConfigureAwait(false);
-            Log.Info($"image-cache: {snapshot} copied for its restore ({names.Count} images) in {clock.Elapsed.TotalMilliseconds:0} ms");
-            return dir;
-        }
-
-        public RestoreOutcome Restore(string snapshot, CancellationToken cancel)
+        public async Task<RestoreOutcome> RestoreAsync(string snapshot, CancellationToken cancel)
         {
             var clock = Stopwatch.StartNew();
-            var chain = new List<string>();
+            using var lease = await cache.LeaseAsync(snapshot, cancel).ConfigureAwait(false);
+            Log.Info($"image-cache: chain of {snapshot} ready in {lease.Directory} ({lease.Chain.Count} snapshots) {clock.Elapsed.TotalMilliseconds:0} ms after the request");
+            int pid = await Task.Run(() => RunRestore(snapshot, lease.Directory), cancel).ConfigureAwait(false);
+            return new RestoreOutcome(pid, clock.Elapsed);
+        }
+
+        /// <summary>
+        /// Post-copy: a lazy-pages daemon for the snapshot first (it maps every pages file before it is ready, so the
+        /// staging copies may go once the restore returns), then `crest restore --lazy-pages`, so the tree runs before
+        /// its private anonymous memory is filled; the daemon fills it in the background and exits when done.
+        /// </summary>
+        private int RunRestore(string snapshot, string imagesDir)
+        {
+            string logFile = Path.Combine(workDir, $"restore-{snapshot}.log");
+            string pidFile = Path.Combine(workDir, $"restore-{snapshot}.pid");
+            string lazyLog = Path.Combine(workDir, $"lazy-pages-{snapshot}.log");
+            string lazyPidFile = Path.Combine(workDir, $"lazy-pages-{snapshot}.pid");
+            // Its own directory for lazy-pages.socket (the one name CRIU has), short enough for a unix socket path.
+            string lazyDir = Path.Combine(workDir, $"lazy-{Environment.ProcessId}-{Interlocked.Increment(ref _lazyDirs)}");
+            File.Delete(pidFile);
+            File.Delete(lazyPidFile);
+            Directory.CreateDirectory(lazyDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             try
             {
-                // The chain, newest first: each copy's "parent" names the next (a file here, a link for the engine).
-                for (string? id = snapshot; id is not null; )
+                var clock = Stopwatch.StartNew();
+                RunCrest(snapshot, "lazy-pages", ["lazy-pages", "-D", imagesDir, "-W", lazyDir, "-d", "--pidfile", lazyPidFile, "-o", lazyLog, $"-v{(int)level}"], lazyLog);
+                Log.Info($"image-cache: lazy-pages daemon for {snapshot} ready in {clock.Elapsed.TotalMilliseconds:0} ms (log {lazyLog})");
+                try
                 {
-                    if (chain.Count >= Crest.Images.Pages.PageChain.MaxDepth) throw new RemoteImageException($"the chain of parent snapshots of {snapshot} is longer than {Crest.Images.Pages.PageChain.MaxDepth}");
-                    Task<string> copy;
-                    lock (_lock)
-                    {
-                        if (!_copies.TryGetValue(id, out copy!) || copy.IsFaulted || copy.IsCanceled) _copies[id] = copy = Task.Run(() => CopyAsync(id));
-                    }
-                    string dir = copy.WaitAsync(cancel).GetAwaiter().GetResult();
-                    if (chain.Contains(dir)) throw new RemoteImageException($"the parent snapshots of {snapshot} form a loop at {id}");
-                    chain.Add(dir);
-                    string link = Path.Combine(dir, Crest.Images.Pages.PageChain.ParentLink);
-                    id = null;
-                    if (File.Exists(link) && new FileInfo(link).LinkTarget is null)
-                    {
-                        id = File.ReadAllText(link);
-                        if (id.Length == 0 || id is "." or ".." || id.Contains('/')) throw new RemoteImageException($"snapshot {snapshot} names a parent \"{id}\" that is not a snapshot id");
-                        File.Delete(link);
-                        File.CreateSymbolicLink(link, Path.Combine("..", id));
-                    }
-                    else if (new FileInfo(link).LinkTarget is { } target)
-                    {
-                        id = Path.GetFileName(target);
-                    }
+                    RunCrest(snapshot, "restore", ["restore", "-D", imagesDir, "-W", lazyDir, "--lazy-pages", "-d", "--pidfile", pidFile, "-o", logFile, $"-v{(int)level}"], logFile);
                 }
-                Log.Info($"image-cache: chain of {snapshot} ready ({chain.Count} snapshots) {clock.Elapsed.TotalMilliseconds:0} ms after the request");
-                int pid = RunRestore(snapshot, chain[0]);
-                return new RestoreOutcome(pid, clock.Elapsed);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new RemoteImageException($"cannot prepare the images of {snapshot} for its restore: {e.Message}", e);
+                catch
+                {
+                    StopLazyDaemon(lazyPidFile);
+                    throw;
+                }
             }
             finally
             {
-                lock (_lock)
-                {
-                    foreach (string dir in chain) _copies.Remove(Path.GetFileName(dir));
-                }
-                foreach (string dir in chain) TryDelete(dir);
-                // The staging root goes with its last copy (a copy still in flight keeps it).
+                // The daemon holds what it serves; its socket is not needed once the restore has connected.
                 try
                 {
-                    lock (_lock)
-                    {
-                        if (_copies.Count == 0 && Directory.Exists(_root) && !Directory.EnumerateFileSystemEntries(_root).Any()) Directory.Delete(_root);
-                    }
+                    Directory.Delete(lazyDir, recursive: true);
                 }
                 catch (IOException)
                 {
                 }
             }
+            string text = File.Exists(pidFile) ? File.ReadAllText(pidFile).Trim() : "";
+            if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid))
+                throw new RemoteImageException($"crest restore of {snapshot} succeeded but wrote no pid to {pidFile}");
+            return pid;
         }
 
-        private int RunRestore(string snapshot, string imagesDir)
+        private static int _lazyDirs;
+
+        /// <summary>A daemon whose restore failed may never be connected to: it would wait for ever.</summary>
+        private static void StopLazyDaemon(string pidFile)
         {
-            string logFile = Path.Combine(workDir, $"restore-{snapshot}.log");
-            string pidFile = Path.Combine(workDir, $"restore-{snapshot}.pid");
-            File.Delete(pidFile);
+            try
+            {
+                if (File.Exists(pidFile) && int.TryParse(File.ReadAllText(pidFile).Trim(), System.Globalization.NumberStyles.None,
+                        System.Globalization.CultureInfo.InvariantCulture, out int daemon) && daemon > 0)
+                {
+                    using var pidfd = Crest.Kernel.Files.PidFd.Open(daemon);
+                    pidfd.SendSignal(15);
+                }
+            }
+            catch (Exception e) when (e is IOException or Crest.Kernel.KernelException)
+            {
+                Log.Warning($"image-cache: could not stop the lazy-pages daemon of {pidFile}: {e.Message}");
+            }
+        }
+
+        /// <summary>Runs this crest with <paramref name="arguments"/> (stdio on /dev/null) and waits for it to succeed.</summary>
+        private void RunCrest(string snapshot, string what, IReadOnlyList<string> arguments, string logFile)
+        {
             string process = Environment.ProcessPath ?? throw new RemoteImageException("the path of this program is unknown");
             string[] args = Environment.GetCommandLineArgs();
             List<string> argv = Path.GetFileNameWithoutExtension(process) == "dotnet" ? ["dotnet", "exec", args[0]] : [process];
-            argv.AddRange(["restore", "-D", imagesDir, "-W", workDir, "-d", "--pidfile", pidFile, "-o", logFile, $"-v{(int)level}"]);
+            argv.AddRange(arguments);
             var spawn = new SpawnOptions
             {
                 Environment = [.. Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
@@ -392,18 +394,14 @@ internal static class MigrateCommand
                 }
                 catch (TimeoutException e)
                 {
-                    throw new RemoteImageException($"crest restore of {snapshot} ran longer than 10 minutes and was killed (log {logFile})", e);
+                    throw new RemoteImageException($"crest {what} of {snapshot} ran longer than 10 minutes and was killed (log {logFile})", e);
                 }
             }
             if (!status.Exited || status.ExitCode != 0)
             {
                 string how = status.Exited ? $"exited with {status.ExitCode}" : $"was killed by signal {status.TermSignal}";
-                throw new RemoteImageException($"crest restore {how}: {LastError(logFile)} (log {logFile})");
+                throw new RemoteImageException($"crest {what} {how}: {LastError(logFile)} (log {logFile})");
             }
-            string text = File.Exists(pidFile) ? File.ReadAllText(pidFile).Trim() : "";
-            if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid))
-                throw new RemoteImageException($"crest restore of {snapshot} succeeded but wrote no pid to {pidFile}");
-            return pid;
         }
     }
 

@@ -8,9 +8,14 @@
 // /run/crest (ImageSockets.DefaultWorkDir) when it is not given, on both sides alike.
 //
 // Images are never written to a disk. A dump writes them into a staging directory on tmpfs (/dev/shm, RAM;
-// the engine, its page writers and the splice path stay as they are), hands them to the proxy while the tree
-// is still frozen, and only releases (or kills) the tree once the cache acknowledged all of them. Afterwards a
-// pre-dump keeps, in RAM, what the next round reads of it (pagemaps, the dirty-tracker record; its pages
+// the engine, its page writers and the splice path stay as they are) and hands them to the proxy; a dump only
+// releases (or kills) the tree once the cache acknowledged all of them. A dump streams its pages-N.img to the
+// proxy as it reads them (DumpOptions.PagesOutput: reading and sending overlap, and the pages never touch the
+// staging directory; each pagemap stays there), then sends the rest while the tree is still frozen. A pre-dump
+// leaves the tree running whatever happens, so nothing is gained by holding it frozen during the transfer:
+// its pages are read into the staging directory while frozen (the task writes them there itself, one copy),
+// the tree runs on, and then they go to the proxy; a transfer that fails fails the pre-dump and leaves no
+// record of it, so that no later round names it as a parent. Afterwards a pre-dump keeps, in RAM, what the next round reads of it (pagemaps, the dirty-tracker record; its pages
 // files become holes of the same size), so that an incremental dump resolves its parent locally and sends
 // only the changed pages. A restore fetches the snapshot and its parents into tmpfs, restores from there and
 // removes them.
@@ -129,19 +134,40 @@ internal static class RemoteCommands
         long sent = 0;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         Engine.Dump.DumpStatistics statistics;
+        SnapshotUpload? upload = null;
         try
         {
-            statistics = DumpEngine.Dump(engineOptions with
+            if (engineOptions.PreDump)
             {
-                ImagesDir = stage,
-                ParentLink = parentLink,
-                ImagesComplete = dir => sent = Send(proxySocket, snapshot, dir),
-            });
+                // A pre-dump's images are sent after the tree was released: its freeze lasts the read of the pages only.
+                statistics = DumpEngine.Dump(engineOptions with { ImagesDir = stage, ParentLink = parentLink });
+                Log.Info($"{snapshot}: pre-dump: the tree runs on ({statistics.FrozenTime.TotalMilliseconds:0.#} ms frozen); sending its images");
+                upload = Open(proxySocket, snapshot);
+                sent = Send(upload, stage);
+            }
+            else
+            {
+                // A dump streams its pages to the proxy as it reads them, and the rest once they are complete; the tree
+                // is released (or killed) only once the cache acknowledged all of it.
+                upload = Open(proxySocket, snapshot);
+                var streaming = upload;
+                statistics = DumpEngine.Dump(engineOptions with
+                {
+                    ImagesDir = stage,
+                    ParentLink = parentLink,
+                    PagesOutput = streaming.OpenImage,
+                    ImagesComplete = dir => sent = Send(streaming, dir),
+                });
+            }
         }
         catch
         {
             TryDelete(stage);
             throw;
+        }
+        finally
+        {
+            upload?.Dispose();
         }
         Log.Info($"{snapshot}: {sent} bytes of images handed over and acknowledged in {clock.Elapsed.TotalMilliseconds:0} ms (dump included)");
         if (engineOptions.PreDump)
@@ -156,8 +182,23 @@ internal static class RemoteCommands
         return statistics;
     }
 
-    private static long Send(string proxySocket, string snapshot, string dir)
+    private static SnapshotUpload Open(string proxySocket, string snapshot)
     {
+        try
+        {
+            using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+            return SnapshotUpload.OpenAsync(proxySocket, snapshot, cancel.Token).GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is RemoteImageException or OperationCanceledException)
+        {
+            throw new DumpException($"The images of {snapshot} did not reach the image-cache: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Every image of <paramref name="dir"/> not streamed already, then the end of the snapshot; returns once acknowledged.</summary>
+    private static long Send(SnapshotUpload upload, string dir)
+    {
+        string snapshot = upload.Snapshot;
         var images = new List<OutgoingImage>();
         foreach (var entry in new DirectoryInfo(dir).EnumerateFileSystemInfos().OrderBy(e => e.Name, StringComparer.Ordinal))
         {
@@ -169,13 +210,14 @@ internal static class RemoteCommands
             }
             if (entry is not FileInfo file || entry.LinkTarget is not null) continue;
             if (entry.Name == "crest-track-mem") continue; // DirtyTracker's record on this machine, not an image
+            if (upload.Sent.Contains(entry.Name)) continue;
             images.Add(new OutgoingImage(file.Name, () => new FileStream(file.FullName, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, FileOptions.SequentialScan)));
         }
         try
         {
             using var cancel = new CancellationTokenSource(TimeSpan.FromHours(1));
-            long bytes = RemoteImageClient.SendSnapshotAsync(proxySocket, snapshot, images, cancel.Token).GetAwaiter().GetResult();
-            Log.Info($"{snapshot}: {images.Count} images ({bytes} bytes) acknowledged by the image-cache");
+            long bytes = upload.FinishAsync(images, cancel.Token).GetAwaiter().GetResult();
+            Log.Info($"{snapshot}: {upload.Sent.Count} images ({bytes} bytes) acknowledged by the image-cache");
             return bytes;
         }
         catch (Exception e) when (e is RemoteImageException or OperationCanceledException)

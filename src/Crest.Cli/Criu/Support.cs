@@ -36,7 +36,9 @@ internal static class Support
         ["dump"] = new HashSet<string>(["tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem", "remote", "shell-job", "ext-unix-sk", .. PageServerClient]),
         // pre-dump always tracks memory (as CRIU enforces --track-mem for it); the tree keeps running.
         ["pre-dump"] = new HashSet<string>(["tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem", "remote", .. PageServerClient]),
-        ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd", "remote", "shell-job", "ext-unix-sk" },
+        ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd", "remote", "shell-job", "ext-unix-sk", "lazy-pages" },
+        // The daemon restore --lazy-pages hands its tasks' userfaultfds to; -d, --status-fd, --pidfile as page-server.
+        ["lazy-pages"] = new HashSet<string> { "restore-detached", "status-fd", "pidfile" },
         // -d / --daemon (the setting of --restore-detached in CRIU); --prev-images-dir makes the parent link in -D.
         ["page-server"] = new HashSet<string>(["address", "port", "restore-detached", "status-fd", "pidfile", "prev-images-dir", .. TlsSettings]),
         // Daemons as page-server: -d (CRIU's restore-detached setting), --status-fd, --pidfile (RemoteCommands.cs).

@@ -46,6 +46,13 @@ public sealed record DumpOptions
     public IPageDestination? PageDestination { get; init; }
 
     /// <summary>
+    /// --remote: where each pages-N.img goes instead of the images directory, written in order as the task's memory
+    /// is read (given the image's name, a stream the dump disposes once the image is complete); its pagemap stays in
+    /// the images directory. A failed write fails the dump with the tree released as it was.
+    /// </summary>
+    public Func<string, Stream>? PagesOutput { get; init; }
+
+    /// <summary>
     /// Called with the images directory once every image of the (pre-)dump is complete, while the tree is still
     /// frozen: --remote hands the images over here and returns once the destination acknowledged them. A
     /// DumpException thrown here fails the dump and releases the tree as it was (it is never killed for images

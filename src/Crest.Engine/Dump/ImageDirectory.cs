@@ -95,6 +95,9 @@ internal sealed class ImageDirectory
         if (!_created.Contains(path)) _created.Add(path);
     }
 
+    /// <summary>Counts bytes of an image that went elsewhere than this directory (streamed as it was made).</summary>
+    public void AccountSent(ulong bytes) => BytesWritten += bytes;
+
     public void Account(string name)
     {
         _unsynced.Add(PathOf(name));

@@ -29,6 +29,7 @@ internal static class PageTargets
 
         string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)pid);
         string pagesName = ImageKinds.FileName(ImageKinds.Pages, pagesId);
+        if (options.PagesOutput is { } output) return Stream(output, images, pid, pagesId, pagemapName, pagesName, vmas, tracker, parentDir, writing);
         images.Track(pagemapName);
         images.Track(pagesName);
         PageDumpResult pages;
@@ -44,6 +45,40 @@ internal static class PageTargets
         }
         images.Account(pagemapName);
         images.Account(pagesName);
+        return pages;
+    }
+
+    /// <summary>pages-N.img into <paramref name="output"/> as the memory is read (read and sent overlap); the pagemap here.</summary>
+    private static PageDumpResult Stream(Func<string, Stream> output, ImageDirectory images, int pid, uint pagesId, string pagemapName, string pagesName,
+        IReadOnlyList<DumpedVma> vmas, DirtyTracker tracker, string? parentDir, Action? writing)
+    {
+        images.Track(pagemapName);
+        PageDumpResult pages;
+        long sent;
+        try
+        {
+            var pagemap = new FileStream(images.PathOf(pagemapName), FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16);
+            Stream pagesOut;
+            try
+            {
+                pagesOut = output(pagesName);
+            }
+            catch
+            {
+                pagemap.Dispose();
+                throw;
+            }
+            using var writer = new PageImageWriter(pagemap, pagesOut, pagesId);
+            pages = PageDumper.Dump(pid, vmas, writer, PreDump.Incremental(tracker, parentDir), writing: writing);
+            DumpEngine.StageHook?.Invoke("pages");
+            sent = writer.PagesWritten;
+        }
+        catch (IOException e)
+        {
+            throw new DumpException($"Cannot send the memory of task {pid} ({pagesName}): {e.Message}", e);
+        }
+        images.Account(pagemapName);
+        images.AccountSent((ulong)sent);
         return pages;
     }
 

@@ -55,6 +55,8 @@ public static class RestoreEngine
         RestoreUnixSockets.CheckTree(tree);
         foreach (var entry in tree.Entries) WaitForFreePid((int)entry.Pid);
         ChildProcess.ResetSigchldDisposition();
+        // Connected before any task exists: no daemon, no restore (and nothing to roll back).
+        using var lazy = options.LazyPagesSocket is { } socket ? LazyPagesConnection.Connect(socket) : null;
 
         ChildProcess? restored = null;
         RestoreStatistics stats;
@@ -63,7 +65,7 @@ public static class RestoreEngine
         {
             try
             {
-                stats = tracer.Run(() => RestoreOnTracer(tracer, tree, inherited, ttys, created));
+                stats = tracer.Run(() => RestoreOnTracer(tracer, tree, inherited, ttys, created, lazy));
                 restored = ChildProcess.Adopt(pid);
             }
             catch (Exception e)
@@ -99,7 +101,8 @@ public static class RestoreEngine
     /// <summary>Figures of the last successful restore in this process (tests and benchmarks read them).</summary>
     public static RestoreStatistics? LastStatistics { get; private set; }
 
-    private static RestoreStatistics RestoreOnTracer(Tracer tracer, RestoreTree tree, RestoreInheritedFds inherited, RestoreTtys ttys, List<int> created)
+    private static RestoreStatistics RestoreOnTracer(Tracer tracer, RestoreTree tree, RestoreInheritedFds inherited, RestoreTtys ttys, List<int> created,
+        LazyPagesConnection? lazy)
     {
         ulong regionBase = RestoreMemory.ChooseRegion(tree.Processes.Values.Select(p => p.Mm));
         // Tracer and tasks share one CPU while syscalls are injected (ENGINE.md §8); each task gets Crest's
@@ -109,7 +112,7 @@ public static class RestoreEngine
         CpuAffinity.Set(0, pinned);
         try
         {
-            return RestorePinned(tracer, tree, inherited, ttys, regionBase, affinity, pinned, created);
+            return RestorePinned(tracer, tree, inherited, ttys, regionBase, affinity, pinned, created, lazy);
         }
         finally
         {
@@ -121,7 +124,7 @@ public static class RestoreEngine
     private sealed record ProcessRestore(StubInjector Task, RestoreMemory Memory, RestoreCore Core, RestoreThreads Threads, long PagesRestored);
 
     private static RestoreStatistics RestorePinned(Tracer tracer, RestoreTree tree, RestoreInheritedFds inherited, RestoreTtys ttys, ulong regionBase,
-        byte[] affinity, byte[] pinned, List<int> created)
+        byte[] affinity, byte[] pinned, List<int> created, LazyPagesConnection? lazy)
     {
         int rootPid = tree.RootPid;
         var forking = Stopwatch.StartNew();
@@ -168,7 +171,7 @@ public static class RestoreEngine
                 if (!tree.Processes.TryGetValue(pid, out var images)) continue;
                 var injector = processes.Tasks[pid];
                 var memoryClock = Stopwatch.StartNew();
-                var memory = new RestoreMemory(injector, images);
+                var memory = new RestoreMemory(injector, images, lazy);
                 memory.PrepareRegion();
                 // Nothing of what the stub's parent had open belongs to the task.
                 // (A table shared with the parent is the parent's, restored already.)

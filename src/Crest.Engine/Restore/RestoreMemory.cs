@@ -10,6 +10,10 @@
 // kernel allocates each page and copies into it: no fault, no zeroing, which halves the cost of a page
 // on this machine); the others (private file mappings, VMAs where a fault may bring a transparent huge
 // page) with process_vm_writev(2) in large vectors; finally mprotect to the dumped protections.
+// With --lazy-pages the VMAs UFFDIO_COPY would fill are registered but left empty: their userfaultfd (with the
+// non-cooperative events) goes to the lazy-pages daemon (LazyPagesConnection.cs) before anything else of the
+// restore runs, and the daemon fills them while the task runs (LazyPages.cs). Nothing after that point may
+// touch them with ptrace PEEK/POKE (which fails on a missing page of a registered VMA instead of waiting).
 // Status bits of VmaEntry are CRIU's (criu/include/image.h VMA_AREA_*).
 using System.Diagnostics;
 using Crest.Diagnostics;
@@ -44,16 +48,21 @@ internal sealed class RestoreMemory
     private readonly List<VmaEntry> _vmas;
     private readonly HashSet<int> _finalProtect = [];
     private readonly HashSet<int> _touch = [];
+    private readonly LazyPagesConnection? _lazy;
 
-    public RestoreMemory(StubInjector task, RestoreImages images)
+    public RestoreMemory(StubInjector task, RestoreImages images, LazyPagesConnection? lazy = null)
     {
         _task = task;
         _images = images;
+        _lazy = lazy;
         _vmas = images.Mm.Vmas.OrderBy(v => v.Start).ToList();
         CheckVmas();
     }
 
     public long PagesWritten { get; private set; }
+
+    /// <summary>Pages left to the lazy-pages daemon.</summary>
+    public long PagesLazy { get; private set; }
 
     /// <summary>Fault pages in from inside the task before writing them (tests compare; off by default).</summary>
     internal static bool PopulateInTask { get; set; }
@@ -320,9 +329,13 @@ internal sealed class RestoreMemory
         // (file-backed private mappings, and anonymous ones where a fault may bring a transparent huge page)
         // are written with process_vm_writev.
         var filled = UserfaultfdVmas();
-        using var uffd = filled.Count > 0 ? OpenUserfaultfd() : null;
+        using var uffd = filled.Count > 0 ? OpenUserfaultfd(_lazy is null ? 0 : Userfaultfd.NonCooperativeFeatures) : null;
         if (uffd is null) filled.Clear();
         foreach (int i in filled) uffd!.RegisterMissing(_vmas[i].Start, _vmas[i].End - _vmas[i].Start);
+        bool lazy = _lazy is not null && filled.Count > 0;
+        // From here a touch of those VMAs waits for the daemon: it gets them at once.
+        if (lazy) _lazy!.Send(_task.Pid, filled.Order().Select(i => (_vmas[i].Start, _vmas[i].End)).ToList(), uffd!);
+        long lazyBytes = 0;
 
         // Runs of (remote address, local offset, length, by UFFDIO_COPY), cut into pieces of at most
         // ChunkBytes so that work can be shared and each vector stays within one span.
@@ -341,6 +354,12 @@ internal sealed class RestoreMemory
                     throw new RestoreException($"pagemap-{_images.Pid}.img has pages at 0x{address:x} outside every VMA");
                 long inVma = Math.Min(p.Length - at, (long)(_vmas[vi].End - address));
                 bool copy = filled.Contains(vi);
+                if (copy && lazy)
+                {
+                    lazyBytes += inVma;
+                    at += inVma;
+                    continue;
+                }
                 for (long done = 0; done < inVma; done += chunkBytes)
                     pieces.Add((address + (ulong)done, p.Offset + at + done, Math.Min(chunkBytes, inVma - done), copy, p.Source));
                 at += inVma;
@@ -424,9 +443,11 @@ internal sealed class RestoreMemory
         if (failure is not null)
             throw new RestoreException($"writing the pages of task {pid} failed: {failure.Message}", failure);
         // While registered, a touch of a still missing page would wait for Crest to serve it: unregister now.
-        foreach (int i in filled) uffd!.Unregister(_vmas[i].Start, _vmas[i].End - _vmas[i].Start);
+        if (!lazy) foreach (int i in filled) uffd!.Unregister(_vmas[i].Start, _vmas[i].End - _vmas[i].Start);
         ContentsTime = clock.Elapsed;
-        PagesWritten = _images.PagesBytes / 4096;
+        PagesWritten = (_images.PagesBytes - lazyBytes) / 4096;
+        PagesLazy = lazyBytes / 4096;
+        if (lazy) Log.Info($"{pid}: restore: {PagesLazy} pages in {filled.Count} VMAs left to the lazy-pages daemon");
         Log.Info($"{pid}: restore: {PagesWritten} pages written in {ContentsTime.TotalMilliseconds:0.0} ms by {workers} threads, " +
             $"{filled.Count} VMAs by UFFDIO_COPY ({_images.PagesBytes / Math.Max(ContentsTime.TotalSeconds, 1e-9) / 1e9:0.00} GB/s, " +
             $"CPU {(Environment.CpuUsage.TotalTime - cpu).TotalMilliseconds:0} ms)");
@@ -482,7 +503,7 @@ internal sealed class RestoreMemory
     /// A userfaultfd of the task's mm, taken over by Crest (the task's own fd closed again); null, with a
     /// log line, when the task cannot have one (pages are then written by the faulting writers).
     /// </summary>
-    private Userfaultfd? OpenUserfaultfd()
+    private Userfaultfd? OpenUserfaultfd(ulong features)
     {
         long taskFd = _task.Syscall(SyscallNumbers.userfaultfd, O_CLOEXEC);
         if (taskFd < 0)
@@ -506,7 +527,7 @@ internal sealed class RestoreMemory
         }
         try
         {
-            return Userfaultfd.Adopt(fd, _task.Pid);
+            return Userfaultfd.Adopt(fd, _task.Pid, features);
         }
         catch (KernelException e)
         {

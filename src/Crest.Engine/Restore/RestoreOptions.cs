@@ -17,4 +17,7 @@ public sealed record RestoreOptions
 
     /// <summary>-j / --shell-job: fds on the terminal of the shell that started the dumped tree get this process's terminal.</summary>
     public bool ShellJob { get; init; }
+
+    /// <summary>--lazy-pages: the socket of the lazy-pages daemon that fills private anonymous memory after the tree runs.</summary>
+    public string? LazyPagesSocket { get; init; }
 }

@@ -30,6 +30,9 @@ public sealed class PidFd : IDisposable
         return new PidFd(pid, FileDescriptor.Own(fd));
     }
 
+    /// <summary>Takes ownership of <paramref name="fd"/>, a pidfd of <paramref name="pid"/> received from elsewhere (SCM_RIGHTS).</summary>
+    public static PidFd Adopt(FileDescriptor fd, int pid) => new(pid, fd);
+
     /// <summary>pidfd_getfd(2): a duplicate of the task's descriptor targetFd, owned by the caller.</summary>
     public FileDescriptor GetFd(int targetFd)
     {

@@ -15,12 +15,15 @@
 // (UFFD_FEATURE_WP_ASYNC, Linux 6.7): a write to a protected page is resolved by the kernel at once,
 // which clears the page's uffd-wp bit, so nobody has to read the fd; with WP_ASYNC any VMA kind may be
 // registered for UFFDIO_REGISTER_MODE_WP.
+// Lazy restore (post-copy, Userfaultfd.Events.cs): the non-cooperative events (UFFD_FEATURE_EVENT_FORK, _REMAP,
+// _REMOVE: Linux 4.11; _UNMAP: 4.11) are read as 32-byte struct uffd_msg; while an event is queued the kernel
+// refuses UFFDIO_COPY/ZEROPAGE with EAGAIN (ctx->mmap_changing), so the handler must read events first.
 using System.Runtime.InteropServices;
 using Crest.Kernel.Files;
 
 namespace Crest.Kernel.Memory;
 
-public sealed class Userfaultfd : IDisposable
+public sealed partial class Userfaultfd : IDisposable
 {
     private const ulong UFFD_API = 0xAA;
     // include/uapi/linux/userfaultfd.h: _IOWR/_IOR(0xAA, nr, struct).

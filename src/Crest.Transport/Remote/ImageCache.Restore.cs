@@ -4,9 +4,9 @@
 // runs, or Error{why}. Without Restorer (image-cache without --allow-restore) every request is refused: a
 // network peer may not make this machine run processes unless its operator said so.
 //
-// A restored chain is dropped from memory: its snapshot and every parent it named. A failed restore keeps
-// them, so that the operator may try again by hand (`crest restore --remote -D ID`).
-using System.Text;
+// A restored chain is dropped: its snapshot and every parent it named. A failed restore keeps them, so that the
+// operator may try again by hand (`crest restore --remote -D ID`). A migration that fails before its final dump
+// was acknowledged sends Forget{its id prefix} instead, so that its rounds do not stay here until the cache ends.
 using Crest.Transport.Streams;
 
 namespace Crest.Transport.Remote;
@@ -20,9 +20,6 @@ public sealed partial class ImageCache
     private const string ParentImage = "parent";
 
     private readonly SemaphoreSlim _restoring = new(1, 1);
-
-    /// <summary>Called (on the receiving task: it must not block) when a snapshot is complete, before the proxy is told.</summary>
-    public Action<string>? SnapshotComplete { get; set; }
 
     /// <summary>Restores a complete snapshot held here; throws RemoteImageException with the reason when it fails.</summary>
     public Func<string, CancellationToken, Task<RestoreOutcome>>? Restorer { get; set; }
@@ -68,26 +65,37 @@ public sealed partial class ImageCache
         await writer.WriteRestoredAsync(snapshot, outcome.Pid, outcome.Took, cancel).ConfigureAwait(false);
     }
 
-    /// <summary>Drops <paramref name="id"/> and the parents it names from memory; returns how many were held.</summary>
+    /// <summary>Drops <paramref name="id"/> and the parents it names (those no lease holds); returns how many were held.</summary>
     private int Forget(string id)
     {
-        int dropped = 0;
+        var gone = new List<CachedSnapshot>();
         lock (_lock)
         {
-            for (string? next = id; next is not null && _snapshots.Remove(next, out var snapshot); dropped++)
+            for (string? next = id; next is not null && gone.Count < Crest.Images.Pages.PageChain.MaxDepth
+                 && _snapshots.TryGetValue(next, out var snapshot) && snapshot.Pins == 0; next = snapshot.Parent)
             {
-                _held -= snapshot.Held;
-                snapshot.Held = 0;
-                next = null;
-                if (snapshot.Images.TryGetValue(ParentImage, out var parent))
-                {
-                    var text = new MemoryStream();
-                    foreach (var chunk in parent.Chunks) text.Write(((ReadOnlyMemory<byte>)chunk).Span);
-                    next = Encoding.UTF8.GetString(text.ToArray());
-                }
-                snapshot.Images.Clear();
+                _snapshots.Remove(next);
+                gone.Add(snapshot);
             }
         }
-        return dropped;
+        foreach (var snapshot in gone) Fail(snapshot, $"snapshot {snapshot.Id} was restored and dropped");
+        return gone.Count;
     }
+
+    /// <summary>Forget{prefix}: a migration that failed before its final dump asks for its snapshots to go.</summary>
+    private async Task AnswerForgetAsync(FrameWriter writer, string prefix, string peer, CancellationToken cancel)
+    {
+        // An empty or short prefix would take every snapshot with it: a migration's ids are long.
+        if (prefix.Length < MinForgetPrefix)
+        {
+            await writer.WriteErrorAsync($"image-cache: refusing to forget the snapshots starting with \"{prefix}\" (too short a prefix)", cancel).ConfigureAwait(false);
+            return;
+        }
+        int dropped = ForgetPrefix(prefix);
+        _log($"image-cache: {peer} asked to forget the snapshots {prefix}*: {dropped} dropped (held now {HeldBytes})");
+        await writer.WriteAckAsync(prefix, cancel).ConfigureAwait(false);
+    }
+
+    /// <summary>Shortest prefix a Forget may name.</summary>
+    private const int MinForgetPrefix = 4;
 }

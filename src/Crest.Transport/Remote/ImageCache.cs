@@ -1,9 +1,11 @@
 // image-cache: the destination's end. Image-proxies connect over TCP and stream snapshots (one TCP
 // connection per proxy carries every image of every snapshot); restores connect to the unix socket in
-// the work directory and ask for images by snapshot id. Everything is held in memory, in chunks of at
-// most FrameFormat.MaxChunk, up to the memory limit; nothing is written to disk.
+// the work directory and ask for images by snapshot id. Every image is received straight into a file of
+// its own on tmpfs (ImageCache.Store.cs: RAM, never a disk), up to the memory limit, so that a restore
+// on this machine can also read a snapshot in place (LeaseAsync).
 //
 //   proxy --TCP-->  [Hello] [image...] [DumpEnd s]   -> Ack s | Error (limit reached, bad stream)
+//                   [Forget prefix]                  -> Ack prefix (snapshots s* dropped: a migration that failed)
 //   restore --unix--> [Hello] [GetSnapshot s]  -> images of s, DumpEnd s | NotFound | Error
 //                             [Get s name]     -> the image | NotFound
 //
@@ -28,11 +30,13 @@ public sealed partial class ImageCache : IDisposable
     private long _held;
 
     /// <summary>Listens at once (so that readiness can be reported when this returns); serves from <see cref="RunAsync"/>.</summary>
-    public ImageCache(EndPoint listen, string unixSocketPath, long memoryLimit, Action<string> log, TlsSettings? tls = null)
+    /// <param name="storeDirectory">Where the images are kept (made, and removed on Dispose); by default /dev/shm/crest-cache-PID.</param>
+    public ImageCache(EndPoint listen, string unixSocketPath, long memoryLimit, Action<string> log, TlsSettings? tls = null, string? storeDirectory = null)
     {
         _memoryLimit = memoryLimit;
         _log = log;
         _tls = tls;
+        StoreDirectory = CreateStore(storeDirectory);
         _tcp = new Socket(listen.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
@@ -43,6 +47,7 @@ public sealed partial class ImageCache : IDisposable
         catch (SocketException e)
         {
             _tcp.Dispose();
+            DeleteDirectory(StoreDirectory);
             throw new RemoteImageException($"image-cache: cannot listen on {listen}: {e.Message}", e);
         }
         try
@@ -52,6 +57,7 @@ public sealed partial class ImageCache : IDisposable
         catch
         {
             _tcp.Dispose();
+            DeleteDirectory(StoreDirectory);
             throw;
         }
         UnixSocketPath = unixSocketPath;
@@ -82,6 +88,7 @@ public sealed partial class ImageCache : IDisposable
         {
             // gone already
         }
+        DeleteDirectory(StoreDirectory);
     }
 
     private async Task AcceptLoopAsync(Socket listener, Func<Socket, CancellationToken, Task> serve, CancellationToken cancel)
@@ -155,17 +162,14 @@ public sealed partial class ImageCache : IDisposable
                     case ImageBeginEvent begin:
                     {
                         var snapshot = receiving.TryGetValue(begin.Snapshot, out var s) ? s : receiving[begin.Snapshot] = StartSnapshot(begin.Snapshot);
-                        var image = new CachedImage();
-                        await reader.ReadImageAsync((chunk, _) =>
+                        using (var image = BeginImage(snapshot, begin.Name))
                         {
-                            if (snapshot.Broken is null && !Hold(snapshot, chunk.Length))
-                                Fail(snapshot, $"image-cache: memory limit of {_memoryLimit} bytes reached while receiving {begin.Snapshot}/{begin.Name}");
-                            if (snapshot.Broken is null) snapshot.Store(image, chunk.Span);
-                            return ValueTask.CompletedTask;
-                        }, cancel).ConfigureAwait(false);
-                        if (snapshot.Broken is null)
-                        {
-                            lock (_lock) snapshot.Images[begin.Name] = image;
+                            await reader.ReadImageAsync((chunk, _) =>
+                            {
+                                if (image is not null) Receive(image, chunk.Span);
+                                return ValueTask.CompletedTask;
+                            }, cancel).ConfigureAwait(false);
+                            if (image is not null) EndImage(image);
                         }
                         break;
                     }
@@ -187,13 +191,15 @@ public sealed partial class ImageCache : IDisposable
                             bytes = snapshot.Images.Values.Sum(i => i.Length);
                         }
                         snapshot.Done.TrySetResult();
-                        SnapshotComplete?.Invoke(end.Snapshot);
                         await writer.WriteAckAsync(end.Snapshot, cancel).ConfigureAwait(false);
                         _log($"image-cache: snapshot {end.Snapshot} complete: {snapshot.Images.Count} images, {bytes} bytes (held in all {HeldBytes})");
                         break;
                     }
                     case RestoreEvent restore:
                         await AnswerRestoreAsync(writer, restore.Snapshot, peer, cancel).ConfigureAwait(false);
+                        break;
+                    case ForgetEvent forget:
+                        await AnswerForgetAsync(writer, forget.Prefix, peer, cancel).ConfigureAwait(false);
                         break;
                     default:
                         throw new StreamProtocolException($"unexpected {e.GetType().Name} from the proxy");
@@ -227,6 +233,7 @@ public sealed partial class ImageCache : IDisposable
         using var stream = new NetworkStream(socket, ownsSocket: false);
         var reader = new FrameReader(stream);
         var writer = new FrameWriter(stream);
+        byte[]? buffer = null;
         while (await reader.ReadAsync(cancel).ConfigureAwait(false) is { } e)
         {
             switch (e)
@@ -241,9 +248,20 @@ public sealed partial class ImageCache : IDisposable
                         await writer.WriteNotFoundAsync(get.Snapshot, "", why!, cancel).ConfigureAwait(false);
                         break;
                     }
-                    List<KeyValuePair<string, CachedImage>> images;
-                    lock (_lock) images = [.. snapshot.Images];
-                    foreach (var (name, image) in images) await SendAsync(writer, get.Snapshot, name, image, cancel).ConfigureAwait(false);
+                    var images = OpenForServing(snapshot, only: null);
+                    try
+                    {
+                        if (snapshot.Broken is { } gone)
+                        {
+                            await writer.WriteNotFoundAsync(get.Snapshot, "", gone, cancel).ConfigureAwait(false);
+                            break;
+                        }
+                        foreach (var image in images) await SendAsync(writer, get.Snapshot, image, buffer ??= new byte[FrameFormat.MaxChunk], cancel).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        foreach (var image in images) image.Dispose();
+                    }
                     await writer.WriteDumpEndAsync(get.Snapshot, cancel).ConfigureAwait(false);
                     _log($"image-cache: served snapshot {get.Snapshot} ({images.Count} images)");
                     break;
@@ -251,15 +269,18 @@ public sealed partial class ImageCache : IDisposable
                 case GetEvent get:
                 {
                     var (snapshot, why) = await WaitForAsync(get.Snapshot, cancel).ConfigureAwait(false);
-                    CachedImage? image = null;
-                    if (snapshot is not null)
+                    var images = snapshot is null ? [] : OpenForServing(snapshot, get.Name);
+                    try
                     {
-                        lock (_lock) snapshot.Images.TryGetValue(get.Name, out image);
+                        if (images.Count == 0)
+                            await writer.WriteNotFoundAsync(get.Snapshot, get.Name, why ?? snapshot?.Broken ?? $"the dump of {get.Snapshot} ended without {get.Name}", cancel).ConfigureAwait(false);
+                        else
+                            await SendAsync(writer, get.Snapshot, images[0], buffer ??= new byte[FrameFormat.MaxChunk], cancel).ConfigureAwait(false);
                     }
-                    if (image is null)
-                        await writer.WriteNotFoundAsync(get.Snapshot, get.Name, why ?? $"the dump of {get.Snapshot} ended without {get.Name}", cancel).ConfigureAwait(false);
-                    else
-                        await SendAsync(writer, get.Snapshot, get.Name, image, cancel).ConfigureAwait(false);
+                    finally
+                    {
+                        foreach (var image in images) image.Dispose();
+                    }
                     break;
                 }
                 default:
@@ -269,10 +290,24 @@ public sealed partial class ImageCache : IDisposable
         }
     }
 
-    private static async Task SendAsync(FrameWriter writer, string snapshot, string name, CachedImage image, CancellationToken cancel)
+    /// <summary>One image from its file (read in chunks through <paramref name="buffer"/>) or its content in memory.</summary>
+    private static async Task SendAsync(FrameWriter writer, string snapshot, ServedImage image, byte[] buffer, CancellationToken cancel)
     {
-        await writer.BeginImageAsync(snapshot, name, Codec.None, cancel).ConfigureAwait(false);
-        foreach (var chunk in image.Chunks) await writer.WriteImageDataAsync(chunk, cancel).ConfigureAwait(false);
+        await writer.BeginImageAsync(snapshot, image.Name, Codec.None, cancel).ConfigureAwait(false);
+        if (image.Content is { } content)
+        {
+            await writer.WriteImageDataAsync(content, cancel).ConfigureAwait(false);
+        }
+        else
+        {
+            for (long at = 0; at < image.Length; )
+            {
+                int n = RandomAccess.Read(image.File!, buffer.AsSpan(0, (int)Math.Min(buffer.Length, image.Length - at)), at);
+                if (n == 0) throw new IOException($"image-cache: {snapshot}/{image.Name} ends after {at} of its {image.Length} bytes");
+                await writer.WriteImageDataAsync(buffer.AsMemory(0, n), cancel).ConfigureAwait(false);
+                at += n;
+            }
+        }
         await writer.EndImageAsync(cancel).ConfigureAwait(false);
     }
 
@@ -289,19 +324,26 @@ public sealed partial class ImageCache : IDisposable
     private CachedSnapshot StartSnapshot(string id)
     {
         _log($"image-cache: receiving snapshot {id}");
-        var snapshot = new CachedSnapshot(id);
+        var snapshot = new CachedSnapshot(id, IsFileName(id) ? Path.Combine(StoreDirectory, id) : null);
         CachedSnapshot? old;
         lock (_lock)
         {
+            if (_snapshots.TryGetValue(id, out old) && old.Pins > 0)
+            {
+                // A restore reads the old one in place: it stays, and this dump is refused (it is not registered).
+                snapshot.Broken = $"image-cache: snapshot {id} is being restored from this cache; a new dump of it is refused";
+                snapshot.Done.TrySetResult();
+                return snapshot;
+            }
             _snapshots.Remove(id, out old);
             _snapshots[id] = snapshot;
         }
         if (old is not null)
         {
             _log($"image-cache: snapshot {id} arrives again; the old one is dropped");
-            Fail(old, $"snapshot {id} was replaced by a new dump of it");
-            Drop(old);
+            Fail(old, $"snapshot {id} was replaced by a new dump of it"); // its directory goes before the new one is made
         }
+        CreateSnapshotDirectory(snapshot);
         return snapshot;
     }
 
@@ -316,66 +358,19 @@ public sealed partial class ImageCache : IDisposable
         }
     }
 
+    /// <summary>Marks the snapshot broken (kept, without data, so that a restore asking for it learns why) and removes its files.</summary>
     private void Fail(CachedSnapshot snapshot, string why)
     {
+        bool first;
         lock (_lock)
         {
+            first = snapshot.Broken is null;
             snapshot.Broken ??= why;
             _held -= snapshot.Held;
             snapshot.Held = 0;
             snapshot.Images.Clear();
         }
+        if (first && snapshot.Directory is { } directory) DeleteDirectory(directory);
         snapshot.Done.TrySetResult();
-    }
-
-    private void Drop(CachedSnapshot snapshot)
-    {
-        lock (_lock)
-        {
-            if (_snapshots.TryGetValue(snapshot.Id, out var current) && current == snapshot && !snapshot.Complete)
-                _snapshots.Remove(snapshot.Id);
-        }
-    }
-
-    private sealed class CachedSnapshot(string id)
-    {
-        /// <summary>Image data is copied into slabs of this size: few large allocations instead of one per chunk.</summary>
-        private const int SlabSize = 16 << 20;
-        private byte[]? _slab;
-        private int _used;
-
-        public string Id { get; } = id;
-
-        /// <summary>Appends raw bytes to <paramref name="image"/>, in this snapshot's slabs.</summary>
-        public void Store(CachedImage image, ReadOnlySpan<byte> data)
-        {
-            while (!data.IsEmpty)
-            {
-                if (_slab is null || _used == _slab.Length)
-                {
-                    _slab = GC.AllocateUninitializedArray<byte>(SlabSize);
-                    _used = 0;
-                }
-                int n = Math.Min(data.Length, _slab.Length - _used);
-                data[..n].CopyTo(_slab.AsSpan(_used));
-                image.Chunks.Add(_slab.AsMemory(_used, n));
-                image.Length += n;
-                _used += n;
-                data = data[n..];
-            }
-        }
-
-        public Dictionary<string, CachedImage> Images { get; } = [];
-        public bool Complete { get; set; }
-        /// <summary>Bytes of data received for it, whole images or not.</summary>
-        public long Held { get; set; }
-        public string? Broken { get; set; }
-        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    }
-
-    private sealed class CachedImage
-    {
-        public List<ReadOnlyMemory<byte>> Chunks { get; } = [];
-        public long Length { get; set; }
     }
 }

@@ -8,6 +8,12 @@
 // Dumps take turns (one at a time on the TCP connection). When a dump or the connection fails half-way the
 // TCP connection is dropped, so that the cache marks what it was receiving as broken, and the next dump
 // connects again: a cut never leaves a short image that looks whole.
+//
+// Forwarding does as little as it can: each data frame from the dump is read straight into a pooled buffer
+// behind room for a header, and goes out of the same buffer in one write (codec none) or is compressed into
+// another by the thread pool (lz4, zstd: chunks are independent, so up to QueuedChunks of them are compressed
+// in parallel while the sender writes them in order). Nothing is hashed here: the dump's length and checksum
+// of each image are passed on in its end frame, and the cache checks them against what arrived (end to end).
 using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
@@ -24,8 +30,11 @@ public sealed class ImageProxy : IDisposable
     private readonly SemaphoreSlim _turn = new(1, 1);
     /// <summary>Chunks between reading from a dump and sending to the cache: the bound on what the proxy holds.</summary>
     private const int QueuedChunks = 16;
-    /// <summary>Chunk buffers, reused: two more than the queue holds (one being filled, one being sent).</summary>
-    private readonly Channel<byte[]> _buffers = Channel.CreateUnbounded<byte[]>();
+    /// <summary>Frame buffers, reused: frames as read from the dump, and compressed frames (a pool each, so that
+    /// compressions waiting for an output buffer never hold every input buffer). Each has two more than the queue
+    /// holds (one being filled, one being sent). A dump that fails leaves the buffers it held to the collector and
+    /// the next one gets new pools.</summary>
+    private BufferPools _pools = new();
     private readonly TlsSettings? _tls;
     private readonly string _host;
     private Socket? _connection;
@@ -42,7 +51,6 @@ public sealed class ImageProxy : IDisposable
         _codec = codec;
         _log = log;
         UnixSocketPath = socketPath;
-        for (int i = 0; i < QueuedChunks + 2; i++) _buffers.Writer.TryWrite(GC.AllocateUninitializedArray<byte>(FrameFormat.MaxChunk));
     }
 
     /// <summary>Connects to the cache (an absent cache is an error now, not at the first dump), then listens.</summary>
@@ -174,7 +182,8 @@ public sealed class ImageProxy : IDisposable
 
         var queue = Channel.CreateBounded<Forward>(new BoundedChannelOptions(QueuedChunks) { SingleReader = true, SingleWriter = true });
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-        var sender = SendAsync(queue.Reader, failed);
+        var pools = _pools;
+        var sender = SendAsync(queue.Reader, pools, failed);
         string? snapshot = null;
         try
         {
@@ -187,13 +196,11 @@ public sealed class ImageProxy : IDisposable
                     snapshot = begin.Snapshot;
                     var codec = begin.Name.StartsWith("pages-", StringComparison.Ordinal) ? _codec : Codec.None;
                     await queue.Writer.WriteAsync(new Forward(Begin: begin with { Codec = codec }), failed.Token).ConfigureAwait(false);
-                    await fromDump.ReadImageAsync(async (chunk, c) =>
-                    {
-                        var buffer = await _buffers.Reader.ReadAsync(failed.Token).ConfigureAwait(false);
-                        chunk.CopyTo(buffer);
-                        await queue.Writer.WriteAsync(new Forward(Data: buffer, Length: chunk.Length), failed.Token).ConfigureAwait(false);
-                    }, failed.Token).ConfigureAwait(false);
-                    await queue.Writer.WriteAsync(new Forward(End: true), failed.Token).ConfigureAwait(false);
+                    var (length, checksum) = await fromDump.ForwardImageAsync(
+                        pools.Inputs.Reader.ReadAsync,
+                        (frame, payload, c) => queue.Writer.WriteAsync(new Forward(Data: Pack(codec, frame, payload, pools, failed.Token)), c),
+                        failed.Token).ConfigureAwait(false);
+                    await queue.Writer.WriteAsync(new Forward(End: (length, checksum)), failed.Token).ConfigureAwait(false);
                 }
                 else if (e is DumpEndEvent end)
                 {
@@ -226,17 +233,32 @@ public sealed class ImageProxy : IDisposable
             }
             // Whatever the cache got of this dump must not look whole: drop the connection.
             Disconnect();
-            // Buffers still queued, or taken by a side that stopped, go back to the pool (sessions take turns).
-            while (queue.Reader.TryRead(out var left))
-                if (left.Data is { } d) _buffers.Writer.TryWrite(d);
-            while (_buffers.Reader.Count < QueuedChunks + 2) _buffers.Writer.TryWrite(GC.AllocateUninitializedArray<byte>(FrameFormat.MaxChunk));
+            // Buffers still queued, or held by compressions or a side that stopped, are left behind: fresh pools.
+            _pools = new BufferPools();
             _log($"image-proxy: dump{(snapshot is null ? "" : $" of {snapshot}")} failed: {why}; the connection to the image-cache is dropped");
             await TellAsync(toDump, $"image-proxy: {why}").ConfigureAwait(false);
         }
     }
 
+    /// <summary>
+    /// The frame to send for a raw frame read from the dump: the same buffer (codec none), or a compression of it
+    /// into an output buffer, started on the thread pool now so that several run at once (the sender awaits them
+    /// in order). The input buffer goes back to its pool once compressed.
+    /// </summary>
+    private static ValueTask<PackedFrame> Pack(Codec codec, byte[] input, int length, BufferPools pools, CancellationToken cancel)
+    {
+        if (codec == Codec.None) return ValueTask.FromResult(new PackedFrame(input, length, length, pools.Inputs));
+        return new ValueTask<PackedFrame>(Task.Run(async () =>
+        {
+            byte[] output = await pools.Outputs.Reader.ReadAsync(cancel).ConfigureAwait(false);
+            int payload = FrameWriter.PackChunk(codec, input.AsSpan(FrameFormat.HeaderSize, length), output);
+            pools.Inputs.Writer.TryWrite(input);
+            return new PackedFrame(output, payload, length, pools.Outputs);
+        }, cancel));
+    }
+
     /// <summary>Sends what the dump side queued; at DumpEnd waits for the cache's answer and returns it.</summary>
-    private async Task<StreamEvent> SendAsync(ChannelReader<Forward> queue, CancellationTokenSource failed)
+    private async Task<StreamEvent> SendAsync(ChannelReader<Forward> queue, BufferPools pools, CancellationTokenSource failed)
     {
         var writer = _writer!;
         var cancel = failed.Token;
@@ -244,13 +266,14 @@ public sealed class ImageProxy : IDisposable
         {
             await foreach (var f in queue.ReadAllAsync(cancel).ConfigureAwait(false))
             {
-                if (f.Begin is { } b) await writer.BeginImageAsync(b.Snapshot, b.Name, b.Codec, cancel).ConfigureAwait(false);
-                else if (f.Data is { } d)
+                if (f.Begin is { } b) await writer.BeginForwardedImageAsync(b.Snapshot, b.Name, b.Codec, cancel).ConfigureAwait(false);
+                else if (f.Data is { } data)
                 {
-                    await writer.WriteImageDataAsync(d.AsMemory(0, f.Length), cancel).ConfigureAwait(false);
-                    _buffers.Writer.TryWrite(d);
+                    var packed = await data.ConfigureAwait(false);
+                    await writer.WriteForwardedDataAsync(packed.Frame, packed.PayloadLength, packed.RawLength, cancel).ConfigureAwait(false);
+                    packed.Pool.Writer.TryWrite(packed.Frame);
                 }
-                else if (f.End) await writer.EndImageAsync(cancel).ConfigureAwait(false);
+                else if (f.End is { } end) await writer.EndForwardedImageAsync(end.Length, end.Checksum, cancel).ConfigureAwait(false);
                 else if (f.DumpEnd is { } s)
                 {
                     await writer.WriteDumpEndAsync(s, cancel).ConfigureAwait(false);
@@ -311,5 +334,21 @@ public sealed class ImageProxy : IDisposable
         }
     }
 
-    private sealed record Forward(ImageBeginEvent? Begin = null, byte[]? Data = null, int Length = 0, bool End = false, string? DumpEnd = null);
+    private sealed record Forward(ImageBeginEvent? Begin = null, ValueTask<PackedFrame>? Data = null, (ulong Length, ulong Checksum)? End = null, string? DumpEnd = null);
+
+    /// <summary>A data frame ready to send: its payload at Frame[HeaderSize..], and the pool the buffer goes back to.</summary>
+    private readonly record struct PackedFrame(byte[] Frame, int PayloadLength, int RawLength, Channel<byte[]> Pool);
+
+    private sealed class BufferPools
+    {
+        public Channel<byte[]> Inputs { get; } = Filled();
+        public Channel<byte[]> Outputs { get; } = Filled();
+
+        private static Channel<byte[]> Filled()
+        {
+            var pool = Channel.CreateUnbounded<byte[]>();
+            for (int i = 0; i < QueuedChunks + 2; i++) pool.Writer.TryWrite(GC.AllocateUninitializedArray<byte>(FrameWriter.FrameBufferSize));
+            return pool;
+        }
+    }
 }

@@ -1,7 +1,8 @@
 // The source's half of the last step of `crest migrate`: a TCP connection of its own to the image-cache
 // (ImageCache.Restore.cs), opened before the first round with the question whether the cache restores at all,
 // and held until the final dump is acknowledged, when it carries the Restore{snapshot} request and waits until
-// the tree runs there. Opening it early keeps the TCP (and TLS) handshake out of the downtime.
+// the tree runs there. Opening it early keeps the TCP (and TLS) handshake out of the downtime. A migration that
+// fails before then sends Forget{prefix} on it, so that the cache drops the rounds it holds.
 using System.Net;
 using System.Net.Sockets;
 using Crest.Transport.Streams;
@@ -80,6 +81,35 @@ public sealed class RestoreRequest : IAsyncDisposable
             null => throw new RemoteImageException($"the image-cache at {_cache} closed the connection before it restored {snapshot}"),
             _ => throw new RemoteImageException($"the image-cache at {_cache} answered {answer} to the restore of {snapshot}"),
         };
+    }
+
+    /// <summary>
+    /// Asks the cache to drop every snapshot whose id starts with <paramref name="prefix"/> (the rounds of a migration
+    /// that failed before its final dump) and returns the cache's acknowledgement; anything else is a RemoteImageException.
+    /// </summary>
+    public async Task ForgetAsync(string prefix, CancellationToken cancel)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(prefix);
+        StreamEvent? answer;
+        try
+        {
+            await _writer.WriteForgetAsync(prefix, cancel).ConfigureAwait(false);
+            await _writer.FlushAsync(cancel).ConfigureAwait(false);
+            answer = await _reader.ReadAsync(cancel).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or SocketException or StreamProtocolException)
+        {
+            throw new RemoteImageException($"the connection to the image-cache at {_cache} broke while it forgot {prefix}*: {e.InnerException?.Message ?? e.Message}", e);
+        }
+        switch (answer)
+        {
+            case AckEvent ack when ack.Snapshot == prefix:
+                return;
+            case ErrorEvent error:
+                throw new RemoteImageException(error.Message);
+            default:
+                throw new RemoteImageException($"the image-cache at {_cache} answered {answer?.ToString() ?? "nothing"} when asked to forget {prefix}*");
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -17,6 +17,8 @@
 //   a migrate:  Hello  Restore{snapshot} (on a TCP connection of its own, after the final DumpEnd was acknowledged)
 //               -> Restored{pid i32, restore time µs u64, snapshot} once the tree runs there, or Error{text};
 //               Restore{""} (no snapshot) asks whether the cache restores at all: Ack{""} or Error{why not}
+//               Forget{prefix} (a migration failed before its final dump) -> Ack{prefix} once every snapshot whose id
+//               starts with prefix is dropped, or Error{why not}
 //
 // The checksum is XXH64 of the raw image, computed incrementally (System.IO.Hashing's streaming XxHash3 is
 // an order of magnitude slower than its XxHash64 here). Strings in payloads are u16 LE length + UTF-8. Payloads are bounded (MaxPayload) so a reader
@@ -37,6 +39,7 @@ public enum FrameType : byte
     NotFound = 10,
     Restore = 11,
     Restored = 12,
+    Forget = 13,
 }
 
 public static class FrameFormat

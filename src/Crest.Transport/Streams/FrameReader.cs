@@ -18,6 +18,8 @@ public sealed record GetEvent(string Snapshot, string Name) : StreamEvent;
 public sealed record GetSnapshotEvent(string Snapshot) : StreamEvent;
 public sealed record NotFoundEvent(string Snapshot, string Name, string Reason) : StreamEvent;
 public sealed record RestoreEvent(string Snapshot) : StreamEvent;
+/// <summary>Drop every snapshot whose id starts with <paramref name="Prefix"/> (a migration that failed).</summary>
+public sealed record ForgetEvent(string Prefix) : StreamEvent;
 /// <summary>The destination restored <paramref name="Snapshot"/>: its root runs as <paramref name="Pid"/>.</summary>
 public sealed record RestoredEvent(string Snapshot, int Pid, TimeSpan Took) : StreamEvent;
 
@@ -81,6 +83,8 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
             }
             case FrameType.Restore:
                 return new RestoreEvent(ReadStrings(payload, 1, at)[0]);
+            case FrameType.Forget:
+                return new ForgetEvent(ReadStrings(payload, 1, at)[0]);
             case FrameType.Restored:
             {
                 if (length < 12) throw Bad(at, "restored frame cut short");
@@ -147,6 +151,46 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
         }
     }
 
+    /// <summary>
+    /// Forwarding (image-proxy): the data frames of the image just begun, raw (codec none only), each read straight
+    /// into a buffer from <paramref name="rent"/> (at least HeaderSize + MaxChunk bytes) at offset HeaderSize, so that
+    /// the forwarder can put its own header in front and send the frame with one write. Lengths are checked here;
+    /// the checksum is not: it is returned with the length from the end frame, for the forwarder to pass on to
+    /// the receiver, which checks it against what arrived there (end to end, with no hashing on the way).
+    /// </summary>
+    public async Task<(ulong Length, ulong Checksum)> ForwardImageAsync(Func<CancellationToken, ValueTask<byte[]>> rent,
+        Func<byte[], int, CancellationToken, ValueTask> onFrame, CancellationToken cancel = default)
+    {
+        var image = _open ?? throw new InvalidOperationException("no image has begun");
+        string what = $"image {image.Snapshot}/{image.Name}";
+        if (image.Codec != Codec.None) throw new StreamProtocolException($"{what} arrived compressed ({Codecs.Name(image.Codec)}); only raw images are forwarded");
+        long total = 0;
+        while (true)
+        {
+            var (type, length, at) = await ReadHeaderAsync(cancel, inside: what).ConfigureAwait(false)
+                ?? throw new StreamProtocolException($"stream ended inside {what} after {total} bytes");
+            if (type == FrameType.ImageData)
+            {
+                if (length > FrameFormat.MaxChunk) throw Bad(at, $"{what}: chunk of {length} bytes exceeds {FrameFormat.MaxChunk}");
+                if (total + length > maxImageSize) throw Bad(at, $"{what} exceeds {maxImageSize} bytes");
+                byte[] buffer = await rent(cancel).ConfigureAwait(false);
+                await ReadPayloadAsync(buffer.AsMemory(FrameFormat.HeaderSize, length), type, at, what, cancel).ConfigureAwait(false);
+                total += length;
+                await onFrame(buffer, length, cancel).ConfigureAwait(false);
+                continue;
+            }
+            if (type != FrameType.ImageEnd) throw Bad(at, $"{type} frame inside {what}");
+            if (length != 16) throw Bad(at, $"end frame of {what} has wrong size");
+            await ReadPayloadAsync(_payload.AsMemory(0, 16), type, at, what, cancel).ConfigureAwait(false);
+            ulong sent = BinaryPrimitives.ReadUInt64LittleEndian(_payload);
+            ulong sum = BinaryPrimitives.ReadUInt64LittleEndian(_payload.AsSpan(8));
+            if (sent != (ulong)total)
+                throw Bad(at, $"{what}: sender wrote {sent} bytes, {total} arrived");
+            _open = null;
+            return (sent, sum);
+        }
+    }
+
     private ReadOnlyMemory<byte> Unpack(Codec codec, int length, long at, string what)
     {
         if (codec == Codec.None)
@@ -182,6 +226,22 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
 
     private async Task<(FrameType Type, int Length, long Offset)?> ReadFrameAsync(CancellationToken cancel, string? inside)
     {
+        var header = await ReadHeaderAsync(cancel, inside).ConfigureAwait(false);
+        if (header is not { } h) return null;
+        if (_payload.Length < h.Length) _payload = new byte[FrameFormat.MaxPayload];
+        await ReadPayloadAsync(_payload.AsMemory(0, h.Length), h.Type, h.Offset, inside, cancel).ConfigureAwait(false);
+        return h;
+    }
+
+    private async Task ReadPayloadAsync(Memory<byte> into, FrameType type, long at, string? inside, CancellationToken cancel)
+    {
+        if (await FillAsync(into, cancel).ConfigureAwait(false) < into.Length)
+            throw Bad(at, $"stream ended inside a {type} frame{(inside is null ? "" : $" of {inside}")}");
+    }
+
+    /// <summary>The next frame's header, checked, or null at a clean end of stream; its payload is still to be read.</summary>
+    private async Task<(FrameType Type, int Length, long Offset)?> ReadHeaderAsync(CancellationToken cancel, string? inside)
+    {
         long at = _offset;
         int got = await FillAsync(_header, cancel).ConfigureAwait(false);
         if (got == 0) return null;
@@ -195,9 +255,6 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
         ulong length = BinaryPrimitives.ReadUInt64LittleEndian(_header.AsSpan(8));
         if (length > FrameFormat.MaxPayload)
             throw Bad(at, $"frame payload length {length} exceeds {FrameFormat.MaxPayload}");
-        if (_payload.Length < (int)length) _payload = new byte[FrameFormat.MaxPayload];
-        if (await FillAsync(_payload.AsMemory(0, (int)length), cancel).ConfigureAwait(false) < (int)length)
-            throw Bad(at, $"stream ended inside a {type} frame{(inside is null ? "" : $" of {inside}")}");
         return (type, (int)length, at);
     }
 

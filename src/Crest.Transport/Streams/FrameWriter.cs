@@ -11,6 +11,7 @@ namespace Crest.Transport.Streams;
 public sealed class FrameWriter(Stream output)
 {
     private readonly byte[] _header = new byte[FrameFormat.HeaderSize];
+    /// <summary>A frame being built: header, then payload (compressed chunks are packed here).</summary>
     private byte[]? _packed;
     // One read buffer for every image this writer sends: a fresh MaxChunk array per image is a large-object
     // allocation each time, and a dump of a dozen small images paid a garbage collection for most of them.
@@ -18,6 +19,11 @@ public sealed class FrameWriter(Stream output)
     private XxHash64? _hash;
     private ulong _imageLength;
     private Codec _codec;
+    /// <summary>The current image is forwarded: its data comes packed, its length and checksum from its sender.</summary>
+    private bool _forwarding;
+
+    /// <summary>Size of a buffer that holds any frame of image data with its header (ForwardImage, PackChunk).</summary>
+    public const int FrameBufferSize = FrameFormat.HeaderSize + FrameFormat.MaxPayload;
 
     /// <summary>Raw bytes of image data handed to this writer, and bytes of it that went out after compression.</summary>
     public long RawBytes { get; private set; }
@@ -34,12 +40,21 @@ public sealed class FrameWriter(Stream output)
     public async Task WriteImageAsync(string snapshot, string name, Stream content, Codec codec = Codec.None, CancellationToken cancel = default)
     {
         await BeginImageAsync(snapshot, name, codec, cancel).ConfigureAwait(false);
-        var buffer = _chunk ??= GC.AllocateUninitializedArray<byte>(FrameFormat.MaxChunk);
+        // Raw chunks are read behind room for their header, so that each frame goes out in one write.
+        var buffer = _chunk ??= GC.AllocateUninitializedArray<byte>(FrameFormat.HeaderSize + FrameFormat.MaxChunk);
         while (true)
         {
-            int n = await ReadFullChunkAsync(content, buffer, cancel).ConfigureAwait(false);
+            int n = await ReadFullChunkAsync(content, buffer.AsMemory(FrameFormat.HeaderSize), cancel).ConfigureAwait(false);
             if (n == 0) break;
-            await WriteImageDataAsync(buffer.AsMemory(0, n), cancel).ConfigureAwait(false);
+            if (codec != Codec.None)
+            {
+                await WriteImageDataAsync(buffer.AsMemory(FrameFormat.HeaderSize, n), cancel).ConfigureAwait(false);
+                continue;
+            }
+            _hash!.Append(buffer.AsSpan(FrameFormat.HeaderSize, n));
+            _imageLength += (ulong)n;
+            RawBytes += n;
+            await WriteFrameInPlaceAsync(FrameType.ImageData, buffer, n, cancel).ConfigureAwait(false);
         }
         await EndImageAsync(cancel).ConfigureAwait(false);
     }
@@ -56,12 +71,74 @@ public sealed class FrameWriter(Stream output)
         _hash = new XxHash64();
         _imageLength = 0;
         _codec = codec;
+        _forwarding = false;
+    }
+
+    /// <summary>
+    /// Forwarding (image-proxy): begins an image whose data comes as frames packed with <see cref="PackChunk"/> (or read
+    /// raw by FrameReader.ForwardImageAsync) and whose length and checksum its sender computed: nothing is hashed again.
+    /// </summary>
+    public async Task BeginForwardedImageAsync(string snapshot, string name, Codec codec, CancellationToken cancel = default)
+    {
+        await BeginImageAsync(snapshot, name, codec, cancel).ConfigureAwait(false);
+        _forwarding = true;
+    }
+
+    /// <summary>
+    /// Packs <paramref name="raw"/> (at most MaxChunk bytes) as the payload of a data frame of an image in
+    /// <paramref name="codec"/>, into <paramref name="frame"/> (FrameBufferSize bytes) after room for the header;
+    /// returns the payload's length. Thread-safe: forwarders compress chunks in parallel with it.
+    /// </summary>
+    public static int PackChunk(Codec codec, ReadOnlySpan<byte> raw, byte[] frame)
+    {
+        if (raw.Length > FrameFormat.MaxChunk) throw new ArgumentOutOfRangeException(nameof(raw), $"chunk of {raw.Length} bytes exceeds {FrameFormat.MaxChunk}");
+        var payload = frame.AsSpan(FrameFormat.HeaderSize);
+        if (codec == Codec.None)
+        {
+            raw.CopyTo(payload);
+            return raw.Length;
+        }
+        int n = Codecs.Compress(codec, raw, payload[4..]);
+        if (n == 0)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(payload, (uint)raw.Length | FrameFormat.StoredFlag);
+            raw.CopyTo(payload[4..]);
+            return 4 + raw.Length;
+        }
+        BinaryPrimitives.WriteUInt32LittleEndian(payload, (uint)raw.Length);
+        return 4 + n;
+    }
+
+    /// <summary>
+    /// Forwarding: one data frame whose payload (<paramref name="payloadLength"/> bytes, holding
+    /// <paramref name="rawLength"/> raw bytes) is in <paramref name="frame"/> after room for the header: sent in one write.
+    /// </summary>
+    public Task WriteForwardedDataAsync(byte[] frame, int payloadLength, int rawLength, CancellationToken cancel = default)
+    {
+        if (_hash is null || !_forwarding) throw new InvalidOperationException("no forwarded image is being written");
+        _imageLength += (ulong)rawLength;
+        RawBytes += rawLength;
+        return WriteFrameInPlaceAsync(FrameType.ImageData, frame, payloadLength, cancel);
+    }
+
+    /// <summary>Forwarding: ends the image with the length and checksum its sender computed (the receiver checks them).</summary>
+    public async Task EndForwardedImageAsync(ulong length, ulong checksum, CancellationToken cancel = default)
+    {
+        if (_hash is null || !_forwarding) throw new InvalidOperationException("no forwarded image is being written");
+        if (length != _imageLength) throw new InvalidOperationException($"the forwarded image ends at {length} bytes, {_imageLength} were forwarded");
+        var end = new byte[16];
+        BinaryPrimitives.WriteUInt64LittleEndian(end, length);
+        BinaryPrimitives.WriteUInt64LittleEndian(end.AsSpan(8), checksum);
+        _hash = null;
+        _forwarding = false;
+        await WriteFrameAsync(FrameType.ImageEnd, end, cancel).ConfigureAwait(false);
     }
 
     /// <summary>Raw image bytes of the current image, cut into chunks of at most MaxChunk and compressed with its codec.</summary>
     public async Task WriteImageDataAsync(ReadOnlyMemory<byte> data, CancellationToken cancel = default)
     {
         var hash = _hash ?? throw new InvalidOperationException("no image is being written");
+        if (_forwarding) throw new InvalidOperationException("a forwarded image takes packed frames");
         while (!data.IsEmpty)
         {
             var chunk = data[..Math.Min(data.Length, FrameFormat.MaxChunk)];
@@ -74,19 +151,34 @@ public sealed class FrameWriter(Stream output)
                 await WriteFrameAsync(FrameType.ImageData, chunk, cancel).ConfigureAwait(false);
                 continue;
             }
-            _packed ??= new byte[FrameFormat.MaxPayload];
-            int n = Codecs.Compress(_codec, chunk.Span, _packed.AsSpan(4));
-            if (n == 0)
-            {
-                BinaryPrimitives.WriteUInt32LittleEndian(_packed, (uint)chunk.Length | FrameFormat.StoredFlag);
-                chunk.Span.CopyTo(_packed.AsSpan(4));
-                n = chunk.Length;
-            }
-            else
-            {
-                BinaryPrimitives.WriteUInt32LittleEndian(_packed, (uint)chunk.Length);
-            }
-            await WriteFrameAsync(FrameType.ImageData, _packed.AsMemory(0, 4 + n), cancel).ConfigureAwait(false);
+            _packed ??= GC.AllocateUninitializedArray<byte>(FrameBufferSize);
+            int n = PackChunk(_codec, chunk.Span, _packed);
+            await WriteFrameInPlaceAsync(FrameType.ImageData, _packed, n, cancel).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Raw image bytes of the current image (codec none), written synchronously straight from the caller's memory:
+    /// for a producer that is not async (a dump's page writer streaming pages-N.img as it reads them).
+    /// </summary>
+    public void WriteImageData(ReadOnlySpan<byte> data)
+    {
+        var hash = _hash ?? throw new InvalidOperationException("no image is being written");
+        if (_forwarding || _codec != Codec.None) throw new InvalidOperationException("synchronous image data is raw only");
+        while (!data.IsEmpty)
+        {
+            var chunk = data[..Math.Min(data.Length, FrameFormat.MaxChunk)];
+            data = data[chunk.Length..];
+            hash.Append(chunk);
+            _imageLength += (ulong)chunk.Length;
+            RawBytes += chunk.Length;
+            BinaryPrimitives.WriteUInt32LittleEndian(_header, FrameFormat.Magic);
+            _header[4] = (byte)FrameType.ImageData;
+            _header[5] = _header[6] = _header[7] = 0;
+            BinaryPrimitives.WriteUInt64LittleEndian(_header.AsSpan(8), (ulong)chunk.Length);
+            output.Write(_header);
+            output.Write(chunk);
+            SentBytes += FrameFormat.HeaderSize + chunk.Length;
         }
     }
 
@@ -121,6 +213,9 @@ public sealed class FrameWriter(Stream output)
     public Task WriteRestoreAsync(string snapshot, CancellationToken cancel = default) =>
         WriteFrameAsync(FrameType.Restore, Strings(snapshot), cancel);
 
+    public Task WriteForgetAsync(string prefix, CancellationToken cancel = default) =>
+        WriteFrameAsync(FrameType.Forget, Strings(prefix), cancel);
+
     public Task WriteRestoredAsync(string snapshot, int pid, TimeSpan took, CancellationToken cancel = default)
     {
         byte[] name = Strings(snapshot);
@@ -146,12 +241,25 @@ public sealed class FrameWriter(Stream output)
         SentBytes += FrameFormat.HeaderSize + payload.Length;
     }
 
-    private static async Task<int> ReadFullChunkAsync(Stream content, byte[] buffer, CancellationToken cancel)
+    /// <summary>A frame whose payload is at frame[HeaderSize..]: the header goes in front and both out in one write.</summary>
+    private async Task WriteFrameInPlaceAsync(FrameType type, byte[] frame, int payloadLength, CancellationToken cancel)
+    {
+        if (payloadLength > FrameFormat.MaxPayload)
+            throw new ArgumentOutOfRangeException(nameof(payloadLength), $"frame payload of {payloadLength} bytes exceeds {FrameFormat.MaxPayload}");
+        BinaryPrimitives.WriteUInt32LittleEndian(frame, FrameFormat.Magic);
+        frame[4] = (byte)type;
+        frame[5] = frame[6] = frame[7] = 0;
+        BinaryPrimitives.WriteUInt64LittleEndian(frame.AsSpan(8), (ulong)payloadLength);
+        await output.WriteAsync(frame.AsMemory(0, FrameFormat.HeaderSize + payloadLength), cancel).ConfigureAwait(false);
+        SentBytes += FrameFormat.HeaderSize + payloadLength;
+    }
+
+    private static async Task<int> ReadFullChunkAsync(Stream content, Memory<byte> buffer, CancellationToken cancel)
     {
         int total = 0;
         while (total < buffer.Length)
         {
-            int n = await content.ReadAsync(buffer.AsMemory(total), cancel).ConfigureAwait(false);
+            int n = await content.ReadAsync(buffer[total..], cancel).ConfigureAwait(false);
             if (n == 0) break;
             total += n;
         }

@@ -153,11 +153,11 @@ public partial class CrestBinaryTests
     public void DashLogsToStdout()
     {
         using var dir = new TempDirectory();
-        var run = CrestProcess.Run(dir.Path, "lazy-pages", "-o", "-", "-v4");
+        var run = CrestProcess.Run(dir.Path, "dedup", "-o", "-", "-v4");
         Assert.Equal(1, run.ExitCode);
         Assert.Matches(Stamp(), run.Stdout);
-        Assert.Contains("Error: lazy-pages: not implemented yet", run.Stdout);
-        Assert.Contains("crest: lazy-pages: not implemented yet", run.Stderr);
+        Assert.Contains("Error: dedup: not implemented yet", run.Stdout);
+        Assert.Contains("crest: dedup: not implemented yet", run.Stderr);
     }
 
     [Fact]

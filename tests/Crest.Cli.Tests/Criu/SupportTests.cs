@@ -9,7 +9,6 @@ public class SupportTests
         CriuCommandLine.Parse(args, _ => null).Options.InEffect;
 
     [Theory]
-    [InlineData("lazy-pages")]
     [InlineData("swrk")]
     [InlineData("service")]
     [InlineData("dedup")]

@@ -36,7 +36,13 @@ public sealed partial class MigrateTests : IDisposable
     public void Dispose()
     {
         foreach (int pid in _fixtures) kill(pid, 9);
-        _net.Dispose(); // and the daemons with it
+        var daemons = new List<int>();
+        foreach (string pidFile in Directory.EnumerateFiles(_dir.Path, "*.pid", SearchOption.AllDirectories))
+            if (int.TryParse(File.ReadAllText(pidFile), out int daemon) && !_fixtures.Contains(daemon)) daemons.Add(daemon);
+        _net.Dispose(); // and the daemons with it (SIGTERM first: a cache removes its image directory then)
+        // A cache killed with SIGKILL leaves its image directory (the next cache would remove it): not after a test.
+        foreach (int daemon in daemons)
+            if (Directory.Exists(CacheStore(daemon)) && !Exists(daemon)) Directory.Delete(CacheStore(daemon), recursive: true);
         _dir.Dispose();
     }
 
@@ -50,6 +56,9 @@ public sealed partial class MigrateTests : IDisposable
     }
 
     private int CachePid => int.Parse(File.ReadAllText(Path.Combine(_destination, "cache.pid")));
+
+    /// <summary>Where the image-cache of that pid keeps its snapshots.</summary>
+    private static string CacheStore(int cache) => $"/dev/shm/crest-cache-{cache}";
 
     private CrestRun Migrate(int pid, params string[] extra) =>
         NetworkNamespacePair.RunCrest(_net.SourceNamespace, _source, ["migrate", "-t", $"{pid}", "--address", _cacheAddress, "--port", $"{_port}", "-W", _source,
@@ -73,6 +82,9 @@ public sealed partial class MigrateTests : IDisposable
             Assert.True(left.Count == 0, $"{dir} holds {string.Join(", ", left)}");
             Assert.Empty(Directory.GetDirectories(dir));
         }
+        // The destination dropped what it restored (or what a failed migration asked it to forget).
+        if (File.Exists(Path.Combine(_destination, "cache.pid")) && Exists(CachePid))
+            Assert.Empty(Directory.GetFileSystemEntries(CacheStore(CachePid)));
         // Other restores may be running now: only a directory whose restore is gone is a leftover.
         Assert.DoesNotContain(Directory.GetDirectories("/dev/shm", "crest-restore-*"), d => int.TryParse(d[(d.LastIndexOf('-') + 1)..], out int owner) && !Exists(owner));
     }
@@ -121,6 +133,9 @@ public sealed partial class MigrateTests : IDisposable
         Assert.True(run.ExitCode == 0, Explain(run));
         using var summary = JsonDocument.Parse(run.Stdout);
         Assert.Single(summary.RootElement.GetProperty("rounds").EnumerateArray());
+        // Post-copy: the restore left the anonymous memory to a lazy-pages daemon of the destination.
+        Assert.Contains(Directory.GetFiles(_destination, "restore-*.log"), f => File.ReadAllText(f).Contains("left to the lazy-pages daemon"));
+        Assert.Contains(Directory.GetFiles(_destination, "lazy-pages-*.log"), f => File.ReadAllText(f).Contains($"{pid}: serving"));
         Assert.Equal("PASS", Verify("restore_memory", pid));
         AssertNoImagesLeft();
     }
@@ -196,6 +211,26 @@ public sealed partial class MigrateTests : IDisposable
         Assert.Equal("PASS", Verify("predump_writer", pid));
         Assert.Empty(Directory.GetFiles(_destination, "restore-*"));
         Assert.DoesNotContain(Directory.GetDirectories("/dev/shm/crest-remote"), d => Path.GetFileName(d).StartsWith($"migrate-{pid}-", StringComparison.Ordinal));
+        AssertNoImagesLeft();
+    }
+
+    [Fact]
+    public async Task AMigrationThatFailsAfterARoundHasTheDestinationForgetItsSnapshots()
+    {
+        StartCache("--allow-restore");
+        int pid = StartFixture("predump_writer", "256", "1");
+        var migrating = Task.Run(() => Migrate(pid));
+        var clock = Stopwatch.StartNew();
+        // Round 1 is in the cache; the tree dies before the migration could end.
+        while (!Log(_source, "migrate.log").Contains("migrate: round 1 ") && clock.Elapsed < Limit) Thread.Sleep(2);
+        Assert.Equal(0, kill(pid, 9));
+        var run = await migrating;
+        Assert.True(run.ExitCode == 1, Explain(run));
+        Assert.False(JsonDocument.Parse(run.Stdout).RootElement.GetProperty("ok").GetBoolean());
+        string cacheLog = Log(_destination, "cache.log");
+        Assert.True(cacheLog.Contains($"asked to forget the snapshots migrate-{pid}-", StringComparison.Ordinal), Explain(run));
+        Assert.Contains("dropped the snapshots of", Log(_source, "migrate.log"));
+        Assert.Empty(Directory.GetFiles(_destination, "restore-*"));
         AssertNoImagesLeft();
     }
 

@@ -112,6 +112,13 @@ public sealed partial class RemoteImagesTests : IDisposable
         Assert.Contains("page data compressed with lz4", Log(_source, "proxy.log"));
         Assert.Contains("snapshot m1 complete", Log(_destination, "cache.log"));
         AssertNoImagesLeft();
+        // The cache holds m1 as files of its own on tmpfs, and they go when it is stopped.
+        int cache = int.Parse(File.ReadAllText(Path.Combine(_destination, "cache.pid")));
+        string store = $"/dev/shm/crest-cache-{cache}";
+        Assert.True(File.Exists(Path.Combine(store, "m1", "inventory.img")), string.Join(", ", Directory.GetFiles(Path.Combine(store, "m1"))));
+        Assert.Equal(0, kill(cache, 15));
+        Assert.True(WaitGone(cache), $"image-cache {cache} still runs after SIGTERM");
+        Assert.False(Directory.Exists(store), $"{store} is left after the image-cache ended");
     }
 
     [Fact]
@@ -151,6 +158,53 @@ public sealed partial class RemoteImagesTests : IDisposable
         AssertNoImagesLeft();
         Assert.DoesNotContain(Directory.GetDirectories("/dev/shm/crest-remote"), d => Path.GetFileName(d) is "p1" or "p2" or "p3");
     }
+
+    [Fact]
+    public async Task APreDumpReleasesTheTreeBeforeItsTransferEnds()
+    {
+        StartCache();
+        StartProxy("--compress", "none");
+        int cache = int.Parse(File.ReadAllText(Path.Combine(_destination, "cache.pid")));
+        int pid = StartFixture("predump_writer", "32", "1");
+        // A stopped cache takes no more than its socket buffers and acknowledges nothing: the transfer cannot end.
+        Assert.Equal(0, kill(cache, SIGSTOP));
+        Task<CrestRun> dumping;
+        try
+        {
+            dumping = Task.Run(() => Dump("pre-dump", pid, "h1"));
+            var clock = Stopwatch.StartNew();
+            while (!Log(_source, "h1.log").Contains("the tree runs on") && !dumping.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(5);
+            Assert.False(dumping.IsCompleted, $"the pre-dump ended with the cache stopped\n{Log(_source, "h1.log")}");
+            Assert.Contains("the tree runs on", Log(_source, "h1.log"));
+            // Released while its images are still on their way: untraced, and it keeps going to sleep and waking up.
+            long before = VoluntarySwitches(pid);
+            Thread.Sleep(300);
+            Assert.Equal("0", StatusField(pid, "TracerPid"));
+            Assert.True(VoluntarySwitches(pid) > before, $"{pid} did not run while the transfer was held back");
+            Assert.False(dumping.IsCompleted, "the pre-dump ended before the cache acknowledged it");
+        }
+        finally
+        {
+            kill(cache, SIGCONT);
+        }
+        var pre = await dumping;
+        Assert.True(pre.ExitCode == 0, $"pre-dump h1: {pre.Stderr}\n{Log(_source, "h1.log")}");
+        var last = Dump("dump", pid, "h2", "--prev-images-dir", "../h1", "--track-mem");
+        Assert.True(last.ExitCode == 0, $"dump h2: {last.Stderr}\n{Log(_source, "h2.log")}");
+        Assert.True(WaitGone(pid));
+        var restore = Restore("h2");
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(_destination, "restore-h2.log")}");
+        Assert.Equal("PASS", Verify("predump_writer", pid));
+        AssertNoImagesLeft();
+    }
+
+    private const int SIGCONT = 18;
+    private const int SIGSTOP = 19;
+
+    private static string StatusField(int pid, string name) =>
+        File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith(name + ":", StringComparison.Ordinal))[(name.Length + 1)..].Trim();
+
+    private static long VoluntarySwitches(int pid) => long.Parse(StatusField(pid, "voluntary_ctxt_switches"));
 
     [Fact]
     public void AFullCacheFailsTheDumpAndTheProcessRunsOn()

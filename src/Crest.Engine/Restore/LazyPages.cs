@@ -1,0 +1,458 @@
+// The lazy-pages daemon's engine (post-copy restore, ENGINE.md §5): it serves the private anonymous memory of
+// tasks restored with --lazy-pages from their images, through the userfaultfd each restore hands over
+// (LazyPagesConnection.cs). One thread, one poll loop over the listening socket, the restores' connections,
+// and every task's userfaultfd and pidfd:
+//   - PAGEFAULT: the run around the page (up to 64 KiB, within what is still to be filled) is copied in with
+//     UFFDIO_COPY, which wakes the thread; a page the images do not have (or the task discarded) gets
+//     UFFDIO_ZEROPAGE; a page already there (EEXIST) only a UFFDIO_WAKE;
+//   - FORK: the child's new userfaultfd is served like its parent, with what the parent still had missing;
+//   - REMOVE (MADV_DONTNEED), UNMAP: the range is never filled from the images again; REMAP moves it;
+//   - between events, a background pass copies everything that is left in 1 MiB steps, so that a task has
+//     all its pages after about the time an eager restore takes.
+// Correctness rests on two kernel rules: UFFDIO_COPY only fills missing pages (a page the task has written
+// is never overwritten), and while an event is queued, copies fail with EAGAIN (the event is read, and the
+// bookkeeping changed, before anything more is copied). A task is done when nothing is left to fill (its
+// userfaultfd is then closed, which unregisters its VMAs) or when it is gone (pidfd readable, or ESRCH).
+using System.Buffers.Binary;
+using System.Diagnostics;
+using Crest.Diagnostics;
+using Crest.Images;
+using Crest.Images.Pages;
+using Crest.Images.Protos;
+using Crest.Kernel;
+using Crest.Kernel.Files;
+using Crest.Kernel.Memory;
+using Crest.Kernel.Sockets;
+
+namespace Crest.Engine.Restore;
+
+public sealed class LazyPages : IDisposable
+{
+    private const ulong PageSize = 4096;
+
+    /// <summary>Pages copied around a faulting page (aligned window).</summary>
+    internal static ulong FaultWindow { get; set; } = 64 * 1024;
+
+    /// <summary>Bytes copied per step of the background pass.</summary>
+    internal static ulong BackgroundStep { get; set; } = 1 << 20;
+
+    /// <summary>No background pass: pages arrive on faults only (tests make a task meet its missing pages).</summary>
+    internal static bool BackgroundPaused { get; set; }
+
+    private readonly string _dir;
+    private readonly Dictionary<int, List<LazyRun>> _imagePages = [];
+    private readonly List<(FileDescriptor File, MemoryMapping Pages)> _sources = [];
+    private readonly FileDescriptor _listener;
+    private readonly string _socketPath;
+    private readonly List<FileDescriptor> _connections = [];
+    private readonly List<LazyTask> _tasks = [];
+    private int _next, _children;
+    private bool _served;
+
+    /// <summary>Totals over the daemon's life (the CLI logs them).</summary>
+    public long PagesCopied { get; private set; }
+    public long Faults { get; private set; }
+    public int TasksServed { get; private set; }
+    public int Forks { get; private set; }
+
+    /// <summary>Reads the images of <paramref name="imagesDir"/>, opens and maps every pages file they need (so that
+    /// they may be unlinked once the daemon is ready) and listens on <paramref name="socketPath"/>.</summary>
+    public LazyPages(string imagesDir, string socketPath)
+    {
+        _dir = Path.GetFullPath(imagesDir);
+        _socketPath = socketPath;
+        try
+        {
+            LoadImages();
+            if (File.Exists(socketPath) || new FileInfo(socketPath).LinkTarget is not null) File.Delete(socketPath);
+            _listener = KernelSocket.Create(SocketFamily.Unix, SocketKind.SeqPacket);
+            KernelSocket.Bind(_listener, SockAddr.Unix(socketPath));
+            KernelSocket.Listen(_listener, 16);
+        }
+        catch (Exception e) when (e is KernelException or IOException or ArgumentException or ImageFormatException)
+        {
+            DisposeSources();
+            _listener?.Dispose();
+            throw new RestoreException($"lazy-pages: {e.Message}", e);
+        }
+    }
+
+    public string SocketPath => _socketPath;
+
+    /// <summary>The pages of every live task in the images, resolved through the parent chain, each pages file mapped once.</summary>
+    private void LoadImages()
+    {
+        string pstree = Path.Combine(_dir, "pstree.img");
+        if (!File.Exists(pstree)) throw new IOException($"images directory {_dir} has no pstree.img");
+        List<PstreeEntry> entries;
+        using (var reader = ImageReader.Open(pstree, ImageKinds.Pstree)) entries = reader.ReadEntries(PstreeEntry.Parser).ToList();
+        var byPath = new Dictionary<string, int>();
+        foreach (var entry in entries)
+        {
+            int pid = (int)entry.Pid;
+            var chain = PageChain.TryResolve(_dir, (ulong)pid);
+            if (chain is null) continue; // a zombie
+            var runs = new List<LazyRun>(chain.Runs.Count);
+            foreach (var r in chain.Runs)
+            {
+                var source = chain.Sources[r.Source];
+                if (!byPath.TryGetValue(source.Path, out int index))
+                {
+                    index = _sources.Count;
+                    var file = FileDescriptor.Open(source.Path, OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
+                    long length = file.Stat().Size;
+                    _sources.Add((file, MemoryMapping.MapFile(file, 0, (ulong)length, MemoryProtection.Read, MapFlags.Private)));
+                    byPath[source.Path] = index;
+                }
+                runs.Add(new LazyRun(r.Vaddr, r.End, index, r.Offset));
+            }
+            _imagePages[pid] = runs;
+            Log.Info($"lazy-pages: task {pid}: {chain.Bytes / (long)PageSize} pages in the images");
+        }
+    }
+
+    /// <summary>Serves until every restore that connected has ended and every task it handed over has all its pages
+    /// or is gone. <paramref name="stop"/> ends the loop early.</summary>
+    public void Run(CancellationToken stop = default)
+    {
+        var fds = new List<int>();
+        var revents = new short[256];
+        var messages = new UserfaultfdMessage[64];
+        while (!stop.IsCancellationRequested)
+        {
+            if (_served && _connections.Count == 0 && _tasks.Count == 0) return;
+            fds.Clear();
+            fds.Add(_listener.Fd);
+            foreach (var c in _connections) fds.Add(c.Fd);
+            foreach (var t in _tasks)
+            {
+                fds.Add(t.Uffd.Handle.Fd);
+                fds.Add(t.PidFd?.Handle.Fd ?? -1);
+            }
+            if (revents.Length < fds.Count) revents = new short[fds.Count * 2];
+            bool busy = _tasks.Exists(t => t.Pending.Count > 0 || (!t.Remaining.IsEmpty && !BackgroundPaused));
+            Poll.Wait(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fds), Poll.In, revents, busy ? 0 : 200);
+
+            if ((revents[0] & Poll.In) != 0) Accept();
+            for (int i = _connections.Count - 1; i >= 0; i--)
+                if (revents[1 + i] != 0) ReadConnection(i);
+            int baseIndex = 1 + _connections.Count;
+            // Snapshot: tasks added while reading (forks, new connections) are polled next time round.
+            var tasks = _tasks.ToList();
+            for (int i = 0; i < tasks.Count && baseIndex + 2 * i + 1 < fds.Count; i++)
+            {
+                var t = tasks[i];
+                if (revents[baseIndex + 2 * i + 1] != 0) t.Gone = true;
+                else ReadEvents(t, messages);
+            }
+            foreach (var t in tasks) if (!t.Gone) ServeFaults(t);
+            if (_tasks.Count > 0 && !BackgroundPaused) Background();
+            for (int i = _tasks.Count - 1; i >= 0; i--)
+            {
+                var t = _tasks[i];
+                if (!t.Gone && (!t.Remaining.IsEmpty || t.Pending.Count > 0)) continue;
+                Finish(t);
+                _tasks.RemoveAt(i);
+            }
+        }
+    }
+
+    private void Accept()
+    {
+        try
+        {
+            _connections.Add(KernelSocket.Accept(_listener));
+            _served = true;
+        }
+        catch (KernelException e)
+        {
+            Log.Warning($"lazy-pages: accept: {e.Message}");
+        }
+    }
+
+    private void ReadConnection(int index)
+    {
+        var connection = _connections[index];
+        var packet = new byte[LazyPagesConnection.MaxPacket];
+        ReceivedMessage received;
+        try
+        {
+            received = ScmRights.Receive(connection, packet, 2);
+        }
+        catch (KernelException e)
+        {
+            Log.Warning($"lazy-pages: restore connection: {e.Message}");
+            received = new ReceivedMessage(0, [], false);
+        }
+        if (received.DataLength == 0)
+        {
+            foreach (var d in received.Descriptors) d.Dispose();
+            connection.Dispose();
+            _connections.RemoveAt(index);
+            Log.Info($"lazy-pages: a restore ended ({_connections.Count} still connected, {_tasks.Count} tasks being served)");
+            return;
+        }
+        var data = packet.AsSpan(0, received.DataLength);
+        int pid = data.Length >= LazyPagesConnection.HeaderSize ? (int)BinaryPrimitives.ReadUInt32LittleEndian(data[4..]) : 0;
+        int n = data.Length >= LazyPagesConnection.HeaderSize ? (int)BinaryPrimitives.ReadUInt32LittleEndian(data[8..]) : -1;
+        if (BinaryPrimitives.ReadUInt32LittleEndian(data) != LazyPagesConnection.Magic || n < 0 ||
+            data.Length != LazyPagesConnection.HeaderSize + n * LazyPagesConnection.RangeSize || received.Descriptors.Length != 2)
+        {
+            Log.Error($"lazy-pages: a malformed request ({data.Length} bytes, {received.Descriptors.Length} fds) is ignored");
+            foreach (var d in received.Descriptors) d.Dispose();
+            return;
+        }
+        var ranges = new List<(ulong, ulong)>(n);
+        for (int i = 0; i < n; i++)
+        {
+            var r = data.Slice(LazyPagesConnection.HeaderSize + i * LazyPagesConnection.RangeSize);
+            ranges.Add((BinaryPrimitives.ReadUInt64LittleEndian(r), BinaryPrimitives.ReadUInt64LittleEndian(r[8..])));
+        }
+        var uffd = Userfaultfd.Wrap(received.Descriptors[0], pid);
+        var pidfd = PidFd.Adopt(received.Descriptors[1], pid);
+        if (!_imagePages.TryGetValue(pid, out var pages))
+        {
+            Log.Error($"lazy-pages: task {pid} is not in the images of {_dir}; its missing pages read as zeros");
+            pages = [];
+        }
+        // A task with more ranges than fit in one packet comes in several: the same task, more ranges.
+        var existing = _tasks.Find(t => t.Pid == pid && t.PidFd is not null);
+        var remaining = new LazyRanges(pages);
+        remaining.Keep(ranges);
+        if (existing is not null)
+        {
+            uffd.Dispose();
+            pidfd.Dispose();
+            existing.AddRanges(remaining);
+            return;
+        }
+        var task = new LazyTask(pid, $"{pid}", uffd, pidfd, remaining);
+        _tasks.Add(task);
+        TasksServed++;
+        Log.Info($"lazy-pages: {pid}: serving {remaining.Bytes / PageSize} pages in {n} VMAs");
+    }
+
+    private void ReadEvents(LazyTask t, UserfaultfdMessage[] messages)
+    {
+        while (true)
+        {
+            int count;
+            try
+            {
+                count = t.Uffd.ReadMessages(messages);
+            }
+            catch (KernelException e)
+            {
+                Log.Warning($"lazy-pages: {t.Name}: reading its userfaultfd: {e.Message}");
+                t.Gone = true;
+                return;
+            }
+            if (count == 0) return;
+            for (int i = 0; i < count; i++) Handle(t, messages[i]);
+        }
+    }
+
+    private void Handle(LazyTask t, UserfaultfdMessage m)
+    {
+        switch (m.Event)
+        {
+            case UserfaultfdEvent.PageFault:
+                t.Pending.Enqueue(m.FaultAddress & ~(PageSize - 1));
+                Faults++;
+                t.Faults++;
+                break;
+            case UserfaultfdEvent.Fork:
+            {
+                var fd = FileDescriptor.Own(m.ForkFd);
+                var child = new LazyTask(0, $"child {++_children} of {t.Name}", Userfaultfd.Wrap(fd, t.Pid), null, t.Remaining.Clone());
+                _tasks.Add(child);
+                Forks++;
+                Log.Info($"lazy-pages: {t.Name} forked: {child.Name} gets {child.Remaining.Bytes / PageSize} missing pages");
+                break;
+            }
+            case UserfaultfdEvent.Remap:
+            {
+                var (from, to, length) = m.Remap;
+                t.Remaining.Move(from, to, length);
+                Log.Debug($"lazy-pages: {t.Name}: mremap 0x{from:x} -> 0x{to:x} +{length}");
+                break;
+            }
+            case UserfaultfdEvent.Remove or UserfaultfdEvent.Unmap:
+            {
+                var (start, end) = m.Range;
+                t.Remaining.Remove(start, end);
+                Log.Debug($"lazy-pages: {t.Name}: {(m.Event == UserfaultfdEvent.Remove ? "discarded" : "unmapped")} 0x{start:x}-0x{end:x}");
+                break;
+            }
+            default:
+                Log.Warning($"lazy-pages: {t.Name}: unexpected userfaultfd event 0x{(byte)m.Event:x}");
+                break;
+        }
+    }
+
+    private void ServeFaults(LazyTask t)
+    {
+        while (t.Pending.Count > 0 && !t.Gone)
+        {
+            ulong page = t.Pending.Peek();
+            if (!ServeFault(t, page)) return; // EAGAIN: events first
+            t.Pending.Dequeue();
+        }
+    }
+
+    /// <summary>False when the kernel wants its queued events read first.</summary>
+    private bool ServeFault(LazyTask t, ulong page)
+    {
+        if (!t.Remaining.TryFind(page, out var run))
+        {
+            // Not in the images (a hole), discarded, or filled meanwhile.
+            var errno = t.Uffd.TryZeroPage(page, PageSize);
+            if (errno.Value == 0) return true;
+            if (errno.Value == Errno.EEXIST) { t.Uffd.TryWake(page, PageSize); return true; }
+            return Failed(t, errno, page, "UFFDIO_ZEROPAGE");
+        }
+        ulong window = page & ~(FaultWindow - 1);
+        ulong start = Math.Max(run.Start, window), end = Math.Min(run.End, window + FaultWindow);
+        if (!Copy(t, run.Slice(start, end), out bool faultPagePresent)) return false;
+        if (faultPagePresent) t.Uffd.TryWake(page, PageSize);
+        return true;
+    }
+
+    /// <summary>One step of the background pass, round robin over the tasks.</summary>
+    private void Background()
+    {
+        for (int k = 0; k < _tasks.Count; k++)
+        {
+            var t = _tasks[(_next + k) % _tasks.Count];
+            if (t.Gone || t.Remaining.IsEmpty || t.Pending.Count > 0) continue;
+            _next = (_next + k + 1) % Math.Max(1, _tasks.Count);
+            var first = t.Remaining.First;
+            Copy(t, first.Slice(first.Start, Math.Min(first.End, first.Start + BackgroundStep)), out _);
+            return;
+        }
+    }
+
+    /// <summary>
+    /// UFFDIO_COPY of <paramref name="run"/> (which is in the task's remaining set); what got in, or was there
+    /// already, leaves the set. False on EAGAIN (events queued). <paramref name="sawExisting"/>: a page was present.
+    /// </summary>
+    private bool Copy(LazyTask t, LazyRun run, out bool sawExisting)
+    {
+        sawExisting = false;
+        var (_, pages) = _sources[run.Source];
+        pages.Advise((ulong)run.Offset, run.Length, MemoryAdvice.PopulateRead);
+        ulong at = run.Start;
+        try
+        {
+            while (at < run.End)
+            {
+                var source = pages.Slice((ulong)(run.Offset + (long)(at - run.Start)), (int)(run.End - at));
+                var (copied, errno) = t.Uffd.TryCopy(at, source);
+                if (copied > 0)
+                {
+                    t.Remaining.Remove(at, at + (ulong)copied);
+                    t.Copied += copied;
+                    PagesCopied += copied / (long)PageSize;
+                    at += (ulong)copied;
+                }
+                if (errno.Value == 0) continue;
+                if (errno.Value is Errno.EEXIST or Errno.ENOENT)
+                {
+                    // Present already (the task faulted it in through a zero page, or a copy woke it), or the range
+                    // is no longer registered: either way not to be filled.
+                    t.Remaining.Remove(at, at + PageSize);
+                    at += PageSize;
+                    sawExisting = true;
+                    continue;
+                }
+                return Failed(t, errno, at, "UFFDIO_COPY");
+            }
+            return true;
+        }
+        finally
+        {
+            pages.Advise((ulong)run.Offset, run.Length, MemoryAdvice.DontNeed);
+        }
+    }
+
+    /// <summary>EAGAIN: false (read events, retry). The mm gone: the task is done. Anything else is logged and the task given up.</summary>
+    private static bool Failed(LazyTask t, Errno errno, ulong address, string what)
+    {
+        if (errno.Value == Errno.EAGAIN) return false;
+        if (errno.Value != Errno.ESRCH)
+            Log.Error($"lazy-pages: {t.Name}: ioctl({what}) at 0x{address:x}: {errno}; the task is given up");
+        t.Gone = true;
+        return true;
+    }
+
+    private static void Finish(LazyTask t)
+    {
+        Log.Info($"lazy-pages: {t.Name}: {(t.Gone ? "gone" : "has all its pages")} after {t.Clock.Elapsed.TotalMilliseconds:0.0} ms: " +
+            $"{t.Copied / (long)PageSize} pages copied, {t.Faults} faults{(t.Remaining.IsEmpty ? "" : $", {t.Remaining.Bytes / PageSize} pages never needed")}");
+        t.Dispose();
+    }
+
+    private void DisposeSources()
+    {
+        foreach (var (file, pages) in _sources)
+        {
+            pages.Dispose();
+            file.Dispose();
+        }
+        _sources.Clear();
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _tasks) t.Dispose();
+        _tasks.Clear();
+        foreach (var c in _connections) c.Dispose();
+        _connections.Clear();
+        _listener.Dispose();
+        try
+        {
+            File.Delete(_socketPath);
+        }
+        catch (IOException)
+        {
+            // someone else's now
+        }
+        DisposeSources();
+    }
+
+    private sealed class LazyTask(int pid, string name, Userfaultfd uffd, PidFd? pidFd, LazyRanges remaining) : IDisposable
+    {
+        public int Pid { get; } = pid;
+        public string Name { get; } = name;
+        public Userfaultfd Uffd { get; } = uffd;
+        public PidFd? PidFd { get; } = pidFd;
+        public LazyRanges Remaining { get; private set; } = remaining;
+        public Queue<ulong> Pending { get; } = new();
+        public Stopwatch Clock { get; } = Stopwatch.StartNew();
+        public bool Gone { get; set; }
+        public long Copied { get; set; }
+        public long Faults { get; set; }
+
+        public void AddRanges(LazyRanges more)
+        {
+            var all = new List<LazyRun>();
+            for (var r = Remaining; !r.IsEmpty;)
+            {
+                all.Add(r.First);
+                r.Remove(r.First.Start, r.First.End);
+            }
+            while (!more.IsEmpty)
+            {
+                all.Add(more.First);
+                more.Remove(more.First.Start, more.First.End);
+            }
+            Remaining = new LazyRanges(all);
+        }
+
+        public void Dispose()
+        {
+            Uffd.Dispose();
+            PidFd?.Dispose();
+        }
+    }
+}
