@@ -53,6 +53,7 @@ internal static class MigrateBenchmark
             double downtime = root.GetProperty("downtime_ms").GetDouble();
             Console.WriteLine($"  downtime {downtime:F1} ms (target < 300): final dump {root.GetProperty("final_dump_ms").GetDouble():F1} ms, " +
                               $"restore at the destination {root.GetProperty("restore_ms").GetDouble():F1} ms; {root.GetProperty("sent_bytes").GetInt64() / 1048576.0:F1} MiB sent in all");
+            Console.WriteLine($"  post-copy: {LazyFill(destination, pid)}");
             Native.kill(pid, Native.SIGTERM);
             DumpRestoreBenchmark.WaitGone(pid, TimeSpan.FromMinutes(2));
             string verdict = Spawned.Tail(output, 1);
@@ -68,6 +69,24 @@ internal static class MigrateBenchmark
             Native.ReapOrphans();
             Directory.Delete(work, recursive: true);
         }
+    }
+
+    /// <summary>The destination's lazy-pages daemon line for the task: how long after the restore handed it over the
+    /// task had all its pages (waits for it up to 30 s).</summary>
+    private static string LazyFill(string destination, int pid)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            foreach (string log in Directory.GetFiles(destination, "lazy-pages-*.log"))
+            {
+                string? line = File.ReadLines(log).LastOrDefault(l => l.Contains($"lazy-pages: {pid}: ", StringComparison.Ordinal) &&
+                    (l.Contains("has all its pages", StringComparison.Ordinal) || l.Contains(": gone", StringComparison.Ordinal)));
+                if (line is not null) return line[(line.IndexOf("lazy-pages:", StringComparison.Ordinal) + 12)..];
+            }
+            Thread.Sleep(20);
+        }
+        return "no lazy-pages daemon reported the task (eager restore?)";
     }
 
     private static int Option(BenchContext context, string prefix, int fallback)
