@@ -71,14 +71,14 @@ internal static class MigrateBenchmark
         }
     }
 
-    /// <summary>The destination's lazy-pages daemon line for the task: how long after the restore handed it over the
-    /// task had all its pages (waits for it up to 30 s).</summary>
+    /// <summary>The destination's lazy-pages line for the task (the image-cache serves it, so it is in cache.log): how
+    /// long after the restore handed it over the task had all its pages (waits for it up to 30 s).</summary>
     private static string LazyFill(string destination, int pid)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         while (clock.Elapsed < TimeSpan.FromSeconds(30))
         {
-            foreach (string log in Directory.GetFiles(destination, "lazy-pages-*.log"))
+            foreach (string log in Directory.GetFiles(destination, "*.log"))
             {
                 string? line = File.ReadLines(log).LastOrDefault(l => l.Contains($"lazy-pages: {pid}: ", StringComparison.Ordinal) &&
                     (l.Contains("has all its pages", StringComparison.Ordinal) || l.Contains(": gone", StringComparison.Ordinal)));

@@ -23,6 +23,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Crest.Diagnostics;
 using Crest.Engine.Dump;
+using Crest.Engine.Restore;
 using Crest.Kernel.Processes;
 using Crest.Transport.Remote;
 using Crest.Transport.Streams;
@@ -292,6 +293,8 @@ internal static class MigrateCommand
 
     private sealed class Destination(ImageCache cache, string workDir, LogLevel level)
     {
+        private static int _lazyDirs;
+
         public async Task<RestoreOutcome> RestoreAsync(string snapshot, CancellationToken cancel)
         {
             var clock = Stopwatch.StartNew();
@@ -302,70 +305,111 @@ internal static class MigrateCommand
         }
 
         /// <summary>
-        /// Post-copy: a lazy-pages daemon for the snapshot first (it maps every pages file before it is ready, so the
-        /// staging copies may go once the restore returns), then `crest restore --lazy-pages`, so the tree runs before
-        /// its private anonymous memory is filled; the daemon fills it in the background and exits when done.
+        /// Post-copy: `crest restore --lazy-pages`, served by a lazy-pages server in this process that maps every pages
+        /// file of the chain while the restore runs (so the lease may end once both are done), so the tree runs before
+        /// its private anonymous memory is filled; the server fills it in the background and ends when done.
         /// </summary>
         private int RunRestore(string snapshot, string imagesDir)
         {
             string logFile = Path.Combine(workDir, $"restore-{snapshot}.log");
             string pidFile = Path.Combine(workDir, $"restore-{snapshot}.pid");
-            string lazyLog = Path.Combine(workDir, $"lazy-pages-{snapshot}.log");
-            string lazyPidFile = Path.Combine(workDir, $"lazy-pages-{snapshot}.pid");
             // Its own directory for lazy-pages.socket (the one name CRIU has), short enough for a unix socket path.
             string lazyDir = Path.Combine(workDir, $"lazy-{Environment.ProcessId}-{Interlocked.Increment(ref _lazyDirs)}");
             File.Delete(pidFile);
-            File.Delete(lazyPidFile);
             Directory.CreateDirectory(lazyDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            string socket = LazyPagesCommand.SocketPath(lazyDir);
+            var clock = Stopwatch.StartNew();
+            var listener = LazyPages.Listen(socket);
+            using var stop = new CancellationTokenSource();
+            var loaded = new TaskCompletionSource<LazyPages>(TaskCreationOptions.RunContinuationsAsynchronously);
+            // The lazy-pages server runs here, on a thread of its own, not as a daemon started for the snapshot: the
+            // restore starts at once, and connects while the server maps the chain's pages files (it waits in the
+            // backlog until then). The server ends by itself once every task it was handed has all its pages.
+            var server = new Thread(() =>
+            {
+                LazyPages lazy;
+                try
+                {
+                    lazy = new LazyPages(imagesDir, listener, socket);
+                }
+                catch (Exception e)
+                {
+                    // The listener stays open, and what waits in its backlog with it, until the restore is dealt with.
+                    loaded.SetException(e);
+                    return;
+                }
+                loaded.SetResult(lazy);
+                Log.Info($"image-cache: lazy-pages for {snapshot} ready in {clock.Elapsed.TotalMilliseconds:0} ms");
+                try
+                {
+                    lazy.Run(stop.Token);
+                    Log.Info($"image-cache: lazy-pages for {snapshot} done: {lazy.TasksServed} tasks, {lazy.PagesCopied} pages copied, {lazy.Faults} faults");
+                }
+                catch (Exception e)
+                {
+                    Log.Error($"image-cache: lazy-pages for {snapshot} failed: {e.Message}");
+                }
+                finally
+                {
+                    lazy.Dispose();
+                }
+            }) { IsBackground = true, Name = $"lazy-pages {snapshot}" };
+            server.Start();
             try
             {
-                var clock = Stopwatch.StartNew();
-                RunCrest(snapshot, "lazy-pages", ["lazy-pages", "-D", imagesDir, "-W", lazyDir, "-d", "--pidfile", lazyPidFile, "-o", lazyLog, $"-v{(int)level}"], lazyLog);
-                Log.Info($"image-cache: lazy-pages daemon for {snapshot} ready in {clock.Elapsed.TotalMilliseconds:0} ms (log {lazyLog})");
-                try
-                {
-                    RunCrest(snapshot, "restore", ["restore", "-D", imagesDir, "-W", lazyDir, "--lazy-pages", "-d", "--pidfile", pidFile, "-o", logFile, $"-v{(int)level}"], logFile);
-                }
-                catch
-                {
-                    StopLazyDaemon(lazyPidFile);
-                    throw;
-                }
+                RunCrest(snapshot, "restore", ["restore", "-D", imagesDir, "-W", lazyDir, "--lazy-pages", "-d", "--pidfile", pidFile, "-o", logFile, $"-v{(int)level}"], logFile);
             }
-            finally
+            catch
             {
-                // The daemon holds what it serves; its socket is not needed once the restore has connected.
-                try
-                {
-                    Directory.Delete(lazyDir, recursive: true);
-                }
-                catch (IOException)
-                {
-                }
+                // The restore undid itself; a server still loading has nothing to serve.
+                stop.Cancel();
+                bool settled = ((IAsyncResult)loaded.Task).AsyncWaitHandle.WaitOne(TimeSpan.FromMinutes(1));
+                if (!settled || loaded.Task.IsFaulted) LazyPages.CloseListener(listener, socket);
+                TryDelete(lazyDir);
+                throw;
             }
+            try
+            {
+                loaded.Task.Wait();
+            }
+            catch (AggregateException e)
+            {
+                // The tree runs, and what it has not been given would read as zeros once the listener goes: it must die first.
+                KillTree(imagesDir);
+                LazyPages.CloseListener(listener, socket);
+                TryDelete(lazyDir);
+                throw new RemoteImageException($"the lazy-pages server for {snapshot} could not load its images: {e.InnerException?.Message}; the restored tree was killed", e);
+            }
+            // The server holds what it serves; its socket is not needed once the restore has connected.
+            TryDelete(lazyDir);
             string text = File.Exists(pidFile) ? File.ReadAllText(pidFile).Trim() : "";
             if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid))
                 throw new RemoteImageException($"crest restore of {snapshot} succeeded but wrote no pid to {pidFile}");
             return pid;
         }
 
-        private static int _lazyDirs;
-
-        /// <summary>A daemon whose restore failed may never be connected to: it would wait for ever.</summary>
-        private static void StopLazyDaemon(string pidFile)
+        /// <summary>SIGKILL to every process of the snapshot's tree (restored with the pids it had).</summary>
+        private static void KillTree(string imagesDir)
         {
             try
             {
-                if (File.Exists(pidFile) && int.TryParse(File.ReadAllText(pidFile).Trim(), System.Globalization.NumberStyles.None,
-                        System.Globalization.CultureInfo.InvariantCulture, out int daemon) && daemon > 0)
+                using var reader = Crest.Images.ImageReader.Open(Path.Combine(imagesDir, "pstree.img"), Crest.Images.ImageKinds.Pstree);
+                foreach (var entry in reader.ReadEntries(Crest.Images.Protos.PstreeEntry.Parser))
                 {
-                    using var pidfd = Crest.Kernel.Files.PidFd.Open(daemon);
-                    pidfd.SendSignal(15);
+                    try
+                    {
+                        using var pidfd = Crest.Kernel.Files.PidFd.Open((int)entry.Pid);
+                        pidfd.SendSignal(9);
+                    }
+                    catch (Crest.Kernel.KernelException)
+                    {
+                        // gone already
+                    }
                 }
             }
-            catch (Exception e) when (e is IOException or Crest.Kernel.KernelException)
+            catch (Exception e) when (e is IOException or Crest.Images.ImageFormatException)
             {
-                Log.Warning($"image-cache: could not stop the lazy-pages daemon of {pidFile}: {e.Message}");
+                Log.Error($"image-cache: cannot read the tree of {imagesDir} to kill it: {e.Message}");
             }
         }
 

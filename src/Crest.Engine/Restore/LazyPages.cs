@@ -57,23 +57,66 @@ public sealed class LazyPages : IDisposable
 
     /// <summary>Reads the images of <paramref name="imagesDir"/>, opens and maps every pages file they need (so that
     /// they may be unlinked once the daemon is ready) and listens on <paramref name="socketPath"/>.</summary>
-    public LazyPages(string imagesDir, string socketPath)
+    public LazyPages(string imagesDir, string socketPath) : this(imagesDir, Listen(socketPath), socketPath, ownsListenerOnFailure: true)
+    {
+    }
+
+    /// <summary>
+    /// As the other constructor, with a socket already listening (<see cref="Listen"/>): a restore may connect while
+    /// the images load, and waits in the backlog until <see cref="Run"/> accepts it. The listener is this object's once
+    /// the constructor returns; when it throws, the caller still holds it (and whatever waits in its backlog).
+    /// </summary>
+    public LazyPages(string imagesDir, FileDescriptor listener, string socketPath) : this(imagesDir, listener, socketPath, ownsListenerOnFailure: false)
+    {
+    }
+
+    private LazyPages(string imagesDir, FileDescriptor listener, string socketPath, bool ownsListenerOnFailure)
     {
         _dir = Path.GetFullPath(imagesDir);
         _socketPath = socketPath;
+        _listener = listener;
         try
         {
             LoadImages();
-            if (File.Exists(socketPath) || new FileInfo(socketPath).LinkTarget is not null) File.Delete(socketPath);
-            _listener = KernelSocket.Create(SocketFamily.Unix, SocketKind.SeqPacket);
-            KernelSocket.Bind(_listener, SockAddr.Unix(socketPath));
-            KernelSocket.Listen(_listener, 16);
         }
         catch (Exception e) when (e is KernelException or IOException or ArgumentException or ImageFormatException)
         {
             DisposeSources();
-            _listener?.Dispose();
+            if (ownsListenerOnFailure) CloseListener(listener, socketPath);
             throw new RestoreException($"lazy-pages: {e.Message}", e);
+        }
+    }
+
+    /// <summary>A unix socket listening at <paramref name="socketPath"/> (a stale socket file there replaced).</summary>
+    public static FileDescriptor Listen(string socketPath)
+    {
+        FileDescriptor? listener = null;
+        try
+        {
+            if (File.Exists(socketPath) || new FileInfo(socketPath).LinkTarget is not null) File.Delete(socketPath);
+            listener = KernelSocket.Create(SocketFamily.Unix, SocketKind.SeqPacket);
+            KernelSocket.Bind(listener, SockAddr.Unix(socketPath));
+            KernelSocket.Listen(listener, 16);
+            return listener;
+        }
+        catch (Exception e) when (e is KernelException or IOException or ArgumentException)
+        {
+            listener?.Dispose();
+            throw new RestoreException($"lazy-pages: cannot listen on {socketPath}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Closes a listener of <see cref="Listen"/> and removes its socket file.</summary>
+    public static void CloseListener(FileDescriptor listener, string socketPath)
+    {
+        listener.Dispose();
+        try
+        {
+            File.Delete(socketPath);
+        }
+        catch (IOException)
+        {
+            // someone else's now
         }
     }
 
@@ -466,15 +509,7 @@ public sealed class LazyPages : IDisposable
         _tasks.Clear();
         foreach (var c in _connections) c.Dispose();
         _connections.Clear();
-        _listener.Dispose();
-        try
-        {
-            File.Delete(_socketPath);
-        }
-        catch (IOException)
-        {
-            // someone else's now
-        }
+        CloseListener(_listener, _socketPath);
         DisposeSources();
     }
 

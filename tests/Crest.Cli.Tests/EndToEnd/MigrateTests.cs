@@ -143,9 +143,9 @@ public sealed partial class MigrateTests : IDisposable
         Assert.True(run.ExitCode == 0, Explain(run));
         using var summary = JsonDocument.Parse(run.Stdout);
         Assert.Single(summary.RootElement.GetProperty("rounds").EnumerateArray());
-        // Post-copy: the restore left the anonymous memory to a lazy-pages daemon of the destination.
+        // Post-copy: the restore left the anonymous memory to the lazy-pages server the image-cache runs for it.
         Assert.Contains(Directory.GetFiles(_destination, "restore-*.log"), f => File.ReadAllText(f).Contains("left to the lazy-pages daemon"));
-        Assert.Contains(Directory.GetFiles(_destination, "lazy-pages-*.log"), f => File.ReadAllText(f).Contains($"{pid}: serving"));
+        Assert.Contains($"lazy-pages: {pid}: serving", Log(_destination, "cache.log"));
         Assert.Equal("PASS", Verify("restore_memory", pid));
         AssertNoImagesLeft();
     }
