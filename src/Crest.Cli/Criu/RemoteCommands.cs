@@ -63,7 +63,7 @@ internal static class RemoteCommands
                     cache.Dispose();
                     throw;
                 }
-                Log.Info($"image-cache: listening on {cache.LocalEndPoint} for image-proxies, on {cache.UnixSocketPath} for restores, memory limit {limit} bytes");
+                Log.Info($"image-cache: listening on {cache.LocalEndPoint} for image-proxies, on {cache.UnixSocketPath} for restores, images in {cache.StoreDirectory} (tmpfs), memory limit {limit} bytes");
                 return cache;
             },
             serve: (cache, stop) =>

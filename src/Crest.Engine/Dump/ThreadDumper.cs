@@ -218,7 +218,7 @@ internal static class ThreadDumper
 
     /// <summary>
     /// Read every thread's state; the injections in each thread are undone before the next one.
-    /// <paramref name="scratch"/>: 24 bytes of memory mapped in the process for the injected calls' results.
+    /// <paramref name="scratch"/>: 32 bytes of memory mapped in the process for the injected calls' results.
     /// </summary>
     public static List<ThreadState> Read(IReadOnlyList<FrozenTask> threads, ulong vdsoSyscall, ulong scratch)
     {
@@ -280,7 +280,7 @@ internal static class ThreadDumper
     private static void ReadFromInside(ThreadState state, SyscallInjector remote, ulong scratch)
     {
         int tid = state.Tid;
-        Span<byte> buffer = stackalloc byte[24];
+        Span<byte> buffer = stackalloc byte[32];
 
         void Call(string what, long nr, long a1 = 0, long a2 = 0, long a3 = 0)
         {
@@ -289,14 +289,13 @@ internal static class ThreadDumper
                 throw new KernelException($"{what} (injected)", tid, Errno.FromRawReturn(rc));
         }
 
+        // Both answers side by side in the scratch memory (stack_t, 24 bytes; then the address, 8), read in one go.
         Call("sigaltstack", SyscallNumbers.sigaltstack, 0, (long)scratch);
+        Call("prctl(PR_GET_TID_ADDRESS)", SyscallNumbers.prctl, PR_GET_TID_ADDRESS, (long)scratch + 24);
         RemoteMemory.Read(tid, scratch, buffer);
         state.AltStack = new AltStack(BinaryPrimitives.ReadUInt64LittleEndian(buffer), BinaryPrimitives.ReadUInt32LittleEndian(buffer[8..]),
             BinaryPrimitives.ReadUInt64LittleEndian(buffer[16..]));
-
-        Call("prctl(PR_GET_TID_ADDRESS)", SyscallNumbers.prctl, PR_GET_TID_ADDRESS, (long)scratch);
-        RemoteMemory.Read(tid, scratch, buffer[..8]);
-        state.ClearChildTid = BinaryPrimitives.ReadUInt64LittleEndian(buffer);
+        state.ClearChildTid = BinaryPrimitives.ReadUInt64LittleEndian(buffer[24..]);
         Log.Debug($"{tid}: threads: clear_child_tid 0x{state.ClearChildTid:x}, robust list 0x{state.RobustListHead:x}, {state.Signals.Count} signals");
     }
 

@@ -328,9 +328,48 @@ public sealed class LazyPages : IDisposable
             var t = _tasks[(_next + k) % _tasks.Count];
             if (t.Gone || t.Remaining.IsEmpty || t.Pending.Count > 0) continue;
             _next = (_next + k + 1) % Math.Max(1, _tasks.Count);
-            var first = t.Remaining.First;
-            Copy(t, first.Slice(first.Start, Math.Min(first.End, first.Start + BackgroundStep)), out _);
+            CopyStep(t);
             return;
+        }
+    }
+
+    /// <summary>
+    /// The next BackgroundStep bytes of the task's set: a scattered chain leaves thousands of one-page runs, so
+    /// the runs of one pages file that lie close together there are copied under one populate of their span of
+    /// the file (one madvise pair per step, not per page).
+    /// </summary>
+    private void CopyStep(LazyTask t)
+    {
+        var first = t.Remaining.First;
+        if (first.Length >= BackgroundStep)
+        {
+            Copy(t, first.Slice(first.Start, first.Start + BackgroundStep), out _);
+            return;
+        }
+        var step = new List<LazyRun>();
+        ulong bytes = 0;
+        long low = first.Offset, high = first.Offset + (long)first.Length;
+        for (int i = 0; i < t.Remaining.Count && bytes < BackgroundStep; i++)
+        {
+            var r = t.Remaining[i];
+            if (r.Source != first.Source) break;
+            long from = Math.Min(low, r.Offset), to = Math.Max(high, r.Offset + (long)r.Length);
+            if ((ulong)(to - from) > 4 * BackgroundStep) break; // far apart in the file: another step
+            if (bytes + r.Length > BackgroundStep) r = r.Slice(r.Start, r.Start + (BackgroundStep - bytes));
+            step.Add(r);
+            bytes += r.Length;
+            (low, high) = (from, to);
+        }
+        var (_, pages) = _sources[first.Source];
+        pages.Advise((ulong)low, (ulong)(high - low), MemoryAdvice.PopulateRead);
+        try
+        {
+            foreach (var r in step)
+                if (!Copy(t, r, out _, advise: false) || t.Gone) return;
+        }
+        finally
+        {
+            pages.Advise((ulong)low, (ulong)(high - low), MemoryAdvice.DontNeed);
         }
     }
 
@@ -338,11 +377,11 @@ public sealed class LazyPages : IDisposable
     /// UFFDIO_COPY of <paramref name="run"/> (which is in the task's remaining set); what got in, or was there
     /// already, leaves the set. False on EAGAIN (events queued). <paramref name="sawExisting"/>: a page was present.
     /// </summary>
-    private bool Copy(LazyTask t, LazyRun run, out bool sawExisting)
+    private bool Copy(LazyTask t, LazyRun run, out bool sawExisting, bool advise = true)
     {
         sawExisting = false;
         var (_, pages) = _sources[run.Source];
-        pages.Advise((ulong)run.Offset, run.Length, MemoryAdvice.PopulateRead);
+        if (advise) pages.Advise((ulong)run.Offset, run.Length, MemoryAdvice.PopulateRead);
         ulong at = run.Start;
         try
         {
@@ -373,7 +412,7 @@ public sealed class LazyPages : IDisposable
         }
         finally
         {
-            pages.Advise((ulong)run.Offset, run.Length, MemoryAdvice.DontNeed);
+            if (advise) pages.Advise((ulong)run.Offset, run.Length, MemoryAdvice.DontNeed);
         }
     }
 

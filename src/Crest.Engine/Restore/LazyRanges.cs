@@ -14,19 +14,38 @@ internal readonly record struct LazyRun(ulong Start, ulong End, int Source, long
 
 internal sealed class LazyRanges
 {
+    // Runs before _head are gone: the background pass takes the set from its start, and removing the first of
+    // tens of thousands of runs (a scattered pre-dump chain) from a List each time made post-copy quadratic.
     private readonly List<LazyRun> _runs;
+    private int _head;
 
     public LazyRanges(IEnumerable<LazyRun> runs) => _runs = runs.Where(r => r.End > r.Start).OrderBy(r => r.Start).ToList();
 
-    public bool IsEmpty => _runs.Count == 0;
+    public bool IsEmpty => _head == _runs.Count;
 
-    public int Count => _runs.Count;
+    public int Count => _runs.Count - _head;
 
-    public ulong Bytes => _runs.Aggregate(0UL, (sum, r) => sum + r.Length);
+    public ulong Bytes
+    {
+        get
+        {
+            ulong sum = 0;
+            for (int i = _head; i < _runs.Count; i++) sum += _runs[i].Length;
+            return sum;
+        }
+    }
 
-    public LazyRun First => _runs[0];
+    public LazyRun First => _runs[_head];
 
-    public LazyRanges Clone() => new(_runs);
+    /// <summary>The run <paramref name="index"/> places after <see cref="First"/> (0 is First).</summary>
+    public LazyRun this[int index] => _runs[_head + index];
+
+    public LazyRanges Clone() => new(Live());
+
+    private IEnumerable<LazyRun> Live()
+    {
+        for (int i = _head; i < _runs.Count; i++) yield return _runs[i];
+    }
 
     /// <summary>The run that holds <paramref name="address"/>, if any.</summary>
     public bool TryFind(ulong address, out LazyRun run)
@@ -45,6 +64,7 @@ internal sealed class LazyRanges
     public List<LazyRun> Within(ulong start, ulong end)
     {
         var result = new List<LazyRun>();
+        if (end <= start) return result; // an empty range would make an empty run, which breaks the search
         for (int i = FirstEndingAfter(start); i < _runs.Count && _runs[i].Start < end; i++)
             result.Add(_runs[i].Slice(Math.Max(start, _runs[i].Start), Math.Min(end, _runs[i].End)));
         return result;
@@ -58,14 +78,28 @@ internal sealed class LazyRanges
         while (i < _runs.Count && _runs[i].Start < end)
         {
             var r = _runs[i];
-            _runs.RemoveAt(i);
-            if (r.End > end) _runs.Insert(i, r.Slice(end, r.End));
-            if (r.Start < start)
+            bool left = r.Start < start, right = r.End > end;
+            if (left && right)
             {
-                _runs.Insert(i, r.Slice(r.Start, start));
-                i++;
+                _runs[i] = r.Slice(r.Start, start);
+                _runs.Insert(i + 1, r.Slice(end, r.End));
+                return;
             }
-            if (r.End > end) break;
+            if (right)
+            {
+                _runs[i] = r.Slice(end, r.End);
+                return;
+            }
+            if (left)
+            {
+                _runs[i] = r.Slice(r.Start, start);
+                i++;
+                continue;
+            }
+            // Covered whole: the first live run only moves the head.
+            if (i == _head) _head++;
+            else _runs.RemoveAt(i);
+            if (i == _head - 1) i = _head;
         }
     }
 
@@ -76,6 +110,7 @@ internal sealed class LazyRanges
         var moved = Within(from, from + length);
         Remove(from, from + length);
         Remove(to, to + length);
+        Compact();
         foreach (var r in moved) _runs.Add(new LazyRun(r.Start - from + to, r.End - from + to, r.Source, r.Offset));
         _runs.Sort((a, b) => a.Start.CompareTo(b.Start));
     }
@@ -86,13 +121,20 @@ internal sealed class LazyRanges
         var kept = new List<LazyRun>();
         foreach (var (start, end) in ranges.OrderBy(r => r.Start)) kept.AddRange(Within(start, end));
         _runs.Clear();
+        _head = 0;
         _runs.AddRange(kept);
         _runs.Sort((a, b) => a.Start.CompareTo(b.Start));
     }
 
+    private void Compact()
+    {
+        _runs.RemoveRange(0, _head);
+        _head = 0;
+    }
+
     private int FirstEndingAfter(ulong address)
     {
-        int lo = 0, hi = _runs.Count;
+        int lo = _head, hi = _runs.Count;
         while (lo < hi)
         {
             int mid = (lo + hi) / 2;

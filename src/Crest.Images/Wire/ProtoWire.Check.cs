@@ -1,7 +1,7 @@
-// The entry check of the dump and restore paths: the same walk and the same rules as Parse (ProtoWire.cs),
-// against a MessageSchema (WireSchemas.cs) instead of a Google.Protobuf descriptor, and without building a
-// WireMessage. A value of the wrong wire type or an undefined value of a closed enum is an unknown field; a
-// required field without a (kept) value makes the message invalid; every length is checked.
+// The one walk over a message's bytes, against a MessageSchema (WireSchemas.cs): Check (the dump and restore
+// paths) walks without keeping anything; Parse (ProtoWire.cs, for crit's decode and edits) walks the same way and
+// builds a WireMessage. A value of the wrong wire type or an undefined value of a closed enum is an unknown
+// field; a required field without a (kept) value makes the message invalid; every length is checked.
 using Google.Protobuf.Reflection;
 
 namespace Crest.Images.Wire;
@@ -10,7 +10,7 @@ internal static partial class ProtoWire
 {
     /// <summary>Checks that <paramref name="data"/> is a valid message of <paramref name="schema"/>.</summary>
     /// <exception cref="WireFormatException">The bytes are malformed or a required field is missing.</exception>
-    public static void Check(MessageSchema schema, ReadOnlySpan<byte> data) => Check(schema, data, 0, 0);
+    public static void Check(MessageSchema schema, ReadOnlySpan<byte> data) => Walk(schema, data, 0, 0, null);
 
     /// <summary>
     /// The value of the non-repeated integer field <paramref name="name"/> at the top level of a message
@@ -32,12 +32,7 @@ internal static partial class ProtoWire
             int wireType = (int)(tag & 7);
             if ((int)(tag >> 3) == field.Number && wireType == expected)
             {
-                ulong read = expected switch
-                {
-                    WireVarint => ReadVarint(data, ref pos, 0),
-                    WireFixed64 => ReadFixed64(data, ref pos, 0),
-                    _ => ReadFixed32(data, ref pos, 0),
-                };
+                ulong read = ReadScalar(expected, data, ref pos, 0);
                 if (field.EnumValues is null || field.EnumValues.Contains((int)read))
                     value = read;
             }
@@ -47,7 +42,8 @@ internal static partial class ProtoWire
         return value;
     }
 
-    private static void Check(MessageSchema schema, ReadOnlySpan<byte> data, int baseOffset, int depth)
+    /// <summary>Walks one message; with <paramref name="into"/> (a message of the same type), the values it keeps go there.</summary>
+    private static void Walk(MessageSchema schema, ReadOnlySpan<byte> data, int baseOffset, int depth, WireMessage? into)
     {
         if (depth > MaxDepth)
             throw new WireFormatException($"messages nested deeper than {MaxDepth}", baseOffset);
@@ -65,7 +61,7 @@ internal static partial class ProtoWire
                 throw new WireFormatException($"invalid field number {number} in {schema.FullName}", baseOffset + tagOffset);
 
             SchemaField? field = schema.FindFieldByNumber((int)number);
-            if (field is null || !TryCheckField(field, wireType, data, ref pos, baseOffset, depth, out bool kept))
+            if (field is null || !TryReadField(field, wireType, data, ref pos, baseOffset, depth, into, out bool kept))
                 SkipValue(wireType, (int)number, data, ref pos, baseOffset, depth);
             else if (kept && field.IsRequired)
                 MarkSeen(schema, field, seen);
@@ -90,38 +86,43 @@ internal static partial class ProtoWire
         }
     }
 
-    // Checks one value of a known field. False when the wire type does not fit the field (the value is then
-    // an unknown field, skipped by the caller); pos is unchanged in that case. kept: a value was taken
-    // (an undefined enum value is dropped, as Parse drops it).
-    private static bool TryCheckField(SchemaField field, int wireType, ReadOnlySpan<byte> data, ref int pos,
-        int baseOffset, int depth, out bool kept)
+    // Reads one value of a known field (into a message being built, when there is one). False when the wire type
+    // does not fit the field (the value is then an unknown field, skipped by the caller); pos is unchanged in that
+    // case. kept: a value was taken (an undefined value of a closed enum is dropped, as protobuf drops it).
+    private static bool TryReadField(SchemaField field, int wireType, ReadOnlySpan<byte> data, ref int pos,
+        int baseOffset, int depth, WireMessage? into, out bool kept)
     {
         kept = false;
         FieldType type = field.Type;
         int expected = ExpectedWireType(type);
         if (type == FieldType.Group)
             throw new WireFormatException($"group field {field.Name} is not supported", baseOffset + pos);
+        FieldDescriptor? target = into is null ? null
+            : into.Descriptor.FindFieldByNumber(field.Number)
+              ?? throw new InvalidOperationException($"{into.Descriptor.FullName} has no field {field.Number} ({field.Name}) of its schema");
 
         if (wireType == expected)
         {
             switch (expected)
             {
                 case WireVarint:
-                    ulong value = ReadVarint(data, ref pos, baseOffset);
-                    kept = field.EnumValues is null || field.EnumValues.Contains((int)value);
-                    break;
                 case WireFixed64:
-                    ReadFixed64(data, ref pos, baseOffset);
-                    kept = true;
-                    break;
                 case WireFixed32:
-                    ReadFixed32(data, ref pos, baseOffset);
-                    kept = true;
+                    ulong value = ReadScalar(expected, data, ref pos, baseOffset);
+                    kept = field.EnumValues is null || field.EnumValues.Contains((int)value);
+                    if (kept && target is not null) Add(into!, target, value);
                     break;
                 default:
                     ReadOnlySpan<byte> bytes = ReadLengthDelimitedSpan(data, ref pos, baseOffset);
+                    int start = baseOffset + (pos - bytes.Length);
                     if (type == FieldType.Message)
-                        Check(field.MessageType, bytes, baseOffset + (pos - bytes.Length), depth + 1);
+                    {
+                        WireMessage? nested = target is null ? null : new WireMessage(target.MessageType);
+                        Walk(field.MessageType, bytes, start, depth + 1, nested);
+                        if (nested is not null) Add(into!, target!, nested);
+                    }
+                    else if (target is not null)
+                        Add(into!, target, bytes.ToArray());
                     kept = true;
                     break;
             }
@@ -136,19 +137,22 @@ internal static partial class ProtoWire
             int inner = 0;
             while (inner < packed.Length)
             {
-                ulong value = expected switch
-                {
-                    WireVarint => ReadVarint(packed, ref inner, packedBase),
-                    WireFixed64 => ReadFixed64(packed, ref inner, packedBase),
-                    _ => ReadFixed32(packed, ref inner, packedBase),
-                };
-                if (field.EnumValues is null || field.EnumValues.Contains((int)value))
-                    kept = true;
+                ulong value = ReadScalar(expected, packed, ref inner, packedBase);
+                if (field.EnumValues is not null && !field.EnumValues.Contains((int)value)) continue;
+                kept = true;
+                if (target is not null) Add(into!, target, value);
             }
             return true;
         }
         return false;
     }
+
+    private static ulong ReadScalar(int wireType, ReadOnlySpan<byte> data, ref int pos, int baseOffset) => wireType switch
+    {
+        WireVarint => ReadVarint(data, ref pos, baseOffset),
+        WireFixed64 => ReadFixed64(data, ref pos, baseOffset),
+        _ => ReadFixed32(data, ref pos, baseOffset),
+    };
 
     private static ReadOnlySpan<byte> ReadLengthDelimitedSpan(ReadOnlySpan<byte> data, ref int pos, int baseOffset)
     {

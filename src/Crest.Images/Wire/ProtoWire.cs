@@ -1,5 +1,5 @@
 // Reads and writes the protobuf wire format (https://protobuf.dev/programming-guides/encoding/) guided by
-// message descriptors, with every length checked against the bytes that remain. Proto2 rules as crit's
+// message schemas, with every length checked against the bytes that remain (the one walk is ProtoWire.Check.cs). Proto2 rules as crit's
 // Python protobuf applies them: a value of the wrong wire type or an undefined value of a (closed) enum is
 // an unknown field and is dropped; a required field that is absent makes the message invalid.
 using System.Buffers.Binary;
@@ -22,92 +22,16 @@ internal static partial class ProtoWire
     // drive the parser into a stack overflow.
     private const int MaxDepth = 64;
 
-    /// <summary>Parses <paramref name="data"/> as a message of <paramref name="descriptor"/>.</summary>
+    /// <summary>Parses <paramref name="data"/> as a message of <paramref name="descriptor"/> (one of Protos/*.proto):
+    /// the walk of <see cref="Check(MessageSchema, ReadOnlySpan{byte})"/>, the values kept.</summary>
     /// <exception cref="WireFormatException">The bytes are malformed or a required field is missing.</exception>
-    public static WireMessage Parse(MessageDescriptor descriptor, ReadOnlySpan<byte> data) =>
-        Parse(descriptor, data, 0, 0);
-
-    private static WireMessage Parse(MessageDescriptor descriptor, ReadOnlySpan<byte> data, int baseOffset, int depth)
+    public static WireMessage Parse(MessageDescriptor descriptor, ReadOnlySpan<byte> data)
     {
-        if (depth > MaxDepth)
-            throw new WireFormatException($"messages nested deeper than {MaxDepth}", baseOffset);
-
+        MessageSchema schema = WireSchemas.Find(descriptor.FullName)
+            ?? throw new ArgumentException($"{descriptor.FullName} is not one of the image schemas", nameof(descriptor));
         var message = new WireMessage(descriptor);
-        int pos = 0;
-        while (pos < data.Length)
-        {
-            int tagOffset = pos;
-            ulong tag = ReadVarint(data, ref pos, baseOffset);
-            int wireType = (int)(tag & 7);
-            ulong number = tag >> 3;
-            if (number == 0 || number > 536870911)
-                throw new WireFormatException($"invalid field number {number} in {descriptor.FullName}", baseOffset + tagOffset);
-
-            FieldDescriptor? field = descriptor.FindFieldByNumber((int)number);
-            if (field is null || !TryReadField(message, field, wireType, data, ref pos, baseOffset, depth))
-                SkipValue(wireType, (int)number, data, ref pos, baseOffset, depth);
-        }
-
-        foreach (FieldDescriptor field in descriptor.Fields.InFieldNumberOrder())
-        {
-            if (field.IsRequired && message.Find(field.FieldNumber) is null)
-                throw new WireFormatException($"required field {descriptor.Name}.{field.Name} is missing", baseOffset);
-        }
+        Walk(schema, data, 0, 0, message);
         return message;
-    }
-
-    // Reads one value of a known field. False when the wire type does not fit the field (the value is
-    // then an unknown field, skipped by the caller); pos is unchanged in that case.
-    private static bool TryReadField(WireMessage message, FieldDescriptor field, int wireType,
-        ReadOnlySpan<byte> data, ref int pos, int baseOffset, int depth)
-    {
-        FieldType type = field.FieldType;
-        int expected = ExpectedWireType(type);
-        if (type == FieldType.Group)
-            throw new WireFormatException($"group field {field.Name} is not supported", baseOffset + pos);
-
-        if (wireType == expected)
-        {
-            object value = expected switch
-            {
-                WireVarint => ReadVarint(data, ref pos, baseOffset),
-                WireFixed64 => ReadFixed64(data, ref pos, baseOffset),
-                WireFixed32 => (ulong)ReadFixed32(data, ref pos, baseOffset),
-                _ => ReadLengthDelimited(data, ref pos, baseOffset),
-            };
-            if (type == FieldType.Message)
-            {
-                byte[] bytes = (byte[])value;
-                int start = pos - bytes.Length;
-                value = Parse(field.MessageType, bytes, baseOffset + start, depth + 1);
-            }
-            else if (type == FieldType.Enum && field.EnumType.FindValueByNumber((int)(ulong)value) is null)
-                return true; // closed enum: an undefined value is kept out of the message, as protobuf does
-            Add(message, field, value);
-            return true;
-        }
-
-        // A packed run of a repeated scalar: length-delimited, then values back to back.
-        if (wireType == WireLengthDelimited && field.IsRepeated && expected != WireLengthDelimited)
-        {
-            byte[] packed = ReadLengthDelimited(data, ref pos, baseOffset);
-            int packedBase = baseOffset + pos - packed.Length;
-            int inner = 0;
-            while (inner < packed.Length)
-            {
-                ulong value = expected switch
-                {
-                    WireVarint => ReadVarint(packed, ref inner, packedBase),
-                    WireFixed64 => ReadFixed64(packed, ref inner, packedBase),
-                    _ => ReadFixed32(packed, ref inner, packedBase),
-                };
-                if (type == FieldType.Enum && field.EnumType.FindValueByNumber((int)value) is null)
-                    continue;
-                Add(message, field, value);
-            }
-            return true;
-        }
-        return false;
     }
 
     private static void Add(WireMessage message, FieldDescriptor field, object value)
@@ -212,17 +136,6 @@ internal static partial class ProtoWire
         uint value = BinaryPrimitives.ReadUInt32LittleEndian(data[pos..]);
         pos += 4;
         return value;
-    }
-
-    private static byte[] ReadLengthDelimited(ReadOnlySpan<byte> data, ref int pos, int baseOffset)
-    {
-        int start = pos;
-        ulong length = ReadVarint(data, ref pos, baseOffset);
-        if (length > (ulong)(data.Length - pos))
-            throw Truncated(length, data.Length - pos, baseOffset + start);
-        byte[] bytes = data.Slice(pos, (int)length).ToArray();
-        pos += (int)length;
-        return bytes;
     }
 
     /// <summary>Serialises <paramref name="message"/>: fields in field-number order, repeated scalars

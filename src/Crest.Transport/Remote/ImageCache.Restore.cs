@@ -1,10 +1,10 @@
 // image-cache, the destination of `crest migrate`: after the final snapshot was acknowledged, the source asks on
 // a TCP connection of its own for that snapshot to be restored here (Restore{snapshot}); the cache runs the
-// restore through Restorer (the CLI's `crest restore --remote -d`) and answers Restored{pid, time} once the tree
-// runs, or Error{why}. Without Restorer (image-cache without --allow-restore) every request is refused: a
+// restore through Restorer (the CLI's `crest restore -d` on the snapshot's directory here, held by a LeaseAsync)
+// and answers Restored{pid, time} once the tree runs, or Error{why}. Without Restorer (image-cache without --allow-restore) every request is refused: a
 // network peer may not make this machine run processes unless its operator said so.
 //
-// A restored chain is dropped: its snapshot and every parent it named. A failed restore keeps them, so that the
+// A restored chain is dropped once the answer is out: its snapshot and every parent it named. A failed restore keeps them, so that the
 // operator may try again by hand (`crest restore --remote -D ID`). A migration that fails before its final dump
 // was acknowledged sends Forget{its id prefix} instead, so that its rounds do not stay here until the cache ends.
 using Crest.Transport.Streams;
@@ -60,9 +60,17 @@ public sealed partial class ImageCache
         {
             _restoring.Release();
         }
-        int dropped = Forget(snapshot);
-        _log($"image-cache: {snapshot} restored as pid {outcome.Pid} in {outcome.Took.TotalMilliseconds:0.0} ms; {dropped} snapshots of its chain dropped (held now {HeldBytes})");
-        await writer.WriteRestoredAsync(snapshot, outcome.Pid, outcome.Took, cancel).ConfigureAwait(false);
+        // The answer first: removing a GiB of tmpfs files takes a while, and the source counts downtime until it hears.
+        try
+        {
+            await writer.WriteRestoredAsync(snapshot, outcome.Pid, outcome.Took, cancel).ConfigureAwait(false);
+            await writer.FlushAsync(cancel).ConfigureAwait(false);
+        }
+        finally
+        {
+            int dropped = Forget(snapshot);
+            _log($"image-cache: {snapshot} restored as pid {outcome.Pid} in {outcome.Took.TotalMilliseconds:0.0} ms; {dropped} snapshots of its chain dropped (held now {HeldBytes})");
+        }
     }
 
     /// <summary>Drops <paramref name="id"/> and the parents it names (those no lease holds); returns how many were held.</summary>

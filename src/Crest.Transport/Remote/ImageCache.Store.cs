@@ -185,6 +185,12 @@ public sealed partial class ImageCache
             Fail(snapshot, $"image-cache: \"{snapshot.Id}\" is not a snapshot id (one file name)");
             return;
         }
+        // Not remade when it is gone: a cache that ended (Dispose) must not leave a directory behind a late receive.
+        if (!Directory.Exists(StoreDirectory))
+        {
+            Fail(snapshot, $"image-cache: its image directory {StoreDirectory} is gone (the cache is ending)");
+            return;
+        }
         try
         {
             Directory.CreateDirectory(snapshot.Directory, PrivateDirectory);

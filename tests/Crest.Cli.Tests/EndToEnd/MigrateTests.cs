@@ -82,9 +82,15 @@ public sealed partial class MigrateTests : IDisposable
             Assert.True(left.Count == 0, $"{dir} holds {string.Join(", ", left)}");
             Assert.Empty(Directory.GetDirectories(dir));
         }
-        // The destination dropped what it restored (or what a failed migration asked it to forget).
+        // The destination dropped what it restored (or what a failed migration asked it to forget); a restored chain
+        // goes just after the cache answered.
         if (File.Exists(Path.Combine(_destination, "cache.pid")) && Exists(CachePid))
-            Assert.Empty(Directory.GetFileSystemEntries(CacheStore(CachePid)));
+        {
+            string store = CacheStore(CachePid);
+            var clock = Stopwatch.StartNew();
+            while (Directory.GetFileSystemEntries(store).Length > 0 && clock.Elapsed < Limit) Thread.Sleep(10);
+            Assert.Empty(Directory.GetFileSystemEntries(store));
+        }
         // Other restores may be running now: only a directory whose restore is gone is a leftover.
         Assert.DoesNotContain(Directory.GetDirectories("/dev/shm", "crest-restore-*"), d => int.TryParse(d[(d.LastIndexOf('-') + 1)..], out int owner) && !Exists(owner));
     }
@@ -120,8 +126,12 @@ public sealed partial class MigrateTests : IDisposable
         Assert.True(rounds[1].GetProperty("image_bytes").GetInt64() < rounds[0].GetProperty("image_bytes").GetInt64() / 2, run.Stdout);
         Assert.True(root.GetProperty("downtime_ms").GetDouble() > 0);
         Assert.Equal("PASS", Verify("predump_writer", pid));
-        Assert.Contains("restored as pid", Log(_destination, "cache.log"));
         AssertNoImagesLeft();
+        var clock = Stopwatch.StartNew();
+        while (!Log(_destination, "cache.log").Contains("restored as pid") && clock.Elapsed < Limit) Thread.Sleep(10);
+        Assert.Contains("restored as pid", Log(_destination, "cache.log"));
+        // Restored in place, from the cache's own files: no copy of the chain was made.
+        Assert.Contains($"ready in {CacheStore(CachePid)}/{rounds[^1].GetProperty("snapshot").GetString()} ({rounds.Count} snapshots)", Log(_destination, "cache.log"));
     }
 
     [Fact]
