@@ -74,8 +74,10 @@ public sealed partial class RemoteImagesTests : IDisposable
             Assert.True(left.Count == 0, $"{dir} holds {string.Join(", ", left)}");
             Assert.Empty(Directory.GetDirectories(dir));
         }
-        // Only those this test's restores made: other restores on the machine (other test runs) are not ours.
-        Assert.Empty(Directory.GetDirectories("/dev/shm", "crest-restore-*").Except(_restoreDirsBefore));
+        // Only those this test's restores made: other restores on the machine (other test runs) are not ours, nor is
+        // one whose restore still runs.
+        Assert.DoesNotContain(Directory.GetDirectories("/dev/shm", "crest-restore-*").Except(_restoreDirsBefore),
+            d => int.TryParse(d[(d.LastIndexOf('-') + 1)..], out int owner) && !Exists(owner));
     }
 
     // ---- fixtures ---------------------------------------------------------------------------------------
@@ -168,16 +170,18 @@ public sealed partial class RemoteImagesTests : IDisposable
         StartProxy("--compress", "none");
         int cache = int.Parse(File.ReadAllText(Path.Combine(_destination, "cache.pid")));
         int pid = StartFixture("predump_writer", "32", "1");
+        // Staging under /dev/shm/crest-remote is named by snapshot id machine-wide: ids of their own for this run.
+        string first = $"h1-{Environment.ProcessId}", last = $"h2-{Environment.ProcessId}";
         // A stopped cache takes no more than its socket buffers and acknowledges nothing: the transfer cannot end.
         Assert.Equal(0, kill(cache, SIGSTOP));
         Task<CrestRun> dumping;
         try
         {
-            dumping = Task.Run(() => Dump("pre-dump", pid, "h1"));
+            dumping = Task.Run(() => Dump("pre-dump", pid, first));
             var clock = Stopwatch.StartNew();
-            while (!Log(_source, "h1.log").Contains("the tree runs on") && !dumping.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(5);
-            Assert.False(dumping.IsCompleted, $"the pre-dump ended with the cache stopped\n{Log(_source, "h1.log")}");
-            Assert.Contains("the tree runs on", Log(_source, "h1.log"));
+            while (!Log(_source, $"{first}.log").Contains("the tree runs on") && !dumping.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(5);
+            Assert.False(dumping.IsCompleted, $"the pre-dump ended with the cache stopped\n{Log(_source, $"{first}.log")}");
+            Assert.Contains("the tree runs on", Log(_source, $"{first}.log"));
             // Released while its images are still on their way: untraced, and it keeps going to sleep and waking up.
             long before = VoluntarySwitches(pid);
             Thread.Sleep(300);
@@ -190,12 +194,12 @@ public sealed partial class RemoteImagesTests : IDisposable
             kill(cache, SIGCONT);
         }
         var pre = await dumping;
-        Assert.True(pre.ExitCode == 0, $"pre-dump h1: {pre.Stderr}\n{Log(_source, "h1.log")}");
-        var last = Dump("dump", pid, "h2", "--prev-images-dir", "../h1", "--track-mem");
-        Assert.True(last.ExitCode == 0, $"dump h2: {last.Stderr}\n{Log(_source, "h2.log")}");
+        Assert.True(pre.ExitCode == 0, $"pre-dump {first}: {pre.Stderr}\n{Log(_source, $"{first}.log")}");
+        var final = Dump("dump", pid, last, "--prev-images-dir", $"../{first}", "--track-mem");
+        Assert.True(final.ExitCode == 0, $"dump {last}: {final.Stderr}\n{Log(_source, $"{last}.log")}");
         Assert.True(WaitGone(pid));
-        var restore = Restore("h2");
-        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(_destination, "restore-h2.log")}");
+        var restore = Restore(last);
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(_destination, $"restore-{last}.log")}");
         Assert.Equal("PASS", Verify("predump_writer", pid));
         AssertNoImagesLeft();
     }
