@@ -163,6 +163,7 @@ internal static class RemoteCommands
         catch
         {
             TryDelete(stage);
+            RemoveStagingIfEmpty();
             throw;
         }
         finally
@@ -178,8 +179,22 @@ internal static class RemoteCommands
         {
             // The final dump: nothing of the chain is needed here any more.
             foreach (string dir in Chain(stage)) TryDelete(dir);
+            RemoveStagingIfEmpty();
         }
         return statistics;
+    }
+
+    /// <summary>The staging root goes with the last snapshot in it (a dump starting now recreates it with its own directory).</summary>
+    private static void RemoveStagingIfEmpty()
+    {
+        try
+        {
+            if (Directory.Exists(DumpStaging) && !Directory.EnumerateFileSystemEntries(DumpStaging).Any()) Directory.Delete(DumpStaging);
+        }
+        catch (IOException)
+        {
+            // another dump put its snapshot there meanwhile
+        }
     }
 
     private static SnapshotUpload Open(string proxySocket, string snapshot)

@@ -160,7 +160,7 @@ public sealed partial class RemoteImagesTests : IDisposable
         Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(_destination, "restore-p3.log")}");
         Assert.Equal("PASS", Verify("predump_writer", pid));
         AssertNoImagesLeft();
-        Assert.DoesNotContain(Directory.GetDirectories("/dev/shm/crest-remote"), d => Path.GetFileName(d) is "p1" or "p2" or "p3");
+        Assert.DoesNotContain(Directory.Exists("/dev/shm/crest-remote") ? Directory.GetDirectories("/dev/shm/crest-remote") : [], d => Path.GetFileName(d) is "p1" or "p2" or "p3");
     }
 
     [Fact]
