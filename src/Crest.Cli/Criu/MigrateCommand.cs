@@ -291,9 +291,24 @@ internal static class MigrateCommand
         cache.Restorer = (snapshot, cancel) => destination.RestoreAsync(snapshot, cancel);
     }
 
+    /// <summary>
+    /// Waits for the lazy-pages servers of restored trees to finish: a tree whose server went with the image-cache
+    /// would read zeros where its pages had not arrived yet, so the cache ends only after they did.
+    /// </summary>
+    public static void FinishPostCopy()
+    {
+        List<Thread> running;
+        lock (Destination.Servers) running = [.. Destination.Servers];
+        if (running.Count > 0) Log.Info($"image-cache: waiting for {running.Count} post-copy restores to get all their pages");
+        foreach (var t in running) t.Join();
+    }
+
     private sealed class Destination(ImageCache cache, string workDir, LogLevel level)
     {
         private static int _lazyDirs;
+
+        /// <summary>The lazy-pages server threads still serving (FinishPostCopy waits for them).</summary>
+        public static readonly List<Thread> Servers = [];
 
         public async Task<RestoreOutcome> RestoreAsync(string snapshot, CancellationToken cancel)
         {
@@ -318,9 +333,21 @@ internal static class MigrateCommand
             File.Delete(pidFile);
             Directory.CreateDirectory(lazyDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             string socket = LazyPagesCommand.SocketPath(lazyDir);
+            List<int> tree;
+            try
+            {
+                tree = TreePids(imagesDir);
+            }
+            catch (Exception e) when (e is IOException or Crest.Images.ImageFormatException)
+            {
+                TryDelete(lazyDir);
+                throw new RemoteImageException($"cannot read the process tree of {snapshot}: {e.Message}", e);
+            }
             var clock = Stopwatch.StartNew();
             var listener = LazyPages.Listen(socket);
-            using var stop = new CancellationTokenSource();
+            // Not disposed here: the server thread outlives this call and checks the token until its tasks are served.
+            var stop = new CancellationTokenSource();
+            var stopToken = stop.Token;
             var loaded = new TaskCompletionSource<LazyPages>(TaskCreationOptions.RunContinuationsAsynchronously);
             // The lazy-pages server runs here, on a thread of its own, not as a daemon started for the snapshot: the
             // restore starts at once, and connects while the server maps the chain's pages files (it waits in the
@@ -335,6 +362,7 @@ internal static class MigrateCommand
                 catch (Exception e)
                 {
                     // The listener stays open, and what waits in its backlog with it, until the restore is dealt with.
+                    lock (Servers) Servers.Remove(Thread.CurrentThread);
                     loaded.SetException(e);
                     return;
                 }
@@ -342,18 +370,22 @@ internal static class MigrateCommand
                 Log.Info($"image-cache: lazy-pages for {snapshot} ready in {clock.Elapsed.TotalMilliseconds:0} ms");
                 try
                 {
-                    lazy.Run(stop.Token);
+                    lazy.Run(stopToken);
                     Log.Info($"image-cache: lazy-pages for {snapshot} done: {lazy.TasksServed} tasks, {lazy.PagesCopied} pages copied, {lazy.Faults} faults");
                 }
                 catch (Exception e)
                 {
-                    Log.Error($"image-cache: lazy-pages for {snapshot} failed: {e.Message}");
+                    // Its tasks would read zeros where pages had not arrived once the server lets go of them.
+                    Log.Error($"image-cache: lazy-pages for {snapshot} failed: {e.Message}; its tree is killed");
+                    KillTree(tree);
                 }
                 finally
                 {
                     lazy.Dispose();
+                    lock (Servers) Servers.Remove(Thread.CurrentThread);
                 }
             }) { IsBackground = true, Name = $"lazy-pages {snapshot}" };
+            lock (Servers) Servers.Add(server);
             server.Start();
             try
             {
@@ -375,7 +407,7 @@ internal static class MigrateCommand
             catch (AggregateException e)
             {
                 // The tree runs, and what it has not been given would read as zeros once the listener goes: it must die first.
-                KillTree(imagesDir);
+                KillTree(tree);
                 LazyPages.CloseListener(listener, socket);
                 TryDelete(lazyDir);
                 throw new RemoteImageException($"the lazy-pages server for {snapshot} could not load its images: {e.InnerException?.Message}; the restored tree was killed", e);
@@ -388,28 +420,27 @@ internal static class MigrateCommand
             return pid;
         }
 
-        /// <summary>SIGKILL to every process of the snapshot's tree (restored with the pids it had).</summary>
-        private static void KillTree(string imagesDir)
+        /// <summary>The pids of the snapshot's tree (a restore gives every process the pid it had).</summary>
+        private static List<int> TreePids(string imagesDir)
         {
-            try
+            using var reader = Crest.Images.ImageReader.Open(Path.Combine(imagesDir, "pstree.img"), Crest.Images.ImageKinds.Pstree);
+            return reader.ReadEntries(Crest.Images.Protos.PstreeEntry.Parser).Select(e => (int)e.Pid).ToList();
+        }
+
+        /// <summary>SIGKILL to every process of a restored tree.</summary>
+        private static void KillTree(List<int> pids)
+        {
+            foreach (int pid in pids)
             {
-                using var reader = Crest.Images.ImageReader.Open(Path.Combine(imagesDir, "pstree.img"), Crest.Images.ImageKinds.Pstree);
-                foreach (var entry in reader.ReadEntries(Crest.Images.Protos.PstreeEntry.Parser))
+                try
                 {
-                    try
-                    {
-                        using var pidfd = Crest.Kernel.Files.PidFd.Open((int)entry.Pid);
-                        pidfd.SendSignal(9);
-                    }
-                    catch (Crest.Kernel.KernelException)
-                    {
-                        // gone already
-                    }
+                    using var pidfd = Crest.Kernel.Files.PidFd.Open(pid);
+                    pidfd.SendSignal(9);
                 }
-            }
-            catch (Exception e) when (e is IOException or Crest.Images.ImageFormatException)
-            {
-                Log.Error($"image-cache: cannot read the tree of {imagesDir} to kill it: {e.Message}");
+                catch (Crest.Kernel.KernelException)
+                {
+                    // gone already
+                }
             }
         }
 

@@ -69,6 +69,7 @@ internal static class RemoteCommands
             serve: (cache, stop) =>
             {
                 cache.RunAsync(stop).GetAwaiter().GetResult();
+                MigrateCommand.FinishPostCopy();
                 return 0;
             });
     }

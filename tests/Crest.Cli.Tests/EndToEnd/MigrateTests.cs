@@ -70,6 +70,24 @@ public sealed class MigrateTests() : TwoHosts(30000)
     }
 
     [Fact]
+    public void ACacheStoppedRightAfterAMigrationEndsOnlyOnceTheTreeHasAllItsPages()
+    {
+        StartCache("--allow-restore");
+        int pid = StartFixture("restore_memory", "256");
+        var run = Migrate(pid, "--max-rounds", "1", "--compress", "none");
+        Assert.True(run.ExitCode == 0, Explain(run));
+        // The tree runs while its memory still arrives from the lazy-pages server inside the cache: SIGTERM now must
+        // not take the server (and the pages) away from it.
+        int cache = CachePid;
+        Assert.Equal(0, kill(cache, 15));
+        var clock = Stopwatch.StartNew();
+        while (Exists(cache) && clock.Elapsed < Limit) Thread.Sleep(10);
+        Assert.False(Exists(cache), "the image-cache did not end after SIGTERM");
+        Assert.Contains($"lazy-pages: {pid}: has all its pages", Log(Destination, "cache.log"));
+        Assert.Equal("PASS", Verify("restore_memory", pid));
+    }
+
+    [Fact]
     public void AProcessTreeWithPipesMigrates()
     {
         StartCache("--allow-restore");
