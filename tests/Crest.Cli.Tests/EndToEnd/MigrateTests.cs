@@ -157,7 +157,7 @@ public sealed class MigrateTests() : TwoHosts(30000)
         Assert.True(Exists(pid));
         Assert.Equal("PASS", Verify("predump_writer", pid));
         Assert.Empty(Directory.GetFiles(Destination, "restore-*"));
-        Assert.DoesNotContain(Directory.Exists("/dev/shm/crest-remote") ? Directory.GetDirectories("/dev/shm/crest-remote") : [], d => Path.GetFileName(d).StartsWith($"migrate-{pid}-", StringComparison.Ordinal));
+        AssertNoStagingLeft($"migrate-{pid}-");
         AssertNoImagesLeft(cacheEmptied: true);
     }
 
