@@ -194,6 +194,20 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
     }
 
     [Fact]
+    public void ARestoreOfASnapshotTheCacheNeverGotFailsAtOnceAndLeavesNoProcess()
+    {
+        StartCache();
+        var clock = Stopwatch.StartNew();
+        var restore = Restore("n1");
+        Assert.Equal(1, restore.ExitCode);
+        Assert.Contains("Cannot get the images of n1 from the image-cache", restore.Stderr);
+        Assert.Contains("no dump of n1 reached this image-cache", restore.Stderr);
+        Assert.True(clock.Elapsed < Limit, $"the restore took {clock.Elapsed}");
+        Assert.DoesNotContain("restoring", Log(Destination, "restore-n1.log"));
+        AssertNoImagesLeft();
+    }
+
+    [Fact]
     public async Task AConnectionKilledMidStreamLeavesTheProcessRunningAndTheRestoreFailsCleanly()
     {
         StartCache();
@@ -218,6 +232,74 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         Assert.Contains("Cannot get the images of k1 from the image-cache", restore.Stderr);
         AssertNoImagesLeft();
         AssertNoStagingLeft("k1");
+    }
+
+    [Fact]
+    public async Task APreDumpCutMidStreamLeavesNoRecordForALaterRound()
+    {
+        StartCache();
+        StartProxy("--compress", "none");
+        int proxy = ProxyPid(Source);
+        int pid = StartFixture("predump_writer", "384", "1");
+        var dumping = Task.Run(() => Dump("pre-dump", pid, "c1"));
+        var clock = Stopwatch.StartNew();
+        while (!Log(Destination, "cache.log").Contains("receiving snapshot c1") && !dumping.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(2);
+        Assert.False(dumping.IsCompleted, "the pre-dump ended before its connection could be cut");
+        Assert.Equal(0, kill(proxy, 9));
+        var pre = await dumping;
+        Assert.Equal(1, pre.ExitCode);
+        Assert.Contains("did not reach the image-cache", pre.Stderr);
+        Assert.True(Exists(pid));
+        // A later round cannot take the failed one for its parent.
+        var next = Dump("dump", pid, "c2", "--prev-images-dir", "../c1", "--track-mem");
+        Assert.Equal(1, next.ExitCode);
+        Assert.Contains("The previous snapshot c1 (--prev-images-dir ../c1) was not pre-dumped with --remote on this machine", next.Stderr);
+        Assert.Equal("0", StatusField(pid, "TracerPid"));
+        Assert.Equal("PASS", Verify("predump_writer", pid));
+        AssertNoImagesLeft();
+        AssertNoStagingLeft("c1");
+        AssertNoStagingLeft("c2");
+    }
+
+    [Fact]
+    public async Task ACacheKilledWhileARestoreFetchesLeavesNoProcess()
+    {
+        StartCache();
+        StartProxy("--compress", "none");
+        int pid = StartFixture("restore_memory", "768");
+        var dump = Dump("dump", pid, "r1");
+        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(Source, "r1.log")}");
+        Assert.True(WaitGone(pid));
+        string[] before = Directory.GetDirectories("/dev/shm", "crest-restore-*");
+        var restoring = Task.Run(() => Restore("r1"));
+        // The restore's copy of the images has begun to grow: the cache dies.
+        var clock = Stopwatch.StartNew();
+        while (!restoring.IsCompleted && clock.Elapsed < Limit && FetchedBytes(before) < 32 << 20) Thread.Sleep(2);
+        Assert.False(restoring.IsCompleted, "the restore ended before the cache could be killed");
+        Assert.Equal(0, kill(CachePid, 9));
+        var restore = await restoring;
+        Assert.Equal(1, restore.ExitCode);
+        Assert.Contains("Cannot get the images of r1 from the image-cache", restore.Stderr);
+        Assert.False(Exists(pid), $"{pid} runs after a restore that failed");
+        AssertNoImagesLeft();
+    }
+
+    /// <summary>Bytes in the restore directories made since <paramref name="before"/> was listed.</summary>
+    private static long FetchedBytes(string[] before)
+    {
+        long bytes = 0;
+        foreach (string dir in Directory.GetDirectories("/dev/shm", "crest-restore-*").Except(before))
+        {
+            try
+            {
+                bytes += new DirectoryInfo(dir).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length);
+            }
+            catch (IOException)
+            {
+                // removed meanwhile
+            }
+        }
+        return bytes;
     }
 
     [Fact]
