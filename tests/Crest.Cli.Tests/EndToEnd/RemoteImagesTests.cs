@@ -235,6 +235,29 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
     }
 
     [Fact]
+    public async Task ANetworkThatGoesSilentMidStreamFailsTheDumpAndTheTreeRunsOn()
+    {
+        StartCache();
+        StartProxy("--compress", "none");
+        int pid = StartFixture("restore_memory", "384");
+        var dumping = Task.Run(() => Dump("dump", pid, "w1"));
+        var clock = Stopwatch.StartNew();
+        while (!Log(Destination, "cache.log").Contains("receiving snapshot w1") && !dumping.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(2);
+        Assert.False(dumping.IsCompleted, "the dump ended before the network could go silent");
+        SilenceTheNetwork();
+        // No reset arrives: only the transport's own watch on its peer ends the wait (the kernel would retransmit for 15 minutes).
+        var first = await Task.WhenAny(dumping, Task.Delay(TimeSpan.FromSeconds(90)));
+        Assert.True(first == dumping, $"the dump still waits 90 s after the network went silent\n{string.Join("\n", Log(Source, "w1.log").Split('\n').TakeLast(10))}");
+        var dump = await dumping;
+        Assert.Equal(1, dump.ExitCode);
+        Assert.Contains("did not reach the image-cache", dump.Stderr);
+        Assert.True(Exists(pid));
+        Assert.Equal("0", StatusField(pid, "TracerPid"));
+        Assert.Equal("PASS", Verify("restore_memory", pid));
+        AssertNoStagingLeft("w1");
+    }
+
+    [Fact]
     public async Task APreDumpCutMidStreamLeavesNoRecordForALaterRound()
     {
         StartCache();

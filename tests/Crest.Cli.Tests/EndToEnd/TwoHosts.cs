@@ -31,6 +31,8 @@ public abstract partial class TwoHosts : IDisposable
     private NetworkNamespacePair Net { get; } = new();
     protected string SourceNamespace => Net.SourceNamespace;
     protected string CacheAddress { get; }
+    /// <summary>The network between the hosts goes silent: no packet passes, neither side is told.</summary>
+    protected void SilenceTheNetwork() => Net.Silence();
     protected int Port { get; }
     /// <summary>For a second image-cache on the destination (two jobs on one pair of hosts).</summary>
     protected int SecondPort { get; }
