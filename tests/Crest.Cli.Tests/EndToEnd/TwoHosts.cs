@@ -124,6 +124,17 @@ public abstract partial class TwoHosts : IDisposable
 
     protected static bool Exists(int pid) => OrphanedFixtures.Exists(pid);
 
+    protected static void AssertRunsUntraced(int pid) => OrphanedFixtures.AssertRunsUntraced(pid);
+
+    /// <summary>Polls until <paramref name="reached"/> holds while <paramref name="running"/> (a crest run) goes on; fails if it ended first.</summary>
+    protected static void WaitWhileRunning(Task running, Func<bool> reached, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!reached() && !running.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(2);
+        Assert.False(running.IsCompleted, $"{what}: the run ended first");
+        Assert.True(reached(), $"{what}: not reached in {Limit}");
+    }
+
     [LibraryImport("libc", SetLastError = true)]
     protected static partial int kill(int pid, int signal);
 }
