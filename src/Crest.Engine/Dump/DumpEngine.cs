@@ -67,6 +67,8 @@ public static class DumpEngine
         ArgumentNullException.ThrowIfNull(options);
         if (options.LeaveRunning && options.LeaveStopped)
             throw new DumpException("Leave-running and leave-stopped exclude each other.");
+        if (options.LazyPages is not null && (options.PreDump || options.PageDestination is not null || options.PagesOutput is not null))
+            throw new DumpException("Lazy pages are kept by a dump into a local images directory only (not by pre-dump, --page-server or --remote).");
         int pid = options.Pid;
         var images = new ImageDirectory(options.ImagesDir);
         CheckNotSelf(pid);
@@ -139,7 +141,7 @@ public static class DumpEngine
         var frozenTime = Stopwatch.GetElapsedTime(frozenAt);
 
         var stats = new DumpStatistics(freezingTime, frozenTime, pages.MemdumpTime, pages.MemwriteTime,
-            pages.PagesScanned, pages.PagesInParent, pages.PagesWritten, 0, images.BytesWritten);
+            pages.PagesScanned, pages.PagesInParent, pages.PagesWritten, pages.PagesLazy, images.BytesWritten);
         WriteStats(images, stats);
         Log.Info($"{pid}: {(options.PreDump ? "pre-dump" : "dump")}: done, {tree.Tasks.Count} processes, {stats.PagesWritten} pages written, {stats.PagesSkippedParent} in the parent, {stats.ImageBytes} bytes of images, frozen {frozenTime.TotalMilliseconds:0.###} ms");
         return stats;

@@ -36,7 +36,18 @@ internal static class PageTargets
         try
         {
             using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
-            pages = PageDumper.Dump(pid, vmas, writer, PreDump.Incremental(tracker, parentDir), taskWrite, writing);
+            if (options.LazyPages is { } store)
+            {
+                // Private anonymous memory stays with this dump (PE_LAZY entries); the rest goes into pages-N.img.
+                var sink = new LazySink(writer, store, pid, vmas);
+                pages = PageDumper.Dump(pid, vmas, sink, PreDump.Incremental(tracker, parentDir), writing: writing);
+                pages = pages with { PagesWritten = pages.PagesWritten - sink.LazyPages, PagesLazy = sink.LazyPages };
+                Log.Info($"{pid}: pages: {sink.LazyPages} pages kept for the lazy-pages daemon, {pages.PagesWritten} written");
+            }
+            else
+            {
+                pages = PageDumper.Dump(pid, vmas, writer, PreDump.Incremental(tracker, parentDir), taskWrite, writing);
+            }
             DumpEngine.StageHook?.Invoke("pages");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -128,6 +139,71 @@ internal static class PageTargets
         catch (ImageFormatException e)
         {
             throw new DumpException($"The record of the pages task {pid} sent in {parentDir} cannot be read: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// dump --lazy-pages: present pages of private anonymous VMAs are kept in the store and written as PE_LAZY entries
+    /// without data; every other entry goes to the local writer as it comes (entries never straddle VMAs).
+    /// </summary>
+    private sealed class LazySink(IPageSink local, LazyPageStore store, int pid, IReadOnlyList<DumpedVma> vmas) : IPageSink
+    {
+        private readonly List<(ulong Start, ulong End)> _lazy = vmas.Where(v => v.Pages == PageSelection.Anonymous)
+            .Select(v => (v.Vma.Start, v.Vma.End)).OrderBy(v => v.Start).ToList();
+        private ulong _at;
+        private long _owed;
+
+        public ulong LazyPages { get; private set; }
+
+        public void BeginPresent(ulong vaddr, uint nrPages, PagemapFlags extraFlags = PagemapFlags.None)
+        {
+            if (_owed != 0) throw new InvalidOperationException($"the previous lazy entry still lacks {_owed} bytes of page data");
+            if (!IsLazy(vaddr))
+            {
+                local.BeginPresent(vaddr, nrPages, extraFlags);
+                return;
+            }
+            local.AddWithoutData(vaddr, nrPages, PagemapFlags.Lazy | (extraFlags & ~PagemapFlags.Present));
+            _at = vaddr;
+            _owed = (long)nrPages * 4096;
+            LazyPages += nrPages;
+        }
+
+        public void WritePageData(ReadOnlySpan<byte> data)
+        {
+            if (_owed == 0)
+            {
+                local.WritePageData(data);
+                return;
+            }
+            if (data.Length > _owed) throw new InvalidOperationException($"{data.Length} bytes of page data but only {_owed} are left in the lazy entry");
+            store.Add((ulong)pid, _at, data);
+            _at += (ulong)data.Length;
+            _owed -= data.Length;
+        }
+
+        public void AddWithoutData(ulong vaddr, uint nrPages, PagemapFlags flags) => local.AddWithoutData(vaddr, nrPages, flags);
+
+        public void Complete()
+        {
+            if (_owed != 0) throw new InvalidOperationException($"the last lazy entry lacks {_owed} bytes of page data");
+            local.Complete();
+        }
+
+        public void Dispose()
+        {
+        }
+
+        private bool IsLazy(ulong vaddr)
+        {
+            int lo = 0, hi = _lazy.Count;
+            while (lo < hi)
+            {
+                int mid = (lo + hi) / 2;
+                if (_lazy[mid].End <= vaddr) lo = mid + 1;
+                else hi = mid;
+            }
+            return lo < _lazy.Count && _lazy[lo].Start <= vaddr;
         }
     }
 
