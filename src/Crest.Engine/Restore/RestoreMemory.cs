@@ -17,6 +17,7 @@
 // Status bits of VmaEntry are CRIU's (criu/include/image.h VMA_AREA_*).
 using System.Diagnostics;
 using Crest.Diagnostics;
+using Crest.Engine.Memory;
 using Crest.Images.Pages;
 using Crest.Images.Protos;
 using Crest.Kernel;
@@ -470,19 +471,12 @@ internal sealed class RestoreMemory
         // (UFFDIO_COPY installs small pages; nothing else could fill them).
         if (_lazy is not null) result.UnionWith(VmasWithLazyPages());
         if (!UseUserfaultfd || PopulateInTask) return result;
-        string thp = TransparentHugePageMode();
         foreach (int i in VmasWithPages())
         {
             var v = _vmas[i];
             bool anonymous = (v.Flags & MAP_ANONYMOUS) != 0 || (v.Status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED)) == 0;
             if (!anonymous || (v.Flags & MAP_SHARED) != 0 || IsSpecial(v)) continue;
-            ulong advice = v.HasMadv ? v.Madv : 0;
-            bool hugeAllowed = thp switch
-            {
-                "always" => (advice & (1UL << MADV_NOHUGEPAGE)) == 0,
-                "madvise" => (advice & (1UL << MADV_HUGEPAGE)) != 0,
-                _ => false,
-            };
+            bool hugeAllowed = TransparentHugePages.MayBack(v.HasMadv ? v.Madv : 0);
             if (!hugeAllowed) result.Add(i);
         }
         return result;
@@ -506,24 +500,6 @@ internal sealed class RestoreMemory
             }
         }
         return result;
-    }
-
-    private static string TransparentHugePageMode()
-    {
-        try
-        {
-            string text = File.ReadAllText("/sys/kernel/mm/transparent_hugepage/enabled");
-            int open = text.IndexOf('['), close = text.IndexOf(']');
-            return open >= 0 && close > open ? text[(open + 1)..close] : "never";
-        }
-        catch (IOException)
-        {
-            return "never"; // no THP in this kernel
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return "always"; // unknown: assume faults may bring huge pages, keep the faulting writers
-        }
     }
 
     /// <summary>
