@@ -43,8 +43,9 @@ public sealed class LazyPages : IDisposable
     /// <summary>Bytes copied per step of the background pass.</summary>
     internal static ulong BackgroundStep { get; set; } = 1 << 20;
 
-    /// <summary>No background pass: pages arrive on faults only (tests make a task meet its missing pages).</summary>
-    internal static bool BackgroundPaused { get; set; }
+    /// <summary>No background pass: pages arrive on faults only (tests make a task meet its missing pages; the CLI
+    /// sets it from CREST_LAZY_PAGES_NO_BACKGROUND=1 for end-to-end tests).</summary>
+    public static bool BackgroundPaused { get; set; }
 
     /// <summary><see cref="LazyRun.Source"/> of pages the remote source holds; their Offset is their address in the dumped task.</summary>
     private const int RemoteSource = PageChain.LazySource;
@@ -55,7 +56,7 @@ public sealed class LazyPages : IDisposable
     private readonly string _dir;
     private readonly IRemotePageSource? _remote;
     private MemoryMapping? _remoteBuffer;
-    private bool _remoteBroken;
+    private bool _remoteBroken, _killedForRemote;
     private long _remoteBytes;
     private readonly Dictionary<int, List<LazyRun>> _imagePages = [];
     private readonly List<(FileDescriptor File, MemoryMapping Pages)> _sources = [];
@@ -74,7 +75,7 @@ public sealed class LazyPages : IDisposable
     public long PagesFetched { get; private set; }
 
     /// <summary>The remote source broke while tasks still needed pages from it (they were killed).</summary>
-    public bool RemoteFailed => _remoteBroken;
+    public bool RemoteFailed => _killedForRemote;
 
     /// <summary>Reads the images of <paramref name="imagesDir"/>, opens and maps every pages file they need (so that
     /// they may be unlinked once the daemon is ready) and listens on <paramref name="socketPath"/>.</summary>
@@ -208,10 +209,18 @@ public sealed class LazyPages : IDisposable
                 fds.Add(t.Uffd.Handle.Fd);
                 fds.Add(t.PidFd?.Handle.Fd ?? -1);
             }
+            int remoteIndex = -1;
+            if (_remote is not null && !_remoteBroken)
+            {
+                remoteIndex = fds.Count;
+                fds.Add(_remote.PollFd);
+            }
             if (revents.Length < fds.Count) revents = new short[fds.Count * 2];
             bool busy = _tasks.Exists(t => t.Pending.Count > 0 || (!t.Remaining.IsEmpty && !BackgroundPaused));
             Poll.Wait(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fds), Poll.In, revents, busy ? 0 : 200);
 
+            if (remoteIndex >= 0 && revents[remoteIndex] != 0)
+                RemoteBroke(new IOException($"the {_remote!.Name} closed the connection"));
             // Positions in fds as polled: reading a connection may drop it, accepting adds one.
             int baseIndex = 1 + _connections.Count;
             // Snapshot: tasks added while reading (forks, new connections) are polled next time round.
@@ -309,6 +318,7 @@ public sealed class LazyPages : IDisposable
         var task = new LazyTask(pid, $"{pid}", uffd, pidfd, remaining);
         if (_remoteBroken && task.NeedsRemote())
         {
+            _killedForRemote = true;
             Log.Error($"lazy-pages: {pid}: its pages at the dump's source cannot be had any more; the task is killed");
             Kill(task);
             task.Gone = true;
@@ -533,6 +543,7 @@ public sealed class LazyPages : IDisposable
         if (_remote is null || _remoteBroken)
         {
             Log.Error($"lazy-pages: {t.Name}: needs pages from the dump's source, which {(_remote is null ? "is not known" : "is gone")}; the task is killed");
+            _killedForRemote = true;
             Kill(t);
             t.Gone = true;
             return true;
@@ -580,6 +591,7 @@ public sealed class LazyPages : IDisposable
         {
             if (t.Gone || !t.NeedsRemote()) continue;
             Log.Error($"lazy-pages: {t.Name}: {t.Remaining.Bytes / PageSize} pages still missing; the task is killed");
+            _killedForRemote = true;
             Kill(t);
             t.Gone = true;
         }

@@ -24,6 +24,10 @@ public interface IRemotePageSource : IDisposable
     /// <summary>For messages: "page server 10.0.0.1:12345".</summary>
     string Name { get; }
 
+    /// <summary>The connection's descriptor, for poll: the source sends nothing unasked, so readable between requests
+    /// means it closed the connection (its dump died).</summary>
+    int PollFd { get; }
+
     /// <summary>
     /// Fetches every request (pages of task <c>PagemapId</c> at its dumped address <c>Vaddr</c>) into
     /// <paramref name="into"/>, one after the other, in one round trip. Throws IOException when the source is gone

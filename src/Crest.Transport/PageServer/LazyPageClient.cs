@@ -31,6 +31,8 @@ public sealed class LazyPageClient : IRemotePageSource
 
     public string Name { get; }
 
+    public int PollFd => (int)_socket.Handle;
+
     /// <summary>Bytes received as page data.</summary>
     public long BytesReceived { get; private set; }
 
