@@ -31,6 +31,9 @@ public abstract partial class TwoHosts : IDisposable
     private NetworkNamespacePair Net { get; } = new();
     protected string SourceNamespace => Net.SourceNamespace;
     protected string CacheAddress { get; }
+    /// <summary>The source host's address (where a dump --lazy-pages serves its pages).</summary>
+    protected string SourceAddress => Net.SourceAddress;
+    protected string DestinationNamespace => Net.DestinationNamespace;
     protected int Port { get; }
     /// <summary>For a second image-cache on the destination (two jobs on one pair of hosts).</summary>
     protected int SecondPort { get; }
