@@ -12,6 +12,11 @@
 //               a chunk is the raw bytes (codec none) or {u32 raw length | StoredFlag, bytes} (lz4, zstd);
 //               length and checksum are of the raw image, whatever the codec
 //   a dump:     Hello  images ...  DumpEnd{snapshot}   ->   Ack{snapshot} (or Error{text}) from the cache
+//   a dump that borrows the proxy's TCP connection (unix socket only; ImageProxy.cs):
+//               Hello  Borrow{snapshot} -> Lend{codec u8, attached u8} (attached 1: the connection's descriptor rides
+//               with this frame, SCM_RIGHTS; 0: send the images here as above, the proxy relays them)
+//               [images written by the dump straight into the lent connection]  Returned{raw u64, sent u64}
+//               DumpEnd{snapshot}  ->  Ack{snapshot} (or Error{text}), relayed by the proxy
 //   a restore:  Hello  Get{snapshot, name} -> the image or NotFound{snapshot, name, why}
 //               GetSnapshot{snapshot}      -> every image of it, then DumpEnd{snapshot}; or NotFound / Error
 //   a migrate:  Hello  Restore{snapshot} (on a TCP connection of its own, after the final DumpEnd was acknowledged)
@@ -40,6 +45,9 @@ public enum FrameType : byte
     Restore = 11,
     Restored = 12,
     Forget = 13,
+    Borrow = 14,
+    Lend = 15,
+    Returned = 16,
 }
 
 public static class FrameFormat

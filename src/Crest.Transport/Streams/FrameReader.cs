@@ -20,6 +20,12 @@ public sealed record NotFoundEvent(string Snapshot, string Name, string Reason) 
 public sealed record RestoreEvent(string Snapshot) : StreamEvent;
 /// <summary>Drop every snapshot whose id starts with <paramref name="Prefix"/> (a migration that failed).</summary>
 public sealed record ForgetEvent(string Prefix) : StreamEvent;
+/// <summary>A dump asks the image-proxy for its connection to the image-cache, to write <paramref name="Snapshot"/> into it itself.</summary>
+public sealed record BorrowEvent(string Snapshot) : StreamEvent;
+/// <summary>The image-proxy's answer to Borrow: the codec for page images, and whether the connection came with it.</summary>
+public sealed record LendEvent(Codec Codec, bool Attached) : StreamEvent;
+/// <summary>The dump is done with the lent connection: it wrote <paramref name="Raw"/> bytes of images as <paramref name="Sent"/> bytes of frames.</summary>
+public sealed record ReturnedEvent(long Raw, long Sent) : StreamEvent;
 /// <summary>The destination restored <paramref name="Snapshot"/>: its root runs as <paramref name="Pid"/>.</summary>
 public sealed record RestoredEvent(string Snapshot, int Pid, TimeSpan Took) : StreamEvent;
 
@@ -85,6 +91,21 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
                 return new RestoreEvent(ReadStrings(payload, 1, at)[0]);
             case FrameType.Forget:
                 return new ForgetEvent(ReadStrings(payload, 1, at)[0]);
+            case FrameType.Borrow:
+                return new BorrowEvent(ReadStrings(payload, 1, at)[0]);
+            case FrameType.Lend:
+            {
+                if (length != 2 || payload[1] > 1 || !Enum.IsDefined((Codec)payload[0])) throw Bad(at, "malformed lend frame");
+                return new LendEvent((Codec)payload[0], payload[1] == 1);
+            }
+            case FrameType.Returned:
+            {
+                if (length != 16) throw Bad(at, "returned frame of wrong size");
+                ulong raw = BinaryPrimitives.ReadUInt64LittleEndian(payload);
+                ulong sent = BinaryPrimitives.ReadUInt64LittleEndian(payload[8..]);
+                if (raw > long.MaxValue || sent > long.MaxValue) throw Bad(at, $"returned frame with {raw} raw, {sent} sent bytes");
+                return new ReturnedEvent((long)raw, (long)sent);
+            }
             case FrameType.Restored:
             {
                 if (length < 12) throw Bad(at, "restored frame cut short");
