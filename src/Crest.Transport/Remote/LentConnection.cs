@@ -29,7 +29,7 @@ internal sealed class LentConnection : IDisposable
     private readonly Thread? _sender;
     private Exception? _failure;
     // The image being written (compressing only: the writer's own state otherwise).
-    private XxHash64? _hash;
+    private XxHash3? _hash;
     private ulong _length;
     private Codec _imageCodec;
     private byte[]? _chunk;
@@ -65,7 +65,7 @@ internal sealed class LentConnection : IDisposable
             return;
         }
         if (_hash is not null) throw new InvalidOperationException("an image is already being written");
-        _hash = new XxHash64();
+        _hash = new XxHash3();
         _length = 0;
         _imageCodec = codec;
         Add(new Item(Begin: new ImageBeginEvent(snapshot, name, codec)));

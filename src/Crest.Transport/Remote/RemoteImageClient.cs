@@ -15,9 +15,10 @@ public static class RemoteImageClient
     /// Sends every image of <paramref name="snapshot"/> through the image-proxy at <paramref name="proxySocket"/>
     /// and returns once the image-cache acknowledged the whole snapshot. Anything else is a RemoteImageException.
     /// </summary>
-    public static async Task<long> SendSnapshotAsync(string proxySocket, string snapshot, IEnumerable<OutgoingImage> images, CancellationToken cancel)
+    /// <param name="borrow">false: the images go through the proxy even where it could lend its connection (for comparisons).</param>
+    public static async Task<long> SendSnapshotAsync(string proxySocket, string snapshot, IEnumerable<OutgoingImage> images, CancellationToken cancel, bool borrow = true)
     {
-        using var upload = await SnapshotUpload.OpenAsync(proxySocket, snapshot, cancel).ConfigureAwait(false);
+        using var upload = await SnapshotUpload.OpenAsync(proxySocket, snapshot, cancel, borrow).ConfigureAwait(false);
         return await upload.FinishAsync(images, cancel).ConfigureAwait(false);
     }
 

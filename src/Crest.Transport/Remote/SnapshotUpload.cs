@@ -53,14 +53,16 @@ public sealed class SnapshotUpload : IDisposable
     public bool Lent => _lent is not null;
 
     /// <summary>Connects to the image-proxy at <paramref name="proxySocket"/>, says hello and waits for the turn of this dump,
-    /// which borrows the proxy's connection to the image-cache when it can.</summary>
-    public static async Task<SnapshotUpload> OpenAsync(string proxySocket, string snapshot, CancellationToken cancel)
+    /// which borrows the proxy's connection to the image-cache when it can (<paramref name="borrow"/> false: the images go
+    /// through the proxy, as over TLS; for comparisons).</summary>
+    public static async Task<SnapshotUpload> OpenAsync(string proxySocket, string snapshot, CancellationToken cancel, bool borrow = true)
     {
         var socket = await ImageSockets.ConnectUnixAsync(proxySocket, "image-proxy", cancel).ConfigureAwait(false);
         var upload = new SnapshotUpload(socket, snapshot);
         try
         {
             await upload._writer.WriteHelloAsync(cancel).ConfigureAwait(false);
+            if (!borrow) return upload;
             await upload._writer.WriteBorrowAsync(snapshot, cancel).ConfigureAwait(false);
             var (frame, descriptor) = await DescriptorPassing.ReceiveFrameAsync(socket, cancel).ConfigureAwait(false);
             StreamEvent? answer;

@@ -142,7 +142,7 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
     {
         var image = _open ?? throw new InvalidOperationException("no image has begun");
         string what = $"image {image.Snapshot}/{image.Name}";
-        var hash = new XxHash64();
+        var hash = new XxHash3();
         long total = 0;
         while (true)
         {

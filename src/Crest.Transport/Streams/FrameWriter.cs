@@ -22,7 +22,7 @@ public sealed class FrameWriter(Stream output)
     // One read buffer for every image this writer sends: a fresh MaxChunk array per image is a large-object
     // allocation each time, and a dump of a dozen small images paid a garbage collection for most of them.
     private byte[]? _chunk;
-    private XxHash64? _hash;
+    private XxHash3? _hash;
     private ulong _imageLength;
     private Codec _codec;
     /// <summary>The current image is forwarded: its data comes packed, its length and checksum from its sender.</summary>
@@ -74,7 +74,7 @@ public sealed class FrameWriter(Stream output)
         payload[0] = (byte)codec;
         strings.CopyTo(payload, 1);
         await WriteFrameAsync(FrameType.ImageBegin, payload, cancel).ConfigureAwait(false);
-        _hash = new XxHash64();
+        _hash = new XxHash3();
         _imageLength = 0;
         _codec = codec;
         _forwarding = false;
