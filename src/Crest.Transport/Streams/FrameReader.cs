@@ -38,6 +38,10 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
     private readonly byte[] _header = new byte[FrameFormat.HeaderSize];
     private byte[] _payload = new byte[4096];
     private byte[]? _raw;
+    // The other half of each pair: data frames alternate between them, so that a consumer may still write out one
+    // chunk while the next is read (ReadImageAsync).
+    private byte[] _otherPayload = new byte[4096];
+    private byte[]? _otherRaw;
     private long _offset;
     private ImageBeginEvent? _open;
 
@@ -134,9 +138,11 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
     }
 
     /// <summary>
-    /// The data of the image just begun, decompressed, handed to <paramref name="onChunk"/> chunk by chunk (the
-    /// memory is valid during the call only); then its length and checksum are checked. Returns its length.
-    /// The consumer must treat what it got as void when this throws.
+    /// The data of the image just begun, decompressed, handed to <paramref name="onChunk"/> chunk by chunk; then its
+    /// length and checksum are checked. Returns its length. The memory of a chunk stays valid until the next call of
+    /// <paramref name="onChunk"/> returned (or this returns): a consumer may hand it to another thread to write out
+    /// while the next chunk is read and hashed, and wait for that write in the next call. The consumer must treat
+    /// what it got as void when this throws.
     /// </summary>
     public async Task<long> ReadImageAsync(Func<ReadOnlyMemory<byte>, CancellationToken, ValueTask> onChunk, CancellationToken cancel = default)
     {
@@ -146,6 +152,8 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
         long total = 0;
         while (true)
         {
+            (_payload, _otherPayload) = (_otherPayload, _payload);
+            (_raw, _otherRaw) = (_otherRaw, _raw);
             var frame = await ReadFrameAsync(cancel, inside: what).ConfigureAwait(false)
                 ?? throw new StreamProtocolException($"stream ended inside {what} after {total} bytes");
             var (type, length, at) = frame;
