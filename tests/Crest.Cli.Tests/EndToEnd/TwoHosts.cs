@@ -33,6 +33,9 @@ public abstract partial class TwoHosts : IDisposable
     protected string CacheAddress { get; }
     /// <summary>The network between the hosts goes silent: no packet passes, neither side is told.</summary>
     protected void SilenceTheNetwork() => Net.Silence();
+    /// <summary>The source host's address (where a dump --lazy-pages serves its pages).</summary>
+    protected string SourceAddress => Net.SourceAddress;
+    protected string DestinationNamespace => Net.DestinationNamespace;
     protected int Port { get; }
     /// <summary>For a second image-cache on the destination (two jobs on one pair of hosts).</summary>
     protected int SecondPort { get; }
