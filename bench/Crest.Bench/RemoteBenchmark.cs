@@ -7,7 +7,12 @@
 // the cache keeps them). The percentage is against the second, the fair one; the first is shown for scale.
 //   send:   first byte to the proxy until the cache acknowledged the snapshot (all of it in the cache)
 //   fetch:  a restore's GetSnapshot until the last byte arrived from the cache
-// Options: --size=1G, --codecs=none,lz4,zstd
+//   cpu:    CPU seconds (user + system, /proc/PID/stat) per GiB sent, of the sender (this process: the dump's side),
+//           the proxy and the cache during the send; of this process for the plain copies (sender and receiver
+//           together). Unlike the rates, these barely move when other work shares the machine.
+// Two ways through the proxy: "lent" (the dump borrows the proxy's TCP connection and writes into it; what
+// `crest dump --remote` does over plain TCP) and "relayed" (the images go through the proxy, as over TLS).
+// Options: --size=1G, --codecs=none,lz4,zstd, --paths=lent,relayed
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -22,20 +27,28 @@ internal static partial class RemoteBenchmark
     {
         long size = 1L << 30;
         string[] codecs = ["none", "lz4", "zstd"];
+        string[] paths = ["lent", "relayed"];
         foreach (var o in context.Options)
         {
             if (o.StartsWith("--size=", StringComparison.Ordinal)) size = ParseSize(o[7..]);
             else if (o.StartsWith("--codecs=", StringComparison.Ordinal)) codecs = o[9..].Split(',');
+            else if (o.StartsWith("--paths=", StringComparison.Ordinal)) paths = o[8..].Split(',');
         }
         Console.WriteLine($"load: {File.ReadAllText("/proc/loadavg").Trim()} ({Environment.ProcessorCount} cpus)");
         var data = PageLike(size);
+        double gib = size / (double)(1L << 30);
+        double cpu = CpuSeconds(Environment.ProcessId);
         double intoNothing = PlainTcpCopy(data, null);
-        Console.WriteLine($"plain TCP copy over loopback into nothing:     {Mb(size)} MiB in {intoNothing:0} ms = {Rate(size, intoNothing):0} MiB/s");
+        double cpuNothing = (CpuSeconds(Environment.ProcessId) - cpu) / gib;
+        Console.WriteLine($"plain TCP copy over loopback into nothing:     {Mb(size)} MiB in {intoNothing:0} ms = {Rate(size, intoNothing):0} MiB/s; cpu {cpuNothing:0.00} s/GiB (both ends)");
         string tmpfsFile = Path.Combine("/dev/shm", $"crest-bench-remote-copy-{Environment.ProcessId}");
+        cpu = CpuSeconds(Environment.ProcessId);
         double plain = PlainTcpCopy(data, tmpfsFile);
-        Console.WriteLine($"plain TCP copy over loopback into a tmpfs file: {Mb(size)} MiB in {plain:0} ms = {Rate(size, plain):0} MiB/s (the baseline below)");
+        double cpuPlain = (CpuSeconds(Environment.ProcessId) - cpu) / gib;
+        Console.WriteLine($"plain TCP copy over loopback into a tmpfs file: {Mb(size)} MiB in {plain:0} ms = {Rate(size, plain):0} MiB/s (the baseline below); cpu {cpuPlain:0.00} s/GiB (both ends)");
 
         foreach (string codec in codecs)
+        foreach (string path in paths)
         {
             string work = Directory.CreateTempSubdirectory("crest-bench-remote-").FullName;
             int port = 30000 + Environment.ProcessId % 20000;
@@ -43,10 +56,14 @@ internal static partial class RemoteBenchmark
             {
                 Daemon(context, work, "image-cache", "--port", $"{port}", "--address", "127.0.0.1", "--cache-limit", $"{(size >> 20) + 256}M");
                 Daemon(context, work, "image-proxy", "--port", $"{port}", "--address", "127.0.0.1", "--compress", codec);
+                int proxyPid = int.Parse(File.ReadAllText(Path.Combine(work, "proxy.pid")));
+                int cachePid = int.Parse(File.ReadAllText(Path.Combine(work, "cache.pid")));
+                double[] before = [CpuSeconds(Environment.ProcessId), CpuSeconds(proxyPid), CpuSeconds(cachePid)];
                 var clock = Stopwatch.StartNew();
                 RemoteImageClient.SendSnapshotAsync(ImageSockets.ProxySocket(work), "bench",
-                    [new OutgoingImage("pages-1.img", () => new MemoryStream(data, writable: false))], CancellationToken.None).GetAwaiter().GetResult();
+                    [new OutgoingImage("pages-1.img", () => new MemoryStream(data, writable: false))], CancellationToken.None, borrow: path == "lent").GetAwaiter().GetResult();
                 double send = clock.Elapsed.TotalMilliseconds;
+                double[] used = [CpuSeconds(Environment.ProcessId) - before[0], CpuSeconds(proxyPid) - before[1], CpuSeconds(cachePid) - before[2]];
                 clock.Restart();
                 long fetched = 0;
                 RemoteImageClient.FetchSnapshotAsync(ImageSockets.CacheSocket(work), "bench", _ => new CountingStream(n => fetched += n), CancellationToken.None).GetAwaiter().GetResult();
@@ -54,8 +71,10 @@ internal static partial class RemoteBenchmark
                 if (fetched != size) throw new InvalidOperationException($"fetched {fetched} bytes of {size}");
                 var sent = SentRegex().Match(File.ReadAllText(Path.Combine(work, "proxy.log")));
                 long wire = sent.Success ? long.Parse(sent.Groups[1].Value) : -1;
-                Console.WriteLine($"{codec,-5} proxy->cache: {Rate(size, send),6:0} MiB/s ({send:0} ms, {100 * Rate(size, send) / Rate(size, plain):0}% of plain TCP into tmpfs, {100 * Rate(size, send) / Rate(size, intoNothing):0}% of into nothing), " +
+                Console.WriteLine($"{codec,-5} {path,-7} proxy->cache: {Rate(size, send),6:0} MiB/s ({send:0} ms, {100 * Rate(size, send) / Rate(size, plain):0}% of plain TCP into tmpfs, {100 * Rate(size, send) / Rate(size, intoNothing):0}% of into nothing), " +
                                   $"{wire} bytes on the wire ({100.0 * (size - wire) / size:0.0}% saved); cache->restore: {Rate(size, fetch):0} MiB/s ({fetch:0} ms)");
+                Console.WriteLine($"      cpu per GiB sent: sender {used[0] / gib:0.00} s, proxy {used[1] / gib:0.00} s, cache {used[2] / gib:0.00} s, in all {used.Sum() / gib:0.00} s " +
+                                  $"(plain copy into tmpfs: {cpuPlain:0.00} s)");
             }
             finally
             {
@@ -125,6 +144,14 @@ internal static partial class RemoteBenchmark
             }
         }
         return data;
+    }
+
+    /// <summary>utime + stime of a process (fields 14 and 15 of /proc/PID/stat, after the parenthesised name).</summary>
+    private static double CpuSeconds(int pid)
+    {
+        string stat = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0; // USER_HZ
     }
 
     private static long ParseSize(string text) =>

@@ -24,6 +24,11 @@ public sealed class ImageCacheProxyTests : IDisposable
         lock (_log) _log.Add(line);
     }
 
+    private bool Logged(string text)
+    {
+        lock (_log) return _log.Any(l => l.Contains(text));
+    }
+
     private ImageCache StartCache(long limit = 1L << 30)
     {
         var cache = new ImageCache(new IPEndPoint(IPAddress.Loopback, 0), ImageSockets.CacheSocket(_work), limit, Log);
@@ -85,6 +90,82 @@ public sealed class ImageCacheProxyTests : IDisposable
         for (int i = 1; i <= 3; i++)
             Assert.Equal(PageLike(10 * i, i), (await FetchAsync($"d{i}"))["pages-1.img"]);
         Assert.Single(_log, l => l.Contains("proxy connected"));
+    }
+
+    [Theory]
+    [InlineData(Codec.None)]
+    [InlineData(Codec.Lz4)]
+    [InlineData(Codec.Zstd)]
+    public async Task ADumpWritesIntoTheLentConnectionAndTheProxyRelaysTheAnswer(Codec codec)
+    {
+        using var cache = StartCache();
+        using var proxy = await StartProxyAsync(cache.LocalEndPoint, codec);
+        var pages = PageLike(2000, 12); // several chunks, the last one short
+        var streamed = PageLike(700, 13);
+        using (var upload = await SnapshotUpload.OpenAsync(proxy.UnixSocketPath, "lent1", _stop.Token))
+        {
+            Assert.True(upload.Lent);
+            // A page image streamed in small writes, as a dump's page writer does, then the rest.
+            using (var image = upload.OpenImage("pages-2.img"))
+                for (int at = 0; at < streamed.Length; at += 12288) image.Write(streamed, at, Math.Min(12288, streamed.Length - at));
+            long raw = await upload.FinishAsync([Image("core-1.img", [7, 8, 9]), Image("pages-1.img", pages), Image("empty.img", [])], _stop.Token);
+            Assert.Equal(streamed.Length + 3 + pages.Length, raw);
+        }
+        var got = await FetchAsync("lent1");
+        Assert.Equal(4, got.Count);
+        Assert.Equal(streamed, got["pages-2.img"]);
+        Assert.Equal(pages, got["pages-1.img"]);
+        Assert.Equal([7, 8, 9], got["core-1.img"]);
+        Assert.Empty(got["empty.img"]);
+        Assert.Contains(_log, l => l.Contains("is lent to the dump of lent1"));
+        Assert.Equal(streamed.Length + 3 + pages.Length, proxy.RawBytes);
+        if (codec != Codec.None) Assert.True(proxy.SentBytes < proxy.RawBytes * 3 / 4, $"{proxy.SentBytes} bytes sent for {proxy.RawBytes}");
+        // The connection is the proxy's again: the next dump takes it over the same connection.
+        await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "lent2", [Image("pages-1.img", PageLike(3, 14))], _stop.Token);
+        Assert.Equal(PageLike(3, 14), (await FetchAsync("lent2"))["pages-1.img"]);
+        Assert.Single(_log, l => l.Contains("proxy connected"));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task ADumpThatDiesHoldingTheLentConnectionBreaksItsSnapshotAndTheNextDumpWorks(bool keepsItsCopy)
+    {
+        using var cache = StartCache();
+        using var proxy = await StartProxyAsync(cache.LocalEndPoint, Codec.Lz4);
+        var socket = await ImageSockets.ConnectUnixAsync(proxy.UnixSocketPath, "image-proxy", _stop.Token);
+        var unix = new FrameWriter(new NetworkStream(socket, ownsSocket: false));
+        await unix.WriteHelloAsync(_stop.Token);
+        await unix.WriteBorrowAsync("dies", _stop.Token);
+        var (frame, descriptor) = await DescriptorPassing.ReceiveFrameAsync(socket, _stop.Token);
+        Assert.Equal(new LendEvent(Codec.Lz4, Attached: true), await new FrameReader(new MemoryStream(frame)).ReadAsync(_stop.Token));
+        Assert.True(descriptor >= 0);
+        var lent = new LentSocketStream(descriptor);
+        // Half an image into the cache, then the end of the dump: its unix connection goes, without Returned.
+        var tcp = new FrameWriter(lent);
+        await tcp.BeginImageAsync("dies", "pages-1.img", Codec.None, _stop.Token);
+        tcp.WriteImageData(PageLike(300, 15));
+        for (int i = 0; i < 1000 && cache.HeldBytes == 0; i++) await Task.Delay(10);
+        Assert.NotEqual(0, cache.HeldBytes);
+        // A dump that hangs on to its copy of the descriptor cannot keep the connection alive: the proxy shuts it down.
+        if (!keepsItsCopy) lent.Dispose();
+        socket.Dispose();
+        var fetch = await Assert.ThrowsAsync<RemoteImageException>(() => FetchAsync("dies"));
+        Assert.Contains("broke while receiving dies", fetch.Message);
+        Assert.Equal(0, cache.HeldBytes);
+        // The proxy logs it right after it dropped the connection, which the fetch saw first.
+        const string Failed = "dump of dies failed: the dump of dies ended while it held the connection to the image-cache";
+        for (int i = 0; i < 1000 && !Logged(Failed); i++) await Task.Delay(10);
+        Assert.True(Logged(Failed), string.Join("\n", _log));
+        if (keepsItsCopy)
+        {
+            Assert.Throws<IOException>(() => tcp.WriteImageData(new byte[1 << 20]));
+            lent.Dispose();
+        }
+
+        await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "next", [Image("pages-1.img", PageLike(64, 16))], _stop.Token);
+        Assert.Equal(PageLike(64, 16), (await FetchAsync("next"))["pages-1.img"]);
+        Assert.Equal(2, _log.Count(l => l.Contains("proxy connected")));
     }
 
     [Fact]
@@ -367,6 +448,10 @@ public sealed class ImageCacheProxyTests : IDisposable
             await RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, "t1", [Image("pages-1.img", PageLike(300, 7))], _stop.Token);
             Assert.Equal(PageLike(300, 7), (await FetchAsync("t1"))["pages-1.img"]);
             Assert.Contains(_log, l => l.Contains("over TLS"));
+            // The TLS session lives in the proxy: it relays, and lends nothing.
+            Assert.DoesNotContain(_log, l => l.Contains("is lent"));
+            using var upload = await SnapshotUpload.OpenAsync(proxy.UnixSocketPath, "t2", _stop.Token);
+            Assert.False(upload.Lent);
         }
 
         // A proxy that trusts another CA refuses the cache.

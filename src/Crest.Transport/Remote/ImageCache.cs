@@ -164,11 +164,24 @@ public sealed partial class ImageCache : IDisposable
                         var snapshot = receiving.TryGetValue(begin.Snapshot, out var s) ? s : receiving[begin.Snapshot] = StartSnapshot(begin.Snapshot);
                         using (var image = BeginImage(snapshot, begin.Name))
                         {
-                            await reader.ReadImageAsync((chunk, _) =>
+                            // Chunk k is written into its file on the thread pool while chunk k+1 is received and hashed
+                            // (the reader keeps k's memory until the next call returns): on two cores the copy out of the
+                            // socket and the copy into tmpfs run side by side instead of in turn.
+                            Task writing = Task.CompletedTask;
+                            try
                             {
-                                if (image is not null) Receive(image, chunk.Span);
-                                return ValueTask.CompletedTask;
-                            }, cancel).ConfigureAwait(false);
+                                await reader.ReadImageAsync(async (chunk, _) =>
+                                {
+                                    if (image is null) return;
+                                    await writing.ConfigureAwait(false);
+                                    writing = Task.Run(() => Receive(image, chunk.Span), CancellationToken.None);
+                                }, cancel).ConfigureAwait(false);
+                            }
+                            finally
+                            {
+                                // The file stays open until its last write ended.
+                                await writing.ConfigureAwait(false);
+                            }
                             if (image is not null) EndImage(image);
                         }
                         break;

@@ -9,7 +9,18 @@
 // TCP connection is dropped, so that the cache marks what it was receiving as broken, and the next dump
 // connects again: a cut never leaves a short image that looks whole.
 //
-// Forwarding does as little as it can: each data frame from the dump is read straight into a pooled buffer
+// Lending. A dump that says Borrow (SnapshotUpload does) gets, when its turn comes and the connection is plain
+// TCP, the connection itself: the proxy passes the connected socket's descriptor over the unix socket (SCM_RIGHTS)
+// with the codec for page images, and the dump writes its image frames straight into TCP, compressing them itself
+// (LentConnection). The bytes then leave the dump's memory once, into the socket, instead of going through the
+// unix socket and this process (two copies and a hop each way fewer). The proxy writes nothing meanwhile and stays
+// the only reader of the connection: the dump says Returned{raw, sent} once it closed its copy, then DumpEnd as
+// usual, which the proxy sends on and whose answer it relays. A dump whose unix connection ends before Returned (it
+// died half-way), or that says Error (its write failed), costs the connection: the proxy shuts it down (shutdown(2),
+// which the dump's copy cannot keep alive) and the cache marks the partial snapshot broken. Over TLS the stream's
+// state lives in this process, so nothing is lent: the answer says so and the dump's images are relayed as below.
+//
+// Relaying does as little as it can: each data frame from the dump is read straight into a pooled buffer
 // behind room for a header, and goes out of the same buffer in one write (codec none) or is compressed into
 // another by the thread pool (lz4, zstd: chunks are independent, so up to QueuedChunks of them are compressed
 // in parallel while the sender writes them in order). Nothing is hashed here: the dump's length and checksum
@@ -74,9 +85,12 @@ public sealed class ImageProxy : IDisposable
 
     public string UnixSocketPath { get; }
 
-    /// <summary>Raw bytes of images forwarded, and bytes sent on the TCP connection (after compression).</summary>
+    /// <summary>Raw bytes of images forwarded, and bytes sent on the TCP connection (after compression), in all; lent
+    /// connections count what their dumps said they wrote.</summary>
     public long RawBytes { get; private set; }
     public long SentBytes { get; private set; }
+    /// <summary>The same for the dump being served.</summary>
+    private long _dumpRaw, _dumpSent;
 
     public async Task RunAsync(CancellationToken cancel)
     {
@@ -153,6 +167,15 @@ public sealed class ImageProxy : IDisposable
 
     private void Disconnect()
     {
+        try
+        {
+            // Down for every copy of the descriptor, a dump's that still holds it lent included.
+            _connection?.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // not connected any more
+        }
         _stream?.Dispose();
         _connection?.Dispose();
         _stream = null;
@@ -180,6 +203,7 @@ public sealed class ImageProxy : IDisposable
             return;
         }
 
+        _dumpRaw = _dumpSent = 0;
         var queue = Channel.CreateBounded<Forward>(new BoundedChannelOptions(QueuedChunks) { SingleReader = true, SingleWriter = true });
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancel);
         var pools = _pools;
@@ -191,7 +215,12 @@ public sealed class ImageProxy : IDisposable
                 throw new StreamProtocolException("the dump did not say hello");
             while (await fromDump.ReadAsync(cancel).ConfigureAwait(false) is { } e)
             {
-                if (e is ImageBeginEvent begin)
+                if (e is BorrowEvent borrow)
+                {
+                    snapshot = borrow.Snapshot;
+                    await LendAsync(client, local, fromDump, borrow.Snapshot, cancel).ConfigureAwait(false);
+                }
+                else if (e is ImageBeginEvent begin)
                 {
                     snapshot = begin.Snapshot;
                     var codec = begin.Name.StartsWith("pages-", StringComparison.Ordinal) ? _codec : Codec.None;
@@ -241,6 +270,50 @@ public sealed class ImageProxy : IDisposable
     }
 
     /// <summary>
+    /// Borrow: lends the connection (plain TCP) and waits until the dump returns it; or says it relays (TLS). A dump
+    /// that fails meanwhile is an exception, which drops the connection.
+    /// </summary>
+    private async Task LendAsync(Socket client, Stream local, FrameReader fromDump, string snapshot, CancellationToken cancel)
+    {
+        if (_tls is not null || _connection is not { } connection)
+        {
+            await local.WriteAsync(FrameWriter.LendFrame(_codec, attached: false), cancel).ConfigureAwait(false);
+            return;
+        }
+        DescriptorPassing.Send(client, FrameWriter.LendFrame(_codec, attached: true), connection.SafeHandle);
+        _log($"image-proxy: the connection to the image-cache is lent to the dump of {snapshot}");
+        switch (await fromDump.ReadAsync(cancel).ConfigureAwait(false))
+        {
+            case ReturnedEvent back:
+                _dumpRaw += back.Raw;
+                _dumpSent += back.Sent;
+                RawBytes += back.Raw;
+                SentBytes += back.Sent;
+                return;
+            case ErrorEvent error:
+                throw new RemoteImageException(await CacheLastWordsAsync().ConfigureAwait(false) ?? error.Message);
+            case null:
+                throw new StreamProtocolException($"the dump of {snapshot} ended while it held the connection to the image-cache");
+            case var other:
+                throw new StreamProtocolException($"unexpected {other.GetType().Name} from the dump of {snapshot} while it held the connection to the image-cache");
+        }
+    }
+
+    /// <summary>What the cache said before it broke the connection a dump was writing into (an Error frame), if anything.</summary>
+    private async Task<string?> CacheLastWordsAsync()
+    {
+        try
+        {
+            using var soon = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+            return await _reader!.ReadAsync(soon.Token).ConfigureAwait(false) is ErrorEvent error ? error.Message : null;
+        }
+        catch (Exception e) when (e is IOException or SocketException or StreamProtocolException or OperationCanceledException or ObjectDisposedException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
     /// The frame to send for a raw frame read from the dump: the same buffer (codec none), or a compression of it
     /// into an output buffer, started on the thread pool now so that several run at once (the sender awaits them
     /// in order). The input buffer goes back to its pool once compressed.
@@ -262,6 +335,7 @@ public sealed class ImageProxy : IDisposable
     {
         var writer = _writer!;
         var cancel = failed.Token;
+        long raw0 = writer.RawBytes, sent0 = writer.SentBytes;
         try
         {
             await foreach (var f in queue.ReadAllAsync(cancel).ConfigureAwait(false))
@@ -296,8 +370,10 @@ public sealed class ImageProxy : IDisposable
         }
         finally
         {
-            RawBytes = writer.RawBytes;
-            SentBytes = writer.SentBytes;
+            _dumpRaw += writer.RawBytes - raw0;
+            _dumpSent += writer.SentBytes - sent0;
+            RawBytes += writer.RawBytes - raw0;
+            SentBytes += writer.SentBytes - sent0;
         }
         throw new OperationCanceledException();
     }
@@ -307,7 +383,7 @@ public sealed class ImageProxy : IDisposable
         switch (answer)
         {
             case AckEvent ack when ack.Snapshot == snapshot:
-                _log($"image-proxy: snapshot {snapshot} acknowledged by the image-cache ({RawBytes} bytes of images, {SentBytes} sent)");
+                _log($"image-proxy: snapshot {snapshot} acknowledged by the image-cache ({_dumpRaw} bytes of images, {_dumpSent} sent)");
                 await toDump.WriteAckAsync(snapshot, cancel).ConfigureAwait(false);
                 break;
             case ErrorEvent error:

@@ -15,36 +15,11 @@ public static class RemoteImageClient
     /// Sends every image of <paramref name="snapshot"/> through the image-proxy at <paramref name="proxySocket"/>
     /// and returns once the image-cache acknowledged the whole snapshot. Anything else is a RemoteImageException.
     /// </summary>
-    public static async Task<long> SendSnapshotAsync(string proxySocket, string snapshot, IEnumerable<OutgoingImage> images, CancellationToken cancel)
+    /// <param name="borrow">false: the images go through the proxy even where it could lend its connection (for comparisons).</param>
+    public static async Task<long> SendSnapshotAsync(string proxySocket, string snapshot, IEnumerable<OutgoingImage> images, CancellationToken cancel, bool borrow = true)
     {
-        using var socket = await ImageSockets.ConnectUnixAsync(proxySocket, "image-proxy", cancel).ConfigureAwait(false);
-        using var stream = new NetworkStream(socket, ownsSocket: false);
-        var writer = new FrameWriter(stream);
-        var reader = new FrameReader(stream);
-        try
-        {
-            await writer.WriteHelloAsync(cancel).ConfigureAwait(false);
-            foreach (var image in images)
-            {
-                await using var content = image.Open();
-                await writer.WriteImageAsync(snapshot, image.Name, content, Codec.None, cancel).ConfigureAwait(false);
-            }
-            await writer.WriteDumpEndAsync(snapshot, cancel).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or SocketException)
-        {
-            // The proxy may have said why before it closed.
-            throw new RemoteImageException(await ReasonAsync(reader, cancel).ConfigureAwait(false)
-                ?? $"the image-proxy connection broke while sending {snapshot}: {e.InnerException?.Message ?? e.Message}", e);
-        }
-        var answer = await ReadAnswerAsync(reader, snapshot, cancel).ConfigureAwait(false);
-        return answer switch
-        {
-            AckEvent a when a.Snapshot == snapshot => writer.RawBytes,
-            ErrorEvent error => throw new RemoteImageException(error.Message),
-            null => throw new RemoteImageException($"the image-proxy closed the connection before the image-cache acknowledged {snapshot}"),
-            _ => throw new RemoteImageException($"the image-proxy answered {answer} to the end of {snapshot}"),
-        };
+        using var upload = await SnapshotUpload.OpenAsync(proxySocket, snapshot, cancel, borrow).ConfigureAwait(false);
+        return await upload.FinishAsync(images, cancel).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -124,30 +99,4 @@ public static class RemoteImageClient
 
     private static bool IsPlainName(string name) =>
         name.Length > 0 && name != "." && name != ".." && !name.Contains('/') && !name.Contains('\0');
-
-    private static async Task<StreamEvent?> ReadAnswerAsync(FrameReader reader, string snapshot, CancellationToken cancel)
-    {
-        try
-        {
-            return await reader.ReadAsync(cancel).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or SocketException or StreamProtocolException)
-        {
-            throw new RemoteImageException($"the image-proxy connection broke while waiting for the image-cache to acknowledge {snapshot}: {e.InnerException?.Message ?? e.Message}", e);
-        }
-    }
-
-    private static async Task<string?> ReasonAsync(FrameReader reader, CancellationToken cancel)
-    {
-        try
-        {
-            using var soon = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-            soon.CancelAfter(TimeSpan.FromSeconds(1));
-            return await reader.ReadAsync(soon.Token).ConfigureAwait(false) is ErrorEvent error ? error.Message : null;
-        }
-        catch (Exception e) when (e is IOException or SocketException or StreamProtocolException or OperationCanceledException)
-        {
-            return null;
-        }
-    }
 }

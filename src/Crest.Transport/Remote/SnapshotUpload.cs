@@ -4,7 +4,16 @@
 // image-cache acknowledged all of it. Disposed without FinishAsync, the connection closes with no DumpEnd: the
 // proxy drops its TCP connection and the cache marks whatever it got of the snapshot as broken.
 //
-//   dump --unix--> Hello  pages-1.img (while read) ... pages-N.img  other images  DumpEnd s  -> Ack s | Error
+// Opening waits for the dump's turn on the proxy's TCP connection and borrows it (Borrow -> Lend): on a plain
+// TCP connection the images are written straight into it (LentConnection: from the dump's memory to the socket,
+// compressed here), and the proxy only relays the end of the snapshot and the cache's answer; over TLS the proxy
+// lends nothing and the images go through it as before.
+//
+//   lent:     dump --unix--> Hello Borrow s                  <- Lend{codec, fd}
+//             dump --TCP---> pages-1.img (while read) ... other images
+//             dump --unix--> Returned{raw, sent} DumpEnd s   <- Ack s | Error
+//   relayed:  dump --unix--> Hello Borrow s                  <- Lend{codec, no fd}
+//             dump --unix--> pages-1.img ... other images DumpEnd s  <- Ack s | Error
 using System.Net.Sockets;
 using Crest.Transport.Streams;
 
@@ -18,6 +27,9 @@ public sealed class SnapshotUpload : IDisposable
     private readonly FrameReader _reader;
     private readonly HashSet<string> _sent = new(StringComparer.Ordinal);
     private ImageStream? _open;
+    /// <summary>The proxy's connection to the cache, while this dump holds it.</summary>
+    private LentConnection? _lent;
+    private byte[]? _readBuffer;
 
     private SnapshotUpload(Socket socket, string snapshot)
     {
@@ -34,21 +46,59 @@ public sealed class SnapshotUpload : IDisposable
     public IReadOnlyCollection<string> Sent => _sent;
 
     /// <summary>Raw bytes of images sent so far.</summary>
-    public long RawBytes => _writer.RawBytes;
+    public long RawBytes => _writer.RawBytes + (_lent?.RawBytes ?? 0) + _returnedRaw;
+    private long _returnedRaw;
 
-    /// <summary>Connects to the image-proxy at <paramref name="proxySocket"/> and says hello.</summary>
-    public static async Task<SnapshotUpload> OpenAsync(string proxySocket, string snapshot, CancellationToken cancel)
+    /// <summary>Whether the images go straight into the proxy's connection to the cache (false: through the proxy).</summary>
+    public bool Lent => _lent is not null;
+
+    /// <summary>Connects to the image-proxy at <paramref name="proxySocket"/>, says hello and waits for the turn of this dump,
+    /// which borrows the proxy's connection to the image-cache when it can (<paramref name="borrow"/> false: the images go
+    /// through the proxy, as over TLS; for comparisons).</summary>
+    public static async Task<SnapshotUpload> OpenAsync(string proxySocket, string snapshot, CancellationToken cancel, bool borrow = true)
     {
         var socket = await ImageSockets.ConnectUnixAsync(proxySocket, "image-proxy", cancel).ConfigureAwait(false);
         var upload = new SnapshotUpload(socket, snapshot);
         try
         {
             await upload._writer.WriteHelloAsync(cancel).ConfigureAwait(false);
+            if (!borrow) return upload;
+            await upload._writer.WriteBorrowAsync(snapshot, cancel).ConfigureAwait(false);
+            var (frame, descriptor) = await DescriptorPassing.ReceiveFrameAsync(socket, cancel).ConfigureAwait(false);
+            StreamEvent? answer;
+            try
+            {
+                answer = await new FrameReader(new MemoryStream(frame, writable: false)).ReadAsync(cancel).ConfigureAwait(false);
+            }
+            catch
+            {
+                if (descriptor >= 0) Interop.Libc.close(descriptor);
+                throw;
+            }
+            switch (answer)
+            {
+                case LendEvent { Attached: true } lend when descriptor >= 0:
+                    upload._lent = new LentConnection(descriptor, lend.Codec);
+                    break;
+                case LendEvent { Attached: false } when descriptor < 0:
+                    break;
+                case ErrorEvent error:
+                    if (descriptor >= 0) Interop.Libc.close(descriptor);
+                    throw new RemoteImageException(error.Message);
+                default:
+                    if (descriptor >= 0) Interop.Libc.close(descriptor);
+                    throw new RemoteImageException($"the image-proxy at {proxySocket} answered {answer?.ToString() ?? "nothing"}{(descriptor >= 0 ? " with a descriptor" : "")} to Borrow");
+            }
         }
-        catch (Exception e) when (e is IOException or SocketException)
+        catch (Exception e) when (e is IOException or SocketException or StreamProtocolException)
         {
             upload.Dispose();
             throw new RemoteImageException($"the image-proxy at {proxySocket} closed the connection at once: {e.InnerException?.Message ?? e.Message}", e);
+        }
+        catch
+        {
+            upload.Dispose();
+            throw;
         }
         return upload;
     }
@@ -63,7 +113,8 @@ public sealed class SnapshotUpload : IDisposable
         if (_open is not null) throw new InvalidOperationException($"image {_open.Name} of {Snapshot} is still open");
         try
         {
-            _writer.BeginImageAsync(Snapshot, name, Codec.None).GetAwaiter().GetResult();
+            if (_lent is { } lent) lent.BeginImage(Snapshot, name);
+            else _writer.BeginImageAsync(Snapshot, name, Codec.None).GetAwaiter().GetResult();
         }
         catch (Exception e) when (e is IOException or SocketException)
         {
@@ -81,14 +132,24 @@ public sealed class SnapshotUpload : IDisposable
             foreach (var image in images)
             {
                 await using var content = image.Open();
-                await _writer.WriteImageAsync(Snapshot, image.Name, content, Codec.None, cancel).ConfigureAwait(false);
+                if (_lent is { } lent) await WriteLentAsync(lent, image.Name, content, cancel).ConfigureAwait(false);
+                else await _writer.WriteImageAsync(Snapshot, image.Name, content, Codec.None, cancel).ConfigureAwait(false);
                 _sent.Add(image.Name);
+            }
+            if (_lent is { } done)
+            {
+                var (raw, sent) = done.Return();
+                _returnedRaw = raw;
+                _lent = null;
+                done.Dispose();
+                await _writer.WriteReturnedAsync(raw, sent, cancel).ConfigureAwait(false);
             }
             await _writer.WriteDumpEndAsync(Snapshot, cancel).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or SocketException)
         {
-            // The proxy may have said why before it closed.
+            // The proxy may have said why before it closed; with a lent connection it learns here that it broke.
+            await GiveBackBrokenAsync(e).ConfigureAwait(false);
             throw new RemoteImageException(await ReasonAsync(cancel).ConfigureAwait(false)
                 ?? $"the image-proxy connection broke while sending {Snapshot}: {e.InnerException?.Message ?? e.Message}", e);
         }
@@ -103,7 +164,7 @@ public sealed class SnapshotUpload : IDisposable
         }
         return answer switch
         {
-            AckEvent a when a.Snapshot == Snapshot => _writer.RawBytes,
+            AckEvent a when a.Snapshot == Snapshot => RawBytes,
             ErrorEvent error => throw new RemoteImageException(error.Message),
             null => throw new RemoteImageException($"the image-proxy closed the connection before the image-cache acknowledged {Snapshot}"),
             _ => throw new RemoteImageException($"the image-proxy answered {answer} to the end of {Snapshot}"),
@@ -112,12 +173,46 @@ public sealed class SnapshotUpload : IDisposable
 
     public void Dispose()
     {
+        // The unix connection first: a proxy that sees it end without Returned drops the TCP connection, which also
+        // ends a write of the lent connection that waits for room.
         _stream.Dispose();
         _socket.Dispose();
+        _lent?.Dispose();
+        _lent = null;
+    }
+
+    /// <summary>One image read from <paramref name="content"/> into the lent connection.</summary>
+    private async Task WriteLentAsync(LentConnection lent, string name, Stream content, CancellationToken cancel)
+    {
+        var buffer = _readBuffer ??= GC.AllocateUninitializedArray<byte>(FrameFormat.MaxChunk);
+        lent.BeginImage(Snapshot, name);
+        int n;
+        while ((n = await content.ReadAsync(buffer, cancel).ConfigureAwait(false)) > 0) lent.Write(buffer.AsSpan(0, n));
+        lent.EndImage();
+    }
+
+    /// <summary>
+    /// A write into the lent connection failed: it is closed here, and the proxy told why (Error), so that it drops
+    /// the connection and answers with what it knows (the cache's last words, if any).
+    /// </summary>
+    private async Task GiveBackBrokenAsync(Exception e)
+    {
+        if (_lent is not { } lent) return;
+        _lent = null;
+        lent.Dispose();
+        try
+        {
+            await _writer.WriteErrorAsync($"the dump's write into the lent connection failed: {e.Message}").ConfigureAwait(false);
+        }
+        catch (Exception w) when (w is IOException or SocketException)
+        {
+            // the proxy is gone: it dropped the connection already
+        }
     }
 
     private IOException Broken(string name, Exception e)
     {
+        if (_lent is not null) GiveBackBrokenAsync(e).GetAwaiter().GetResult();
         using var soon = new CancellationTokenSource(TimeSpan.FromSeconds(1));
         string why = ReasonAsync(soon.Token).GetAwaiter().GetResult()
             ?? $"the image-proxy connection broke while sending {name}: {e.InnerException?.Message ?? e.Message}";
@@ -164,7 +259,8 @@ public sealed class SnapshotUpload : IDisposable
             if (_broken) throw new IOException($"the images of {upload.Snapshot} did not reach the image-cache: an earlier write of {name} failed");
             try
             {
-                upload._writer.WriteImageData(buffer);
+                if (upload._lent is { } lent) lent.Write(buffer);
+                else upload._writer.WriteImageData(buffer);
             }
             catch (Exception e) when (e is IOException or SocketException)
             {
@@ -184,7 +280,8 @@ public sealed class SnapshotUpload : IDisposable
                 {
                     try
                     {
-                        upload._writer.EndImageAsync().GetAwaiter().GetResult();
+                        if (upload._lent is { } lent) lent.EndImage();
+                        else upload._writer.EndImageAsync().GetAwaiter().GetResult();
                         upload._sent.Add(name);
                     }
                     catch (Exception e) when (e is IOException or SocketException)

@@ -20,6 +20,12 @@ public sealed record NotFoundEvent(string Snapshot, string Name, string Reason) 
 public sealed record RestoreEvent(string Snapshot) : StreamEvent;
 /// <summary>Drop every snapshot whose id starts with <paramref name="Prefix"/> (a migration that failed).</summary>
 public sealed record ForgetEvent(string Prefix) : StreamEvent;
+/// <summary>A dump asks the image-proxy for its connection to the image-cache, to write <paramref name="Snapshot"/> into it itself.</summary>
+public sealed record BorrowEvent(string Snapshot) : StreamEvent;
+/// <summary>The image-proxy's answer to Borrow: the codec for page images, and whether the connection came with it.</summary>
+public sealed record LendEvent(Codec Codec, bool Attached) : StreamEvent;
+/// <summary>The dump is done with the lent connection: it wrote <paramref name="Raw"/> bytes of images as <paramref name="Sent"/> bytes of frames.</summary>
+public sealed record ReturnedEvent(long Raw, long Sent) : StreamEvent;
 /// <summary>The destination restored <paramref name="Snapshot"/>: its root runs as <paramref name="Pid"/>.</summary>
 public sealed record RestoredEvent(string Snapshot, int Pid, TimeSpan Took) : StreamEvent;
 
@@ -32,6 +38,10 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
     private readonly byte[] _header = new byte[FrameFormat.HeaderSize];
     private byte[] _payload = new byte[4096];
     private byte[]? _raw;
+    // The other half of each pair: data frames alternate between them, so that a consumer may still write out one
+    // chunk while the next is read (ReadImageAsync).
+    private byte[] _otherPayload = new byte[4096];
+    private byte[]? _otherRaw;
     private long _offset;
     private ImageBeginEvent? _open;
 
@@ -85,6 +95,21 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
                 return new RestoreEvent(ReadStrings(payload, 1, at)[0]);
             case FrameType.Forget:
                 return new ForgetEvent(ReadStrings(payload, 1, at)[0]);
+            case FrameType.Borrow:
+                return new BorrowEvent(ReadStrings(payload, 1, at)[0]);
+            case FrameType.Lend:
+            {
+                if (length != 2 || payload[1] > 1 || !Enum.IsDefined((Codec)payload[0])) throw Bad(at, "malformed lend frame");
+                return new LendEvent((Codec)payload[0], payload[1] == 1);
+            }
+            case FrameType.Returned:
+            {
+                if (length != 16) throw Bad(at, "returned frame of wrong size");
+                ulong raw = BinaryPrimitives.ReadUInt64LittleEndian(payload);
+                ulong sent = BinaryPrimitives.ReadUInt64LittleEndian(payload[8..]);
+                if (raw > long.MaxValue || sent > long.MaxValue) throw Bad(at, $"returned frame with {raw} raw, {sent} sent bytes");
+                return new ReturnedEvent((long)raw, (long)sent);
+            }
             case FrameType.Restored:
             {
                 if (length < 12) throw Bad(at, "restored frame cut short");
@@ -113,18 +138,22 @@ public sealed class FrameReader(Stream input, long maxImageSize = 64L << 30)
     }
 
     /// <summary>
-    /// The data of the image just begun, decompressed, handed to <paramref name="onChunk"/> chunk by chunk (the
-    /// memory is valid during the call only); then its length and checksum are checked. Returns its length.
-    /// The consumer must treat what it got as void when this throws.
+    /// The data of the image just begun, decompressed, handed to <paramref name="onChunk"/> chunk by chunk; then its
+    /// length and checksum are checked. Returns its length. The memory of a chunk stays valid until the next call of
+    /// <paramref name="onChunk"/> returned (or this returns): a consumer may hand it to another thread to write out
+    /// while the next chunk is read and hashed, and wait for that write in the next call. The consumer must treat
+    /// what it got as void when this throws.
     /// </summary>
     public async Task<long> ReadImageAsync(Func<ReadOnlyMemory<byte>, CancellationToken, ValueTask> onChunk, CancellationToken cancel = default)
     {
         var image = _open ?? throw new InvalidOperationException("no image has begun");
         string what = $"image {image.Snapshot}/{image.Name}";
-        var hash = new XxHash64();
+        var hash = new XxHash3();
         long total = 0;
         while (true)
         {
+            (_payload, _otherPayload) = (_otherPayload, _payload);
+            (_raw, _otherRaw) = (_otherRaw, _raw);
             var frame = await ReadFrameAsync(cancel, inside: what).ConfigureAwait(false)
                 ?? throw new StreamProtocolException($"stream ended inside {what} after {total} bytes");
             var (type, length, at) = frame;

@@ -4,6 +4,12 @@ using System.Text;
 
 namespace Crest.Transport.Streams;
 
+/// <summary>A stream that writes two pieces with one system call (writev-like): a frame header and the caller's data, in place.</summary>
+public interface IGatherStream
+{
+    void Write(ReadOnlySpan<byte> first, ReadOnlySpan<byte> second);
+}
+
 /// <summary>
 /// Writes frames to a stream (a socket, a pipe, a file). Not thread-safe: one writer per stream, and an
 /// image is written begin, chunks, end without other frames between (the reader refuses them).
@@ -16,7 +22,7 @@ public sealed class FrameWriter(Stream output)
     // One read buffer for every image this writer sends: a fresh MaxChunk array per image is a large-object
     // allocation each time, and a dump of a dozen small images paid a garbage collection for most of them.
     private byte[]? _chunk;
-    private XxHash64? _hash;
+    private XxHash3? _hash;
     private ulong _imageLength;
     private Codec _codec;
     /// <summary>The current image is forwarded: its data comes packed, its length and checksum from its sender.</summary>
@@ -68,7 +74,7 @@ public sealed class FrameWriter(Stream output)
         payload[0] = (byte)codec;
         strings.CopyTo(payload, 1);
         await WriteFrameAsync(FrameType.ImageBegin, payload, cancel).ConfigureAwait(false);
-        _hash = new XxHash64();
+        _hash = new XxHash3();
         _imageLength = 0;
         _codec = codec;
         _forwarding = false;
@@ -176,8 +182,15 @@ public sealed class FrameWriter(Stream output)
             _header[4] = (byte)FrameType.ImageData;
             _header[5] = _header[6] = _header[7] = 0;
             BinaryPrimitives.WriteUInt64LittleEndian(_header.AsSpan(8), (ulong)chunk.Length);
-            output.Write(_header);
-            output.Write(chunk);
+            if (output is IGatherStream gather)
+            {
+                gather.Write(_header, chunk);
+            }
+            else
+            {
+                output.Write(_header);
+                output.Write(chunk);
+            }
             SentBytes += FrameFormat.HeaderSize + chunk.Length;
         }
     }
@@ -215,6 +228,29 @@ public sealed class FrameWriter(Stream output)
 
     public Task WriteForgetAsync(string prefix, CancellationToken cancel = default) =>
         WriteFrameAsync(FrameType.Forget, Strings(prefix), cancel);
+
+    public Task WriteBorrowAsync(string snapshot, CancellationToken cancel = default) =>
+        WriteFrameAsync(FrameType.Borrow, Strings(snapshot), cancel);
+
+    public Task WriteReturnedAsync(long raw, long sent, CancellationToken cancel = default)
+    {
+        var payload = new byte[16];
+        BinaryPrimitives.WriteUInt64LittleEndian(payload, (ulong)raw);
+        BinaryPrimitives.WriteUInt64LittleEndian(payload.AsSpan(8), (ulong)sent);
+        return WriteFrameAsync(FrameType.Returned, payload, cancel);
+    }
+
+    /// <summary>The bytes of a Lend frame, for the proxy to send with the connection's descriptor attached (or without).</summary>
+    public static byte[] LendFrame(Codec codec, bool attached)
+    {
+        var frame = new byte[FrameFormat.HeaderSize + 2];
+        BinaryPrimitives.WriteUInt32LittleEndian(frame, FrameFormat.Magic);
+        frame[4] = (byte)FrameType.Lend;
+        BinaryPrimitives.WriteUInt64LittleEndian(frame.AsSpan(8), 2);
+        frame[FrameFormat.HeaderSize] = (byte)codec;
+        frame[FrameFormat.HeaderSize + 1] = attached ? (byte)1 : (byte)0;
+        return frame;
+    }
 
     public Task WriteRestoredAsync(string snapshot, int pid, TimeSpan took, CancellationToken cancel = default)
     {

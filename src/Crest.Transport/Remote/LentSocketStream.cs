@@ -1,0 +1,83 @@
+// The dump's copy of the image-proxy's TCP connection, written with sendmsg(2) straight from the caller's memory:
+// a frame header and its data go out in one call (two iovecs), so that a page image leaves the dump's read buffer
+// for the socket with no copy in between. The descriptor shares O_NONBLOCK with the proxy's copy (.NET sets it for
+// its async I/O), so a full socket buffer is EAGAIN, waited for in poll(2). Writes are synchronous, also when
+// called as WriteAsync (a dump writes from one thread; the caller blocks as it would on a blocking socket).
+// Owns the descriptor: Dispose closes this copy only; the proxy's keeps the connection up. A write stuck on a peer
+// that reads nothing more is stopped with Abort.
+using System.Runtime.InteropServices;
+using Crest.Transport.Interop;
+using Crest.Transport.Streams;
+
+namespace Crest.Transport.Remote;
+
+internal sealed unsafe class LentSocketStream(int descriptor) : Stream, IGatherStream
+{
+    private int _fd = descriptor;
+    private volatile bool _aborted;
+
+    /// <summary>A write waiting for room gives up (with an IOException) within a quarter second.</summary>
+    public void Abort() => _aborted = true;
+
+    public override bool CanRead => false;
+    public override bool CanSeek => false;
+    public override bool CanWrite => true;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override void Flush() { }
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+    public override void Write(ReadOnlySpan<byte> buffer) => Write(buffer, []);
+
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        Write(buffer.Span);
+        return ValueTask.CompletedTask;
+    }
+
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    /// <summary>Both pieces, in order, with as few sendmsg(2) calls as the socket buffer allows (one, mostly).</summary>
+    public void Write(ReadOnlySpan<byte> first, ReadOnlySpan<byte> second)
+    {
+        ObjectDisposedException.ThrowIf(_fd < 0, this);
+        int total = first.Length + second.Length, done = 0;
+        fixed (byte* a = first)
+        fixed (byte* b = second)
+        {
+            var iov = stackalloc iovec[2];
+            while (done < total)
+            {
+                int count = 0;
+                if (done < first.Length) iov[count++] = new iovec { iov_base = (nint)(a + done), iov_len = (nuint)(first.Length - done) };
+                int intoSecond = Math.Max(0, done - first.Length);
+                if (second.Length > intoSecond) iov[count++] = new iovec { iov_base = (nint)(b + intoSecond), iov_len = (nuint)(second.Length - intoSecond) };
+                var msg = new msghdr { msg_iov = iov, msg_iovlen = (nuint)count };
+                nint n = Libc.sendmsg(_fd, &msg, Libc.MSG_NOSIGNAL);
+                if (n >= 0)
+                {
+                    done += (int)n;
+                    continue;
+                }
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == Libc.EINTR) continue;
+                if (errno != Libc.EAGAIN) throw Libc.SocketFailure("sendmsg(the lent connection to the image-cache)", errno);
+                while (!Libc.WaitFor(_fd, Libc.POLLOUT, "the lent connection to the image-cache", 250))
+                    if (_aborted) throw new IOException("the dump gave up the lent connection to the image-cache");
+            }
+        }
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        int fd = Interlocked.Exchange(ref _fd, -1);
+        if (fd >= 0) Libc.close(fd);
+        base.Dispose(disposing);
+    }
+}
