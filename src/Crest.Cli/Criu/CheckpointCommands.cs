@@ -14,6 +14,7 @@ internal static class CheckpointCommands
     {
         if (paths.PidFile is { } pidFile)
             Log.Debug($"dump: --pidfile {pidFile} has no use on dump (CRIU ignores it too)");
+        if (options.IsOn("lazy-pages")) return LazyDump(options, paths);
         using var pageServer = ConnectPageServer(options, paths);
         var engineOptions = new DumpOptions
         {
@@ -31,6 +32,63 @@ internal static class CheckpointCommands
         };
         var statistics = options.IsOn("remote") ? RemoteCommands.Dump(engineOptions, options, paths) : DumpEngine.Dump(engineOptions);
         Log.Info($"dump: {statistics}");
+        return 0;
+    }
+
+    /// <summary>
+    /// dump --lazy-pages --port P [--address A] (post-copy migration, as CRIU's): the images without the pages of private
+    /// anonymous memory (PE_LAZY entries), which this dump keeps (LazyPageStore) and, once the tree is gone, serves to
+    /// the destination's `lazy-pages --page-server` until it has them all. Listening starts before the tree is touched,
+    /// so a port that cannot be had fails the dump with the tree untouched. The dump ends 0 only when the daemon said it
+    /// has every page; a connection that ends before that fails it (the daemon kills what it restored).
+    /// </summary>
+    private static int LazyDump(CriuOptions options, CriuPaths paths)
+    {
+        if (options.IsOn("page-server") || options.IsOn("remote"))
+            throw new DumpException("--lazy-pages keeps the lazy pages in the dump: it does not combine with --page-server or --remote");
+        if (options.Port == 0)
+            throw new DumpException("--lazy-pages needs --port (and --address) to serve the lazy pages on");
+        using var listener = PageServerCommand.Listen(options);
+        Log.Info($"dump: lazy pages will be served on {listener.LocalEndPoint}");
+        using var store = new Crest.Engine.Memory.LazyPageStore();
+        var engineOptions = new DumpOptions
+        {
+            LazyPages = store,
+            Pid = options.Tree,
+            ImagesDir = paths.ImagesDir,
+            LeaveRunning = options.FinalState == FinalState.Alive,
+            LeaveStopped = options.FinalState == FinalState.Stopped,
+            FreezeTimeout = TimeSpan.FromSeconds(options.Timeout),
+            ParentLink = options.PrevImagesDir,
+            TrackMemory = options.IsOn("track-mem"),
+            External = options.External,
+            ExternalUnixSockets = options.ExternalUnixSockets,
+            ShellJob = options.IsOn("shell-job"),
+        };
+        var statistics = DumpEngine.Dump(engineOptions);
+        Log.Info($"dump: {statistics}");
+        Log.Message($"dump: images written, frozen {statistics.FrozenTime.TotalMilliseconds:0.#} ms; {store.Pages} lazy pages ({store.Pages * 4096 >> 20} MiB) kept for the lazy-pages daemon, waiting on {listener.LocalEndPoint}");
+        using var accepted = listener.Accept();
+        listener.Close();
+        accepted.NoDelay = true;
+        accepted.SendBufferSize = 4 << 20;
+        Log.Info($"dump: lazy-pages daemon connected from {accepted.RemoteEndPoint}");
+        Stream connection = new System.Net.Sockets.NetworkStream(accepted, ownsSocket: false);
+        try
+        {
+            if (options.IsOn("tls"))
+                connection = Crest.Transport.Tls.TlsChannel.Accept(connection, options.Last("address"), PageServerCommand.Tls(options, paths), TimeSpan.FromSeconds(60));
+            var summary = LazyPageServer.Serve(connection, store, m => Log.Info($"{m}"));
+            Log.Message($"dump: lazy pages served: {summary.PagesServed} pages in {summary.Requests} requests, {summary.Duration.TotalMilliseconds:0} ms");
+        }
+        catch (PageServerException e)
+        {
+            throw new DumpException($"lazy pages: {e.Message}", e);
+        }
+        finally
+        {
+            connection.Dispose();
+        }
         return 0;
     }
 

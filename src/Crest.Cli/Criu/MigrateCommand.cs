@@ -149,10 +149,9 @@ internal static class MigrateCommand
             {
                 // the proxy's end: nothing more to tell
             }
-            foreach (var round in rounds) TryDelete(Path.Combine(RemoteCommands.DumpStaging, round.Snapshot));
-            // A round that failed half-way leaves its staging directory too.
-            foreach (string dir in Directory.Exists(RemoteCommands.DumpStaging) ? Directory.GetDirectories(RemoteCommands.DumpStaging, id + "-*") : [])
-                TryDelete(dir);
+            // The records of the pre-dumps (a round that failed removed its staging directory itself).
+            foreach (var round in rounds) TryDelete(RemoteStaging.RecordOf(round.Snapshot));
+            RemoteStaging.RemoveRootIfEmpty();
             TryDelete(work);
         }
     }
@@ -265,17 +264,7 @@ internal static class MigrateCommand
         }
     }
 
-    private static void TryDelete(string dir)
-    {
-        try
-        {
-            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            Log.Warning($"cannot remove {dir}: {e.Message}");
-        }
-    }
+    private static void TryDelete(string dir) => RemoteStaging.Delete(dir);
 
     // ---- the destination -----------------------------------------------------------------------------------
 

@@ -66,7 +66,7 @@ internal static class PageServerCommand
         };
     }
 
-    private static Socket Listen(CriuOptions options)
+    internal static Socket Listen(CriuOptions options)
     {
         string? address = options.Last("address");
         IPAddress ip = IPAddress.IPv6Any;

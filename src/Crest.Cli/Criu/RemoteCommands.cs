@@ -7,8 +7,8 @@
 // snapshot the same way (../d1 -> d1). The daemons' unix sockets are in the work directory: -W, or
 // /run/crest (ImageSockets.DefaultWorkDir) when it is not given, on both sides alike.
 //
-// Images are never written to a disk. A dump writes them into a staging directory on tmpfs (/dev/shm, RAM;
-// the engine, its page writers and the splice path stay as they are) and hands them to the proxy; a dump only
+// Images are never written to a disk. A dump writes them into a staging directory of its own on tmpfs (/dev/shm, RAM;
+// RemoteStaging.cs; the engine, its page writers and the splice path stay as they are) and hands them to the proxy; a dump only
 // releases (or kills) the tree once the cache acknowledged all of them. A dump streams its pages-N.img to the
 // proxy as it reads them (DumpOptions.PagesOutput: reading and sending overlap, and the pages never touch the
 // staging directory; each pagemap stays there), then sends the rest while the tree is still frozen. Over plain
@@ -35,8 +35,8 @@ namespace Crest.Cli.Criu;
 
 internal static class RemoteCommands
 {
-    /// <summary>Where dumps stage their images and keep the records of pre-dumps (tmpfs).</summary>
-    public const string DumpStaging = "/dev/shm/crest-remote";
+    /// <summary>Where dumps stage their images and keep the records of pre-dumps (tmpfs; RemoteStaging.cs).</summary>
+    public const string DumpStaging = RemoteStaging.Root;
 
     /// <summary>Longest parent chain followed at restore (PageChain's limit).</summary>
     private const int MaxChain = PageChain.MaxDepth;
@@ -116,22 +116,19 @@ internal static class RemoteCommands
     public static Engine.Dump.DumpStatistics Dump(DumpOptions engineOptions, CriuOptions options, CriuPaths paths)
     {
         string snapshot = SnapshotOf(paths.ImagesDir);
-        string stage = Path.Combine(DumpStaging, snapshot);
-        Directory.CreateDirectory(DumpStaging, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        if (Directory.Exists(stage)) Directory.Delete(stage, recursive: true);
-        Directory.CreateDirectory(stage, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-
+        if (!RemoteStaging.IsSnapshotId(snapshot))
+            throw new DumpException($"--remote names the snapshot after the -D directory, and \"{snapshot}\" (-D {options.ImagesDir}) cannot be a snapshot id: a file name that does not begin with '.'.");
         string? parentLink = null;
         if (paths.PrevImagesDir is { } prev)
         {
             string parent = SnapshotOf(prev);
-            if (!File.Exists(Path.Combine(DumpStaging, parent, "inventory.img")))
-            {
-                Directory.Delete(stage, recursive: true);
-                throw new DumpException($"The previous snapshot {parent} (--prev-images-dir {options.PrevImagesDir}) was not pre-dumped with --remote on this machine: {Path.Combine(DumpStaging, parent)} holds no record of it.");
-            }
+            if (!RemoteStaging.IsSnapshotId(parent) || !File.Exists(Path.Combine(RemoteStaging.RecordOf(parent), "inventory.img")))
+                throw new DumpException($"The previous snapshot {parent} (--prev-images-dir {options.PrevImagesDir}) was not pre-dumped with --remote on this machine: {RemoteStaging.RecordOf(parent)} holds no record of it.");
             parentLink = Path.Combine("..", parent);
         }
+        // The cache is about to get a new snapshot of this id: a record of an older one no longer describes what it holds.
+        RemoteStaging.Delete(RemoteStaging.RecordOf(snapshot));
+        string stage = RemoteStaging.BeginDump(snapshot);
 
         string proxySocket = ImageSockets.ProxySocket(paths.WorkDir);
         long sent = 0;
@@ -166,7 +163,7 @@ internal static class RemoteCommands
         catch
         {
             TryDelete(stage);
-            RemoveStagingIfEmpty();
+            RemoteStaging.RemoveRootIfEmpty();
             throw;
         }
         finally
@@ -177,27 +174,15 @@ internal static class RemoteCommands
         if (engineOptions.PreDump)
         {
             KeepRecord(stage);
+            RemoteStaging.KeepAsRecord(stage, snapshot);
         }
         else
         {
             // The final dump: nothing of the chain is needed here any more.
             foreach (string dir in Chain(stage)) TryDelete(dir);
-            RemoveStagingIfEmpty();
+            RemoteStaging.RemoveRootIfEmpty();
         }
         return statistics;
-    }
-
-    /// <summary>The staging root goes with the last snapshot in it (a dump starting now recreates it with its own directory).</summary>
-    private static void RemoveStagingIfEmpty()
-    {
-        try
-        {
-            if (Directory.Exists(DumpStaging) && !Directory.EnumerateFileSystemEntries(DumpStaging).Any()) Directory.Delete(DumpStaging);
-        }
-        catch (IOException)
-        {
-            // another dump put its snapshot there meanwhile
-        }
     }
 
     private static SnapshotUpload Open(string proxySocket, string snapshot)
@@ -278,8 +263,7 @@ internal static class RemoteCommands
     public static int Restore(RestoreOptions engineOptions, CriuPaths paths)
     {
         string snapshot = SnapshotOf(paths.ImagesDir);
-        string root = Path.Combine("/dev/shm", $"crest-restore-{Environment.ProcessId}");
-        Directory.CreateDirectory(root, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        string root = RemoteStaging.BeginRestore();
         try
         {
             Fetch(ImageSockets.CacheSocket(paths.WorkDir), snapshot, root);
@@ -331,15 +315,5 @@ internal static class RemoteCommands
         Log.Info($"{snapshot}: {bytes} bytes of images fetched from the image-cache in {clock.Elapsed.TotalMilliseconds:0} ms");
     }
 
-    private static void TryDelete(string dir)
-    {
-        try
-        {
-            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            Log.Warning($"cannot remove {dir}: {e.Message}");
-        }
-    }
+    private static void TryDelete(string dir) => RemoteStaging.Delete(dir);
 }

@@ -31,14 +31,16 @@ internal static class Support
         // --shell-job: the terminal of the shell that started the tree is recorded as such, and given back as crest's own.
         // --external: file[MNT_ID:INODE], pipe:[INODE] and tty[RDEV:DEV] are honoured; other ids (mnt[], dev[], ...) match nothing, as in
         // CRIU when no such resource is held.
+        // --lazy-pages with --port [--address]: private anonymous pages are served to lazy-pages --page-server after the dump.
         // --ext-unix-sk: unix sockets connected to a peer outside the tree are dumped and connected again at restore;
         // restore accepts it too (harnesses pass the dump's options again) and needs nothing from it.
-        ["dump"] = new HashSet<string>(["tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem", "remote", "shell-job", "ext-unix-sk", .. PageServerClient]),
+        ["dump"] = new HashSet<string>(["tree", "leave-running", "leave-stopped", "timeout", "pidfile", "pre-dump-mode", "external", "prev-images-dir", "track-mem", "remote", "shell-job", "ext-unix-sk", "lazy-pages", .. PageServerClient]),
         // pre-dump always tracks memory (as CRIU enforces --track-mem for it); the tree keeps running.
         ["pre-dump"] = new HashSet<string>(["tree", "timeout", "pidfile", "pre-dump-mode", "prev-images-dir", "track-mem", "remote", .. PageServerClient]),
         ["restore"] = new HashSet<string> { "restore-detached", "pidfile", "inherit-fd", "remote", "shell-job", "ext-unix-sk", "lazy-pages" },
         // The daemon restore --lazy-pages hands its tasks' userfaultfds to; -d, --status-fd, --pidfile as page-server.
-        ["lazy-pages"] = new HashSet<string> { "restore-detached", "status-fd", "pidfile" },
+        // --page-server --address A --port P: the pages of PE_LAZY entries come from the dump --lazy-pages that serves them.
+        ["lazy-pages"] = new HashSet<string>(["restore-detached", "status-fd", "pidfile", .. PageServerClient]),
         // -d / --daemon (the setting of --restore-detached in CRIU); --prev-images-dir makes the parent link in -D.
         ["page-server"] = new HashSet<string>(["address", "port", "restore-detached", "status-fd", "pidfile", "prev-images-dir", .. TlsSettings]),
         // Daemons as page-server: -d (CRIU's restore-detached setting), --status-fd, --pidfile (RemoteCommands.cs).

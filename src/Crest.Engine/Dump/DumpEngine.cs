@@ -67,6 +67,8 @@ public static class DumpEngine
         ArgumentNullException.ThrowIfNull(options);
         if (options.LeaveRunning && options.LeaveStopped)
             throw new DumpException("Leave-running and leave-stopped exclude each other.");
+        if (options.LazyPages is not null && (options.PreDump || options.PageDestination is not null || options.PagesOutput is not null))
+            throw new DumpException("Lazy pages are kept by a dump into a local images directory only (not by pre-dump, --page-server or --remote).");
         int pid = options.Pid;
         var images = new ImageDirectory(options.ImagesDir);
         CheckNotSelf(pid);
@@ -139,7 +141,7 @@ public static class DumpEngine
         var frozenTime = Stopwatch.GetElapsedTime(frozenAt);
 
         var stats = new DumpStatistics(freezingTime, frozenTime, pages.MemdumpTime, pages.MemwriteTime,
-            pages.PagesScanned, pages.PagesInParent, pages.PagesWritten, 0, images.BytesWritten);
+            pages.PagesScanned, pages.PagesInParent, pages.PagesWritten, pages.PagesLazy, images.BytesWritten);
         WriteStats(images, stats);
         Log.Info($"{pid}: {(options.PreDump ? "pre-dump" : "dump")}: done, {tree.Tasks.Count} processes, {stats.PagesWritten} pages written, {stats.PagesSkippedParent} in the parent, {stats.ImageBytes} bytes of images, frozen {frozenTime.TotalMilliseconds:0.###} ms");
         return stats;
@@ -289,14 +291,16 @@ public static class DumpEngine
         // An incremental dump writes few pages, and its time goes to reading the parent images and scanning: the
         // smaps walk (100-150 ms per GiB of present pages) overlaps those from the start. A full dump starts it
         // with its writes, where it does not compete with the scan for the two cores.
-        if (parentDir is not null) smaps = Task.Run(() => VmaDumper.ReadSmaps(pid));
+        // A lazy dump needs the VmFlags before its first page (THP-backed VMAs are not lazy): started at once too.
+        if (parentDir is not null || options.LazyPages is not null) smaps = Task.Run(() => VmaDumper.ReadSmaps(pid));
         // The task may write its own pages (one copy instead of two), below its file size limit.
         var taskWrite = new TaskWriteAccess(task.Tracee, state.Limits[(int)ResourceLimitKind.FileSize].Current);
         PageDumpResult pages;
         try
         {
             pages = PageTargets.Dump(options, images, pid, pagesId, pagedVmas, tracker, parentDir, taskWrite,
-                writing: () => smaps ??= Task.Run(() => VmaDumper.ReadSmaps(pid)));
+                writing: () => smaps ??= Task.Run(() => VmaDumper.ReadSmaps(pid)),
+                smaps: smaps is null ? null : () => smaps.GetAwaiter().GetResult());
         }
         finally
         {

@@ -46,6 +46,13 @@ public sealed record DumpOptions
     public IPageDestination? PageDestination { get; init; }
 
     /// <summary>
+    /// --lazy-pages (post-copy migration): the pages of private anonymous memory are kept in this store instead of
+    /// pages-N.img, and their pagemap entries are PE_LAZY without data; the caller serves them from the store once the
+    /// dump returned (the tree is gone by then) and disposes of it. Local images only (no page server, no --remote).
+    /// </summary>
+    public Memory.LazyPageStore? LazyPages { get; init; }
+
+    /// <summary>
     /// --remote: where each pages-N.img goes instead of the images directory, written in order as the task's memory
     /// is read (given the image's name, a stream the dump disposes once the image is complete); its pagemap stays in
     /// the images directory. A failed write fails the dump with the tree released as it was.

@@ -12,6 +12,7 @@ using Crest.Engine.Memory;
 using Crest.Images;
 using Crest.Images.Pages;
 using Crest.Images.Protos;
+using Crest.Kernel.Proc;
 using Google.Protobuf;
 
 namespace Crest.Engine.Dump;
@@ -23,7 +24,8 @@ internal static class PageTargets
 
     /// <summary>Dumps the pages of <paramref name="pid"/> to where <paramref name="options"/> say.</summary>
     public static PageDumpResult Dump(DumpOptions options, ImageDirectory images, int pid, uint pagesId, IReadOnlyList<DumpedVma> vmas,
-        DirtyTracker tracker, string? parentDir, TaskWriteAccess? taskWrite = null, Action? writing = null)
+        DirtyTracker tracker, string? parentDir, TaskWriteAccess? taskWrite = null, Action? writing = null,
+        Func<IReadOnlyList<SmapsVma>>? smaps = null)
     {
         if (options.PageDestination is { } destination) return Send(destination, images, pid, vmas, tracker, parentDir, writing);
 
@@ -36,7 +38,18 @@ internal static class PageTargets
         try
         {
             using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
-            pages = PageDumper.Dump(pid, vmas, writer, PreDump.Incremental(tracker, parentDir), taskWrite, writing);
+            if (options.LazyPages is { } store)
+            {
+                // Private anonymous memory stays with this dump (PE_LAZY entries); the rest goes into pages-N.img.
+                var sink = new LazySink(writer, store, pid, vmas, smaps ?? (() => VmaDumper.ReadSmaps(pid)));
+                pages = PageDumper.Dump(pid, vmas, sink, PreDump.Incremental(tracker, parentDir), writing: writing);
+                pages = pages with { PagesWritten = pages.PagesWritten - sink.LazyPages, PagesLazy = sink.LazyPages };
+                Log.Info($"{pid}: pages: {sink.LazyPages} pages kept for the lazy-pages daemon, {pages.PagesWritten} written");
+            }
+            else
+            {
+                pages = PageDumper.Dump(pid, vmas, writer, PreDump.Incremental(tracker, parentDir), taskWrite, writing);
+            }
             DumpEngine.StageHook?.Invoke("pages");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -128,6 +141,84 @@ internal static class PageTargets
         catch (ImageFormatException e)
         {
             throw new DumpException($"The record of the pages task {pid} sent in {parentDir} cannot be read: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// dump --lazy-pages: present pages of private anonymous VMAs (but those where THP may apply) are kept in the store and written as PE_LAZY entries
+    /// without data; every other entry goes to the local writer as it comes (entries never straddle VMAs).
+    /// </summary>
+    private sealed class LazySink(IPageSink local, LazyPageStore store, int pid, IReadOnlyList<DumpedVma> vmas, Func<IReadOnlyList<SmapsVma>> smaps) : IPageSink
+    {
+        private List<(ulong Start, ulong End)>? _lazy;
+        private ulong _at;
+        private long _owed;
+
+        public ulong LazyPages { get; private set; }
+
+        public void BeginPresent(ulong vaddr, uint nrPages, PagemapFlags extraFlags = PagemapFlags.None)
+        {
+            if (_owed != 0) throw new InvalidOperationException($"the previous lazy entry still lacks {_owed} bytes of page data");
+            if (!IsLazy(vaddr))
+            {
+                local.BeginPresent(vaddr, nrPages, extraFlags);
+                return;
+            }
+            local.AddWithoutData(vaddr, nrPages, PagemapFlags.Lazy | (extraFlags & ~PagemapFlags.Present));
+            _at = vaddr;
+            _owed = (long)nrPages * 4096;
+            LazyPages += nrPages;
+        }
+
+        public void WritePageData(ReadOnlySpan<byte> data)
+        {
+            if (_owed == 0)
+            {
+                local.WritePageData(data);
+                return;
+            }
+            if (data.Length > _owed) throw new InvalidOperationException($"{data.Length} bytes of page data but only {_owed} are left in the lazy entry");
+            store.Add((ulong)pid, _at, data);
+            _at += (ulong)data.Length;
+            _owed -= data.Length;
+        }
+
+        public void AddWithoutData(ulong vaddr, uint nrPages, PagemapFlags flags) => local.AddWithoutData(vaddr, nrPages, flags);
+
+        public void Complete()
+        {
+            if (_owed != 0) throw new InvalidOperationException($"the last lazy entry lacks {_owed} bytes of page data");
+            local.Complete();
+        }
+
+        public void Dispose()
+        {
+        }
+
+        /// <summary>
+        /// Private anonymous VMAs, but those where THP may back a fault (their VmFlags are in smaps, which the dump
+        /// reads anyway): their pages stay in the images, as UFFDIO_COPY would give them small pages.
+        /// </summary>
+        private List<(ulong Start, ulong End)> LazyVmas()
+        {
+            var huge = smaps().Where(s => TransparentHugePages.MayBack(
+                ((s.VmFlags & VmFlags.HugePage) != 0 ? 1UL << 14 : 0) | ((s.VmFlags & VmFlags.NoHugePage) != 0 ? 1UL << 15 : 0)))
+                .Select(s => s.Vma.Start).ToHashSet();
+            return vmas.Where(v => v.Pages == PageSelection.Anonymous && !huge.Contains(v.Vma.Start))
+                .Select(v => (v.Vma.Start, v.Vma.End)).OrderBy(v => v.Start).ToList();
+        }
+
+        private bool IsLazy(ulong vaddr)
+        {
+            _lazy ??= LazyVmas();
+            int lo = 0, hi = _lazy.Count;
+            while (lo < hi)
+            {
+                int mid = (lo + hi) / 2;
+                if (_lazy[mid].End <= vaddr) lo = mid + 1;
+                else hi = mid;
+            }
+            return lo < _lazy.Count && _lazy[lo].Start <= vaddr;
         }
     }
 

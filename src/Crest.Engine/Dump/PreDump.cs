@@ -74,7 +74,7 @@ internal static class PreDump
 
     public static PageDumpResult Add(PageDumpResult a, PageDumpResult b) =>
         new(a.PagesScanned + b.PagesScanned, a.PagesWritten + b.PagesWritten, a.MemdumpTime + b.MemdumpTime,
-            a.MemwriteTime + b.MemwriteTime, a.PagesInParent + b.PagesInParent);
+            a.MemwriteTime + b.MemwriteTime, a.PagesInParent + b.PagesInParent, a.PagesLazy + b.PagesLazy);
 
     /// <summary>CRIU's dump_uptime: the system's uptime in microseconds when the images were made.</summary>
     public static ulong UptimeMicroseconds()

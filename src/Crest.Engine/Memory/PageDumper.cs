@@ -22,7 +22,7 @@ using Crest.Kernel.Proc;
 
 namespace Crest.Engine.Memory;
 
-internal sealed record PageDumpResult(ulong PagesScanned, ulong PagesWritten, TimeSpan MemdumpTime, TimeSpan MemwriteTime, ulong PagesInParent = 0);
+internal sealed record PageDumpResult(ulong PagesScanned, ulong PagesWritten, TimeSpan MemdumpTime, TimeSpan MemwriteTime, ulong PagesInParent = 0, ulong PagesLazy = 0);
 
 /// <summary>An incremental dump: the task's tracker and its pages in the parent images (ascending runs).</summary>
 internal sealed record IncrementalPages(DirtyTracker Tracker, IReadOnlyList<PageRun>? Parent);

@@ -13,6 +13,13 @@
 // is never overwritten), and while an event is queued, copies fail with EAGAIN (the event is read, and the
 // bookkeeping changed, before anything more is copied). A task is done when nothing is left to fill (its
 // userfaultfd is then closed, which unregisters its VMAs) or when it is gone (pidfd readable, or ESRCH).
+//
+// Page sources: each run of a task's set names where its data is: a pages file of the images (mapped), or,
+// for the PE_LAZY entries of a dump made for post-copy migration, the dump's source itself (an
+// IRemotePageSource: `lazy-pages --page-server --address A --port P`), asked with PS_IOV_GET for a fault window
+// or for a background step of many runs in one round trip. A run of a pre-dump chain's PE_PARENT pages comes from
+// the local parent images all the same. When every task is done the source is told (PS_IOV_CLOSE) so that its dump
+// ends; when the source breaks, every task still missing pages from it is killed (never left to read zeros).
 using System.Buffers.Binary;
 using System.Diagnostics;
 using Crest.Diagnostics;
@@ -36,10 +43,21 @@ public sealed class LazyPages : IDisposable
     /// <summary>Bytes copied per step of the background pass.</summary>
     internal static ulong BackgroundStep { get; set; } = 1 << 20;
 
-    /// <summary>No background pass: pages arrive on faults only (tests make a task meet its missing pages).</summary>
-    internal static bool BackgroundPaused { get; set; }
+    /// <summary>No background pass: pages arrive on faults only (tests make a task meet its missing pages; the CLI
+    /// sets it from CREST_LAZY_PAGES_NO_BACKGROUND=1 for end-to-end tests).</summary>
+    public static bool BackgroundPaused { get; set; }
+
+    /// <summary><see cref="LazyRun.Source"/> of pages the remote source holds; their Offset is their address in the dumped task.</summary>
+    private const int RemoteSource = PageChain.LazySource;
+
+    /// <summary>Largest batch of remote runs asked for in one round trip.</summary>
+    private const int MaxRemoteRuns = 256;
 
     private readonly string _dir;
+    private readonly IRemotePageSource? _remote;
+    private MemoryMapping? _remoteBuffer;
+    private bool _remoteBroken, _killedForRemote;
+    private long _remoteBytes;
     private readonly Dictionary<int, List<LazyRun>> _imagePages = [];
     private readonly List<(FileDescriptor File, MemoryMapping Pages)> _sources = [];
     private readonly FileDescriptor _listener;
@@ -54,10 +72,15 @@ public sealed class LazyPages : IDisposable
     public long Faults { get; private set; }
     public int TasksServed { get; private set; }
     public int Forks { get; private set; }
+    public long PagesFetched { get; private set; }
+
+    /// <summary>The remote source broke while tasks still needed pages from it (they were killed).</summary>
+    public bool RemoteFailed => _killedForRemote;
 
     /// <summary>Reads the images of <paramref name="imagesDir"/>, opens and maps every pages file they need (so that
     /// they may be unlinked once the daemon is ready) and listens on <paramref name="socketPath"/>.</summary>
-    public LazyPages(string imagesDir, string socketPath) : this(imagesDir, Listen(socketPath), socketPath, ownsListenerOnFailure: true)
+    public LazyPages(string imagesDir, string socketPath, IRemotePageSource? remote = null)
+        : this(imagesDir, Listen(socketPath), socketPath, ownsListenerOnFailure: true, remote)
     {
     }
 
@@ -70,11 +93,12 @@ public sealed class LazyPages : IDisposable
     {
     }
 
-    private LazyPages(string imagesDir, FileDescriptor listener, string socketPath, bool ownsListenerOnFailure)
+    private LazyPages(string imagesDir, FileDescriptor listener, string socketPath, bool ownsListenerOnFailure, IRemotePageSource? remote = null)
     {
         _dir = Path.GetFullPath(imagesDir);
         _socketPath = socketPath;
         _listener = listener;
+        _remote = remote;
         try
         {
             LoadImages();
@@ -133,11 +157,19 @@ public sealed class LazyPages : IDisposable
         foreach (var entry in entries)
         {
             int pid = (int)entry.Pid;
-            var chain = PageChain.TryResolve(_dir, (ulong)pid);
+            var chain = PageChain.TryResolve(_dir, (ulong)pid, allowLazy: true);
             if (chain is null) continue; // a zombie
+            long lazy = chain.LazyBytes;
+            if (lazy > 0 && _remote is null)
+                throw new IOException($"task {pid} has {lazy / (long)PageSize} pages that only the dump's source holds (PE_LAZY): start lazy-pages with --page-server --address and --port of that dump");
             var runs = new List<LazyRun>(chain.Runs.Count);
             foreach (var r in chain.Runs)
             {
+                if (r.Source == PageChain.LazySource)
+                {
+                    runs.Add(new LazyRun(r.Vaddr, r.End, RemoteSource, r.Offset));
+                    continue;
+                }
                 var source = chain.Sources[r.Source];
                 if (!byPath.TryGetValue(source.Path, out int index))
                 {
@@ -150,7 +182,8 @@ public sealed class LazyPages : IDisposable
                 runs.Add(new LazyRun(r.Vaddr, r.End, index, r.Offset));
             }
             _imagePages[pid] = runs;
-            Log.Info($"lazy-pages: task {pid}: {chain.Bytes / (long)PageSize} pages in the images");
+            Log.Info($"lazy-pages: task {pid}: {chain.Bytes / (long)PageSize} pages in the images{(lazy > 0 ? $", {lazy / (long)PageSize} of them at the {_remote!.Name}" : "")}");
+            _remoteBytes += lazy;
         }
     }
 
@@ -163,7 +196,11 @@ public sealed class LazyPages : IDisposable
         var messages = new UserfaultfdMessage[64];
         while (!stop.IsCancellationRequested)
         {
-            if (_served && _connections.Count == 0 && _tasks.Count == 0) return;
+            if (_served && _connections.Count == 0 && _tasks.Count == 0)
+            {
+                FinishRemote();
+                return;
+            }
             fds.Clear();
             fds.Add(_listener.Fd);
             foreach (var c in _connections) fds.Add(c.Fd);
@@ -172,10 +209,18 @@ public sealed class LazyPages : IDisposable
                 fds.Add(t.Uffd.Handle.Fd);
                 fds.Add(t.PidFd?.Handle.Fd ?? -1);
             }
+            int remoteIndex = -1;
+            if (_remote is not null && !_remoteBroken)
+            {
+                remoteIndex = fds.Count;
+                fds.Add(_remote.PollFd);
+            }
             if (revents.Length < fds.Count) revents = new short[fds.Count * 2];
             bool busy = _tasks.Exists(t => t.Pending.Count > 0 || (!t.Remaining.IsEmpty && !BackgroundPaused));
             Poll.Wait(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fds), Poll.In, revents, busy ? 0 : 200);
 
+            if (remoteIndex >= 0 && revents[remoteIndex] != 0)
+                RemoteBroke(new IOException($"the {_remote!.Name} closed the connection"));
             // Positions in fds as polled: reading a connection may drop it, accepting adds one.
             int baseIndex = 1 + _connections.Count;
             // Snapshot: tasks added while reading (forks, new connections) are polled next time round.
@@ -271,6 +316,13 @@ public sealed class LazyPages : IDisposable
             return;
         }
         var task = new LazyTask(pid, $"{pid}", uffd, pidfd, remaining);
+        if (_remoteBroken && task.NeedsRemote())
+        {
+            _killedForRemote = true;
+            Log.Error($"lazy-pages: {pid}: its pages at the dump's source cannot be had any more; the task is killed");
+            Kill(task);
+            task.Gone = true;
+        }
         _tasks.Add(task);
         TasksServed++;
         Log.Info($"lazy-pages: {pid}: serving {remaining.Bytes / PageSize} pages in {n} VMAs");
@@ -309,7 +361,7 @@ public sealed class LazyPages : IDisposable
             case UserfaultfdEvent.Fork:
             {
                 var fd = FileDescriptor.Own(m.ForkFd);
-                var child = new LazyTask(0, $"child {++_children} of {t.Name}", Userfaultfd.Wrap(fd, t.Pid), null, t.Remaining.Clone());
+                var child = new LazyTask(0, $"child {++_children} of {t.Name}", Userfaultfd.Wrap(fd, t.Pid), null, t.Remaining.Clone()) { ImagePid = t.ImagePid };
                 _tasks.Add(child);
                 Forks++;
                 Log.Info($"lazy-pages: {t.Name} forked: {child.Name} gets {child.Remaining.Bytes / PageSize} missing pages");
@@ -384,6 +436,21 @@ public sealed class LazyPages : IDisposable
     private void CopyStep(LazyTask t)
     {
         var first = t.Remaining.First;
+        if (first.Source == RemoteSource)
+        {
+            var batch = new List<LazyRun>();
+            ulong total = 0;
+            for (int i = 0; i < t.Remaining.Count && batch.Count < MaxRemoteRuns && total < BackgroundStep; i++)
+            {
+                var r = t.Remaining[i];
+                if (r.Source != RemoteSource) break;
+                if (total + r.Length > BackgroundStep) r = r.Slice(r.Start, r.Start + (BackgroundStep - total));
+                batch.Add(r);
+                total += r.Length;
+            }
+            CopyRemote(t, batch, out _);
+            return;
+        }
         if (first.Length >= BackgroundStep)
         {
             Copy(t, first.Slice(first.Start, first.Start + BackgroundStep), out _);
@@ -423,39 +490,126 @@ public sealed class LazyPages : IDisposable
     private bool Copy(LazyTask t, LazyRun run, out bool sawExisting, bool advise = true)
     {
         sawExisting = false;
+        if (run.Source == RemoteSource) return CopyRemote(t, [run], out sawExisting);
         var (_, pages) = _sources[run.Source];
         if (advise) pages.Advise((ulong)run.Offset, run.Length, MemoryAdvice.PopulateRead);
-        ulong at = run.Start;
         try
         {
-            while (at < run.End)
-            {
-                var source = pages.Slice((ulong)(run.Offset + (long)(at - run.Start)), (int)(run.End - at));
-                var (copied, errno) = t.Uffd.TryCopy(at, source);
-                if (copied > 0)
-                {
-                    t.Remaining.Remove(at, at + (ulong)copied);
-                    t.Copied += copied;
-                    PagesCopied += copied / (long)PageSize;
-                    at += (ulong)copied;
-                }
-                if (errno.Value == 0) continue;
-                if (errno.Value is Errno.EEXIST or Errno.ENOENT)
-                {
-                    // Present already (the task faulted it in through a zero page, or a copy woke it), or the range
-                    // is no longer registered: either way not to be filled.
-                    t.Remaining.Remove(at, at + PageSize);
-                    at += PageSize;
-                    sawExisting = true;
-                    continue;
-                }
-                return Failed(t, errno, at, "UFFDIO_COPY");
-            }
-            return true;
+            return CopyIn(t, run, pages.Slice((ulong)run.Offset, (int)run.Length), out sawExisting);
         }
         finally
         {
             if (advise) pages.Advise((ulong)run.Offset, run.Length, MemoryAdvice.DontNeed);
+        }
+    }
+
+    /// <summary>UFFDIO_COPY of <paramref name="data"/> (the run's pages) into the run; as <see cref="Copy"/>.</summary>
+    private bool CopyIn(LazyTask t, LazyRun run, ReadOnlySpan<byte> data, out bool sawExisting)
+    {
+        sawExisting = false;
+        ulong at = run.Start;
+        while (at < run.End)
+        {
+            var (copied, errno) = t.Uffd.TryCopy(at, data[(int)(at - run.Start)..]);
+            if (copied > 0)
+            {
+                t.Remaining.Remove(at, at + (ulong)copied);
+                t.Copied += copied;
+                PagesCopied += copied / (long)PageSize;
+                at += (ulong)copied;
+            }
+            if (errno.Value == 0) continue;
+            if (errno.Value is Errno.EEXIST or Errno.ENOENT)
+            {
+                // Present already (the task faulted it in through a zero page, or a copy woke it), or the range
+                // is no longer registered: either way not to be filled.
+                t.Remaining.Remove(at, at + PageSize);
+                at += PageSize;
+                sawExisting = true;
+                continue;
+            }
+            return Failed(t, errno, at, "UFFDIO_COPY");
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// The runs' pages fetched from the remote source in one round trip, then copied in as <see cref="Copy"/> does.
+    /// A broken source kills every task that still needs pages from it; this task is then done (true).
+    /// </summary>
+    private bool CopyRemote(LazyTask t, List<LazyRun> runs, out bool sawExisting)
+    {
+        sawExisting = false;
+        if (_remote is null || _remoteBroken)
+        {
+            Log.Error($"lazy-pages: {t.Name}: needs pages from the dump's source, which {(_remote is null ? "is not known" : "is gone")}; the task is killed");
+            _killedForRemote = true;
+            Kill(t);
+            t.Gone = true;
+            return true;
+        }
+        ulong bytes = 0;
+        var requests = new List<(ulong, ulong, uint)>(runs.Count);
+        foreach (var r in runs)
+        {
+            requests.Add(((ulong)t.ImagePid, (ulong)r.Offset, (uint)(r.Length / PageSize)));
+            bytes += r.Length;
+        }
+        if (_remoteBuffer is null || _remoteBuffer.Length < bytes)
+        {
+            _remoteBuffer?.Dispose();
+            _remoteBuffer = MemoryMapping.Anonymous(Math.Max(bytes, BackgroundStep));
+        }
+        try
+        {
+            _remote.Fetch(requests, _remoteBuffer.Slice(0, (int)bytes));
+        }
+        catch (IOException e)
+        {
+            RemoteBroke(e);
+            return true;
+        }
+        PagesFetched += (long)(bytes / PageSize);
+        ulong at = 0;
+        foreach (var r in runs)
+        {
+            var data = _remoteBuffer.Slice(at, (int)r.Length);
+            at += r.Length;
+            if (!CopyIn(t, r, data, out bool existing)) return false;
+            sawExisting |= existing;
+            if (t.Gone) return true;
+        }
+        return true;
+    }
+
+    /// <summary>The source is gone: no task that still misses pages of it may run on.</summary>
+    private void RemoteBroke(IOException e)
+    {
+        _remoteBroken = true;
+        Log.Error($"lazy-pages: the dump's source broke: {e.Message}; every task still missing pages from it is killed");
+        foreach (var t in _tasks)
+        {
+            if (t.Gone || !t.NeedsRemote()) continue;
+            Log.Error($"lazy-pages: {t.Name}: {t.Remaining.Bytes / PageSize} pages still missing; the task is killed");
+            _killedForRemote = true;
+            Kill(t);
+            t.Gone = true;
+        }
+    }
+
+    /// <summary>Every task is done: the dump's source may end (its dump succeeds only then).</summary>
+    private void FinishRemote()
+    {
+        if (_remote is null || _remoteBroken) return;
+        try
+        {
+            _remote.Finish();
+            Log.Info($"lazy-pages: the {_remote.Name} was told that every page is in ({PagesFetched} pages fetched)");
+        }
+        catch (IOException e)
+        {
+            _remoteBroken = true;
+            Log.Error($"lazy-pages: the end of the session with the {_remote.Name}: {e.Message}");
         }
     }
 
@@ -511,6 +665,8 @@ public sealed class LazyPages : IDisposable
         _connections.Clear();
         CloseListener(_listener, _socketPath);
         DisposeSources();
+        _remoteBuffer?.Dispose();
+        _remote?.Dispose();
     }
 
     private sealed class LazyTask(int pid, string name, Userfaultfd uffd, PidFd? pidFd, LazyRanges remaining) : IDisposable
@@ -520,6 +676,16 @@ public sealed class LazyPages : IDisposable
         public Userfaultfd Uffd { get; } = uffd;
         public PidFd? PidFd { get; } = pidFd;
         public LazyRanges Remaining { get; private set; } = remaining;
+
+        /// <summary>The task whose images hold the pages (a forked child's are its parent's).</summary>
+        public int ImagePid { get; init; } = pid;
+
+        public bool NeedsRemote()
+        {
+            for (int i = 0; i < Remaining.Count; i++)
+                if (Remaining[i].Source == RemoteSource) return true;
+            return false;
+        }
         public Queue<ulong> Pending { get; } = new();
         public Stopwatch Clock { get; } = Stopwatch.StartNew();
         public bool Gone { get; set; }

@@ -13,6 +13,7 @@
 // Any failure kills every task created (fail closed, §1.5).
 using System.Diagnostics;
 using Crest.Diagnostics;
+using Crest.Images.Pages;
 using Crest.Images;
 using Crest.Images.Protos;
 using Crest.Kernel;
@@ -47,6 +48,11 @@ public static class RestoreEngine
         int pid = tree.RootPid;
         Log.Info($"restore: tree of task {pid} from {dir}: {tree.Processes.Count} processes, {tree.Zombies.Count} zombies, " +
             $"{tree.Processes.Values.Sum(p => p.PagesBytes) >> 12} pages");
+
+        // PE_LAZY pages without data are only at the dump's source: a lazy-pages daemon connected to it must serve them.
+        if (options.LazyPagesSocket is null && tree.Processes.Values.FirstOrDefault(p => p.Pages.Any(r => r.Source == PageChain.LazySource)) is { } lazyTask)
+            throw new RestoreException($"task {lazyTask.Pid} has lazy pages that only the dump's source holds (PE_LAZY); restore with --lazy-pages, " +
+                "with `crest lazy-pages --page-server --address SOURCE --port P` serving these images");
 
         var inherited = new RestoreInheritedFds(options.InheritFds);
         inherited.CheckTree(tree);

@@ -105,7 +105,8 @@ internal sealed class RestoreImages
             string pagemapPath = Path.Combine(dir, $"pagemap-{pid}.img");
             if (!File.Exists(pagemapPath)) throw new RestoreException($"image pagemap-{pid}.img is missing from {dir}");
             // PE_PARENT entries are followed up the chain of "parent" links (pre-dump, --prev-images-dir).
-            var chain = PageChain.Resolve(dir, (ulong)pid);
+            // PE_LAZY pages (post-copy migration) are runs of PageChain.LazySource: the lazy-pages daemon has them.
+            var chain = PageChain.Resolve(dir, (ulong)pid, allowLazy: true);
 
             var seccomp = ReadOptional(dir, "seccomp.img", ImageKinds.Seccomp, SeccompEntry.Parser);
             var seccompChain = RestoreSeccomp.ChainOf(seccomp, core.ThreadCore, pid);

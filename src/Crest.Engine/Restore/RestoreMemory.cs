@@ -17,6 +17,7 @@
 // Status bits of VmaEntry are CRIU's (criu/include/image.h VMA_AREA_*).
 using System.Diagnostics;
 using Crest.Diagnostics;
+using Crest.Engine.Memory;
 using Crest.Images.Pages;
 using Crest.Images.Protos;
 using Crest.Kernel;
@@ -331,6 +332,8 @@ internal sealed class RestoreMemory
         var filled = UserfaultfdVmas();
         using var uffd = filled.Count > 0 ? OpenUserfaultfd(_lazy is null ? 0 : Userfaultfd.NonCooperativeFeatures) : null;
         if (uffd is null) filled.Clear();
+        if (uffd is null && _images.Pages.Any(p => p.Source == PageChain.LazySource))
+            throw new RestoreException($"task {_task.Pid} has lazy pages (PE_LAZY) but no userfaultfd to hand to the lazy-pages daemon");
         foreach (int i in filled) uffd!.RegisterMissing(_vmas[i].Start, _vmas[i].End - _vmas[i].Start);
         bool lazy = _lazy is not null && filled.Count > 0;
         // From here a touch of those VMAs waits for the daemon: it gets them at once.
@@ -354,6 +357,8 @@ internal sealed class RestoreMemory
                     throw new RestoreException($"pagemap-{_images.Pid}.img has pages at 0x{address:x} outside every VMA");
                 long inVma = Math.Min(p.Length - at, (long)(_vmas[vi].End - address));
                 bool copy = filled.Contains(vi);
+                if (p.Source == PageChain.LazySource && !(copy && lazy))
+                    throw new RestoreException($"pagemap-{_images.Pid}.img: lazy pages at 0x{address:x} outside the VMAs handed to the lazy-pages daemon");
                 if (copy && lazy)
                 {
                     lazyBytes += inVma;
@@ -462,41 +467,39 @@ internal sealed class RestoreMemory
     private HashSet<int> UserfaultfdVmas()
     {
         var result = new HashSet<int>();
+        // Pages only the dump's source holds (PE_LAZY): their VMAs go to the lazy-pages daemon whatever THP may do there
+        // (UFFDIO_COPY installs small pages; nothing else could fill them).
+        if (_lazy is not null) result.UnionWith(VmasWithLazyPages());
         if (!UseUserfaultfd || PopulateInTask) return result;
-        string thp = TransparentHugePageMode();
         foreach (int i in VmasWithPages())
         {
             var v = _vmas[i];
             bool anonymous = (v.Flags & MAP_ANONYMOUS) != 0 || (v.Status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED)) == 0;
             if (!anonymous || (v.Flags & MAP_SHARED) != 0 || IsSpecial(v)) continue;
-            ulong advice = v.HasMadv ? v.Madv : 0;
-            bool hugeAllowed = thp switch
-            {
-                "always" => (advice & (1UL << MADV_NOHUGEPAGE)) == 0,
-                "madvise" => (advice & (1UL << MADV_HUGEPAGE)) != 0,
-                _ => false,
-            };
+            bool hugeAllowed = TransparentHugePages.MayBack(v.HasMadv ? v.Madv : 0);
             if (!hugeAllowed) result.Add(i);
         }
         return result;
     }
 
-    private static string TransparentHugePageMode()
+    private HashSet<int> VmasWithLazyPages()
     {
-        try
+        var result = new HashSet<int>();
+        int i = 0;
+        foreach (var p in _images.Pages)
         {
-            string text = File.ReadAllText("/sys/kernel/mm/transparent_hugepage/enabled");
-            int open = text.IndexOf('['), close = text.IndexOf(']');
-            return open >= 0 && close > open ? text[(open + 1)..close] : "never";
+            if (p.Source != PageChain.LazySource) continue;
+            while (i < _vmas.Count && _vmas[i].End <= p.Vaddr) i++;
+            for (int j = i; j < _vmas.Count && _vmas[j].Start < p.End; j++)
+            {
+                var v = _vmas[j];
+                bool anonymous = (v.Flags & MAP_ANONYMOUS) != 0 || (v.Status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED)) == 0;
+                if (!anonymous || (v.Flags & MAP_SHARED) != 0 || IsSpecial(v))
+                    throw new RestoreException($"pagemap-{_images.Pid}.img has lazy pages in VMA 0x{v.Start:x}-0x{v.End:x}, which is not private anonymous memory");
+                result.Add(j);
+            }
         }
-        catch (IOException)
-        {
-            return "never"; // no THP in this kernel
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return "always"; // unknown: assume faults may bring huge pages, keep the faulting writers
-        }
+        return result;
     }
 
     /// <summary>

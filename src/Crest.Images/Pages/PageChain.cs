@@ -10,6 +10,9 @@
 //
 // The chain is flattened into runs of present pages, each naming the pages file that holds its data and
 // the offset there. A PE_PARENT page that no directory up the chain holds is a broken chain and an error.
+// PE_LAZY entries without data (a dump for post-copy migration, whose source serves them over the page-server
+// protocol) are refused unless the reader asks for them: they become runs of source LazySource whose offset is
+// their address in the dumped task (the address the source is asked for, whatever mremap did since).
 namespace Crest.Images.Pages;
 
 /// <summary>Present pages of a task, resolved through the parent chain.</summary>
@@ -23,26 +26,33 @@ public sealed record PageChain(IReadOnlyList<PageRun> Runs, IReadOnlyList<PageSo
     /// <summary>Longest chain followed (a loop of links would otherwise never end).</summary>
     public const int MaxDepth = 64;
 
-    /// <summary>Total bytes of present pages.</summary>
+    /// <summary>The <see cref="PageRun.Source"/> of pages that only the dump's source holds (PE_LAZY without data).</summary>
+    public const int LazySource = -1;
+
+    /// <summary>Total bytes of present pages (lazy ones included).</summary>
     public long Bytes => Runs.Sum(r => r.Length);
+
+    /// <summary>Bytes of the runs of <see cref="LazySource"/>.</summary>
+    public long LazyBytes => Runs.Where(r => r.Source == LazySource).Sum(r => r.Length);
 
     /// <summary>
     /// Reads pagemap-<paramref name="pagemapId"/>.img of <paramref name="directory"/> and, for its PE_PARENT
-    /// entries, the directories up the chain. PE_LAZY entries are refused (nothing serves them here).
+    /// entries, the directories up the chain. PE_LAZY entries without data are refused unless
+    /// <paramref name="allowLazy"/> (then they are runs of <see cref="LazySource"/>).
     /// </summary>
-    public static PageChain Resolve(string directory, ulong pagemapId)
+    public static PageChain Resolve(string directory, ulong pagemapId, bool allowLazy = false)
     {
         var sources = new List<PageSource>();
-        var runs = Resolve(Path.GetFullPath(directory), pagemapId, sources, 0);
+        var runs = Resolve(Path.GetFullPath(directory), pagemapId, sources, 0, allowLazy);
         return new PageChain(runs, sources);
     }
 
     /// <summary>The runs of present pages the images in <paramref name="directory"/> hold for the task, or
     /// null when the directory has no pagemap for it (a parent that knows nothing of this task).</summary>
-    public static PageChain? TryResolve(string directory, ulong pagemapId) =>
-        File.Exists(Path.Combine(directory, ImageKinds.FileName(ImageKinds.Pagemap, pagemapId))) ? Resolve(directory, pagemapId) : null;
+    public static PageChain? TryResolve(string directory, ulong pagemapId, bool allowLazy = false) =>
+        File.Exists(Path.Combine(directory, ImageKinds.FileName(ImageKinds.Pagemap, pagemapId))) ? Resolve(directory, pagemapId, allowLazy) : null;
 
-    private static List<PageRun> Resolve(string directory, ulong pagemapId, List<PageSource> sources, int depth)
+    private static List<PageRun> Resolve(string directory, ulong pagemapId, List<PageSource> sources, int depth, bool allowLazy = false)
     {
         string name = ImageKinds.FileName(ImageKinds.Pagemap, pagemapId);
         string path = Path.Combine(directory, name);
@@ -75,8 +85,14 @@ public sealed record PageChain(IReadOnlyList<PageRun> Runs, IReadOnlyList<PageSo
         int pi = 0;
         foreach (var r in records)
         {
-            if ((r.Flags & PagemapFlags.Lazy) != 0)
-                throw new ImageFormatException(name, r.Index, 0, $"entry at 0x{r.Vaddr:x} has lazy pages, which nothing serves here");
+            if ((r.Flags & PagemapFlags.Lazy) != 0 && !r.IsPresent)
+            {
+                // Only the top directory may hold them: a parent's lazy pages were never stored anywhere.
+                if (!allowLazy || depth > 0)
+                    throw new ImageFormatException(name, r.Index, 0, $"entry at 0x{r.Vaddr:x} has lazy pages, which only the dump's source serves (restore --lazy-pages with lazy-pages --page-server)");
+                runs.Add(new PageRun(r.Vaddr, r.NrPages, LazySource, (long)r.Vaddr));
+                continue;
+            }
             if (r.IsPresent)
             {
                 runs.Add(new PageRun(r.Vaddr, r.NrPages, source, r.PagesOffset));

@@ -206,7 +206,15 @@ public sealed class PageServerReceiver
                     int n = connection.Read(_buffer, 0, (int)Math.Min(left, _buffer.Length));
                     if (n == 0)
                         throw new PageServerException($"the connection ended inside the data of {iov.NrPages} pages at 0x{iov.Vaddr:x} of pagemap-{current.Id}.img ({left} bytes missing)");
-                    current.Writer.WritePageData(_buffer.AsSpan(0, n));
+                    try
+                    {
+                        current.Writer.WritePageData(_buffer.AsSpan(0, n));
+                    }
+                    catch (IOException e) when (e is not PageServerException)
+                    {
+                        // A full or failing disk here, not the connection.
+                        throw new PageServerException($"cannot write the pages of pagemap-{current.Id}.img: {e.Message}", e);
+                    }
                     left -= n;
                 }
                 _pages += iov.NrPages;

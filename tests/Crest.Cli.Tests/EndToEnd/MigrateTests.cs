@@ -157,7 +157,52 @@ public sealed class MigrateTests() : TwoHosts(30000)
         Assert.True(Exists(pid));
         Assert.Equal("PASS", Verify("predump_writer", pid));
         Assert.Empty(Directory.GetFiles(Destination, "restore-*"));
-        Assert.DoesNotContain(Directory.Exists("/dev/shm/crest-remote") ? Directory.GetDirectories("/dev/shm/crest-remote") : [], d => Path.GetFileName(d).StartsWith($"migrate-{pid}-", StringComparison.Ordinal));
+        AssertNoStagingLeft($"migrate-{pid}-");
+        AssertNoImagesLeft(cacheEmptied: true);
+    }
+
+    [Fact]
+    public async Task ADestinationKilledDuringTheFinalDumpLeavesTheSourceRunningAndNothingRestored()
+    {
+        StartCache("--allow-restore");
+        int cache = CachePid;
+        int pid = StartFixture("restore_memory", "384");
+        // One round: the final dump, whose images stream to the cache while the tree is frozen.
+        var migrating = Task.Run(() => Migrate(pid, "--max-rounds", "1", "--compress", "none"));
+        var clock = Stopwatch.StartNew();
+        while (!Log(Destination, "cache.log").Contains($"receiving snapshot migrate-{pid}-") && !migrating.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(2);
+        Assert.False(migrating.IsCompleted, "the migration ended before the cache could be killed");
+        Thread.Sleep(20);
+        Assert.Equal(0, kill(cache, 9));
+        var run = await migrating;
+        Assert.True(run.ExitCode == 1, Explain(run));
+        Assert.True(run.Stderr.Contains("did not reach the image-cache", StringComparison.Ordinal), Explain(run));
+        var summary = JsonDocument.Parse(run.Stdout).RootElement;
+        Assert.False(summary.GetProperty("ok").GetBoolean());
+        Assert.True(summary.GetProperty("source_running").GetBoolean(), run.Stdout);
+        // Released as it was: running, untraced, its memory whole.
+        Assert.True(Exists(pid));
+        Assert.Equal("0", File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("TracerPid:", StringComparison.Ordinal))["TracerPid:".Length..].Trim());
+        Assert.Equal("PASS", Verify("restore_memory", pid));
+        Assert.Empty(Directory.GetFiles(Destination, "restore-*"));
+        AssertNoStagingLeft($"migrate-{pid}-");
+        AssertNoImagesLeft();
+    }
+
+    [Fact]
+    public void AFullDestinationFailsTheMigrationAndTheSourceRunsOn()
+    {
+        StartCache("--allow-restore", "--cache-limit", "8M");
+        int pid = StartFixture("predump_writer", "32", "1");
+        var run = Migrate(pid);
+        Assert.True(run.ExitCode == 1, Explain(run));
+        Assert.True(run.Stderr.Contains("memory limit of 8388608 bytes reached", StringComparison.Ordinal), Explain(run));
+        var summary = JsonDocument.Parse(run.Stdout).RootElement;
+        Assert.False(summary.GetProperty("ok").GetBoolean());
+        Assert.True(summary.GetProperty("source_running").GetBoolean(), run.Stdout);
+        Assert.Equal("PASS", Verify("predump_writer", pid));
+        Assert.Empty(Directory.GetFiles(Destination, "restore-*"));
+        AssertNoStagingLeft($"migrate-{pid}-");
         AssertNoImagesLeft(cacheEmptied: true);
     }
 

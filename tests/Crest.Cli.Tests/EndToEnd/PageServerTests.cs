@@ -11,7 +11,7 @@ using Crest.Cli.Tests.Binary;
 namespace Crest.Cli.Tests.EndToEnd;
 
 [Collection("Checkpointed processes")]
-public class PageServerTests
+public partial class PageServerTests
 {
     private static string[] HarnessDump(string images, int pid, string pidFile, params string[] extra) =>
         ["dump", "--no-default-config", "--log-file", "dump.log", "--images-dir", images, "--verbosity=4",
@@ -62,6 +62,9 @@ public class PageServerTests
         }
 
         public string Stderr() => _process.HasExited ? _stderr.Result : "(running)";
+
+        /// <summary>SIGKILL, as a crash or an OOM kill ends it.</summary>
+        public void Kill() => _process.Kill();
 
         public int WaitForExit()
         {
@@ -156,6 +159,99 @@ public class PageServerTests
         Assert.False(File.Exists(Path.Combine(images, "inventory.img")));
         Assert.Equal("PASS", target.Verify());
     }
+
+    [Fact]
+    public async Task APageServerKilledMidTransferFailsTheDumpAndTheProgramRunsOn()
+    {
+        using var dir = new TempDirectory();
+        string local = dir.Sub("local"), remote = dir.Sub("remote");
+        int port = FreePort();
+        var fixtures = new List<int>();
+        try
+        {
+            int pid = OrphanedFixtures.Start(dir.Path, fixtures, FixtureLimit, "restore_memory", "512");
+            using var server = PageServer.Start(dir.Path, remote, port);
+            var dumping = Task.Run(() => CrestProcess.Run(dir.Path, HarnessDump(local, pid, Path.Combine(dir.Path, "dump.pid"),
+                "--page-server", "--address", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture))));
+            // Some pages have arrived, most are still to come: the server dies.
+            var clock = Stopwatch.StartNew();
+            while (!dumping.IsCompleted && clock.Elapsed < FixtureLimit && ReceivedBytes(remote) < 16 << 20) Thread.Sleep(2);
+            Assert.False(dumping.IsCompleted, "the dump ended before the page server could be killed");
+            server.Kill();
+            var dump = await dumping;
+            Assert.True(dump.ExitCode == 1, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(local, "dump.log")}");
+            Assert.Contains($"page server 127.0.0.1:{port}", dump.Stderr);
+            Assert.True(OrphanedFixtures.Exists(pid), $"{pid} is gone after the failed dump");
+            Assert.Equal("0", TracerOf(pid));
+            Assert.Equal("PASS", OrphanedFixtures.Verify(dir.Path, FixtureLimit, "restore_memory", pid));
+        }
+        finally
+        {
+            foreach (int pid in fixtures) kill(pid, HarnessTarget.SIGKILL);
+        }
+    }
+
+    [Fact]
+    public void APageServerWhoseDiskIsFullFailsTheDumpAndTheProgramRunsOn()
+    {
+        using var dir = new TempDirectory();
+        string local = dir.Sub("local"), remote = dir.Sub("remote");
+        // The destination's disk: 4 MiB for 64 MiB of pages.
+        var mount = External.Run("mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "crest-test-full", remote);
+        Assert.True(mount.ExitCode == 0, $"mount: {mount.Stderr}");
+        var fixtures = new List<int>();
+        try
+        {
+            int pid = OrphanedFixtures.Start(dir.Path, fixtures, FixtureLimit, "restore_memory", "64");
+            int port = FreePort();
+            string serverLog = Path.Combine(dir.Path, "page-server.log");
+            using var server = PageServer.Start(dir.Path, remote, port, null, "-o", serverLog);
+            var dump = CrestProcess.Run(dir.Path, HarnessDump(local, pid, Path.Combine(dir.Path, "dump.pid"),
+                "--page-server", "--address", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture)));
+            Assert.True(dump.ExitCode == 1, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(local, "dump.log")}");
+            Assert.Contains($"page server 127.0.0.1:{port}", dump.Stderr);
+            // The server says what went wrong, and exits non-zero.
+            Assert.NotEqual(0, server.WaitForExit());
+            string said = server.Stderr();
+            Assert.Contains("cannot write the pages of pagemap-", said);
+            Assert.Contains("No space left on device", said);
+            Assert.DoesNotContain("connection", said);
+            Assert.True(OrphanedFixtures.Exists(pid), $"{pid} is gone after the failed dump");
+            Assert.Equal("0", TracerOf(pid));
+            Assert.Equal("PASS", OrphanedFixtures.Verify(dir.Path, FixtureLimit, "restore_memory", pid));
+        }
+        finally
+        {
+            foreach (int pid in fixtures) kill(pid, HarnessTarget.SIGKILL);
+            External.Run("umount", remote);
+        }
+    }
+
+    private static readonly TimeSpan FixtureLimit = TimeSpan.FromSeconds(30);
+
+    /// <summary>What the page server has written so far (under the .part names it uses until a pagemap is complete).</summary>
+    private static long ReceivedBytes(string images)
+    {
+        long bytes = 0;
+        foreach (var file in new DirectoryInfo(images).EnumerateFiles())
+        {
+            try
+            {
+                bytes += file.Length;
+            }
+            catch (FileNotFoundException)
+            {
+                // renamed meanwhile
+            }
+        }
+        return bytes;
+    }
+
+    private static string TracerOf(int pid) =>
+        File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("TracerPid:", StringComparison.Ordinal))["TracerPid:".Length..].Trim();
+
+    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
 
     [Fact]
     public void DaemonPageServerWritesItsPidAndServesOneDump()

@@ -13,18 +13,26 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
 {
     // ---- the hosts --------------------------------------------------------------------------------------
 
-    private void StartProxy(params string[] extra)
+    private void StartProxy(params string[] extra) => StartProxyIn(Source, Port, extra);
+
+    private void StartProxyIn(string workDir, int port, params string[] extra)
     {
-        var run = NetworkNamespacePair.RunCrest(SourceNamespace, Source, ["image-proxy", "--port", $"{Port}", "--address", CacheAddress, "-W", Source,
-            "-d", "--pidfile", Path.Combine(Source, "proxy.pid"), "-o", "proxy.log", "-v4", .. extra]);
-        Assert.True(run.ExitCode == 0, $"image-proxy: {run.Stderr}\n{Log(Source, "proxy.log")}");
+        var run = NetworkNamespacePair.RunCrest(SourceNamespace, workDir, ["image-proxy", "--port", $"{port}", "--address", CacheAddress, "-W", workDir,
+            "-d", "--pidfile", Path.Combine(workDir, "proxy.pid"), "-o", "proxy.log", "-v4", .. extra]);
+        Assert.True(run.ExitCode == 0, $"image-proxy: {run.Stderr}\n{Log(workDir, "proxy.log")}");
     }
 
-    private CrestRun Dump(string command, int pid, string snapshot, params string[] extra) =>
-        CrestProcess.Run(Source, [command, "--remote", "-t", $"{pid}", "-D", snapshot, "-W", Source, "-o", $"{snapshot}.log", "-v4", .. extra]);
+    private int ProxyPid(string workDir) => int.Parse(File.ReadAllText(Path.Combine(workDir, "proxy.pid")));
 
-    private CrestRun Restore(string snapshot) =>
-        CrestProcess.Run(Destination, ["restore", "--remote", "-D", snapshot, "-W", Destination, "-d", "-o", $"restore-{snapshot}.log", "-v4"]);
+    private CrestRun Dump(string command, int pid, string snapshot, params string[] extra) => DumpIn(Source, command, pid, snapshot, extra);
+
+    private static CrestRun DumpIn(string workDir, string command, int pid, string snapshot, params string[] extra) =>
+        CrestProcess.Run(workDir, [command, "--remote", "-t", $"{pid}", "-D", snapshot, "-W", workDir, "-o", $"{snapshot}.log", "-v4", .. extra]);
+
+    private CrestRun Restore(string snapshot) => RestoreIn(Destination, snapshot);
+
+    private static CrestRun RestoreIn(string workDir, string snapshot) =>
+        CrestProcess.Run(workDir, ["restore", "--remote", "-D", snapshot, "-W", workDir, "-d", "-o", $"restore-{snapshot}.log", "-v4"]);
 
     // ---- fixtures ---------------------------------------------------------------------------------------
 
@@ -98,7 +106,9 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(Destination, "restore-p3.log")}");
         Assert.Equal("PASS", Verify("predump_writer", pid));
         AssertNoImagesLeft();
-        Assert.DoesNotContain(Directory.Exists("/dev/shm/crest-remote") ? Directory.GetDirectories("/dev/shm/crest-remote") : [], d => Path.GetFileName(d) is "p1" or "p2" or "p3");
+        AssertNoStagingLeft("p1");
+        AssertNoStagingLeft("p2");
+        AssertNoStagingLeft("p3");
     }
 
     [Fact]
@@ -184,6 +194,20 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
     }
 
     [Fact]
+    public void ARestoreOfASnapshotTheCacheNeverGotFailsAtOnceAndLeavesNoProcess()
+    {
+        StartCache();
+        var clock = Stopwatch.StartNew();
+        var restore = Restore("n1");
+        Assert.Equal(1, restore.ExitCode);
+        Assert.Contains("Cannot get the images of n1 from the image-cache", restore.Stderr);
+        Assert.Contains("no dump of n1 reached this image-cache", restore.Stderr);
+        Assert.True(clock.Elapsed < Limit, $"the restore took {clock.Elapsed}");
+        Assert.DoesNotContain("restoring", Log(Destination, "restore-n1.log"));
+        AssertNoImagesLeft();
+    }
+
+    [Fact]
     public async Task AConnectionKilledMidStreamLeavesTheProcessRunningAndTheRestoreFailsCleanly()
     {
         StartCache();
@@ -207,7 +231,180 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         Assert.True(System.Text.RegularExpressions.Regex.IsMatch(restore.Stderr, "broke while receiving k1|closed the connection before the dump of k1 ended"), restore.Stderr + Log(Destination, "cache.log") + Log(Source, "proxy.log") + string.Join("\n", Log(Source, "k1.log").Split("\n").TakeLast(15)));
         Assert.Contains("Cannot get the images of k1 from the image-cache", restore.Stderr);
         AssertNoImagesLeft();
-        Assert.False(Directory.Exists("/dev/shm/crest-remote/k1"));
+        AssertNoStagingLeft("k1");
+    }
+
+    [Fact]
+    public async Task APreDumpCutMidStreamLeavesNoRecordForALaterRound()
+    {
+        StartCache();
+        StartProxy("--compress", "none");
+        int proxy = ProxyPid(Source);
+        int pid = StartFixture("predump_writer", "384", "1");
+        var dumping = Task.Run(() => Dump("pre-dump", pid, "c1"));
+        var clock = Stopwatch.StartNew();
+        while (!Log(Destination, "cache.log").Contains("receiving snapshot c1") && !dumping.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(2);
+        Assert.False(dumping.IsCompleted, "the pre-dump ended before its connection could be cut");
+        Assert.Equal(0, kill(proxy, 9));
+        var pre = await dumping;
+        Assert.Equal(1, pre.ExitCode);
+        Assert.Contains("did not reach the image-cache", pre.Stderr);
+        Assert.True(Exists(pid));
+        // A later round cannot take the failed one for its parent.
+        var next = Dump("dump", pid, "c2", "--prev-images-dir", "../c1", "--track-mem");
+        Assert.Equal(1, next.ExitCode);
+        Assert.Contains("The previous snapshot c1 (--prev-images-dir ../c1) was not pre-dumped with --remote on this machine", next.Stderr);
+        Assert.Equal("0", StatusField(pid, "TracerPid"));
+        Assert.Equal("PASS", Verify("predump_writer", pid));
+        AssertNoImagesLeft();
+        AssertNoStagingLeft("c1");
+        AssertNoStagingLeft("c2");
+    }
+
+    [Fact]
+    public async Task ACacheKilledWhileARestoreFetchesLeavesNoProcess()
+    {
+        StartCache();
+        StartProxy("--compress", "none");
+        int pid = StartFixture("restore_memory", "768");
+        var dump = Dump("dump", pid, "r1");
+        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(Source, "r1.log")}");
+        Assert.True(WaitGone(pid));
+        string[] before = Directory.GetDirectories("/dev/shm", "crest-restore-*");
+        var restoring = Task.Run(() => Restore("r1"));
+        // The restore's copy of the images has begun to grow: the cache dies.
+        var clock = Stopwatch.StartNew();
+        while (!restoring.IsCompleted && clock.Elapsed < Limit && FetchedBytes(before) < 32 << 20) Thread.Sleep(2);
+        Assert.False(restoring.IsCompleted, "the restore ended before the cache could be killed");
+        Assert.Equal(0, kill(CachePid, 9));
+        var restore = await restoring;
+        Assert.Equal(1, restore.ExitCode);
+        Assert.Contains("Cannot get the images of r1 from the image-cache", restore.Stderr);
+        Assert.False(Exists(pid), $"{pid} runs after a restore that failed");
+        AssertNoImagesLeft();
+    }
+
+    /// <summary>Bytes in the restore directories made since <paramref name="before"/> was listed.</summary>
+    private static long FetchedBytes(string[] before)
+    {
+        long bytes = 0;
+        foreach (string dir in Directory.GetDirectories("/dev/shm", "crest-restore-*").Except(before))
+        {
+            try
+            {
+                bytes += new DirectoryInfo(dir).EnumerateFiles("*", SearchOption.AllDirectories).Sum(f => f.Length);
+            }
+            catch (IOException)
+            {
+                // removed meanwhile
+            }
+        }
+        return bytes;
+    }
+
+    [Fact]
+    public async Task TwoDumpsOfOneSnapshotIdAtOnceStageApart()
+    {
+        // Two jobs on one source host, each with its image-proxy and image-cache, name their snapshots alike.
+        StartCache();
+        StartProxy("--compress", "none");
+        string sourceB = WorkDirectory("source-b"), destinationB = WorkDirectory("destination-b");
+        StartCacheIn(destinationB, SecondPort);
+        StartProxyIn(sourceB, SecondPort);
+        int a = StartFixture("predump_writer", "32", "1");
+        int b = StartFixture("restore_memory", "32");
+        string id = $"same-{Environment.ProcessId}";
+
+        // A's pre-dump holds its pages in its staging directory while its proxy (stopped) takes nothing.
+        int proxyA = ProxyPid(Source);
+        Assert.Equal(0, kill(proxyA, SIGSTOP));
+        Task<CrestRun> dumpingA;
+        try
+        {
+            dumpingA = Task.Run(() => Dump("pre-dump", a, id));
+            var clock = Stopwatch.StartNew();
+            while (!Log(Source, $"{id}.log").Contains("the tree runs on") && !dumpingA.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(5);
+            Assert.False(dumpingA.IsCompleted, $"the pre-dump ended with its proxy stopped\n{Log(Source, $"{id}.log")}");
+            string stagedA = Assert.Single(StagingOf(id));
+
+            // B dumps a snapshot of the same id meanwhile, start to end: A's directory is not B's.
+            var dumpB = DumpIn(sourceB, "dump", b, id);
+            Assert.True(dumpB.ExitCode == 0, $"dump B: {dumpB.Stderr}\n{Log(sourceB, $"{id}.log")}");
+            Assert.True(Directory.Exists(stagedA), $"{stagedA} went with B's dump");
+            Assert.NotEmpty(Directory.GetFiles(stagedA, "pages-*.img"));
+        }
+        finally
+        {
+            kill(proxyA, SIGCONT);
+        }
+        var preA = await dumpingA;
+        Assert.True(preA.ExitCode == 0, $"pre-dump A: {preA.Stderr}\n{Log(Source, $"{id}.log")}");
+        var finalA = Dump("dump", a, $"{id}-final", "--prev-images-dir", $"../{id}", "--track-mem");
+        Assert.True(finalA.ExitCode == 0, $"dump A: {finalA.Stderr}\n{Log(Source, $"{id}-final.log")}");
+
+        var restoreB = RestoreIn(destinationB, id);
+        Assert.True(restoreB.ExitCode == 0, $"restore B: {restoreB.Stderr}\n{Log(destinationB, $"restore-{id}.log")}");
+        Assert.Equal("PASS", Verify("restore_memory", b));
+        var restoreA = Restore($"{id}-final");
+        Assert.True(restoreA.ExitCode == 0, $"restore A: {restoreA.Stderr}\n{Log(Destination, $"restore-{id}-final.log")}");
+        Assert.Equal("PASS", Verify("predump_writer", a));
+        AssertNoImagesLeft();
+        AssertNoStagingLeft(id);
+    }
+
+    [Fact]
+    public async Task TheStagingOfADumpKilledWithSigkillGoesWithTheNextDump()
+    {
+        StartCache();
+        StartProxy("--compress", "none");
+        int pid = StartFixture("predump_writer", "32", "1");
+        string killed = $"s1-{Environment.ProcessId}", next = $"s2-{Environment.ProcessId}";
+        // A restore killed the same way left its directory: the next restore removes it.
+        int gone = GonePid();
+        string restoreLeft = Directory.CreateDirectory($"/dev/shm/crest-restore-{gone}").FullName;
+        File.WriteAllText(Path.Combine(restoreLeft, "inventory.img"), "");
+
+        int proxy = ProxyPid(Source);
+        Assert.Equal(0, kill(proxy, SIGSTOP));
+        string staged;
+        try
+        {
+            var dumping = Task.Run(() => Dump("pre-dump", pid, killed));
+            var clock = Stopwatch.StartNew();
+            while (!Log(Source, $"{killed}.log").Contains("the tree runs on") && !dumping.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(5);
+            staged = Assert.Single(StagingOf(killed));
+            string name = Path.GetFileName(staged);
+            int owner = int.Parse(name[".dump-".Length..name.IndexOf('-', ".dump-".Length)]);
+            Assert.Equal(0, kill(owner, 9));
+            var run = await dumping;
+            Assert.NotEqual(0, run.ExitCode);
+            Assert.True(Directory.Exists(staged), "a dump killed with SIGKILL removed its staging directory");
+        }
+        finally
+        {
+            kill(proxy, SIGCONT);
+        }
+        Assert.True(Exists(pid));
+
+        var dump = Dump("dump", pid, next);
+        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(Source, $"{next}.log")}");
+        Assert.False(Directory.Exists(staged), $"{staged} is still there after the next dump");
+        Assert.Contains($"removing {staged}, left by crest", Log(Source, $"{next}.log"));
+        var restore = Restore(next);
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(Destination, $"restore-{next}.log")}");
+        Assert.False(Directory.Exists(restoreLeft), $"{restoreLeft} is still there after the next restore");
+        Assert.Equal("PASS", Verify("predump_writer", pid));
+        AssertNoImagesLeft();
+        AssertNoStagingLeft(killed);
+        AssertNoStagingLeft(next);
+    }
+
+    /// <summary>The pid of a process that has just ended.</summary>
+    private static int GonePid()
+    {
+        using var child = ChildProcess.Spawn("/bin/true", ["true"]);
+        child.WaitForExit(Limit);
+        return child.Pid;
     }
 
     [Fact]

@@ -23,6 +23,7 @@ public abstract partial class TwoHosts : IDisposable
         int n = Interlocked.Increment(ref s_next);
         CacheAddress = Net.DestinationAddress;
         Port = portBase + (Environment.ProcessId * 7 + n) % 10000;
+        SecondPort = portBase + (Environment.ProcessId * 7 + n + 5000) % 10000;
     }
 
     protected string Source { get; }
@@ -30,7 +31,12 @@ public abstract partial class TwoHosts : IDisposable
     private NetworkNamespacePair Net { get; } = new();
     protected string SourceNamespace => Net.SourceNamespace;
     protected string CacheAddress { get; }
+    /// <summary>The source host's address (where a dump --lazy-pages serves its pages).</summary>
+    protected string SourceAddress => Net.SourceAddress;
+    protected string DestinationNamespace => Net.DestinationNamespace;
     protected int Port { get; }
+    /// <summary>For a second image-cache on the destination (two jobs on one pair of hosts).</summary>
+    protected int SecondPort { get; }
     protected List<int> Fixtures { get; } = [];
 
     public void Dispose()
@@ -47,12 +53,18 @@ public abstract partial class TwoHosts : IDisposable
         GC.SuppressFinalize(this);
     }
 
-    protected void StartCache(params string[] extra)
+    protected void StartCache(params string[] extra) => StartCacheIn(Destination, Port, extra);
+
+    /// <summary>An image-cache on the destination with <paramref name="workDir"/> as its work directory, listening on <paramref name="port"/>.</summary>
+    protected void StartCacheIn(string workDir, int port, params string[] extra)
     {
-        var run = NetworkNamespacePair.RunCrest(Net.DestinationNamespace, Destination, ["image-cache", "--port", $"{Port}", "--address", CacheAddress, "-W", Destination,
-            "-d", "--pidfile", Path.Combine(Destination, "cache.pid"), "-o", "cache.log", "-v4", .. extra]);
-        Assert.True(run.ExitCode == 0, $"image-cache: {run.Stderr}\n{Log(Destination, "cache.log")}");
+        var run = NetworkNamespacePair.RunCrest(Net.DestinationNamespace, workDir, ["image-cache", "--port", $"{port}", "--address", CacheAddress, "-W", workDir,
+            "-d", "--pidfile", Path.Combine(workDir, "cache.pid"), "-o", "cache.log", "-v4", .. extra]);
+        Assert.True(run.ExitCode == 0, $"image-cache: {run.Stderr}\n{Log(workDir, "cache.log")}");
     }
+
+    /// <summary>A further work directory on either host (it goes with the test's).</summary>
+    protected string WorkDirectory(string name) => _dir.Sub(name);
 
     protected int CachePid => int.Parse(File.ReadAllText(Path.Combine(Destination, "cache.pid")));
 
@@ -86,6 +98,23 @@ public abstract partial class TwoHosts : IDisposable
         // Other restores may run now (other test runs): only a directory made during this test whose restore is gone.
         Assert.DoesNotContain(Directory.GetDirectories("/dev/shm", "crest-restore-*").Except(_restoreDirsBefore),
             d => int.TryParse(d[(d.LastIndexOf('-') + 1)..], out int owner) && !Exists(owner));
+    }
+
+    /// <summary>Where dumps stage their images and keep the records of pre-dumps (RemoteStaging.Root).</summary>
+    protected const string StagingRoot = "/dev/shm/crest-remote";
+
+    /// <summary>The staging directories of dumps in progress (or killed) of snapshot <paramref name="id"/>: .dump-PID-ID.</summary>
+    protected static string[] StagingOf(string id) =>
+        Directory.Exists(StagingRoot) ? Directory.GetDirectories(StagingRoot, ".dump-*").Where(d => Path.GetFileName(d).EndsWith($"-{id}", StringComparison.Ordinal)).ToArray() : [];
+
+    /// <summary>No record nor staging directory of a snapshot whose id begins with <paramref name="idPrefix"/> is left on the source.</summary>
+    protected static void AssertNoStagingLeft(string idPrefix)
+    {
+        static string Id(string name) => name.StartsWith(".dump-", StringComparison.Ordinal) ? name[(name.IndexOf('-', ".dump-".Length) + 1)..] : name;
+        var left = Directory.Exists(StagingRoot)
+            ? Directory.GetDirectories(StagingRoot).Select(d => Path.GetFileName(d)!).Where(n => Id(n).StartsWith(idPrefix, StringComparison.Ordinal)).ToList()
+            : [];
+        Assert.True(left.Count == 0, $"{StagingRoot} holds {string.Join(", ", left)}");
     }
 
     /// <summary>Starts a fixture as its own session's leader, orphaned (as a harness starts it); returns its pid.</summary>

@@ -1,0 +1,171 @@
+// Post-copy migration without shared storage, as CRIU users run it: on the source `dump --lazy-pages --address
+// --port` (the images without the private anonymous pages, which it keeps and serves until the destination has
+// them all), the images copied over, on the destination `lazy-pages --page-server --address SRC --port P` and
+// `restore --lazy-pages`. The two hosts are network namespaces joined by veth (TwoHosts); the fixtures check
+// their own memory at the destination. A source that dies while its pages are still wanted takes the restored
+// tree with it: no task may run on with memory it never got.
+using System.Diagnostics;
+using Crest.Cli.Tests.Binary;
+
+namespace Crest.Cli.Tests.EndToEnd;
+
+[Collection("Checkpointed processes")]
+public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
+{
+    // ---- the hosts --------------------------------------------------------------------------------------
+
+    /// <summary>dump --lazy-pages on the source host; returns once the images are written and it serves.</summary>
+    private Process StartLazyDump(int pid, string images, params string[] extra)
+    {
+        Directory.CreateDirectory(images);
+        var dump = CrestProcess.StartWithFds(Source, NetworkNamespacePair.EnterCommand(SourceNamespace),
+            ["dump", "-t", $"{pid}", "-D", images, "-W", Source, "--lazy-pages", "--address", SourceAddress, "--port", $"{Port}",
+             "-o", "dump.log", "-v4", .. extra]);
+        var clock = Stopwatch.StartNew();
+        while (!Log(Source, "dump.log").Contains("kept for the lazy-pages daemon, waiting on") && clock.Elapsed < Limit)
+        {
+            if (dump.HasExited) Assert.Fail($"dump exited {dump.ExitCode}: {dump.StandardError.ReadToEnd()}\n{Log(Source, "dump.log")}");
+            Thread.Sleep(10);
+        }
+        Assert.Contains("waiting on", Log(Source, "dump.log"));
+        return dump;
+    }
+
+    /// <summary>The images directory as it is copied to the destination host (links kept: "parent" of a chain).</summary>
+    private string CopyToDestination(string images)
+    {
+        var cp = External.Run("cp", "-a", images, Destination);
+        Assert.True(cp.ExitCode == 0, cp.Stderr);
+        return Path.Combine(Destination, Path.GetFileName(images));
+    }
+
+    /// <summary>lazy-pages -d in the destination host, fetching from the source's dump; returns its pid once it is ready.</summary>
+    private int StartDaemon(string images, bool background = true)
+    {
+        string enter = (background ? "" : "export CREST_LAZY_PAGES_NO_BACKGROUND=1; ") + NetworkNamespacePair.EnterCommand(DestinationNamespace);
+        var run = CrestProcess.RunWithFds(Destination, enter, ["lazy-pages", "-D", images, "-W", Destination,
+            "--page-server", "--address", SourceAddress, "--port", $"{Port}", "-d", "--pidfile", Path.Combine(Destination, "lazy.pid"), "-o", "lazy.log", "-v4"]);
+        Assert.True(run.ExitCode == 0, $"lazy-pages: {run.Stderr}\n{Log(Destination, "lazy.log")}");
+        return int.Parse(File.ReadAllText(Path.Combine(Destination, "lazy.pid")));
+    }
+
+    private CrestRun Restore(string images) =>
+        CrestProcess.Run(Destination, ["restore", "-D", images, "-W", Destination, "--lazy-pages", "-d", "-o", "restore.log", "-v4"]);
+
+    private static bool WaitGone(int pid)
+    {
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < Limit && Exists(pid)) Thread.Sleep(10);
+        return !Exists(pid);
+    }
+
+    private string Explain() =>
+        $"dump.log:\n{Tail(Log(Source, "dump.log"))}\nlazy.log:\n{Tail(Log(Destination, "lazy.log"))}\nrestore.log:\n{Tail(Log(Destination, "restore.log"))}";
+
+    private static string Tail(string text) => string.Join("\n", text.Split('\n').TakeLast(20));
+
+    /// <summary>Source to destination: dump, copy, daemon, restore; the dump ends 0 once the daemon has every page.</summary>
+    private string Migrate(int pid, string name = "d", params string[] extra)
+    {
+        using var dump = StartLazyDump(pid, Path.Combine(Source, name), extra);
+        Assert.True(WaitGone(pid), $"{pid} still runs after the dump");
+        string images = CopyToDestination(Path.Combine(Source, name));
+        int daemon = StartDaemon(images);
+        var restore = Restore(images);
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Explain()}");
+        Assert.True(dump.WaitForExit(Limit), $"the dump did not end after the daemon had every page\n{Explain()}");
+        dump.WaitForExit();
+        Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.StandardError.ReadToEnd()}\n{Explain()}");
+        Assert.True(WaitGone(daemon), $"lazy-pages {daemon} still runs\n{Explain()}");
+        Assert.Contains("has all its pages", Log(Destination, "lazy.log"));
+        return images;
+    }
+
+    private static void AssertDecodes(string dir)
+    {
+        foreach (string file in Directory.GetFiles(dir, "*.img").Where(f => !Path.GetFileName(f).StartsWith("pages-", StringComparison.Ordinal))
+            .Append(Path.Combine(dir, "stats-dump")))
+        {
+            var crit = External.Run("crit", "decode", "-i", file);
+            Assert.True(crit.ExitCode == 0, $"crit decode -i {Path.GetFileName(file)}: {crit.Stderr}");
+        }
+    }
+
+    // ---- tests ------------------------------------------------------------------------------------------
+
+    [Fact]
+    public void AMemoryChecksumFixtureMigratesWithItsPagesServedByTheSource()
+    {
+        int pid = StartFixture("restore_memory", "64");
+        string images = Migrate(pid);
+        Assert.Equal("PASS", Verify("restore_memory", pid));
+
+        // The private anonymous pages were never in the images: PE_LAZY entries (2) without data, and what
+        // stats-dump counts as written is what pages-*.img hold (the MADV_HUGEPAGE area: THP stays eager).
+        var pagemap = External.Run("crit", "decode", "-i", Path.Combine(images, $"pagemap-{pid}.img"));
+        Assert.Equal(0, pagemap.ExitCode);
+        Assert.Contains("\"flags\": 2}", pagemap.Stdout);
+        long pagesBytes = Directory.GetFiles(images, "pages-*.img").Sum(f => new FileInfo(f).Length);
+        Assert.True(pagesBytes < 16 << 20, $"{pagesBytes} bytes of pages in the images");
+        var stats = External.Run("crit", "decode", "-i", Path.Combine(images, "stats-dump"));
+        Assert.Contains($"\"pages_written\": {pagesBytes / 4096}", stats.Stdout);
+        Assert.Matches("\"pages_lazy\": 1[0-9]{4}", stats.Stdout);
+        AssertDecodes(images);
+        Assert.Matches(@"lazy pages served: 1\d{4} pages", Log(Source, "dump.log"));
+    }
+
+    [Theory]
+    [InlineData("fork")]
+    [InlineData("dontneed")]
+    [InlineData("remap")]
+    public void MemoryTheTaskForksDiscardsOrMovesIsRightAtTheDestination(string mode)
+    {
+        int pid = StartFixture("lazy_memory", mode, "32");
+        Migrate(pid);
+        Assert.Equal("PASS", Verify("lazy_memory", pid));
+    }
+
+    [Fact]
+    public void PagesUnchangedSinceAPreDumpComeFromTheLocalChainTheRestFromTheSource()
+    {
+        int pid = StartFixture("predump_writer", "32", "1");
+        Directory.CreateDirectory(Path.Combine(Source, "p1"));
+        var pre = CrestProcess.Run(Source, ["pre-dump", "-t", $"{pid}", "-D", Path.Combine(Source, "p1"), "-W", Source, "-o", "pre.log", "-v4"]);
+        Assert.True(pre.ExitCode == 0, $"pre-dump: {pre.Stderr}\n{Log(Source, "pre.log")}");
+        CopyToDestination(Path.Combine(Source, "p1"));
+        Thread.Sleep(200); // some pages rewritten since
+        string images = Migrate(pid, "d", "--prev-images-dir", "../p1", "--track-mem");
+        Assert.Equal("PASS", Verify("predump_writer", pid));
+        AssertDecodes(images);
+
+        // Most pages were in the parent images at the destination: only the rewritten ones came over the network.
+        var lazyLog = Log(Destination, "lazy.log");
+        var m = System.Text.RegularExpressions.Regex.Match(lazyLog, @"(\d+) pages copied \((\d+) fetched from the dump's source\)");
+        Assert.True(m.Success, lazyLog);
+        long copied = long.Parse(m.Groups[1].Value), fetched = long.Parse(m.Groups[2].Value);
+        Assert.True(fetched > 0 && fetched < copied / 2, $"{fetched} of {copied} pages fetched\n{Explain()}");
+        Assert.Contains("in the parent", Log(Source, "dump.log"));
+    }
+
+    [Fact]
+    public void ASourceThatDiesWhileServingTakesTheRestoredTreeWithIt()
+    {
+        int pid = StartFixture("lazy_memory", "plain", "64");
+        using var dump = StartLazyDump(pid, Path.Combine(Source, "d"));
+        Assert.True(WaitGone(pid), $"{pid} still runs after the dump");
+        string images = CopyToDestination(Path.Combine(Source, "d"));
+        // Faults only: the task gets the pages it touches while it waits for SIGUSR1; most of its memory is still
+        // at the source when the source dies, and the daemon notices at once (not at the next fault).
+        int daemon = StartDaemon(images, background: false);
+        var restore = Restore(images);
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Explain()}");
+        Assert.True(Exists(pid), "the restored task is not there");
+        Assert.Equal(0, kill(dump.Id, 9));
+        Assert.True(WaitGone(pid), $"the restored task {pid} runs on without its source\n{Explain()}");
+        Assert.True(WaitGone(daemon), $"lazy-pages {daemon} still runs\n{Explain()}");
+        string lazyLog = Log(Destination, "lazy.log");
+        Assert.Contains("the dump's source broke", lazyLog);
+        Assert.Contains("the task is killed", lazyLog);
+        Assert.DoesNotContain("PASS", File.ReadAllText(Path.Combine(Source, "lazy_memory.out")));
+    }
+}
