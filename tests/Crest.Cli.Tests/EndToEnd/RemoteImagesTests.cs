@@ -414,4 +414,39 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         return child.Pid;
     }
 
+    [Fact]
+    public async Task ADumpKilledWhileItHoldsTheLentConnectionBreaksItsSnapshotAndTheNextDumpWorks()
+    {
+        StartCache();
+        StartProxy("--compress", "lz4");
+        int pid = StartFixture("restore_memory", "768");
+        using (var dumping = CrestProcess.Start(Source, null, ["dump", "--remote", "-t", $"{pid}", "-D", "k2", "-W", Source, "-o", "k2.log", "-v4"]))
+        {
+            // The dump writes its pages into the proxy's connection itself: kill it half-way, its copy of the connection open.
+            var clock = Stopwatch.StartNew();
+            while (!Log(Destination, "cache.log").Contains("receiving snapshot k2") && clock.Elapsed < Limit) Thread.Sleep(2);
+            Assert.Contains("the connection to the image-cache is lent to the dump of k2", Log(Source, "proxy.log"));
+            dumping.Kill();
+            await dumping.WaitForExitAsync();
+        }
+
+        var restore = Restore("k2");
+        Assert.Equal(1, restore.ExitCode);
+        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(restore.Stderr, "broke while receiving k2|closed the connection before the dump of k2 ended"), restore.Stderr + Log(Destination, "cache.log") + Log(Source, "proxy.log"));
+        Assert.Contains("dump of k2 failed: the dump of k2 ended while it held the connection to the image-cache", Log(Source, "proxy.log"));
+
+        // The proxy connects again for the next dump, which goes through whole.
+        int next = StartFixture("restore_memory", "16");
+        var dump = Dump("dump", next, "k3");
+        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(Source, "k3.log")}\n{Log(Source, "proxy.log")}");
+        Assert.True(WaitGone(next), $"{next} still runs after the dump");
+        var restored = Restore("k3");
+        Assert.True(restored.ExitCode == 0, $"restore: {restored.Stderr}\n{Log(Destination, "restore-k3.log")}");
+        Assert.Equal("PASS", Verify("restore_memory", next));
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(Log(Destination, "cache.log"), "proxy connected").Count);
+        AssertNoImagesLeft();
+        // The killed dump's staging went with the next dump.
+        AssertNoStagingLeft("k2");
+        AssertNoStagingLeft("k3");
+    }
 }
