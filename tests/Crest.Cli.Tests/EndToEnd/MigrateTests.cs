@@ -105,6 +105,20 @@ public sealed class MigrateTests() : TwoHosts(30000)
     }
 
     [Fact]
+    public void ACacheKilledDuringPostCopyLeavesNoProcessRunningOnZeros()
+    {
+        StartCache("--allow-restore");
+        int pid = StartFixture("restore_memory", "1024");
+        var run = Migrate(pid, "--max-rounds", "1", "--compress", "none");
+        Assert.True(run.ExitCode == 0, Explain(run));
+        // The tree runs while its memory still arrives from the lazy-pages server inside the cache: the cache dies.
+        Assert.Equal(0, kill(CachePid, 9));
+        // Whole, or gone at its first touch of a page that had not arrived: never running on with zeros there.
+        string verdict = Exists(pid) ? Verify("restore_memory", pid) : "gone";
+        Assert.True(verdict == "PASS" || !Exists(pid), $"{verdict}\n{Tail(Log(Destination, "cache.log"))}");
+    }
+
+    [Fact]
     public void AProcessTreeWithPipesMigrates()
     {
         StartCache("--allow-restore");

@@ -44,8 +44,10 @@ internal static partial class OrphanedFixtures
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < limit)
         {
+            bool gone = !Exists(pid);
             var verdict = File.ReadAllLines(output).FirstOrDefault(l => l.StartsWith("PASS") || l.StartsWith("FAIL"));
             if (verdict is not null) return verdict;
+            if (gone) return $"no verdict, the process is gone: {File.ReadAllText(output)}";
             Thread.Sleep(10);
         }
         return $"no verdict: {File.ReadAllText(output)}";
