@@ -50,6 +50,8 @@ internal static class CheckpointCommands
             throw new DumpException("--lazy-pages needs --port (and --address) to serve the lazy pages on");
         using var listener = PageServerCommand.Listen(options);
         Log.Info($"dump: lazy pages will be served on {listener.LocalEndPoint}");
+        // Copy the pages instead of letting the tasks splice them (to compare the two ways).
+        if (Environment.GetEnvironmentVariable("CREST_LAZY_DUMP_COPY") == "1") Crest.Engine.Memory.LazyPageStore.Splice = false;
         using var store = new Crest.Engine.Memory.LazyPageStore();
         var engineOptions = new DumpOptions
         {

@@ -41,9 +41,10 @@ internal static class PageTargets
             if (options.LazyPages is { } store)
             {
                 // Private anonymous memory stays with this dump (PE_LAZY entries); the rest goes into pages-N.img.
-                var sink = new LazySink(writer, store, pid, vmas, smaps ?? (() => VmaDumper.ReadSmaps(pid)));
-                pages = PageDumper.Dump(pid, vmas, sink, PreDump.Incremental(tracker, parentDir), writing: writing);
-                pages = pages with { PagesWritten = pages.PagesWritten - sink.LazyPages, PagesLazy = sink.LazyPages };
+                var sink = new LazySink(writer, store, pid, vmas, smaps ?? (() => VmaDumper.ReadSmaps(pid)),
+                    maySplice: !options.LeaveRunning && !options.LeaveStopped);
+                pages = PageDumper.Dump(pid, vmas, sink, PreDump.Incremental(tracker, parentDir), taskWrite, writing);
+                pages = pages with { PagesWritten = pages.PagesWritten - sink.CopiedPages, PagesLazy = sink.LazyPages };
                 Log.Info($"{pid}: pages: {sink.LazyPages} pages kept for the lazy-pages daemon, {pages.PagesWritten} written");
             }
             else
@@ -148,8 +149,16 @@ internal static class PageTargets
     /// dump --lazy-pages: present pages of private anonymous VMAs (but those where THP may apply) are kept in the store and written as PE_LAZY entries
     /// without data; every other entry goes to the local writer as it comes (entries never straddle VMAs).
     /// </summary>
-    private sealed class LazySink(IPageSink local, LazyPageStore store, int pid, IReadOnlyList<DumpedVma> vmas, Func<IReadOnlyList<SmapsVma>> smaps) : IPageSink
+    private sealed class LazySink(IPageSink local, LazyPageStore store, int pid, IReadOnlyList<DumpedVma> vmas, Func<IReadOnlyList<SmapsVma>> smaps,
+        bool maySplice) : IPageSink, ILazyPageKeeper
     {
+        public LazyPageStore Store => store;
+
+        public bool MaySplice => maySplice;
+
+        /// <summary>Lazy pages copied into the store (the others were spliced).</summary>
+        public ulong CopiedPages { get; private set; }
+
         private List<(ulong Start, ulong End)>? _lazy;
         private ulong _at;
         private long _owed;
@@ -168,6 +177,7 @@ internal static class PageTargets
             _at = vaddr;
             _owed = (long)nrPages * 4096;
             LazyPages += nrPages;
+            CopiedPages += nrPages;
         }
 
         public void WritePageData(ReadOnlySpan<byte> data)
@@ -183,7 +193,11 @@ internal static class PageTargets
             _owed -= data.Length;
         }
 
-        public void AddWithoutData(ulong vaddr, uint nrPages, PagemapFlags flags) => local.AddWithoutData(vaddr, nrPages, flags);
+        public void AddWithoutData(ulong vaddr, uint nrPages, PagemapFlags flags)
+        {
+            local.AddWithoutData(vaddr, nrPages, flags);
+            if ((flags & PagemapFlags.Lazy) != 0) LazyPages += nrPages; // spliced into the store's pipes
+        }
 
         public void Complete()
         {
@@ -208,7 +222,7 @@ internal static class PageTargets
                 .Select(v => (v.Vma.Start, v.Vma.End)).OrderBy(v => v.Start).ToList();
         }
 
-        private bool IsLazy(ulong vaddr)
+        public bool IsLazy(ulong vaddr)
         {
             _lazy ??= LazyVmas();
             int lo = 0, hi = _lazy.Count;

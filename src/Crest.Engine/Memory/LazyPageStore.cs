@@ -1,14 +1,19 @@
 // dump --lazy-pages (post-copy migration): the pages of private anonymous memory do not go into pages-N.img;
 // their pagemap entries are PE_LAZY without data, and the dump serves them to the destination's lazy-pages
 // daemon over the page-server protocol (Crest.Transport/PageServer/LazyPageServer.cs) once the tree is gone.
-// The restore at the destination needs the tree's pids, so the tree cannot stay alive to be read: the pages
-// are copied here (process_vm_readv into the dump's buffers, then into anonymous memory of this process) while
-// the tree is frozen, and the tree is killed as after any dump. The freeze lasts one memory copy more than a
-// dump into a file would not: no write of the pages anywhere.
-//
-// Memory: chunks of ChunkBytes of anonymous memory, filled in order; each kept run of a task is cut at chunk
-// boundaries (a request that crosses one gets a short answer, which the protocol allows).
+// The restore at the destination needs the tree's pids, so the tree cannot stay alive to be read. Two ways to
+// keep its pages past its death, both while it is frozen:
+//  - spliced (the default when the tree is killed after the dump): the task itself vmsplices its page runs into
+//    pipes that Crest holds (PageDumper.Splice.cs). A pipe then holds references to the task's pages, not copies:
+//    the freeze lasts a few injected syscalls per MiB, and the pages outlive the task for as long as the pipe.
+//    Pipes are read without being consumed (tee into a scratch pipe, the part before the request spliced to
+//    /dev/null): a page may be asked for twice (a task that forked before it got its memory).
+//  - copied: process_vm_readv into the dump's buffers, then into anonymous memory of this process, in chunks of
+//    ChunkBytes (runs the task cannot splice: no PROT_READ; a tree left running, whose pages would change under
+//    the pipes' references).
 using Crest.Images.Pages;
+using Crest.Kernel;
+using Crest.Kernel.Files;
 using Crest.Kernel.Memory;
 
 namespace Crest.Engine.Memory;
@@ -17,23 +22,37 @@ public sealed class LazyPageStore : ILazyPageStore, IDisposable
 {
     private const int PageSize = 4096;
 
-    /// <summary>Size of each piece of anonymous memory the pages are copied into.</summary>
+    /// <summary>Size of each piece of anonymous memory the copied pages go into.</summary>
     internal const int ChunkBytes = 64 << 20;
 
+    /// <summary>Let tasks vmsplice their pages into pipes (tests and measurements compare with the copy; the CLI
+    /// turns it off with CREST_LAZY_DUMP_COPY=1).</summary>
+    public static bool Splice { get; set; } = true;
+
     private readonly List<MemoryMapping> _chunks = [];
+    private readonly List<FileDescriptor> _pipes = [];
     private readonly Dictionary<ulong, List<KeptRun>> _runs = [];
     private int _used = ChunkBytes;
-    private long _pages;
+    private long _pages, _splicedPages;
+    private (FileDescriptor Read, FileDescriptor Write)? _scratch;
+    private FileDescriptor? _null;
 
-    private readonly record struct KeptRun(ulong Vaddr, int Length, int Chunk, int Offset)
+    /// <summary>A kept run: in chunk <see cref="Chunk"/> at <see cref="Offset"/>, or (Chunk &lt; 0) in pipe <see cref="Pipe"/> at <see cref="Offset"/>.</summary>
+    private readonly record struct KeptRun(ulong Vaddr, int Length, int Chunk, int Pipe, int Offset)
     {
         public ulong End => Vaddr + (ulong)Length;
     }
 
     public long Pages => Interlocked.Read(ref _pages);
 
-    /// <summary>Bytes of anonymous memory held.</summary>
+    /// <summary>Pages held by pipes (spliced by the tasks, not copied).</summary>
+    public long SplicedPages => Interlocked.Read(ref _splicedPages);
+
+    /// <summary>Bytes of anonymous memory held for copied pages.</summary>
     public long Bytes => (long)_chunks.Count * ChunkBytes;
+
+    /// <summary>Pipes held.</summary>
+    public int PipeCount => _pipes.Count;
 
     /// <summary>Keeps <paramref name="data"/> (whole pages) as the pages of <paramref name="pagemapId"/> at <paramref name="vaddr"/>.</summary>
     internal void Add(ulong pagemapId, ulong vaddr, ReadOnlySpan<byte> data)
@@ -42,23 +61,17 @@ public sealed class LazyPageStore : ILazyPageStore, IDisposable
             throw new ArgumentException($"{data.Length} bytes at 0x{vaddr:x} are not whole pages");
         lock (_runs)
         {
-            if (!_runs.TryGetValue(pagemapId, out var runs)) _runs[pagemapId] = runs = [];
+            var runs = RunsOf(pagemapId);
             while (!data.IsEmpty)
             {
                 if (_used == ChunkBytes)
                 {
-                    _chunks.Add(MemoryMapping.Anonymous(ChunkBytes));
+                    _chunks.Add(NewChunk());
                     _used = 0;
                 }
                 int take = Math.Min(data.Length, ChunkBytes - _used);
                 data[..take].CopyTo(_chunks[^1].Slice((ulong)_used, take));
-                if (runs.Count > 0 && runs[^1].End > vaddr)
-                    throw new ArgumentException($"pages at 0x{vaddr:x} of {pagemapId} do not follow the kept ones (ending at 0x{runs[^1].End:x})");
-                // Contiguous with the last run in memory and in the chunk: one run.
-                if (runs.Count > 0 && runs[^1].End == vaddr && runs[^1].Chunk == _chunks.Count - 1 && runs[^1].Offset + runs[^1].Length == _used)
-                    runs[^1] = runs[^1] with { Length = runs[^1].Length + take };
-                else
-                    runs.Add(new KeptRun(vaddr, take, _chunks.Count - 1, _used));
+                Insert(runs, new KeptRun(vaddr, take, _chunks.Count - 1, -1, _used));
                 _used += take;
                 vaddr += (ulong)take;
                 data = data[take..];
@@ -67,9 +80,61 @@ public sealed class LazyPageStore : ILazyPageStore, IDisposable
         }
     }
 
-    public ReadOnlySpan<byte> Read(ulong pagemapId, ulong vaddr, uint nrPages)
+    /// <summary>Keeps a pipe (its read end, now the store's) holding the <paramref name="pieces"/> of <paramref name="pagemapId"/> in order.</summary>
+    internal void AddPipe(ulong pagemapId, FileDescriptor pipe, IReadOnlyList<(ulong Vaddr, int Length)> pieces)
     {
-        if (!_runs.TryGetValue(pagemapId, out var runs)) return [];
+        lock (_runs)
+        {
+            var runs = RunsOf(pagemapId);
+            int index = _pipes.Count, offset = 0;
+            _pipes.Add(pipe);
+            foreach (var (vaddr, length) in pieces)
+            {
+                Insert(runs, new KeptRun(vaddr, length, -1, index, offset));
+                offset += length;
+                Interlocked.Add(ref _pages, length / PageSize);
+                Interlocked.Add(ref _splicedPages, length / PageSize);
+            }
+        }
+    }
+
+    private List<KeptRun> RunsOf(ulong pagemapId)
+    {
+        if (!_runs.TryGetValue(pagemapId, out var runs)) _runs[pagemapId] = runs = [];
+        return runs;
+    }
+
+    /// <summary>Runs come in address order per task (spliced ones first, copied ones after: sorted in place).</summary>
+    private static void Insert(List<KeptRun> runs, KeptRun run)
+    {
+        int i = runs.Count;
+        while (i > 0 && runs[i - 1].Vaddr > run.Vaddr) i--;
+        if (i > 0 && runs[i - 1].End > run.Vaddr || i < runs.Count && runs[i].Vaddr < run.End)
+            throw new ArgumentException($"pages at 0x{run.Vaddr:x}+{run.Length} overlap pages kept already");
+        runs.Insert(i, run);
+    }
+
+    /// <summary>
+    /// Populated in one call (no fault per page in the copy, which runs inside the freeze). Not MADV_HUGEPAGE: finding
+    /// 2 MiB pages (compaction) made a 1 GiB copy take seconds on this machine.
+    /// </summary>
+    private static MemoryMapping NewChunk()
+    {
+        var chunk = MemoryMapping.Anonymous(ChunkBytes);
+        try
+        {
+            chunk.Advise(MemoryAdvice.PopulateWrite);
+        }
+        catch (KernelException)
+        {
+            // faulted in by the copy instead
+        }
+        return chunk;
+    }
+
+    public int Read(ulong pagemapId, ulong vaddr, uint nrPages, Span<byte> into)
+    {
+        if (!_runs.TryGetValue(pagemapId, out var runs)) return 0;
         int lo = 0, hi = runs.Count;
         while (lo < hi)
         {
@@ -77,17 +142,64 @@ public sealed class LazyPageStore : ILazyPageStore, IDisposable
             if (runs[mid].End <= vaddr) lo = mid + 1;
             else hi = mid;
         }
-        if (lo == runs.Count || runs[lo].Vaddr > vaddr || vaddr % PageSize != 0) return [];
+        if (lo == runs.Count || runs[lo].Vaddr > vaddr || vaddr % PageSize != 0) return 0;
         var r = runs[lo];
         int skip = (int)(vaddr - r.Vaddr);
-        int length = (int)Math.Min((ulong)(r.Length - skip), (ulong)nrPages * PageSize);
-        return _chunks[r.Chunk].Slice((ulong)(r.Offset + skip), length);
+        int length = (int)Math.Min(Math.Min((ulong)(r.Length - skip), (ulong)nrPages * PageSize), (ulong)(into.Length / PageSize * PageSize));
+        if (length == 0) return 0;
+        if (r.Chunk >= 0)
+        {
+            _chunks[r.Chunk].Slice((ulong)(r.Offset + skip), length).CopyTo(into);
+            return length;
+        }
+        ReadPipe(_pipes[r.Pipe], r.Offset + skip, into[..length]);
+        return length;
+    }
+
+    /// <summary>Bytes [offset, offset + into.Length) of a kept pipe, which keeps them: tee, the prefix spliced away, the rest read.</summary>
+    private void ReadPipe(FileDescriptor pipe, int offset, Span<byte> into)
+    {
+        try
+        {
+            if (_scratch is null)
+            {
+                var p = FileDescriptor.CreatePipe(OpenFlags.NonBlock);
+                _scratch = p;
+                p.Read.Fcntl(Crest.Kernel.Interop.Libc.F_SETPIPE_SZ, pipe.Fcntl(Crest.Kernel.Interop.Libc.F_GETPIPE_SZ));
+                _null = FileDescriptor.Open("/dev/null", OpenFlags.WriteOnly | OpenFlags.CloseOnExec);
+            }
+            var (scratchRead, scratchWrite) = _scratch.Value;
+            int want = offset + into.Length;
+            int teed = pipe.Tee(scratchWrite, want);
+            if (teed != want) throw new IOException($"tee of {want} bytes of a kept pipe gave {teed}");
+            for (int left = offset; left > 0;)
+            {
+                int n = scratchRead.Splice(_null!, left);
+                if (n <= 0) throw new IOException($"splice of {left} bytes of a kept pipe to /dev/null gave {n}");
+                left -= n;
+            }
+            int got = scratchRead.ReadFull(into);
+            if (got != into.Length) throw new IOException($"a kept pipe gave {got} of {into.Length} bytes");
+        }
+        catch (KernelException e)
+        {
+            throw new IOException($"reading a kept pipe: {e.Message}", e);
+        }
     }
 
     public void Dispose()
     {
         foreach (var c in _chunks) c.Dispose();
         _chunks.Clear();
+        foreach (var p in _pipes) p.Dispose();
+        _pipes.Clear();
         _runs.Clear();
+        if (_scratch is { } s)
+        {
+            s.Read.Dispose();
+            s.Write.Dispose();
+            _scratch = null;
+        }
+        _null?.Dispose();
     }
 }

@@ -50,10 +50,11 @@ internal static partial class PageDumper
     /// <summary>Readers into the mapped pages file (tests compare one with several).</summary>
     internal static int Readers { get; set; } = Environment.ProcessorCount;
 
-    private readonly record struct Run(ulong Start, ulong End, bool Readable, bool InParent = false);
+    /// <summary>A run of present pages; InParent: left in the parent images; Lazy: spliced for the lazy-pages daemon (no data here either).</summary>
+    private readonly record struct Run(ulong Start, ulong End, bool Readable, bool InParent = false, bool Lazy = false);
 
     /// <summary>A part of a run read into the buffer; a run whose pages stay in the parent images is one piece without data.</summary>
-    private readonly record struct Piece(ulong RunStart, ulong RunPages, bool First, ulong Address, int Length, bool Readable, bool InParent = false);
+    private readonly record struct Piece(ulong RunStart, ulong RunPages, bool First, ulong Address, int Length, bool Readable, bool InParent = false, bool Lazy = false);
 
     public static PageDumpResult Dump(int pid, IReadOnlyList<DumpedVma> vmas, IPageSink writer, IncrementalPages? incremental = null,
         TaskWriteAccess? taskWrite = null, Action? writing = null)
@@ -100,11 +101,13 @@ internal static partial class PageDumper
             }
         }
         var scanTime = clock.Elapsed;
+        if (writer is ILazyPageKeeper { MaySplice: true } keeper && LazyPageStore.Splice && taskWrite is not null)
+            runs = SpliceLazyRuns(pid, runs, keeper, taskWrite);
         ulong total = 0, inParent = 0;
         foreach (var r in runs)
         {
             if (r.InParent) inParent += (r.End - r.Start) / PageSize;
-            else total += (r.End - r.Start) / PageSize;
+            else if (!r.Lazy) total += (r.End - r.Start) / PageSize;
         }
         Log.Info($"{pid}: pages: {scanned} pages scanned, {total} to write in {runs.Count} runs, {inParent} unchanged in the parent images");
         // The caller's work alongside the writes starts once the task's memory map stays as it is until the end.
@@ -134,9 +137,9 @@ internal static partial class PageDumper
                 {
                     var r = runs[ri];
                     ulong size = r.End - r.Start;
-                    if (r.InParent)
+                    if (r.InParent || r.Lazy)
                     {
-                        pieces.Add(new Piece(r.Start, size / PageSize, true, r.Start, 0, r.Readable, InParent: true));
+                        pieces.Add(new Piece(r.Start, size / PageSize, true, r.Start, 0, r.Readable, InParent: true, Lazy: r.Lazy));
                         ri++;
                         continue;
                     }
@@ -166,7 +169,7 @@ internal static partial class PageDumper
                     {
                         if (p.InParent)
                         {
-                            writer.AddWithoutData(p.RunStart, checked((uint)p.RunPages), PagemapFlags.Parent);
+                            writer.AddWithoutData(p.RunStart, checked((uint)p.RunPages), p.Lazy ? PagemapFlags.Lazy : PagemapFlags.Parent);
                             continue;
                         }
                         if (p.First) writer.BeginPresent(p.RunStart, checked((uint)p.RunPages));

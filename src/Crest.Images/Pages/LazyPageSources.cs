@@ -8,11 +8,11 @@ namespace Crest.Images.Pages;
 public interface ILazyPageStore
 {
     /// <summary>
-    /// The kept pages of <paramref name="pagemapId"/> from <paramref name="vaddr"/> on, at most
-    /// <paramref name="nrPages"/> of them and no further than the end of the run that holds <paramref name="vaddr"/>;
-    /// empty when no kept run holds it. The span stays valid until the store is disposed.
+    /// Copies the kept pages of <paramref name="pagemapId"/> from <paramref name="vaddr"/> on into <paramref name="into"/>:
+    /// at most <paramref name="nrPages"/> of them, as many as fit, and no further than the end of the kept run that holds
+    /// <paramref name="vaddr"/>. Returns the bytes copied: 0 when no kept run holds it. Reading keeps the pages.
     /// </summary>
-    ReadOnlySpan<byte> Read(ulong pagemapId, ulong vaddr, uint nrPages);
+    int Read(ulong pagemapId, ulong vaddr, uint nrPages, Span<byte> into);
 
     /// <summary>Pages kept in all.</summary>
     long Pages { get; }

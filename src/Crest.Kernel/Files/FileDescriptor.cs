@@ -1,6 +1,6 @@
 // A file descriptor owned (or borrowed) by Crest: open(2)/openat(2), read(2)/write(2)/pread(2)/
 // pwrite(2) with EINTR retried here and nowhere else, lseek(2), ftruncate(2), fstat(2), fstatfs(2), fcntl(2),
-// dup(2)/dup3(2), pipe2(2), tee(2), ioctl(2), close(2).
+// dup(2)/dup3(2), pipe2(2), tee(2), splice(2), ioctl(2), close(2).
 //
 // Ownership: a FileDescriptor created by Open/Dup/CreatePipe/socket calls owns its number and
 // closes it once, on Dispose (or finalization). Borrow wraps a number someone else owns (stdin, a
@@ -139,6 +139,19 @@ public sealed class FileDescriptor : SafeHandle
         nint n;
         while (Interrupted(n = Libc.tee(fd.Fd, o.Fd, (nuint)length, Libc.SPLICE_F_NONBLOCK))) { }
         if (n < 0) throw new KernelException("tee", Errno.Last, $"fd {fd.Fd} to fd {o.Fd}");
+        return (int)n;
+    }
+
+    /// <summary>splice(2), non-blocking, without offsets: moves up to <paramref name="length"/> bytes from this descriptor
+    /// to <paramref name="output"/> (one of them a pipe); the bytes moved.</summary>
+    public unsafe int Splice(FileDescriptor output, int length)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        using var fd = Use();
+        using var o = output.Use();
+        nint n;
+        while (Interrupted(n = Libc.splice(fd.Fd, null, o.Fd, null, (nuint)length, Libc.SPLICE_F_NONBLOCK))) { }
+        if (n < 0) throw new KernelException("splice", Errno.Last, $"fd {fd.Fd} to fd {o.Fd}");
         return (int)n;
     }
 

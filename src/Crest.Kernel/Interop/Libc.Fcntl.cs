@@ -1,4 +1,4 @@
-// open(2), openat(2), close(2), fcntl(2), dup(2)/dup3(2), pipe2(2), tee(2), lseek(2), ioctl(2): the file
+// open(2), openat(2), close(2), fcntl(2), dup(2)/dup3(2), pipe2(2), tee(2), splice(2), lseek(2), ioctl(2): the file
 // descriptor calls. open, fcntl and ioctl are variadic in C; on x86_64 the variadic integer
 // arguments travel in the same registers as fixed ones (%al only tells the callee how many vector
 // registers to spill), so fixed declarations are safe.
@@ -57,6 +57,10 @@ internal static unsafe partial class Libc
     /// <summary>tee(2): duplicates up to len bytes of one pipe's buffer into another without consuming them.</summary>
     [LibraryImport("libc", SetLastError = true)]
     internal static partial nint tee(int fdIn, int fdOut, nuint len, uint flags);
+
+    /// <summary>splice(2) between a pipe and another descriptor, without offsets (both at their file positions).</summary>
+    [LibraryImport("libc", SetLastError = true)]
+    internal static partial nint splice(int fdIn, long* offIn, int fdOut, long* offOut, nuint len, uint flags);
 
     /// <summary>lseek(2) (64-bit off_t on x86_64).</summary>
     [LibraryImport("libc", SetLastError = true)]

@@ -5,7 +5,7 @@
 //   lazy-pages daemon                                        dump (this)
 //   PS_IOV_GET   {nr_pages, vaddr, dst_id = pid << 8 | 1}  ---->
 //                                                          <----  PS_IOV_ADD_F|PE_PRESENT {n, vaddr, dst_id} + n pages
-//   (n may be less than asked: the kept run ends there; the daemon asks again for the rest)
+//   (n may be less than asked: the kept run ends there, or MaxAnswer; the daemon asks again for the rest)
 //   ...
 //   PS_IOV_CLOSE                                           ---->  every page is in at the destination
 //                                                          <----  i32 0
@@ -26,6 +26,9 @@ public sealed record LazyServeSummary(long Requests, long PagesServed, TimeSpan 
 
 public static class LazyPageServer
 {
+    /// <summary>Largest answer: longer requests get a short one.</summary>
+    public const int MaxAnswer = 4 << 20;
+
     /// <summary>
     /// Serves <paramref name="store"/> on <paramref name="connection"/> until the daemon sends PS_IOV_CLOSE (or
     /// PS_IOV_FORCE_CLOSE). Throws <see cref="PageServerException"/> when the session ends any other way.
@@ -37,6 +40,8 @@ public static class LazyPageServer
         Span<byte> header = stackalloc byte[PageServerIov.Size];
         long requests = 0, pages = 0;
         var output = new BufferedStream(connection, 1 << 16);
+        // Answers are at most this long (the protocol lets the daemon ask again for the rest).
+        var buffer = GC.AllocateUninitializedArray<byte>(MaxAnswer, pinned: true);
         try
         {
             while (true)
@@ -56,8 +61,9 @@ public static class LazyPageServer
                             throw new PageServerException($"PS_IOV_GET for dst_id 0x{iov.DstId:x}: only task pagemaps are served");
                         if (iov.NrPages == 0)
                             throw new PageServerException($"PS_IOV_GET of no pages ({iov})");
-                        var data = store.Read(id, iov.Vaddr, iov.NrPages);
-                        if (data.IsEmpty)
+                        int got = store.Read(id, iov.Vaddr, iov.NrPages, buffer);
+                        var data = buffer.AsSpan(0, got);
+                        if (got == 0)
                             throw new PageServerException($"PS_IOV_GET: this dump kept no page at 0x{iov.Vaddr:x} of task {id} ({iov})");
                         uint n = (uint)(data.Length / PageSize);
                         Span<byte> answer = stackalloc byte[PageServerIov.Size];

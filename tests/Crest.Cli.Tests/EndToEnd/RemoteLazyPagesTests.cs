@@ -15,10 +15,14 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
     // ---- the hosts --------------------------------------------------------------------------------------
 
     /// <summary>dump --lazy-pages on the source host; returns once the images are written and it serves.</summary>
-    private Process StartLazyDump(int pid, string images, params string[] extra)
+    private Process StartLazyDump(int pid, string images, params string[] extra) => StartLazyDump(pid, images, splice: true, extra);
+
+    /// <param name="splice">The tasks splice their pages into the dump's pipes (the default), or the dump copies them.</param>
+    private Process StartLazyDump(int pid, string images, bool splice, params string[] extra)
     {
         Directory.CreateDirectory(images);
-        var dump = CrestProcess.StartWithFds(Source, NetworkNamespacePair.EnterCommand(SourceNamespace),
+        string enter = (splice ? "" : "export CREST_LAZY_DUMP_COPY=1; ") + NetworkNamespacePair.EnterCommand(SourceNamespace);
+        var dump = CrestProcess.StartWithFds(Source, enter,
             ["dump", "-t", $"{pid}", "-D", images, "-W", Source, "--lazy-pages", "--address", SourceAddress, "--port", $"{Port}",
              "-o", "dump.log", "-v4", .. extra]);
         var clock = Stopwatch.StartNew();
@@ -65,9 +69,11 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
     private static string Tail(string text) => string.Join("\n", text.Split('\n').TakeLast(20));
 
     /// <summary>Source to destination: dump, copy, daemon, restore; the dump ends 0 once the daemon has every page.</summary>
-    private string Migrate(int pid, string name = "d", params string[] extra)
+    private string Migrate(int pid, string name = "d", params string[] extra) => Migrate(pid, name, splice: true, extra);
+
+    private string Migrate(int pid, string name, bool splice, params string[] extra)
     {
-        using var dump = StartLazyDump(pid, Path.Combine(Source, name), extra);
+        using var dump = StartLazyDump(pid, Path.Combine(Source, name), splice, extra);
         Assert.True(WaitGone(pid), $"{pid} still runs after the dump");
         string images = CopyToDestination(Path.Combine(Source, name));
         int daemon = StartDaemon(images);
@@ -93,11 +99,13 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
 
     // ---- tests ------------------------------------------------------------------------------------------
 
-    [Fact]
-    public void AMemoryChecksumFixtureMigratesWithItsPagesServedByTheSource()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void AMemoryChecksumFixtureMigratesWithItsPagesServedByTheSource(bool splice)
     {
         int pid = StartFixture("restore_memory", "64");
-        string images = Migrate(pid);
+        string images = Migrate(pid, "d", splice);
         Assert.Equal("PASS", Verify("restore_memory", pid));
 
         // The private anonymous pages were never in the images: PE_LAZY entries (2) without data, and what
@@ -112,6 +120,9 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
         Assert.Matches("\"pages_lazy\": 1[0-9]{4}", stats.Stdout);
         AssertDecodes(images);
         Assert.Matches(@"lazy pages served: 1\d{4} pages", Log(Source, "dump.log"));
+        // Spliced: the task put its pages into the dump's pipes, nothing was copied while it was frozen.
+        if (splice) Assert.Matches(@"1\d{4} lazy pages spliced by the task into \d+ pipes", Log(Source, "dump.log"));
+        else Assert.DoesNotContain("spliced by the task", Log(Source, "dump.log"));
     }
 
     [Theory]

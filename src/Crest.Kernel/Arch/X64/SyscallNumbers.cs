@@ -19,7 +19,7 @@ public static class SyscallNumbers
         restart_syscall = 219, timer_create = 222, timer_settime = 223, timer_gettime = 224,
         timer_getoverrun = 225, timer_delete = 226, clock_gettime = 228, clock_nanosleep = 230,
         exit_group = 231, tgkill = 234, waitid = 247, openat = 257, set_robust_list = 273,
-        get_robust_list = 274, dup3 = 292, pipe2 = 293, pwritev = 296, rt_tgsigqueueinfo = 297, prlimit64 = 302,
+        get_robust_list = 274, splice = 275, tee = 276, vmsplice = 278, dup3 = 292, pipe2 = 293, pwritev = 296, rt_tgsigqueueinfo = 297, prlimit64 = 302,
         setns = 308, process_vm_readv = 310, process_vm_writev = 311, kcmp = 312, seccomp = 317,
         memfd_create = 319, userfaultfd = 323, rseq = 334, pidfd_send_signal = 424, pidfd_open = 434,
         clone3 = 435, close_range = 436, pidfd_getfd = 438, process_madvise = 440, process_mrelease = 448;
