@@ -93,7 +93,7 @@ public static class LazyPageServer
         }
         catch (Exception e) when (e is IOException and not PageServerException or ObjectDisposedException or SocketException)
         {
-            throw new PageServerException($"the connection to the lazy-pages daemon broke after {requests} requests ({pages} pages): {e.InnerException?.Message ?? e.Message}", e);
+            throw new PageServerException($"the connection to the lazy-pages daemon broke after {requests} requests ({pages} pages), before it had every page: {e.InnerException?.Message ?? e.Message}", e);
         }
     }
 
