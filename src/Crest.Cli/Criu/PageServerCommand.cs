@@ -36,6 +36,7 @@ internal static class PageServerCommand
         using var accepted = listener.Accept();
         listener.Close();
         accepted.NoDelay = true;
+        Crest.Transport.TcpPeerTimeout.Apply(accepted);
         Log.Info($"page-server: connection from {accepted.RemoteEndPoint}");
         Stream connection = new NetworkStream(accepted, ownsSocket: false);
         try

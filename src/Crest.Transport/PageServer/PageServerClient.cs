@@ -52,6 +52,7 @@ public sealed class PageServerClient : IPageDestination, IDisposable
             SendTimeout = (int)IoTimeout.TotalMilliseconds,
             ReceiveTimeout = (int)IoTimeout.TotalMilliseconds,
         };
+        TcpPeerTimeout.Apply(socket);
         try
         {
             var connecting = socket.ConnectAsync(new IPEndPoint(ip, port));

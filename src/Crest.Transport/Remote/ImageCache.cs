@@ -99,7 +99,7 @@ public sealed partial class ImageCache : IDisposable
             try
             {
                 client = await listener.AcceptAsync(cancel).ConfigureAwait(false);
-                if (client.ProtocolType == ProtocolType.Tcp) ImageSockets.WatchPeer(client);
+                if (client.ProtocolType == ProtocolType.Tcp) TcpPeerTimeout.Apply(client);
             }
             catch (OperationCanceledException)
             {

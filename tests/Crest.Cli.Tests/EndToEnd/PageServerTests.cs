@@ -191,6 +191,40 @@ public partial class PageServerTests
     }
 
     [Fact]
+    public async Task ANetworkThatGoesSilentMidTransferFailsTheDumpAndTheProgramRunsOn()
+    {
+        using var dir = new TempDirectory();
+        string local = dir.Sub("local"), remote = dir.Sub("remote");
+        using var net = new NetworkNamespacePair();
+        int port = FreePort();
+        var fixtures = new List<int>();
+        try
+        {
+            int pid = OrphanedFixtures.Start(dir.Path, fixtures, FixtureLimit, "restore_memory", "1024");
+            using var server = PageServer.Start(dir.Path, remote, port, NetworkNamespacePair.EnterCommand(net.DestinationNamespace), "--address", net.DestinationAddress);
+            var dumping = Task.Run(() => NetworkNamespacePair.RunCrest(net.SourceNamespace, dir.Path, HarnessDump(local, pid, Path.Combine(dir.Path, "dump.pid"),
+                "--page-server", "--address", net.DestinationAddress, "--port", port.ToString(CultureInfo.InvariantCulture))));
+            var clock = Stopwatch.StartNew();
+            while (!dumping.IsCompleted && clock.Elapsed < FixtureLimit && ReceivedBytes(remote) < 16 << 20) Thread.Sleep(2);
+            Assert.False(dumping.IsCompleted, "the dump ended before the network could go silent");
+            net.Silence();
+            // No reset arrives: both ends give up on their own (TcpPeerTimeout), the tree frozen meanwhile is released.
+            var first = await Task.WhenAny(dumping, Task.Delay(TimeSpan.FromSeconds(90)));
+            Assert.True(first == dumping, "the dump still waits 90 s after the network went silent");
+            var dump = await dumping;
+            Assert.True(dump.ExitCode == 1, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(local, "dump.log")}");
+            Assert.Contains($"page server {net.DestinationAddress}:{port}", dump.Stderr);
+            OrphanedFixtures.AssertRunsUntraced(pid);
+            Assert.Equal("PASS", OrphanedFixtures.Verify(dir.Path, FixtureLimit, "restore_memory", pid));
+            Assert.NotEqual(0, server.WaitForExit());
+        }
+        finally
+        {
+            foreach (int pid in fixtures) kill(pid, HarnessTarget.SIGKILL);
+        }
+    }
+
+    [Fact]
     public void APageServerWhoseDiskIsFullFailsTheDumpAndTheProgramRunsOn()
     {
         using var dir = new TempDirectory();
