@@ -361,7 +361,7 @@ public sealed class LazyPages : IDisposable
             case UserfaultfdEvent.Fork:
             {
                 var fd = FileDescriptor.Own(m.ForkFd);
-                var child = new LazyTask(0, $"child {++_children} of {t.Name}", Userfaultfd.Wrap(fd, t.Pid), null, t.Remaining.Clone()) { ImagePid = t.ImagePid };
+                var child = new LazyTask(0, $"child {++_children} of {t.Name}", Userfaultfd.Wrap(fd, t.Pid), null, t.Remaining.Clone()) { ImagePid = t.ImagePid, ParentPid = t.Pid };
                 _tasks.Add(child);
                 Forks++;
                 Log.Info($"lazy-pages: {t.Name} forked: {child.Name} gets {child.Remaining.Bytes / PageSize} missing pages");
@@ -614,7 +614,7 @@ public sealed class LazyPages : IDisposable
     }
 
     /// <summary>EAGAIN: false (read events, retry). The mm gone: the task is done. Anything else is logged and the task given up.</summary>
-    private static bool Failed(LazyTask t, Errno errno, ulong address, string what)
+    private bool Failed(LazyTask t, Errno errno, ulong address, string what)
     {
         if (errno.Value == Errno.EAGAIN) return false;
         if (errno.Value != Errno.ESRCH)
@@ -627,15 +627,66 @@ public sealed class LazyPages : IDisposable
         return true;
     }
 
-    private static void Kill(LazyTask t)
+    private void Kill(LazyTask t)
     {
         try
         {
-            t.PidFd?.SendSignal(9);
+            if (t.PidFd is not null) t.PidFd.SendSignal(9);
+            else KillForkedChildren(t);
         }
         catch (KernelException e)
         {
             Log.Error($"lazy-pages: {t.Name}: SIGKILL: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// A child forked while its memory was missing comes with its userfaultfd only, no pid: the children of its parent
+    /// that the daemon was not handed itself are killed (its parent's own children from the images have their pidfds).
+    /// A child of such a child cannot be found this way (its parent's pid is unknown): it is named in the log.
+    /// </summary>
+    private void KillForkedChildren(LazyTask t)
+    {
+        if (t.ParentPid <= 0)
+        {
+            Log.Error($"lazy-pages: {t.Name}: its pid is unknown (forked by a forked child); it cannot be killed");
+            return;
+        }
+        var known = _tasks.Where(k => k.PidFd is not null).Select(k => k.Pid).ToHashSet();
+        string[] threads;
+        try
+        {
+            threads = Directory.GetDirectories($"/proc/{t.ParentPid}/task");
+        }
+        catch (IOException)
+        {
+            return; // the parent is gone, and its children were re-parented: they are found no more
+        }
+        foreach (string thread in threads)
+        {
+            string text;
+            try
+            {
+                text = File.ReadAllText(Path.Combine(thread, "children"));
+            }
+            catch (IOException)
+            {
+                continue;
+            }
+            foreach (string word in text.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (!int.TryParse(word, out int child) || known.Contains(child)) continue;
+                try
+                {
+                    using var pidfd = PidFd.Open(child);
+                    pidfd.SendSignal(9);
+                    Log.Error($"lazy-pages: {t.Name}: killed {child}, a child of {t.ParentPid} forked while it missed pages");
+                }
+                catch (KernelException e)
+                {
+                    Log.Error($"lazy-pages: {t.Name}: SIGKILL of {child}: {e.Message}");
+                }
+            }
         }
     }
 
@@ -679,6 +730,9 @@ public sealed class LazyPages : IDisposable
 
         /// <summary>The task whose images hold the pages (a forked child's are its parent's).</summary>
         public int ImagePid { get; init; } = pid;
+
+        /// <summary>A forked child's parent, when the parent's pid is known (0 otherwise).</summary>
+        public int ParentPid { get; init; }
 
         public bool NeedsRemote()
         {

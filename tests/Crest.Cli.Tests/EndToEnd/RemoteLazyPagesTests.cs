@@ -137,6 +137,16 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
     }
 
     [Fact]
+    public void AProcessTreeWithAPipeMigrates()
+    {
+        int pid = StartFixture("tree_pipe");
+        Migrate(pid);
+        Assert.Equal("PASS", Verify("tree_pipe", pid));
+        // Every process of the tree had its own pages served (one "has all its pages" line each).
+        Assert.True(System.Text.RegularExpressions.Regex.Matches(Log(Destination, "lazy.log"), "has all its pages").Count >= 2, Explain());
+    }
+
+    [Fact]
     public void PagesUnchangedSinceAPreDumpComeFromTheLocalChainTheRestFromTheSource()
     {
         int pid = StartFixture("predump_writer", "32", "1");
