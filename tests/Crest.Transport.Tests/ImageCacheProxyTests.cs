@@ -169,6 +169,39 @@ public sealed class ImageCacheProxyTests : IDisposable
     }
 
     [Fact]
+    public async Task AProxyThatEndsWhileItsConnectionIsLentStopsTheDumpsWrites()
+    {
+        // A stand-in for a proxy killed half-way: it lends a TCP connection whose far end drains everything, then its
+        // unix connection ends while the TCP connection (held by the dump's copy too) stays up.
+        using var sink = new TcpListener(IPAddress.Loopback, 0);
+        sink.Start();
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync((IPEndPoint)sink.LocalEndpoint, _stop.Token);
+        using var far = await sink.AcceptTcpClientAsync(_stop.Token);
+        _ = far.GetStream().CopyToAsync(Stream.Null, _stop.Token);
+        using var listener = ImageSockets.Listen(ImageSockets.ProxySocket(_work));
+        var proxying = Task.Run(async () =>
+        {
+            using var dump = await listener.AcceptAsync(_stop.Token);
+            var reader = new FrameReader(new NetworkStream(dump, ownsSocket: false));
+            Assert.IsType<HelloEvent>(await reader.ReadAsync(_stop.Token));
+            Assert.Equal(new BorrowEvent("orphan"), await reader.ReadAsync(_stop.Token));
+            DescriptorPassing.Send(dump, FrameWriter.LendFrame(Codec.None, attached: true), tcp.Client.SafeHandle);
+        });
+        using var upload = await SnapshotUpload.OpenAsync(ImageSockets.ProxySocket(_work), "orphan", _stop.Token);
+        Assert.True(upload.Lent);
+        await proxying;
+        var chunk = new byte[1 << 20];
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var ex = Assert.Throws<IOException>(() =>
+        {
+            using var image = upload.OpenImage("pages-1.img");
+            while (clock.Elapsed < Limit) image.Write(chunk);
+        });
+        Assert.Contains("the image-proxy ended while the dump of orphan held its connection to the image-cache", ex.Message);
+    }
+
+    [Fact]
     public async Task AnAbsentCacheIsReportedByTheProxy()
     {
         using var unused = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);

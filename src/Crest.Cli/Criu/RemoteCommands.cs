@@ -11,7 +11,9 @@
 // RemoteStaging.cs; the engine, its page writers and the splice path stay as they are) and hands them to the proxy; a dump only
 // releases (or kills) the tree once the cache acknowledged all of them. A dump streams its pages-N.img to the
 // proxy as it reads them (DumpOptions.PagesOutput: reading and sending overlap, and the pages never touch the
-// staging directory; each pagemap stays there), then sends the rest while the tree is still frozen. A pre-dump
+// staging directory; each pagemap stays there), then sends the rest while the tree is still frozen. Over plain
+// TCP the dump borrows the proxy's connection to the cache and writes into it itself (SnapshotUpload: the pages go
+// from the read buffer into the socket, compressed by the dump); over TLS the proxy relays them. A pre-dump
 // leaves the tree running whatever happens, so nothing is gained by holding it frozen during the transfer:
 // its pages are read into the staging directory while frozen (the task writes them there itself, one copy),
 // the tree runs on, and then they go to the proxy; a transfer that fails fails the pre-dump and leaves no
@@ -187,7 +189,8 @@ internal static class RemoteCommands
     {
         try
         {
-            using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+            // Opening waits for this dump's turn on the proxy's connection (another dump may hold it): as long as a send may take.
+            using var cancel = new CancellationTokenSource(TimeSpan.FromHours(1));
             return SnapshotUpload.OpenAsync(proxySocket, snapshot, cancel.Token).GetAwaiter().GetResult();
         }
         catch (Exception e) when (e is RemoteImageException or OperationCanceledException)

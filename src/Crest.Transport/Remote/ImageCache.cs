@@ -99,6 +99,7 @@ public sealed partial class ImageCache : IDisposable
             try
             {
                 client = await listener.AcceptAsync(cancel).ConfigureAwait(false);
+                if (client.ProtocolType == ProtocolType.Tcp) ImageSockets.WatchPeer(client);
             }
             catch (OperationCanceledException)
             {

@@ -68,6 +68,7 @@ public static class ImageSockets
         var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
+            WatchPeer(socket);
             await socket.ConnectAsync(endPoint, cancel).ConfigureAwait(false);
             return socket;
         }
@@ -75,6 +76,35 @@ public static class ImageSockets
         {
             socket.Dispose();
             throw new RemoteImageException($"cannot connect to the image-cache at {endPoint}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>How long a TCP peer may leave data unacknowledged, or an idle connection unanswered, before it counts as gone.</summary>
+    public static readonly TimeSpan PeerTimeout = TimeSpan.FromSeconds(30);
+
+    private const int IPPROTO_TCP = 6, TCP_USER_TIMEOUT = 18;
+
+    /// <summary>
+    /// A peer that vanishes without a word (a cable pulled, a host powered off) fails the connection within PeerTimeout:
+    /// otherwise a sender retransmits for about 15 minutes (tcp_retries2) while a dump holds its tree frozen, and a
+    /// reader waits for ever. TCP_USER_TIMEOUT (Linux 2.6.37) bounds data left unacknowledged; keepalive probes an
+    /// idle connection. A slow but live peer is not affected: its kernel acknowledges (zero-window probes too).
+    /// </summary>
+    public static void WatchPeer(Socket socket)
+    {
+        Span<byte> timeout = stackalloc byte[sizeof(int)];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(timeout, (int)PeerTimeout.TotalMilliseconds);
+        try
+        {
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, 10);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, 5);
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, 4);
+            socket.SetRawSocketOption(IPPROTO_TCP, TCP_USER_TIMEOUT, timeout);
+        }
+        catch (SocketException)
+        {
+            // Only an accepted connection that was reset already refuses options: its first read reports that.
         }
     }
 

@@ -131,13 +131,16 @@ internal sealed class LentConnection : IDisposable
         return (_writer.RawBytes, _writer.SentBytes);
     }
 
+    /// <summary>The proxy went away (or spoke) while this was lent: every later write fails, saying <paramref name="why"/>. Thread-safe.</summary>
+    public void Abort(string why) => _stream.Abort(why);
+
     /// <summary>Stops (a dump that fails or gives up): whatever was not sent is dropped, and this copy of the connection closed.</summary>
     public void Dispose()
     {
         if (!_returned && _sender is not null)
         {
             _failed.Cancel();
-            _stream.Abort();
+            _stream.Abort("the dump gave up the lent connection to the image-cache");
             _queue!.CompleteAdding();
             _sender.Join();
         }

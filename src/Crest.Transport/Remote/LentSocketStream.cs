@@ -14,10 +14,11 @@ namespace Crest.Transport.Remote;
 internal sealed unsafe class LentSocketStream(int descriptor) : Stream, IGatherStream
 {
     private int _fd = descriptor;
-    private volatile bool _aborted;
+    private volatile string? _aborted;
 
-    /// <summary>A write waiting for room gives up (with an IOException) within a quarter second.</summary>
-    public void Abort() => _aborted = true;
+    /// <summary>Every later write fails with an IOException that says <paramref name="why"/>, and one waiting for room gives up
+    /// within a quarter second. Thread-safe.</summary>
+    public void Abort(string why) => _aborted ??= why;
 
     public override bool CanRead => false;
     public override bool CanSeek => false;
@@ -47,6 +48,7 @@ internal sealed unsafe class LentSocketStream(int descriptor) : Stream, IGatherS
     public void Write(ReadOnlySpan<byte> first, ReadOnlySpan<byte> second)
     {
         ObjectDisposedException.ThrowIf(_fd < 0, this);
+        if (_aborted is { } why) throw new IOException(why);
         int total = first.Length + second.Length, done = 0;
         fixed (byte* a = first)
         fixed (byte* b = second)
@@ -69,7 +71,7 @@ internal sealed unsafe class LentSocketStream(int descriptor) : Stream, IGatherS
                 if (errno == Libc.EINTR) continue;
                 if (errno != Libc.EAGAIN) throw Libc.SocketFailure("sendmsg(the lent connection to the image-cache)", errno);
                 while (!Libc.WaitFor(_fd, Libc.POLLOUT, "the lent connection to the image-cache", 250))
-                    if (_aborted) throw new IOException("the dump gave up the lent connection to the image-cache");
+                    if (_aborted is { } stopped) throw new IOException(stopped);
             }
         }
     }

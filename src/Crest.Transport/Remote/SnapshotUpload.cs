@@ -29,6 +29,10 @@ public sealed class SnapshotUpload : IDisposable
     private ImageStream? _open;
     /// <summary>The proxy's connection to the cache, while this dump holds it.</summary>
     private LentConnection? _lent;
+    /// <summary>While lent, the read of the proxy's next frame, started at once: the proxy says nothing until the dump
+    /// ended, so that its end (the proxy died or was stopped) stops the writes into its connection at once instead of
+    /// at the end of the dump. Its result is the answer to DumpEnd.</summary>
+    private Task<StreamEvent?>? _fromProxy;
     private byte[]? _readBuffer;
 
     private SnapshotUpload(Socket socket, string snapshot)
@@ -78,8 +82,15 @@ public sealed class SnapshotUpload : IDisposable
             switch (answer)
             {
                 case LendEvent { Attached: true } lend when descriptor >= 0:
-                    upload._lent = new LentConnection(descriptor, lend.Codec);
+                {
+                    var lent = upload._lent = new LentConnection(descriptor, lend.Codec);
+                    var fromProxy = upload._fromProxy = upload._reader.ReadAsync(CancellationToken.None);
+                    _ = fromProxy.ContinueWith(t => lent.Abort(t.IsCompletedSuccessfully && t.Result is ErrorEvent error
+                        ? $"the image-proxy took its connection back: {error.Message}"
+                        : $"the image-proxy ended while the dump of {snapshot} held its connection to the image-cache{(t.Exception is { } e ? $" ({e.InnerException?.Message})" : "")}"),
+                        CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                     break;
+                }
                 case LendEvent { Attached: false } when descriptor < 0:
                     break;
                 case ErrorEvent error:
@@ -156,7 +167,7 @@ public sealed class SnapshotUpload : IDisposable
         StreamEvent? answer;
         try
         {
-            answer = await _reader.ReadAsync(cancel).ConfigureAwait(false);
+            answer = await NextFromProxyAsync(cancel).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or SocketException or StreamProtocolException)
         {
@@ -219,13 +230,21 @@ public sealed class SnapshotUpload : IDisposable
         return new IOException($"the images of {Snapshot} did not reach the image-cache: {why}", e);
     }
 
+    /// <summary>The proxy's next frame: the read begun while lent, or a new one.</summary>
+    private Task<StreamEvent?> NextFromProxyAsync(CancellationToken cancel)
+    {
+        var pending = _fromProxy;
+        _fromProxy = null;
+        return pending is null ? _reader.ReadAsync(cancel) : pending.WaitAsync(cancel);
+    }
+
     private async Task<string?> ReasonAsync(CancellationToken cancel)
     {
         try
         {
             using var soon = CancellationTokenSource.CreateLinkedTokenSource(cancel);
             soon.CancelAfter(TimeSpan.FromSeconds(1));
-            return await _reader.ReadAsync(soon.Token).ConfigureAwait(false) is ErrorEvent error ? error.Message : null;
+            return await NextFromProxyAsync(soon.Token).ConfigureAwait(false) is ErrorEvent error ? error.Message : null;
         }
         catch (Exception e) when (e is IOException or SocketException or StreamProtocolException or OperationCanceledException or ObjectDisposedException)
         {

@@ -24,6 +24,23 @@ public sealed class MigrateTests() : TwoHosts(30000)
 
     private static string Tail(string text) => string.Join("\n", text.Split('\n').TakeLast(25));
 
+    /// <summary>
+    /// A migration that failed before its final dump was acknowledged: the error says <paramref name="why"/>, the summary
+    /// that the source runs, and it does, untraced, its fixture whole; nothing was restored at the destination.
+    /// </summary>
+    private void AssertFailedWithTheSourceRunning(CrestRun run, string why, string fixture, int pid)
+    {
+        Assert.True(run.ExitCode == 1, Explain(run));
+        Assert.True(run.Stderr.Contains(why, StringComparison.Ordinal), Explain(run));
+        var summary = JsonDocument.Parse(run.Stdout).RootElement;
+        Assert.False(summary.GetProperty("ok").GetBoolean());
+        Assert.True(summary.GetProperty("source_running").GetBoolean(), run.Stdout);
+        AssertRunsUntraced(pid);
+        Assert.Equal("PASS", Verify(fixture, pid));
+        Assert.Empty(Directory.GetFiles(Destination, "restore-*"));
+        AssertNoStagingLeft($"migrate-{pid}-");
+    }
+
     // ---- tests ------------------------------------------------------------------------------------------
 
     [Fact]
@@ -143,21 +160,11 @@ public sealed class MigrateTests() : TwoHosts(30000)
         int cache = CachePid;
         int pid = StartFixture("predump_writer", "384", "1");
         var migrating = Task.Run(() => Migrate(pid));
-        var clock = Stopwatch.StartNew();
         // Round 1 has begun (the tree is being pre-dumped; its images go to the cache next): the destination dies.
-        while (!Log(Source, "migrate.log").Contains("pre-dump: into") && clock.Elapsed < Limit) Thread.Sleep(2);
+        WaitWhileRunning(migrating, () => Log(Source, "migrate.log").Contains("pre-dump: into"), "round 1 begins");
         Thread.Sleep(50);
         Assert.Equal(0, kill(cache, 9));
-        var run = await migrating;
-        Assert.True(run.ExitCode == 1, Explain(run));
-        Assert.True(run.Stderr.Contains("did not reach the image-cache", StringComparison.Ordinal), Explain(run));
-        var summary = JsonDocument.Parse(run.Stdout).RootElement;
-        Assert.False(summary.GetProperty("ok").GetBoolean());
-        Assert.True(summary.GetProperty("source_running").GetBoolean(), run.Stdout);
-        Assert.True(Exists(pid));
-        Assert.Equal("PASS", Verify("predump_writer", pid));
-        Assert.Empty(Directory.GetFiles(Destination, "restore-*"));
-        AssertNoStagingLeft($"migrate-{pid}-");
+        AssertFailedWithTheSourceRunning(await migrating, "did not reach the image-cache", "predump_writer", pid);
         AssertNoImagesLeft(cacheEmptied: true);
     }
 
@@ -169,23 +176,10 @@ public sealed class MigrateTests() : TwoHosts(30000)
         int pid = StartFixture("restore_memory", "384");
         // One round: the final dump, whose images stream to the cache while the tree is frozen.
         var migrating = Task.Run(() => Migrate(pid, "--max-rounds", "1", "--compress", "none"));
-        var clock = Stopwatch.StartNew();
-        while (!Log(Destination, "cache.log").Contains($"receiving snapshot migrate-{pid}-") && !migrating.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(2);
-        Assert.False(migrating.IsCompleted, "the migration ended before the cache could be killed");
+        WaitWhileRunning(migrating, () => Log(Destination, "cache.log").Contains($"receiving snapshot migrate-{pid}-"), "the cache receives the final dump");
         Thread.Sleep(20);
         Assert.Equal(0, kill(cache, 9));
-        var run = await migrating;
-        Assert.True(run.ExitCode == 1, Explain(run));
-        Assert.True(run.Stderr.Contains("did not reach the image-cache", StringComparison.Ordinal), Explain(run));
-        var summary = JsonDocument.Parse(run.Stdout).RootElement;
-        Assert.False(summary.GetProperty("ok").GetBoolean());
-        Assert.True(summary.GetProperty("source_running").GetBoolean(), run.Stdout);
-        // Released as it was: running, untraced, its memory whole.
-        Assert.True(Exists(pid));
-        Assert.Equal("0", File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("TracerPid:", StringComparison.Ordinal))["TracerPid:".Length..].Trim());
-        Assert.Equal("PASS", Verify("restore_memory", pid));
-        Assert.Empty(Directory.GetFiles(Destination, "restore-*"));
-        AssertNoStagingLeft($"migrate-{pid}-");
+        AssertFailedWithTheSourceRunning(await migrating, "did not reach the image-cache", "restore_memory", pid);
         AssertNoImagesLeft();
     }
 
@@ -194,15 +188,7 @@ public sealed class MigrateTests() : TwoHosts(30000)
     {
         StartCache("--allow-restore", "--cache-limit", "8M");
         int pid = StartFixture("predump_writer", "32", "1");
-        var run = Migrate(pid);
-        Assert.True(run.ExitCode == 1, Explain(run));
-        Assert.True(run.Stderr.Contains("memory limit of 8388608 bytes reached", StringComparison.Ordinal), Explain(run));
-        var summary = JsonDocument.Parse(run.Stdout).RootElement;
-        Assert.False(summary.GetProperty("ok").GetBoolean());
-        Assert.True(summary.GetProperty("source_running").GetBoolean(), run.Stdout);
-        Assert.Equal("PASS", Verify("predump_writer", pid));
-        Assert.Empty(Directory.GetFiles(Destination, "restore-*"));
-        AssertNoStagingLeft($"migrate-{pid}-");
+        AssertFailedWithTheSourceRunning(Migrate(pid), "memory limit of 8388608 bytes reached", "predump_writer", pid);
         AssertNoImagesLeft(cacheEmptied: true);
     }
 
@@ -212,9 +198,8 @@ public sealed class MigrateTests() : TwoHosts(30000)
         StartCache("--allow-restore");
         int pid = StartFixture("predump_writer", "256", "1");
         var migrating = Task.Run(() => Migrate(pid));
-        var clock = Stopwatch.StartNew();
         // Round 1 is in the cache; the tree dies before the migration could end.
-        while (!Log(Source, "migrate.log").Contains("migrate: round 1 ") && clock.Elapsed < Limit) Thread.Sleep(2);
+        WaitWhileRunning(migrating, () => Log(Source, "migrate.log").Contains("migrate: round 1 "), "round 1 ends");
         Assert.Equal(0, kill(pid, 9));
         var run = await migrating;
         Assert.True(run.ExitCode == 1, Explain(run));

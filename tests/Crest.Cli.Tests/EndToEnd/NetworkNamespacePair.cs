@@ -57,6 +57,9 @@ internal sealed partial class NetworkNamespacePair : IDisposable
     /// <summary>Any other program run to its end inside <paramref name="ns"/>.</summary>
     public static CrestRun Run(string ns, string file, params string[] args) => External.Run("ip", ["netns", "exec", ns, file, .. args]);
 
+    /// <summary>The source's end of the veth goes down: packets are dropped, nobody is told (a cable pulled).</summary>
+    public void Silence() => Ip("-n", SourceNamespace, "link", "set", SourceLink, "down");
+
     /// <summary>Ends what still runs in either namespace (SIGTERM, SIGKILL after 2 s), then deletes both.</summary>
     public void Dispose()
     {

@@ -51,6 +51,17 @@ internal static partial class OrphanedFixtures
         return $"no verdict: {File.ReadAllText(output)}";
     }
 
+    /// <summary>A field of /proc/PID/status, as the kernel prints it.</summary>
+    public static string StatusField(int pid, string name) =>
+        File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith(name + ":", StringComparison.Ordinal))[(name.Length + 1)..].Trim();
+
+    /// <summary>After a dump that failed: the process runs on, and nobody traces it any more.</summary>
+    public static void AssertRunsUntraced(int pid)
+    {
+        Assert.True(Exists(pid), $"{pid} is gone");
+        Assert.Equal("0", StatusField(pid, "TracerPid"));
+    }
+
     public static bool Exists(int pid)
     {
         try

@@ -181,8 +181,7 @@ public partial class PageServerTests
             var dump = await dumping;
             Assert.True(dump.ExitCode == 1, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(local, "dump.log")}");
             Assert.Contains($"page server 127.0.0.1:{port}", dump.Stderr);
-            Assert.True(OrphanedFixtures.Exists(pid), $"{pid} is gone after the failed dump");
-            Assert.Equal("0", TracerOf(pid));
+            OrphanedFixtures.AssertRunsUntraced(pid);
             Assert.Equal("PASS", OrphanedFixtures.Verify(dir.Path, FixtureLimit, "restore_memory", pid));
         }
         finally
@@ -216,8 +215,7 @@ public partial class PageServerTests
             Assert.Contains("cannot write the pages of pagemap-", said);
             Assert.Contains("No space left on device", said);
             Assert.DoesNotContain("connection", said);
-            Assert.True(OrphanedFixtures.Exists(pid), $"{pid} is gone after the failed dump");
-            Assert.Equal("0", TracerOf(pid));
+            OrphanedFixtures.AssertRunsUntraced(pid);
             Assert.Equal("PASS", OrphanedFixtures.Verify(dir.Path, FixtureLimit, "restore_memory", pid));
         }
         finally
@@ -246,9 +244,6 @@ public partial class PageServerTests
         }
         return bytes;
     }
-
-    private static string TracerOf(int pid) =>
-        File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("TracerPid:", StringComparison.Ordinal))["TracerPid:".Length..].Trim();
 
     [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
     private static partial int kill(int pid, int signal);

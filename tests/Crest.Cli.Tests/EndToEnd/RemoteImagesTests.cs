@@ -126,14 +126,11 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         try
         {
             dumping = Task.Run(() => Dump("pre-dump", pid, first));
-            var clock = Stopwatch.StartNew();
-            while (!Log(Source, $"{first}.log").Contains("the tree runs on") && !dumping.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(5);
-            Assert.False(dumping.IsCompleted, $"the pre-dump ended with the cache stopped\n{Log(Source, $"{first}.log")}");
-            Assert.Contains("the tree runs on", Log(Source, $"{first}.log"));
+            WaitWhileRunning(dumping, () => Log(Source, $"{first}.log").Contains("the tree runs on"), "pre-dump with the cache stopped releases its tree");
             // Released while its images are still on their way: untraced, and it keeps going to sleep and waking up.
             long before = VoluntarySwitches(pid);
             Thread.Sleep(300);
-            Assert.Equal("0", StatusField(pid, "TracerPid"));
+            Assert.Equal("0", OrphanedFixtures.StatusField(pid, "TracerPid"));
             Assert.True(VoluntarySwitches(pid) > before, $"{pid} did not run while the transfer was held back");
             Assert.False(dumping.IsCompleted, "the pre-dump ended before the cache acknowledged it");
         }
@@ -155,10 +152,8 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
     private const int SIGCONT = 18;
     private const int SIGSTOP = 19;
 
-    private static string StatusField(int pid, string name) =>
-        File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith(name + ":", StringComparison.Ordinal))[(name.Length + 1)..].Trim();
 
-    private static long VoluntarySwitches(int pid) => long.Parse(StatusField(pid, "voluntary_ctxt_switches"));
+    private static long VoluntarySwitches(int pid) => long.Parse(OrphanedFixtures.StatusField(pid, "voluntary_ctxt_switches"));
 
     [Fact]
     public void AFullCacheFailsTheDumpAndTheProcessRunsOn()
@@ -216,8 +211,7 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         int pid = StartFixture("restore_memory", "768");
         var dumping = Task.Run(() => Dump("dump", pid, "k1"));
         // The images are complete and the cache has begun to receive them: cut the connection.
-        var clock = Stopwatch.StartNew();
-        while (!Log(Destination, "cache.log").Contains("receiving snapshot k1") && clock.Elapsed < Limit) Thread.Sleep(2);
+        WaitWhileRunning(dumping, () => Log(Destination, "cache.log").Contains("receiving snapshot k1"), "the cache receives k1");
         Thread.Sleep(20);
         Assert.Equal(0, kill(proxy, 9));
         var dump = await dumping;
@@ -235,6 +229,26 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
     }
 
     [Fact]
+    public async Task ANetworkThatGoesSilentMidStreamFailsTheDumpAndTheTreeRunsOn()
+    {
+        StartCache();
+        StartProxy("--compress", "none");
+        int pid = StartFixture("restore_memory", "384");
+        var dumping = Task.Run(() => Dump("dump", pid, "w1"));
+        WaitWhileRunning(dumping, () => Log(Destination, "cache.log").Contains("receiving snapshot w1"), "the cache receives w1");
+        SilenceTheNetwork();
+        // No reset arrives: only the transport's own watch on its peer ends the wait (the kernel would retransmit for 15 minutes).
+        var first = await Task.WhenAny(dumping, Task.Delay(TimeSpan.FromSeconds(90)));
+        Assert.True(first == dumping, $"the dump still waits 90 s after the network went silent\n{string.Join("\n", Log(Source, "w1.log").Split('\n').TakeLast(10))}");
+        var dump = await dumping;
+        Assert.Equal(1, dump.ExitCode);
+        Assert.Contains("did not reach the image-cache", dump.Stderr);
+        AssertRunsUntraced(pid);
+        Assert.Equal("PASS", Verify("restore_memory", pid));
+        AssertNoStagingLeft("w1");
+    }
+
+    [Fact]
     public async Task APreDumpCutMidStreamLeavesNoRecordForALaterRound()
     {
         StartCache();
@@ -242,9 +256,7 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         int proxy = ProxyPid(Source);
         int pid = StartFixture("predump_writer", "384", "1");
         var dumping = Task.Run(() => Dump("pre-dump", pid, "c1"));
-        var clock = Stopwatch.StartNew();
-        while (!Log(Destination, "cache.log").Contains("receiving snapshot c1") && !dumping.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(2);
-        Assert.False(dumping.IsCompleted, "the pre-dump ended before its connection could be cut");
+        WaitWhileRunning(dumping, () => Log(Destination, "cache.log").Contains("receiving snapshot c1"), "the cache receives c1");
         Assert.Equal(0, kill(proxy, 9));
         var pre = await dumping;
         Assert.Equal(1, pre.ExitCode);
@@ -254,7 +266,7 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         var next = Dump("dump", pid, "c2", "--prev-images-dir", "../c1", "--track-mem");
         Assert.Equal(1, next.ExitCode);
         Assert.Contains("The previous snapshot c1 (--prev-images-dir ../c1) was not pre-dumped with --remote on this machine", next.Stderr);
-        Assert.Equal("0", StatusField(pid, "TracerPid"));
+        AssertRunsUntraced(pid);
         Assert.Equal("PASS", Verify("predump_writer", pid));
         AssertNoImagesLeft();
         AssertNoStagingLeft("c1");
@@ -273,9 +285,7 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         string[] before = Directory.GetDirectories("/dev/shm", "crest-restore-*");
         var restoring = Task.Run(() => Restore("r1"));
         // The restore's copy of the images has begun to grow: the cache dies.
-        var clock = Stopwatch.StartNew();
-        while (!restoring.IsCompleted && clock.Elapsed < Limit && FetchedBytes(before) < 32 << 20) Thread.Sleep(2);
-        Assert.False(restoring.IsCompleted, "the restore ended before the cache could be killed");
+        WaitWhileRunning(restoring, () => FetchedBytes(before) >= 32 << 20, "the restore fetches r1");
         Assert.Equal(0, kill(CachePid, 9));
         var restore = await restoring;
         Assert.Equal(1, restore.ExitCode);
@@ -322,9 +332,7 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         try
         {
             dumpingA = Task.Run(() => Dump("pre-dump", a, id));
-            var clock = Stopwatch.StartNew();
-            while (!Log(Source, $"{id}.log").Contains("the tree runs on") && !dumpingA.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(5);
-            Assert.False(dumpingA.IsCompleted, $"the pre-dump ended with its proxy stopped\n{Log(Source, $"{id}.log")}");
+            WaitWhileRunning(dumpingA, () => Log(Source, $"{id}.log").Contains("the tree runs on"), "pre-dump A with its proxy stopped releases its tree");
             string stagedA = Assert.Single(StagingOf(id));
 
             // B dumps a snapshot of the same id meanwhile, start to end: A's directory is not B's.
@@ -370,8 +378,7 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         try
         {
             var dumping = Task.Run(() => Dump("pre-dump", pid, killed));
-            var clock = Stopwatch.StartNew();
-            while (!Log(Source, $"{killed}.log").Contains("the tree runs on") && !dumping.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(5);
+            WaitWhileRunning(dumping, () => Log(Source, $"{killed}.log").Contains("the tree runs on"), "pre-dump with its proxy stopped releases its tree");
             staged = Assert.Single(StagingOf(killed));
             string name = Path.GetFileName(staged);
             int owner = int.Parse(name[".dump-".Length..name.IndexOf('-', ".dump-".Length)]);
@@ -407,4 +414,39 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         return child.Pid;
     }
 
+    [Fact]
+    public async Task ADumpKilledWhileItHoldsTheLentConnectionBreaksItsSnapshotAndTheNextDumpWorks()
+    {
+        StartCache();
+        StartProxy("--compress", "lz4");
+        int pid = StartFixture("restore_memory", "768");
+        using (var dumping = CrestProcess.Start(Source, null, ["dump", "--remote", "-t", $"{pid}", "-D", "k2", "-W", Source, "-o", "k2.log", "-v4"]))
+        {
+            // The dump writes its pages into the proxy's connection itself: kill it half-way, its copy of the connection open.
+            var clock = Stopwatch.StartNew();
+            while (!Log(Destination, "cache.log").Contains("receiving snapshot k2") && clock.Elapsed < Limit) Thread.Sleep(2);
+            Assert.Contains("the connection to the image-cache is lent to the dump of k2", Log(Source, "proxy.log"));
+            dumping.Kill();
+            await dumping.WaitForExitAsync();
+        }
+
+        var restore = Restore("k2");
+        Assert.Equal(1, restore.ExitCode);
+        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(restore.Stderr, "broke while receiving k2|closed the connection before the dump of k2 ended"), restore.Stderr + Log(Destination, "cache.log") + Log(Source, "proxy.log"));
+        Assert.Contains("dump of k2 failed: the dump of k2 ended while it held the connection to the image-cache", Log(Source, "proxy.log"));
+
+        // The proxy connects again for the next dump, which goes through whole.
+        int next = StartFixture("restore_memory", "16");
+        var dump = Dump("dump", next, "k3");
+        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(Source, "k3.log")}\n{Log(Source, "proxy.log")}");
+        Assert.True(WaitGone(next), $"{next} still runs after the dump");
+        var restored = Restore("k3");
+        Assert.True(restored.ExitCode == 0, $"restore: {restored.Stderr}\n{Log(Destination, "restore-k3.log")}");
+        Assert.Equal("PASS", Verify("restore_memory", next));
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(Log(Destination, "cache.log"), "proxy connected").Count);
+        AssertNoImagesLeft();
+        // The killed dump's staging went with the next dump.
+        AssertNoStagingLeft("k2");
+        AssertNoStagingLeft("k3");
+    }
 }

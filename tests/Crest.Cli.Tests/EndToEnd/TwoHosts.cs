@@ -31,6 +31,8 @@ public abstract partial class TwoHosts : IDisposable
     private NetworkNamespacePair Net { get; } = new();
     protected string SourceNamespace => Net.SourceNamespace;
     protected string CacheAddress { get; }
+    /// <summary>The network between the hosts goes silent: no packet passes, neither side is told.</summary>
+    protected void SilenceTheNetwork() => Net.Silence();
     /// <summary>The source host's address (where a dump --lazy-pages serves its pages).</summary>
     protected string SourceAddress => Net.SourceAddress;
     protected string DestinationNamespace => Net.DestinationNamespace;
@@ -124,6 +126,17 @@ public abstract partial class TwoHosts : IDisposable
     protected string Verify(string name, int pid) => OrphanedFixtures.Verify(Source, Limit, name, pid);
 
     protected static bool Exists(int pid) => OrphanedFixtures.Exists(pid);
+
+    protected static void AssertRunsUntraced(int pid) => OrphanedFixtures.AssertRunsUntraced(pid);
+
+    /// <summary>Polls until <paramref name="reached"/> holds while <paramref name="running"/> (a crest run) goes on; fails if it ended first.</summary>
+    protected static void WaitWhileRunning(Task running, Func<bool> reached, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!reached() && !running.IsCompleted && clock.Elapsed < Limit) Thread.Sleep(2);
+        Assert.False(running.IsCompleted, $"{what}: the run ended first");
+        Assert.True(reached(), $"{what}: not reached in {Limit}");
+    }
 
     [LibraryImport("libc", SetLastError = true)]
     protected static partial int kill(int pid, int signal);

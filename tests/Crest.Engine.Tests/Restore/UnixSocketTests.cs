@@ -39,11 +39,50 @@ public class UnixSocketTests
     {
         var socket = KernelSocket.Create(SocketFamily.Unix, kind);
         KernelSocket.Bind(socket, SockAddr.Unix(path));
-        var timeout = new byte[16];
-        BitConverter.TryWriteBytes(timeout, 10L);
-        KernelSocket.SetOption(socket, SolSocket, SoRcvtimeo, timeout);
+        GiveUpReadingAfter10Seconds(socket);
         if (kind != SocketKind.Datagram) KernelSocket.Listen(socket, 4);
         return socket;
+    }
+
+    /// <summary>
+    /// A logger socket of the test process (<see cref="Logger"/>) at log.sock in a scratch directory, the unix_sockets
+    /// fixture connected to it ("dgram" or "stream"), and an empty images directory.
+    /// </summary>
+    private sealed class LoggedFixture : IDisposable
+    {
+        private readonly ScratchDirectory _work = new(), _images = new();
+        private readonly FileDescriptor _logger;
+        private readonly FixtureProcess _fixture;
+
+        public LoggedFixture(SocketKind kind)
+        {
+            SocketPath = Path.Combine(_work.Path, "log.sock");
+            try
+            {
+                _logger = Logger(kind, SocketPath);
+                _fixture = FixtureProcess.Start("unix_sockets", kind == SocketKind.Datagram ? "dgram" : "stream", SocketPath);
+            }
+            catch
+            {
+                _logger?.Dispose();
+                _images.Dispose();
+                _work.Dispose();
+                throw;
+            }
+        }
+
+        public string SocketPath { get; }
+
+        public void Deconstruct(out FixtureProcess fixture, out FileDescriptor logger, out string imagesDir, out string socketPath) =>
+            (fixture, logger, imagesDir, socketPath) = (_fixture, _logger, _images.Path, SocketPath);
+
+        public void Dispose()
+        {
+            _fixture.Dispose();
+            _logger.Dispose();
+            _images.Dispose();
+            _work.Dispose();
+        }
     }
 
     private static string Receive(FileDescriptor socket)
@@ -56,21 +95,23 @@ public class UnixSocketTests
     private static FileDescriptor Accept(FileDescriptor listener)
     {
         var connection = KernelSocket.Accept(listener);
+        GiveUpReadingAfter10Seconds(connection);
+        return connection;
+    }
+
+    /// <summary>SO_RCVTIMEO of 10 s (a struct timeval): a fixture that never writes fails the test instead of hanging it.</summary>
+    private static void GiveUpReadingAfter10Seconds(FileDescriptor socket)
+    {
         var timeout = new byte[16];
         BitConverter.TryWriteBytes(timeout, 10L);
-        KernelSocket.SetOption(connection, SolSocket, SoRcvtimeo, timeout);
-        return connection;
+        KernelSocket.SetOption(socket, SolSocket, SoRcvtimeo, timeout);
     }
 
     [Fact]
     public void ADgramSocketToALoggerOutsideTheTreeIsConnectedAgain()
     {
-        using var workDir = new ScratchDirectory();
-        using var imagesDir = new ScratchDirectory();
-        string work = workDir.Path, dir = imagesDir.Path;
-        string path = Path.Combine(work, "log.sock");
-        using var logger = Logger(SocketKind.Datagram, path);
-        using var fixture = FixtureProcess.Start("unix_sockets", "dgram", path);
+        using var logged = new LoggedFixture(SocketKind.Datagram);
+        var (fixture, logger, dir, path) = logged;
         Assert.Equal("before dump", Receive(logger));
         uint inode = Inode(fixture.Pid, 5);
 
@@ -107,12 +148,8 @@ public class UnixSocketTests
     [Fact]
     public void AnExternalSocketCanBeHandedInWithInheritFd()
     {
-        using var workDir = new ScratchDirectory();
-        using var imagesDir = new ScratchDirectory();
-        string work = workDir.Path, dir = imagesDir.Path;
-        string path = Path.Combine(work, "log.sock");
-        using var logger = Logger(SocketKind.Datagram, path);
-        using var fixture = FixtureProcess.Start("unix_sockets", "dgram", path);
+        using var logged = new LoggedFixture(SocketKind.Datagram);
+        var (fixture, logger, dir, path) = logged;
         Assert.Equal("before dump", Receive(logger));
         uint inode = Inode(fixture.Pid, 5);
         DumpAndKill(fixture, new DumpOptions { Pid = fixture.Pid, ImagesDir = dir, ExternalUnixSockets = AllowAll });
@@ -136,12 +173,8 @@ public class UnixSocketTests
     [Fact]
     public void AStreamConnectionToALoggerOutsideTheTreeIsMadeAgain()
     {
-        using var workDir = new ScratchDirectory();
-        using var imagesDir = new ScratchDirectory();
-        string work = workDir.Path, dir = imagesDir.Path;
-        string path = Path.Combine(work, "log.sock");
-        using var listener = Logger(SocketKind.Stream, path);
-        using var fixture = FixtureProcess.Start("unix_sockets", "stream", path);
+        using var logged = new LoggedFixture(SocketKind.Stream);
+        var (fixture, listener, dir, _) = logged;
         using (var before = Accept(listener))
         {
             Assert.Equal("before dump\n", Receive(before));
@@ -162,12 +195,8 @@ public class UnixSocketTests
     [Fact]
     public void AStreamConnectionFailsTheRestoreWhenNobodyListensAndLeavesNoTask()
     {
-        using var workDir = new ScratchDirectory();
-        using var imagesDir = new ScratchDirectory();
-        string work = workDir.Path, dir = imagesDir.Path;
-        string path = Path.Combine(work, "log.sock");
-        var listener = Logger(SocketKind.Stream, path);
-        using var fixture = FixtureProcess.Start("unix_sockets", "stream", path);
+        using var logged = new LoggedFixture(SocketKind.Stream);
+        var (fixture, listener, dir, path) = logged;
         int pid = fixture.Pid;
         using (listener)
         {
