@@ -59,6 +59,8 @@ public sealed class LazyPages : IDisposable
     private bool _remoteBroken, _killedForRemote;
     private long _remoteBytes;
     private readonly Dictionary<int, List<LazyRun>> _imagePages = [];
+    /// <summary>VMAs of each task where THP may back faults: collapsed into huge pages once filled (small pages otherwise).</summary>
+    private readonly Dictionary<int, List<(ulong Start, ulong End)>> _hugeVmas = [];
     private readonly List<(FileDescriptor File, MemoryMapping Pages)> _sources = [];
     private readonly FileDescriptor _listener;
     private readonly string _socketPath;
@@ -182,9 +184,22 @@ public sealed class LazyPages : IDisposable
                 runs.Add(new LazyRun(r.Vaddr, r.End, index, r.Offset));
             }
             _imagePages[pid] = runs;
+            _hugeVmas[pid] = HugeVmas(pid);
             Log.Info($"lazy-pages: task {pid}: {chain.Bytes / (long)PageSize} pages in the images{(lazy > 0 ? $", {lazy / (long)PageSize} of them at the {_remote!.Name}" : "")}");
             _remoteBytes += lazy;
         }
+    }
+
+    /// <summary>Private anonymous VMAs of mm-PID.img where THP may back a fault here (Memory/TransparentHugePages.cs).</summary>
+    private List<(ulong Start, ulong End)> HugeVmas(int pid)
+    {
+        string path = Path.Combine(_dir, ImageKinds.FileName(ImageKinds.Mm, (ulong)pid));
+        if (!File.Exists(path)) return [];
+        MmEntry mm;
+        using (var reader = ImageReader.Open(path, ImageKinds.Mm)) mm = reader.ReadEntries(MmEntry.Parser).First();
+        return mm.Vmas.Where(v => (v.Status & RestoreMemory.VMA_ANON_PRIVATE) != 0 && (v.Flags & 1) == 0
+                && Crest.Engine.Memory.TransparentHugePages.MayBack(v.HasMadv ? v.Madv : 0))
+            .Select(v => (v.Start, v.End)).ToList();
     }
 
     /// <summary>Serves until every restore that connected has ended and every task it handed over has all its pages
@@ -690,12 +705,31 @@ public sealed class LazyPages : IDisposable
         }
     }
 
-    private static void Finish(LazyTask t)
+    private void Finish(LazyTask t)
     {
         // One line per task at every level: how long post-copy took is what a migration wants to know.
         Log.Message($"lazy-pages: {t.Name}: {(t.Gone ? "gone" : "has all its pages")} after {t.Clock.Elapsed.TotalMilliseconds:0.0} ms: " +
             $"{t.Copied / (long)PageSize} pages copied, {t.Faults} faults{(t.Remaining.IsEmpty ? "" : $", {t.Remaining.Bytes / PageSize} pages never needed")}");
+        // Closing the userfaultfd unregisters the task's VMAs; then the ones THP may back get their huge pages.
+        t.Uffd.Dispose();
+        if (!t.Gone && t.PidFd is not null && _hugeVmas.TryGetValue(t.Pid, out var huge)) Collapse(t, huge);
         t.Dispose();
+    }
+
+    /// <summary>
+    /// UFFDIO_COPY installs small pages: a VMA where THP may back faults (MADV_HUGEPAGE) would keep them. Once it is
+    /// filled, MADV_COLLAPSE (through process_madvise, Linux 6.1) puts huge pages back where the range allows.
+    /// </summary>
+    private static void Collapse(LazyTask t, List<(ulong Start, ulong End)> huge)
+    {
+        const int MADV_COLLAPSE = 25;
+        foreach (var (start, end) in huge)
+        {
+            var clock = Stopwatch.StartNew();
+            var errno = t.PidFd!.Advise(start, end - start, MADV_COLLAPSE);
+            if (errno.Value == 0) Log.Info($"lazy-pages: {t.Name}: VMA 0x{start:x}-0x{end:x} collapsed into huge pages in {clock.Elapsed.TotalMilliseconds:0.#} ms");
+            else Log.Warning($"lazy-pages: {t.Name}: MADV_COLLAPSE of 0x{start:x}-0x{end:x}: {errno}; it keeps small pages");
+        }
     }
 
     private void DisposeSources()
