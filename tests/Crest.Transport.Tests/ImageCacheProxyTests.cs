@@ -126,6 +126,24 @@ public sealed class ImageCacheProxyTests : IDisposable
         Assert.Single(_log, l => l.Contains("proxy connected"));
     }
 
+    [Fact]
+    public async Task DumpsAtOnceBorrowTheConnectionInTurn()
+    {
+        using var cache = StartCache();
+        using var proxy = await StartProxyAsync(cache.LocalEndPoint, Codec.Lz4);
+        var sends = Enumerable.Range(1, 4).Select(i => Task.Run(() =>
+            RemoteImageClient.SendSnapshotAsync(proxy.UnixSocketPath, $"turn{i}", [Image("pages-1.img", PageLike(300 * i, 20 + i)), Image("core-1.img", [(byte)i])], _stop.Token))).ToArray();
+        await Task.WhenAll(sends);
+        for (int i = 1; i <= 4; i++)
+        {
+            var got = await FetchAsync($"turn{i}");
+            Assert.Equal(PageLike(300 * i, 20 + i), got["pages-1.img"]);
+            Assert.Equal([(byte)i], got["core-1.img"]);
+        }
+        Assert.Equal(4, _log.Count(l => l.Contains("is lent to the dump of turn")));
+        Assert.Single(_log, l => l.Contains("proxy connected"));
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

@@ -8,10 +8,10 @@
 //   /dev/shm/crest-restore-PID/       restore --remote: the snapshot and its parents fetched from the cache
 //
 // A crest killed with SIGKILL cannot remove its directory; the next dump or restore removes the ones whose PID is
-// gone (pids of this pid namespace: /dev/shm is shared by the processes that share it). Snapshot ids are file
-// names that do not begin with '.', so a record is never taken for a dump in progress.
-using System.Globalization;
+// gone (OwnedDirectories). Snapshot ids are file names that do not begin with '.', so a record is never taken for a
+// dump in progress.
 using Crest.Diagnostics;
+using Crest.Transport.Remote;
 
 namespace Crest.Cli.Criu;
 
@@ -109,21 +109,8 @@ internal static class RemoteStaging
     /// <summary>Directories PREFIX-PID[-...] in <paramref name="parent"/> whose PID is no process any more.</summary>
     private static void RemoveStale(string parent, string prefix)
     {
-        string[] dirs;
-        try
+        foreach (var (dir, owner) in OwnedDirectories.Orphaned(parent, prefix))
         {
-            dirs = Directory.GetDirectories(parent, prefix + "*");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return;
-        }
-        foreach (string dir in dirs)
-        {
-            string rest = Path.GetFileName(dir)[prefix.Length..];
-            int dash = rest.IndexOf('-');
-            if (!int.TryParse(dash < 0 ? rest : rest[..dash], NumberStyles.None, CultureInfo.InvariantCulture, out int owner) || owner <= 0) continue;
-            if (owner == Environment.ProcessId || Directory.Exists($"/proc/{owner}")) continue;
             Log.Info($"removing {dir}, left by crest {owner} that is gone");
             Delete(dir);
         }

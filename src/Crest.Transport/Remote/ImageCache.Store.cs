@@ -80,21 +80,8 @@ public sealed partial class ImageCache
     /// <summary>The directories of caches whose process is gone (killed, or a machine that lost power mid-run on a persistent /dev/shm).</summary>
     private void RemoveStaleStores()
     {
-        IEnumerable<string> stores;
-        try
+        foreach (var (store, owner) in OwnedDirectories.Orphaned(StoreParent, StorePrefix))
         {
-            stores = Directory.GetDirectories(StoreParent, StorePrefix + "*");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return;
-        }
-        foreach (string store in stores)
-        {
-            string rest = Path.GetFileName(store)[StorePrefix.Length..];
-            int dash = rest.IndexOf('-');
-            if (!int.TryParse(dash < 0 ? rest : rest[..dash], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int owner)) continue;
-            if (owner == Environment.ProcessId || Directory.Exists($"/proc/{owner}")) continue;
             _log($"image-cache: removing {store}, left by image-cache {owner} that is gone");
             DeleteDirectory(store);
         }

@@ -1,7 +1,9 @@
-// Compression of image data chunks: LZ4 (K4os.Compression.LZ4, block format) and zstd (ZstdSharp,
+// Compression of image data chunks: LZ4 (K4os.Compression.LZ4, block format; compressed through its
+// Pubternal.CompressFast, which takes LZ4's acceleration) and zstd (ZstdSharp,
 // a managed port of libzstd), both pure managed code and AOT-safe. Each chunk is compressed on its
 // own, so a reader needs no state beyond the chunk and never more memory than MaxChunk.
 using K4os.Compression.LZ4;
+using K4os.Compression.LZ4.Engine;
 using ZstdSharp;
 
 namespace Crest.Transport.Streams;
@@ -46,7 +48,7 @@ public static class Codecs
         switch (codec)
         {
             case Codec.Lz4:
-                n = LZ4Codec.Encode(raw, output, LZ4Level.L00_FAST);
+                n = CompressLz4(raw, output);
                 break;
             case Codec.Zstd:
                 t_zstdCompressor ??= new Compressor(ZstdLevel);
@@ -56,6 +58,24 @@ public static class Codecs
                 throw new ArgumentOutOfRangeException(nameof(codec), $"cannot compress with {Name(codec)}");
         }
         return n <= 0 || n >= raw.Length ? 0 : n;
+    }
+
+    /// <summary>
+    /// LZ4's acceleration (LZ4_compress_fast): how fast the match search gives up on bytes that do not compress. Memory is
+    /// pages of kinds side by side (zero, text, random), and each random page restarts the search at step 1. On the
+    /// bench's page-like data, AOT-compiled, 1 MiB chunks: LZ4Codec.Encode (L00_FAST, acceleration 1) 470 ms of CPU per
+    /// GiB, acceleration 4 435 ms, 8 360 ms for 1.1 % more bytes (367847 -> 371880 per MiB). The output is an ordinary
+    /// LZ4 block.
+    /// </summary>
+    private const int Lz4Acceleration = 8;
+
+    /// <summary>One independent LZ4 block: a fresh stream context each time (a reused one would refer to the chunk before).</summary>
+    private static unsafe int CompressLz4(ReadOnlySpan<byte> raw, Span<byte> output)
+    {
+        using var context = new Pubternal.FastContext();
+        fixed (byte* source = raw)
+        fixed (byte* target = output)
+            return Pubternal.CompressFast(context, source, target, raw.Length, output.Length, Lz4Acceleration);
     }
 
     /// <summary>Decompresses exactly <paramref name="output"/>.Length bytes; a mismatch is a protocol error.</summary>

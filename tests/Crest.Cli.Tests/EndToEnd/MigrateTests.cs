@@ -184,6 +184,20 @@ public sealed class MigrateTests() : TwoHosts(30000)
     }
 
     [Fact]
+    public async Task ANetworkThatGoesSilentDuringTheFinalDumpLeavesTheSourceRunning()
+    {
+        StartCache("--allow-restore");
+        int pid = StartFixture("restore_memory", "384");
+        var migrating = Task.Run(() => Migrate(pid, "--max-rounds", "1", "--compress", "none"));
+        WaitWhileRunning(migrating, () => Log(Destination, "cache.log").Contains($"receiving snapshot migrate-{pid}-"), "the cache receives the final dump");
+        SilenceTheNetwork();
+        // Frozen until the transport gives up on its silent peer (30 s), then released as it was.
+        var first = await Task.WhenAny(migrating, Task.Delay(TimeSpan.FromSeconds(90)));
+        Assert.True(first == migrating, "the migration still waits 90 s after the network went silent");
+        AssertFailedWithTheSourceRunning(await migrating, "did not reach the image-cache", "restore_memory", pid);
+    }
+
+    [Fact]
     public void AFullDestinationFailsTheMigrationAndTheSourceRunsOn()
     {
         StartCache("--allow-restore", "--cache-limit", "8M");

@@ -20,48 +20,36 @@ public class FileIdentityTests
     [Fact]
     public void MappedFileReplacedByAnotherOfTheSameSizeIsRefused()
     {
-        string dir = NewImagesDir();
+        using var images = new ScratchDirectory();
+        string dir = images.Path;
         string data = Path.Combine(dir, "data.bin"), log = Path.Combine(dir, "log.txt");
         File.WriteAllBytes(data, new byte[16384]);
         using var fixture = FixtureProcess.Start("restore_state", data, log);
-        try
+        var e = FailsCleanlyAfter(fixture, dir, () =>
         {
-            DumpAndKill(fixture, dir);
-            string children = Children();
             // Same size, same bytes as at dump time, but another inode renamed over the path.
             string replacement = data + ".new";
             File.Copy(data, replacement);
             File.Move(replacement, data, overwrite: true);
-            var e = FailsCleanly(dir, fixture.Pid, children);
-            Assert.Contains(data, e.Message);
-            Assert.Contains("another file", e.Message);
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        });
+        Assert.Contains(data, e.Message);
+        Assert.Contains("another file", e.Message);
     }
 
     [Fact]
     public void TruncatedMappedFileIsRefused()
     {
-        string dir = NewImagesDir();
+        using var images = new ScratchDirectory();
+        string dir = images.Path;
         string data = Path.Combine(dir, "data.bin"), log = Path.Combine(dir, "log.txt");
         File.WriteAllBytes(data, new byte[16384]);
         using var fixture = FixtureProcess.Start("restore_state", data, log);
-        try
+        var e = FailsCleanlyAfter(fixture, dir, () =>
         {
-            DumpAndKill(fixture, dir);
-            string children = Children();
             using (var f = File.OpenWrite(data)) f.SetLength(12288);
-            var e = FailsCleanly(dir, fixture.Pid, children);
-            Assert.Contains(data, e.Message);
-            Assert.Contains("size 12288, image says 16384", e.Message);
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        });
+        Assert.Contains(data, e.Message);
+        Assert.Contains("size 12288, image says 16384", e.Message);
     }
 
     [Fact]

@@ -30,85 +30,55 @@ public class RestoreFailureTests
     [Fact]
     public void MissingImageIsNamed()
     {
-        string dir = NewImagesDir();
+        using var images = new ScratchDirectory();
+        string dir = images.Path;
         using var fixture = FixtureProcess.Start("restore_counter");
-        try
-        {
-            DumpAndKill(fixture, dir);
-            string children = Children();
-            File.Delete(Path.Combine(dir, $"core-{fixture.Pid}.img"));
-            var e = FailsCleanly(dir, fixture.Pid, children);
-            Assert.Contains($"core-{fixture.Pid}.img", e.Message);
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        var e = FailsCleanlyAfter(fixture, dir, () => File.Delete(Path.Combine(dir, $"core-{fixture.Pid}.img")));
+        Assert.Contains($"core-{fixture.Pid}.img", e.Message);
     }
 
     [Fact]
     public void ChangedMappedFileIsRefusedAfterTheTaskWasCreated()
     {
-        string dir = NewImagesDir();
+        using var images = new ScratchDirectory();
+        string dir = images.Path;
         string data = Path.Combine(dir, "data.bin"), log = Path.Combine(dir, "log.txt");
         File.WriteAllBytes(data, new byte[16384]);
         using var fixture = FixtureProcess.Start("restore_state", data, log);
-        try
-        {
-            DumpAndKill(fixture, dir);
-            string children = Children();
-            File.AppendAllText(data, "grown");
-            var e = FailsCleanly(dir, fixture.Pid, children);
-            Assert.Contains(data, e.Message);
-            Assert.Contains("changed since the dump", e.Message);
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        var e = FailsCleanlyAfter(fixture, dir, () => File.AppendAllText(data, "grown"));
+        Assert.Contains(data, e.Message);
+        Assert.Contains("changed since the dump", e.Message);
     }
 
     [Fact]
     public void TruncatedPagesImageIsRefused()
     {
-        string dir = NewImagesDir();
+        using var images = new ScratchDirectory();
+        string dir = images.Path;
         using var fixture = FixtureProcess.Start("restore_counter");
-        try
+        var e = FailsCleanlyAfter(fixture, dir, () =>
         {
-            DumpAndKill(fixture, dir);
-            string children = Children();
             string pages = Path.Combine(dir, "pages-1.img");
             using (var f = File.OpenWrite(pages)) f.SetLength(f.Length / 2);
-            var e = FailsCleanly(dir, fixture.Pid, children);
-            Assert.Contains("pages-1.img", e.Message);
-            Assert.Contains("truncated", e.Message);
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        });
+        Assert.Contains("pages-1.img", e.Message);
+        Assert.Contains("truncated", e.Message);
     }
 
     [Fact]
     public void CorruptMmImageNamesFileAndOffset()
     {
-        string dir = NewImagesDir();
+        using var images = new ScratchDirectory();
+        string dir = images.Path;
         using var fixture = FixtureProcess.Start("restore_counter");
-        try
+        var e = FailsCleanlyAfter(fixture, dir, () =>
         {
-            DumpAndKill(fixture, dir);
-            string children = Children();
             string mm = Path.Combine(dir, $"mm-{fixture.Pid}.img");
             using (var f = File.OpenWrite(mm)) f.SetLength(f.Length - 7);
-            var e = FailsCleanly(dir, fixture.Pid, children);
-            Assert.Contains($"mm-{fixture.Pid}.img", e.Message);
-            Assert.Contains("offset", e.Message);
-            Assert.IsType<Crest.Images.ImageFormatException>(e.InnerException);
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        });
+        Assert.Contains($"mm-{fixture.Pid}.img", e.Message);
+        Assert.Contains("offset", e.Message);
+        Assert.IsType<Crest.Images.ImageFormatException>(e.InnerException);
     }
 
     [Fact]

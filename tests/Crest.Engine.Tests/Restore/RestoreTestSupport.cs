@@ -104,6 +104,18 @@ internal static partial class RestoreTestSupport
         string.Concat(Directory.GetDirectories("/proc/self/task").Select(t => File.ReadAllText(Path.Combine(t, "children"))));
 
     /// <summary>A restore that must fail: it throws, the task is gone, and the test process has the children it had.</summary>
+    /// <summary>
+    /// Dumps <paramref name="fixture"/> into <paramref name="dir"/> and kills it; <paramref name="change"/> then alters what
+    /// the restore will find (an image, a file the images name); the restore must fail and leave no task: its exception.
+    /// </summary>
+    public static RestoreException FailsCleanlyAfter(FixtureProcess fixture, string dir, Action change)
+    {
+        DumpAndKill(fixture, dir);
+        string children = Children();
+        change();
+        return FailsCleanly(dir, fixture.Pid, children);
+    }
+
     public static RestoreException FailsCleanly(string dir, int pid, string childrenBefore)
     {
         var e = Assert.Throws<RestoreException>(() => RestoreEngine.Run(new RestoreOptions { ImagesDir = dir, Detached = true }));
