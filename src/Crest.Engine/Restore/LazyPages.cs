@@ -57,7 +57,7 @@ public sealed class LazyPages : IDisposable
     private readonly IRemotePageSource? _remote;
     private MemoryMapping? _remoteBuffer;
     private bool _remoteBroken, _killedForRemote;
-    private long _remoteBytes;
+
     private readonly Dictionary<int, List<LazyRun>> _imagePages = [];
     /// <summary>VMAs of each task where THP may back faults: collapsed into huge pages once filled (small pages otherwise).</summary>
     private readonly Dictionary<int, List<(ulong Start, ulong End)>> _hugeVmas = [];
@@ -186,7 +186,6 @@ public sealed class LazyPages : IDisposable
             _imagePages[pid] = runs;
             _hugeVmas[pid] = HugeVmas(pid);
             Log.Info($"lazy-pages: task {pid}: {chain.Bytes / (long)PageSize} pages in the images{(lazy > 0 ? $", {lazy / (long)PageSize} of them at the {_remote!.Name}" : "")}");
-            _remoteBytes += lazy;
         }
     }
 
