@@ -291,16 +291,14 @@ public static class DumpEngine
         // An incremental dump writes few pages, and its time goes to reading the parent images and scanning: the
         // smaps walk (100-150 ms per GiB of present pages) overlaps those from the start. A full dump starts it
         // with its writes, where it does not compete with the scan for the two cores.
-        // A lazy dump needs the VmFlags before its first page (THP-backed VMAs are not lazy): started at once too.
-        if (parentDir is not null || options.LazyPages is not null) smaps = Task.Run(() => VmaDumper.ReadSmaps(pid));
+        if (parentDir is not null) smaps = Task.Run(() => VmaDumper.ReadSmaps(pid));
         // The task may write its own pages (one copy instead of two), below its file size limit.
         var taskWrite = new TaskWriteAccess(task.Tracee, state.Limits[(int)ResourceLimitKind.FileSize].Current);
         PageDumpResult pages;
         try
         {
             pages = PageTargets.Dump(options, images, pid, pagesId, pagedVmas, tracker, parentDir, taskWrite,
-                writing: () => smaps ??= Task.Run(() => VmaDumper.ReadSmaps(pid)),
-                smaps: smaps is null ? null : () => smaps.GetAwaiter().GetResult());
+                writing: () => smaps ??= Task.Run(() => VmaDumper.ReadSmaps(pid)));
         }
         finally
         {

@@ -12,7 +12,6 @@ using Crest.Engine.Memory;
 using Crest.Images;
 using Crest.Images.Pages;
 using Crest.Images.Protos;
-using Crest.Kernel.Proc;
 using Google.Protobuf;
 
 namespace Crest.Engine.Dump;
@@ -24,8 +23,7 @@ internal static class PageTargets
 
     /// <summary>Dumps the pages of <paramref name="pid"/> to where <paramref name="options"/> say.</summary>
     public static PageDumpResult Dump(DumpOptions options, ImageDirectory images, int pid, uint pagesId, IReadOnlyList<DumpedVma> vmas,
-        DirtyTracker tracker, string? parentDir, TaskWriteAccess? taskWrite = null, Action? writing = null,
-        Func<IReadOnlyList<SmapsVma>>? smaps = null)
+        DirtyTracker tracker, string? parentDir, TaskWriteAccess? taskWrite = null, Action? writing = null)
     {
         if (options.PageDestination is { } destination) return Send(destination, images, pid, vmas, tracker, parentDir, writing);
 
@@ -41,7 +39,7 @@ internal static class PageTargets
             if (options.LazyPages is { } store)
             {
                 // Private anonymous memory stays with this dump (PE_LAZY entries); the rest goes into pages-N.img.
-                var sink = new LazySink(writer, store, pid, vmas, smaps ?? (() => VmaDumper.ReadSmaps(pid)),
+                var sink = new LazySink(writer, store, pid, vmas,
                     maySplice: !options.LeaveRunning && !options.LeaveStopped);
                 pages = PageDumper.Dump(pid, vmas, sink, PreDump.Incremental(tracker, parentDir), taskWrite, writing);
                 pages = pages with { PagesWritten = pages.PagesWritten - sink.CopiedPages, PagesLazy = sink.LazyPages };
@@ -146,11 +144,10 @@ internal static class PageTargets
     }
 
     /// <summary>
-    /// dump --lazy-pages: present pages of private anonymous VMAs (but those where THP may apply) are kept in the store and written as PE_LAZY entries
+    /// dump --lazy-pages: present pages of private anonymous VMAs are kept in the store and written as PE_LAZY entries
     /// without data; every other entry goes to the local writer as it comes (entries never straddle VMAs).
     /// </summary>
-    private sealed class LazySink(IPageSink local, LazyPageStore store, int pid, IReadOnlyList<DumpedVma> vmas, Func<IReadOnlyList<SmapsVma>> smaps,
-        bool maySplice) : IPageSink, ILazyPageKeeper
+    private sealed class LazySink(IPageSink local, LazyPageStore store, int pid, IReadOnlyList<DumpedVma> vmas, bool maySplice) : IPageSink, ILazyPageKeeper
     {
         public LazyPageStore Store => store;
 
@@ -210,17 +207,11 @@ internal static class PageTargets
         }
 
         /// <summary>
-        /// Private anonymous VMAs, but those where THP may back a fault (their VmFlags are in smaps, which the dump
-        /// reads anyway): their pages stay in the images, as UFFDIO_COPY would give them small pages.
+        /// Private anonymous VMAs. Those where THP may back a fault are lazy too: the lazy-pages daemon collapses them
+        /// into huge pages once they are filled (UFFDIO_COPY installs small pages).
         /// </summary>
-        private List<(ulong Start, ulong End)> LazyVmas()
-        {
-            var huge = smaps().Where(s => TransparentHugePages.MayBack(
-                ((s.VmFlags & VmFlags.HugePage) != 0 ? 1UL << 14 : 0) | ((s.VmFlags & VmFlags.NoHugePage) != 0 ? 1UL << 15 : 0)))
-                .Select(s => s.Vma.Start).ToHashSet();
-            return vmas.Where(v => v.Pages == PageSelection.Anonymous && !huge.Contains(v.Vma.Start))
-                .Select(v => (v.Vma.Start, v.Vma.End)).OrderBy(v => v.Start).ToList();
-        }
+        private List<(ulong Start, ulong End)> LazyVmas() =>
+            vmas.Where(v => v.Pages == PageSelection.Anonymous).Select(v => (v.Vma.Start, v.Vma.End)).OrderBy(v => v.Start).ToList();
 
         public bool IsLazy(ulong vaddr)
         {

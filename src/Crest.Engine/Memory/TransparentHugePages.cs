@@ -1,7 +1,7 @@
 // Whether a fault in a private anonymous VMA may bring a transparent huge page (/sys/kernel/mm/transparent_hugepage/
 // enabled and the VMA's MADV_HUGEPAGE / MADV_NOHUGEPAGE). UFFDIO_COPY installs small pages only, so such VMAs are
-// filled by faulting writes at restore (RestoreMemory.cs) and their pages are never left lazy (PE_LAZY) at dump:
-// post-copy would take their huge pages away.
+// filled by faulting writes at an eager restore (RestoreMemory.cs); when their pages are only at a dump's source
+// (PE_LAZY), the lazy-pages daemon collapses them into huge pages once filled (LazyPages.cs, MADV_COLLAPSE).
 namespace Crest.Engine.Memory;
 
 internal static class TransparentHugePages

@@ -57,8 +57,10 @@ public sealed class LazyPages : IDisposable
     private readonly IRemotePageSource? _remote;
     private MemoryMapping? _remoteBuffer;
     private bool _remoteBroken, _killedForRemote;
-    private long _remoteBytes;
+
     private readonly Dictionary<int, List<LazyRun>> _imagePages = [];
+    /// <summary>VMAs of each task where THP may back faults: collapsed into huge pages once filled (small pages otherwise).</summary>
+    private readonly Dictionary<int, List<(ulong Start, ulong End)>> _hugeVmas = [];
     private readonly List<(FileDescriptor File, MemoryMapping Pages)> _sources = [];
     private readonly FileDescriptor _listener;
     private readonly string _socketPath;
@@ -182,9 +184,21 @@ public sealed class LazyPages : IDisposable
                 runs.Add(new LazyRun(r.Vaddr, r.End, index, r.Offset));
             }
             _imagePages[pid] = runs;
+            _hugeVmas[pid] = HugeVmas(pid);
             Log.Info($"lazy-pages: task {pid}: {chain.Bytes / (long)PageSize} pages in the images{(lazy > 0 ? $", {lazy / (long)PageSize} of them at the {_remote!.Name}" : "")}");
-            _remoteBytes += lazy;
         }
+    }
+
+    /// <summary>Private anonymous VMAs of mm-PID.img where THP may back a fault here (Memory/TransparentHugePages.cs).</summary>
+    private List<(ulong Start, ulong End)> HugeVmas(int pid)
+    {
+        string path = Path.Combine(_dir, ImageKinds.FileName(ImageKinds.Mm, (ulong)pid));
+        if (!File.Exists(path)) return [];
+        MmEntry mm;
+        using (var reader = ImageReader.Open(path, ImageKinds.Mm)) mm = reader.ReadEntries(MmEntry.Parser).First();
+        return mm.Vmas.Where(v => (v.Status & RestoreMemory.VMA_ANON_PRIVATE) != 0 && (v.Flags & 1) == 0
+                && Crest.Engine.Memory.TransparentHugePages.MayBack(v.HasMadv ? v.Madv : 0))
+            .Select(v => (v.Start, v.End)).ToList();
     }
 
     /// <summary>Serves until every restore that connected has ended and every task it handed over has all its pages
@@ -361,7 +375,7 @@ public sealed class LazyPages : IDisposable
             case UserfaultfdEvent.Fork:
             {
                 var fd = FileDescriptor.Own(m.ForkFd);
-                var child = new LazyTask(0, $"child {++_children} of {t.Name}", Userfaultfd.Wrap(fd, t.Pid), null, t.Remaining.Clone()) { ImagePid = t.ImagePid };
+                var child = new LazyTask(0, $"child {++_children} of {t.Name}", Userfaultfd.Wrap(fd, t.Pid), null, t.Remaining.Clone()) { ImagePid = t.ImagePid, ParentPid = t.Pid };
                 _tasks.Add(child);
                 Forks++;
                 Log.Info($"lazy-pages: {t.Name} forked: {child.Name} gets {child.Remaining.Bytes / PageSize} missing pages");
@@ -614,7 +628,7 @@ public sealed class LazyPages : IDisposable
     }
 
     /// <summary>EAGAIN: false (read events, retry). The mm gone: the task is done. Anything else is logged and the task given up.</summary>
-    private static bool Failed(LazyTask t, Errno errno, ulong address, string what)
+    private bool Failed(LazyTask t, Errno errno, ulong address, string what)
     {
         if (errno.Value == Errno.EAGAIN) return false;
         if (errno.Value != Errno.ESRCH)
@@ -627,11 +641,12 @@ public sealed class LazyPages : IDisposable
         return true;
     }
 
-    private static void Kill(LazyTask t)
+    private void Kill(LazyTask t)
     {
         try
         {
-            t.PidFd?.SendSignal(9);
+            if (t.PidFd is not null) t.PidFd.SendSignal(9);
+            else KillForkedChildren(t);
         }
         catch (KernelException e)
         {
@@ -639,12 +654,81 @@ public sealed class LazyPages : IDisposable
         }
     }
 
-    private static void Finish(LazyTask t)
+    /// <summary>
+    /// A child forked while its memory was missing comes with its userfaultfd only, no pid: the children of its parent
+    /// that the daemon was not handed itself are killed (its parent's own children from the images have their pidfds).
+    /// A child of such a child cannot be found this way (its parent's pid is unknown): it is named in the log.
+    /// </summary>
+    private void KillForkedChildren(LazyTask t)
+    {
+        if (t.ParentPid <= 0)
+        {
+            Log.Error($"lazy-pages: {t.Name}: its pid is unknown (forked by a forked child); it cannot be killed");
+            return;
+        }
+        var known = _tasks.Where(k => k.PidFd is not null).Select(k => k.Pid).ToHashSet();
+        string[] threads;
+        try
+        {
+            threads = Directory.GetDirectories($"/proc/{t.ParentPid}/task");
+        }
+        catch (IOException)
+        {
+            return; // the parent is gone, and its children were re-parented: they are found no more
+        }
+        foreach (string thread in threads)
+        {
+            string text;
+            try
+            {
+                text = File.ReadAllText(Path.Combine(thread, "children"));
+            }
+            catch (IOException)
+            {
+                continue;
+            }
+            foreach (string word in text.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (!int.TryParse(word, out int child) || known.Contains(child)) continue;
+                try
+                {
+                    using var pidfd = PidFd.Open(child);
+                    pidfd.SendSignal(9);
+                    Log.Error($"lazy-pages: {t.Name}: killed {child}, a child of {t.ParentPid} forked while it missed pages");
+                }
+                catch (KernelException e)
+                {
+                    Log.Error($"lazy-pages: {t.Name}: SIGKILL of {child}: {e.Message}");
+                }
+            }
+        }
+    }
+
+    private void Finish(LazyTask t)
     {
         // One line per task at every level: how long post-copy took is what a migration wants to know.
         Log.Message($"lazy-pages: {t.Name}: {(t.Gone ? "gone" : "has all its pages")} after {t.Clock.Elapsed.TotalMilliseconds:0.0} ms: " +
             $"{t.Copied / (long)PageSize} pages copied, {t.Faults} faults{(t.Remaining.IsEmpty ? "" : $", {t.Remaining.Bytes / PageSize} pages never needed")}");
+        // Closing the userfaultfd unregisters the task's VMAs; then the ones THP may back get their huge pages.
+        t.Uffd.Dispose();
+        if (!t.Gone && t.PidFd is not null && _hugeVmas.TryGetValue(t.Pid, out var huge)) Collapse(t, huge);
         t.Dispose();
+    }
+
+    /// <summary>
+    /// UFFDIO_COPY installs small pages: a VMA where THP may back faults (MADV_HUGEPAGE) would keep them. Once it is
+    /// filled, MADV_COLLAPSE (through process_madvise, Linux 6.1) puts huge pages back where the range allows.
+    /// </summary>
+    private static void Collapse(LazyTask t, List<(ulong Start, ulong End)> huge)
+    {
+        const int MADV_COLLAPSE = 25;
+        foreach (var (start, end) in huge)
+        {
+            var clock = Stopwatch.StartNew();
+            var errno = t.PidFd!.Advise(start, end - start, MADV_COLLAPSE);
+            if (errno.Value == 0) Log.Info($"lazy-pages: {t.Name}: VMA 0x{start:x}-0x{end:x} collapsed into huge pages in {clock.Elapsed.TotalMilliseconds:0.#} ms");
+            else Log.Warning($"lazy-pages: {t.Name}: MADV_COLLAPSE of 0x{start:x}-0x{end:x}: {errno}; it keeps small pages");
+        }
     }
 
     private void DisposeSources()
@@ -679,6 +763,9 @@ public sealed class LazyPages : IDisposable
 
         /// <summary>The task whose images hold the pages (a forked child's are its parent's).</summary>
         public int ImagePid { get; init; } = pid;
+
+        /// <summary>A forked child's parent, when the parent's pid is known (0 otherwise).</summary>
+        public int ParentPid { get; init; }
 
         public bool NeedsRemote()
         {

@@ -10,7 +10,8 @@
 // kernel allocates each page and copies into it: no fault, no zeroing, which halves the cost of a page
 // on this machine); the others (private file mappings, VMAs where a fault may bring a transparent huge
 // page) with process_vm_writev(2) in large vectors; finally mprotect to the dumped protections.
-// With --lazy-pages the VMAs UFFDIO_COPY would fill are registered but left empty: their userfaultfd (with the
+// With --lazy-pages the VMAs UFFDIO_COPY would fill, and those where THP may apply (the daemon collapses them into
+// huge pages once filled), are registered but left empty: their userfaultfd (with the
 // non-cooperative events) goes to the lazy-pages daemon (LazyPagesConnection.cs) before anything else of the
 // restore runs, and the daemon fills them while the task runs (LazyPages.cs). Nothing after that point may
 // touch them with ptrace PEEK/POKE (which fails on a missing page of a registered VMA instead of waiting).
@@ -477,7 +478,8 @@ internal sealed class RestoreMemory
             bool anonymous = (v.Flags & MAP_ANONYMOUS) != 0 || (v.Status & (VMA_FILE_PRIVATE | VMA_FILE_SHARED)) == 0;
             if (!anonymous || (v.Flags & MAP_SHARED) != 0 || IsSpecial(v)) continue;
             bool hugeAllowed = TransparentHugePages.MayBack(v.HasMadv ? v.Madv : 0);
-            if (!hugeAllowed) result.Add(i);
+            // With --lazy-pages they go to the daemon all the same: it collapses them into huge pages once filled.
+            if (!hugeAllowed || _lazy is not null) result.Add(i);
         }
         return result;
     }

@@ -60,6 +60,16 @@ public sealed class PidFd : IDisposable
         return Libc.process_mrelease(pidfd.Fd, 0) == 0 ? new Errno(0) : Errno.Last;
     }
 
+    /// <summary>process_madvise(2) of one range (MADV_COLLAPSE, MADV_COLD...): the error, or 0.</summary>
+    public unsafe Errno Advise(ulong start, ulong length, int advice)
+    {
+        using var pidfd = Handle.Use();
+        ulong* iov = stackalloc ulong[2];
+        iov[0] = start;
+        iov[1] = length;
+        return Libc.process_madvise(pidfd.Fd, iov, 1, advice, 0) < 0 ? Errno.Last : new Errno(0);
+    }
+
     public void Dispose() => Handle.Dispose();
 
     public override string ToString() => $"pidfd {Handle} for {Pid}";

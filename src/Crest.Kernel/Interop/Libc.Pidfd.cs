@@ -1,5 +1,5 @@
 // pidfd_open(2) (Linux 5.3), pidfd_getfd(2) (Linux 5.6), pidfd_send_signal(2) (Linux 5.1),
-// process_mrelease(2) (Linux 5.15).
+// process_mrelease(2) (Linux 5.15), process_madvise(2) (Linux 5.10; MADV_COLLAPSE through it since 6.1).
 // glibc wraps them only since 2.36, so they go through syscall(2): the kernel is what matters.
 using Crest.Kernel.Arch.X64;
 
@@ -25,4 +25,8 @@ internal static unsafe partial class Libc
     /// <summary>process_mrelease(2): free the memory of a task that is dying (SIGKILL pending or exiting) in the
     /// caller's context, as the OOM reaper does. EINVAL when the task is not dying.</summary>
     internal static int process_mrelease(int pidfd, uint flags) => (int)syscall(SyscallNumbers.process_mrelease, pidfd, flags);
+
+    /// <summary>process_madvise(2): advice for the ranges of iovec in the task behind pidfd; the bytes advised, or -1 and errno.</summary>
+    internal static long process_madvise(int pidfd, void* iovec, ulong count, int advice, uint flags) =>
+        syscall(SyscallNumbers.process_madvise, pidfd, (long)iovec, (long)count, advice, flags);
 }
