@@ -68,6 +68,8 @@ internal static partial class PageDumper
             var found = new List<(ulong Start, ulong End)>();
             var guards = new List<(ulong Start, ulong End)>();
             var split = new List<(ulong Start, ulong End, bool InParent)>();
+            // Only the tracker's split against the parent images tells markers left by an earlier pre-dump from pages.
+            bool dropMarkers = incremental is not { Tracker.Knows: true, Parent: not null };
             foreach (var v in vmas)
             {
                 found.Clear();
@@ -80,7 +82,7 @@ internal static partial class PageDumper
                 else
                 {
                     scanned += v.Vma.Size / PageSize;
-                    scan.Scan(v.Vma.Start, v.Vma.End, v.Pages, found, guards);
+                    scan.Scan(v.Vma.Start, v.Vma.End, v.Pages, found, guards, dropMarkers);
                 }
                 // Guard regions go into the VMA's entry (mm-PID.img is written after the pages).
                 foreach (var (s, e) in guards)
@@ -99,6 +101,7 @@ internal static partial class PageDumper
                 incremental.Tracker.Split(scan, v.Vma.Start, v.Vma.End, found, incremental.Parent, split);
                 foreach (var (s, e, parentHolds) in split) runs.Add(new Run(s, e, readable, parentHolds));
             }
+            if (scan.MarkersDropped > 0) Log.Info($"{pid}: pages: {scan.MarkersDropped} uffd-wp markers of an earlier pre-dump left out (holes, not pages)");
         }
         var scanTime = clock.Elapsed;
         if (writer is ILazyPageKeeper { MaySplice: true } keeper && LazyPageStore.Splice && taskWrite is not null)

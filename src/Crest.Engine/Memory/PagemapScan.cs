@@ -12,6 +12,13 @@
 // regions of their own (the return mask keeps their category apart from present pages) and are handed to
 // the caller separately, to be recorded in the VMA's entry; a kernel that does not know the category
 // answers EINVAL and is asked again without it (such a kernel has no guard regions to report).
+//
+// A task that went through a pre-dump keeps its write-protect tracker (DirtyTracking.cs), and protecting a hole
+// of a registered VMA leaves a uffd-wp pte marker there, which PAGEMAP_SCAN counts as swapped (never as
+// written). An incremental dump sorts them out against the parent images; any other dump asks for them to be
+// dropped: the pages swapped but neither present nor written are looked up one by one in /proc/PID/pagemap,
+// where a marker is a swap entry of type SWP_PTE_MARKER (the last of the 5-bit types, 31) whose offset carries
+// PTE_MARKER_UFFD_WP and whose PM_UFFD_WP bit is set. A real swap or migration entry keeps its page.
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Crest.Engine.Dump;
@@ -26,12 +33,18 @@ internal sealed class PagemapScan : IDisposable
     private const ulong PAGE_IS_WRITTEN = 1 << 1, PM_SCAN_WP_MATCHING = 1 << 0, PM_SCAN_CHECK_WPASYNC = 1 << 1;
     private const ulong PAGE_IS_FILE = 1 << 2, PAGE_IS_PRESENT = 1 << 3, PAGE_IS_SWAPPED = 1 << 4, PAGE_IS_PFNZERO = 1 << 5, PAGE_IS_GUARD = 1 << 8;
     private const int RegionSize = 24, VecLength = 4096;
+    private const ulong PM_SWAP = 1UL << 62, PM_UFFD_WP = 1UL << 57, SwapTypeMask = 0x1f, SWP_PTE_MARKER = 31, PTE_MARKER_UFFD_WP = 1;
+    private const int PageShift = 12, EntriesPerRead = 1 << 16;
 
     private readonly FileDescriptor _pagemap;
     private readonly byte[] _vec = GC.AllocateArray<byte>(RegionSize * VecLength, pinned: true);
     private readonly byte[] _arg = new byte[96];
     private readonly int _pid;
     private ulong _guard = PAGE_IS_GUARD;
+    private byte[]? _entries;
+
+    /// <summary>Pages that were uffd-wp markers, not pages (dropped by <see cref="Scan(ulong, ulong, PageSelection, List{ValueTuple{ulong, ulong}}, List{ValueTuple{ulong, ulong}}, bool)"/>).</summary>
+    public ulong MarkersDropped { get; private set; }
 
     public PagemapScan(int pid)
     {
@@ -43,7 +56,9 @@ internal sealed class PagemapScan : IDisposable
     /// Appends the runs of pages of [start, end) that <paramref name="selection"/> keeps to <paramref name="runs"/>,
     /// and the guard regions of the range to <paramref name="guards"/>.
     /// </summary>
-    public void Scan(ulong start, ulong end, PageSelection selection, List<(ulong Start, ulong End)> runs, List<(ulong Start, ulong End)> guards)
+    /// <param name="dropMarkers">Leave out uffd-wp markers (see the top): for a dump that does not sort pages against parent images.</param>
+    public void Scan(ulong start, ulong end, PageSelection selection, List<(ulong Start, ulong End)> runs, List<(ulong Start, ulong End)> guards,
+        bool dropMarkers = false)
     {
         ulong mask = PAGE_IS_PFNZERO, inverted = PAGE_IS_PFNZERO;
         if (selection == PageSelection.PrivateCopies)
@@ -51,7 +66,7 @@ internal sealed class PagemapScan : IDisposable
             mask |= PAGE_IS_FILE;
             inverted |= PAGE_IS_FILE;
         }
-        Scan(start, end, mask, inverted, PAGE_IS_PRESENT | PAGE_IS_SWAPPED, runs, guards);
+        Scan(start, end, mask, inverted, PAGE_IS_PRESENT | PAGE_IS_SWAPPED, runs, guards, dropMarkers);
     }
 
     /// <summary>Appends only the guard regions of [start, end) to <paramref name="guards"/> (mappings whose pages are not dumped).</summary>
@@ -116,8 +131,11 @@ internal sealed class PagemapScan : IDisposable
         return true;
     }
 
-    private unsafe void Scan(ulong start, ulong end, ulong mask, ulong inverted, ulong anyof, List<(ulong Start, ulong End)> runs, List<(ulong Start, ulong End)> guards)
+    private unsafe void Scan(ulong start, ulong end, ulong mask, ulong inverted, ulong anyof, List<(ulong Start, ulong End)> runs, List<(ulong Start, ulong End)> guards,
+        bool dropMarkers = false)
     {
+        // Asking for the written category too splits swapped regions into written and not: only the latter can be markers.
+        ulong returned = PAGE_IS_PRESENT | PAGE_IS_SWAPPED | _guard | (dropMarkers ? PAGE_IS_WRITTEN : 0);
         ulong at = start;
         while (at < end)
         {
@@ -134,7 +152,7 @@ internal sealed class PagemapScan : IDisposable
                 BinaryPrimitives.WriteUInt64LittleEndian(a[72..], mask);
                 if ((anyof | _guard) == 0) return;
                 BinaryPrimitives.WriteUInt64LittleEndian(a[80..], anyof | _guard);
-                BinaryPrimitives.WriteUInt64LittleEndian(a[88..], PAGE_IS_PRESENT | PAGE_IS_SWAPPED | _guard);
+                BinaryPrimitives.WriteUInt64LittleEndian(a[88..], returned);
                 int n;
                 try
                 {
@@ -142,6 +160,7 @@ internal sealed class PagemapScan : IDisposable
                 }
                 catch (KernelException e) when (e.Errno.Value == Errno.EINVAL && _guard != 0)
                 {
+                    returned &= ~_guard;
                     _guard = 0;
                     continue;
                 }
@@ -156,13 +175,53 @@ internal sealed class PagemapScan : IDisposable
                     ulong re = BinaryPrimitives.ReadUInt64LittleEndian(regions[(i * RegionSize + 8)..]);
                     ulong categories = BinaryPrimitives.ReadUInt64LittleEndian(regions[(i * RegionSize + 16)..]);
                     var list = (categories & PAGE_IS_GUARD) != 0 ? guards : runs;
-                    if (list.Count > 0 && list[^1].End == rs) list[^1] = (list[^1].Start, re);
-                    else list.Add((rs, re));
+                    if (dropMarkers && (categories & (PAGE_IS_SWAPPED | PAGE_IS_PRESENT | PAGE_IS_WRITTEN)) == PAGE_IS_SWAPPED)
+                        AddUnlessMarkers(rs, re, list);
+                    else Add(list, rs, re);
                 }
                 ulong walkEnd = BinaryPrimitives.ReadUInt64LittleEndian(a[32..]);
                 if (walkEnd <= at) throw new DumpException($"ioctl(PAGEMAP_SCAN) on task {_pid} made no progress at 0x{at:x}.");
                 at = walkEnd;
             }
+        }
+    }
+
+    private static void Add(List<(ulong Start, ulong End)> list, ulong start, ulong end)
+    {
+        if (list.Count > 0 && list[^1].End == start) list[^1] = (list[^1].Start, end);
+        else list.Add((start, end));
+    }
+
+    /// <summary>Adds the pages of [start, end) (swapped, not written) whose pagemap entries are not uffd-wp markers.</summary>
+    private void AddUnlessMarkers(ulong start, ulong end, List<(ulong Start, ulong End)> list)
+    {
+        _entries ??= GC.AllocateUninitializedArray<byte>(EntriesPerRead * 8);
+        for (ulong at = start; at < end;)
+        {
+            int count = (int)Math.Min((ulong)EntriesPerRead, (end - at) >> PageShift);
+            var buffer = _entries.AsSpan(0, count * 8);
+            long offset = (long)(at >> PageShift) * 8;
+            int got;
+            try
+            {
+                got = _pagemap.PRead(buffer, offset);
+            }
+            catch (KernelException e)
+            {
+                throw new DumpException($"Cannot read the pagemap of task {_pid} at 0x{at:x}: pread(/proc/{_pid}/pagemap) failed with {e.Errno}.", e);
+            }
+            if (got < 8) throw new DumpException($"pread(/proc/{_pid}/pagemap) at 0x{at:x} returned {got} bytes for {count} pages.");
+            count = got / 8;
+            for (int i = 0; i < count; i++)
+            {
+                ulong entry = BinaryPrimitives.ReadUInt64LittleEndian(buffer[(i * 8)..]);
+                ulong page = at + ((ulong)i << PageShift);
+                bool marker = (entry & (PM_SWAP | PM_UFFD_WP)) == (PM_SWAP | PM_UFFD_WP) && (entry & SwapTypeMask) == SWP_PTE_MARKER
+                              && ((entry >> 5) & PTE_MARKER_UFFD_WP) != 0;
+                if (marker) MarkersDropped++;
+                else Add(list, page, page + (1UL << PageShift));
+            }
+            at += (ulong)count << PageShift;
         }
     }
 

@@ -86,6 +86,24 @@ public sealed class PreDumpTests : IDisposable
     }
 
     [Fact]
+    public void ADumpWithoutTheParentAfterAPreDumpLeavesTheMarkersOut()
+    {
+        // The pre-dump's tracker stays in the task with its markers in the holes; a dump (or another pre-dump) that
+        // does not name the parent has nothing to sort them against and wrote the 64 GiB mapping out in full.
+        using var fixture = FixtureProcess.Start("restore_memory", "16");
+        var first = PreDump(fixture.Pid, "d1");
+        var again = PreDump(fixture.Pid, "d2");
+        Assert.True(again.PagesWritten <= first.PagesWritten + 16, $"{again.PagesWritten} pages in a second first round (first: {first.PagesWritten})");
+        var last = DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = Dir("d3") });
+        fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+        Assert.True(last.PagesWritten <= first.PagesWritten + 16, $"{last.PagesWritten} pages written by the dump (pre-dump: {first.PagesWritten})");
+        Crit.DecodeAll(Path.Combine(_root.Path, "d3"));
+
+        using var restored = RestoreDetached(Path.Combine(_root.Path, "d3"));
+        AssertPass(Verify(restored, fixture));
+    }
+
+    [Fact]
     public void DumpFromAnOlderRoundWritesEveryPage()
     {
         using var fixture = FixtureProcess.Start("predump_writer", "16", "4");
