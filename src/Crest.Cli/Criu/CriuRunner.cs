@@ -71,6 +71,7 @@ internal static class CriuRunner
             if (ValidateOperands(command, operands, options) is { } usage) return Fail(usage, stderr, logIsStderr);
             if (Check(command, options) is { } invalid) return Fail(invalid, stderr, logIsStderr);
             if (Support.Refusal(command.Name, options.InEffect) is { } refusal) return Fail(refusal, stderr, logIsStderr);
+            using var stopSignals = command.Name is "dump" or "pre-dump" or "restore" or "migrate" ? StopSignals.Register() : null;
             return command.Name switch
             {
                 // KernelCheck's `all` covers CRIU's --extra, --experimental and --all alike.

@@ -62,6 +62,13 @@ public static class DumpEngine
     /// <summary>Tests only: called at named stages ("frozen", "injecting", "pages") to make the dump fail there.</summary>
     internal static Action<string>? StageHook { get; set; }
 
+    /// <summary>A named stage: a safe point where a stop signal (Interruption) makes the dump fail and roll back.</summary>
+    internal static void Stage(string name)
+    {
+        StageHook?.Invoke(name);
+        Interruption.CheckDump();
+    }
+
     public static DumpStatistics Dump(DumpOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -177,7 +184,7 @@ public static class DumpEngine
 
     private static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options, List<DirtyTracker> trackers, string? parentDir, Ttys ttys)
     {
-        StageHook?.Invoke("frozen");
+        Stage("frozen");
         var files = new FileTable();
         var shared = new SharedFiles(new ExternalFiles(options.External), ttys, options.ExternalUnixSockets);
         var seccomp = new SeccompTable();
@@ -214,7 +221,7 @@ public static class DumpEngine
         shared.Pipes.CheckExternal(tree.Tasks.Select(t => t.Pid).ToHashSet(), shared.External);
         shared.UnixSockets.Finish(files, shared.External);
         ttys.Finish(tree.Tasks.Select(t => t.Pid).ToHashSet());
-        StageHook?.Invoke("ttys");
+        Stage("ttys");
         foreach (var zombie in tree.Zombies)
         {
             images.Write(ImageKinds.Core, (ulong)zombie.Pid, BuildZombieCore(zombie));
@@ -271,7 +278,7 @@ public static class DumpEngine
         {
             using var remote = SyscallInjector.Open(task.Tracee);
             CoreDumper.ReadFromInside(state, remote);
-            StageHook?.Invoke("injecting");
+            Stage("injecting");
             // The other threads' injections share the vdso gadget and a scratch page of this session.
             threadStates = ThreadDumper.Read(threads, remote.GadgetAddress, threads.Count > 0 ? remote.AllocScratch(4096) : 0);
         });

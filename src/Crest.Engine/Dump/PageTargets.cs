@@ -49,7 +49,7 @@ internal static class PageTargets
             {
                 pages = PageDumper.Dump(pid, vmas, writer, PreDump.Incremental(tracker, parentDir), taskWrite, writing);
             }
-            DumpEngine.StageHook?.Invoke("pages");
+            DumpEngine.Stage("pages");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -82,7 +82,7 @@ internal static class PageTargets
             }
             using var writer = new PageImageWriter(pagemap, pagesOut, pagesId);
             pages = PageDumper.Dump(pid, vmas, writer, PreDump.Incremental(tracker, parentDir), writing: writing);
-            DumpEngine.StageHook?.Invoke("pages");
+            DumpEngine.Stage("pages");
             sent = writer.PagesWritten;
         }
         catch (IOException e)
@@ -111,7 +111,7 @@ internal static class PageTargets
                 else Log.Warning($"{pid}: track-mem: {(parentHeld ? $"{parentDir} has no record of the pages sent to the page server" : $"the {destination.Name} holds no parent images of this task")}; every page is sent");
             }
             result = PageDumper.Dump(pid, vmas, sink, incremental, writing: writing);
-            DumpEngine.StageHook?.Invoke("pages");
+            DumpEngine.Stage("pages");
         }
         catch (IOException e)
         {

@@ -87,7 +87,7 @@ internal static class PreDump
     /// <summary>The memory images of every task of the frozen tree, then the trackers armed for the next round.</summary>
     public static PageDumpResult DumpTree(FrozenTree tree, ImageDirectory images, DumpOptions options, List<DirtyTracker> trackers, string? parentDir)
     {
-        DumpEngine.StageHook?.Invoke("frozen");
+        DumpEngine.Stage("frozen");
         var total = new PageDumpResult(0, 0, TimeSpan.Zero, TimeSpan.Zero);
         var vmasOf = new List<List<DumpedVma>>();
         var unionsByNamespace = new Dictionary<string, UnionMounts>();
@@ -113,7 +113,7 @@ internal static class PreDump
         images.SyncAll();
 
         // Last: the trackers for the next round (the images of this round are complete).
-        DumpEngine.StageHook?.Invoke("tracking");
+        DumpEngine.Stage("tracking");
         for (int i = 0; i < tree.Tasks.Count; i++) trackers[i].Arm(tree.Tasks[i], vmasOf[i]);
         images.Track(DirtyTracker.StateFileName);
         DirtyTracker.WriteState(images.Path, trackers);

@@ -47,8 +47,12 @@ internal static partial class PageDumper
 
     private const int IovMax = 1024;
 
-    /// <summary>Bytes per injected pwritev: below MAX_RW_COUNT (INT_MAX rounded down to a page).</summary>
-    private const long MaxBytesPerCall = 1L << 30;
+    /// <summary>
+    /// Bytes per injected pwritev (below MAX_RW_COUNT, INT_MAX rounded down to a page). 64 MiB: a stop signal is
+    /// looked at between two calls, so one call bounds how late a dump stops (tens of ms), and 16 calls per GiB
+    /// cost nothing next to the writes.
+    /// </summary>
+    private const long MaxBytesPerCall = 64L << 20;
 
     /// <summary>A piece of a run at its place in pages-N.img, at most <see cref="MaxBytesPerCall"/> long.</summary>
     private readonly record struct Segment(ulong Address, long Length, long Offset, bool Readable);
@@ -168,6 +172,8 @@ internal static partial class PageDumper
             int i = 0;
             while (i < segments.Count)
             {
+                // Between two injected pwritevs the task is parked in Crest's gadget: a safe point.
+                Interruption.CheckDump();
                 if (!segments[i].Readable)
                 {
                     crest.Write(segments[i]);

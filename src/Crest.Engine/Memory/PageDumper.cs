@@ -134,6 +134,7 @@ internal static partial class PageDumper
             ulong within = 0;
             while (ri < runs.Count)
             {
+                Interruption.CheckDump();
                 var pieces = new List<Piece>();
                 int filled = 0;
                 while (ri < runs.Count && filled < bufferSize)

@@ -155,6 +155,7 @@ public static class RestoreEngine
             created.AddRange(processes.Created);
         }
         forking.Stop();
+        Interruption.CheckRestore();
         Log.Info($"{rootPid}: restore: {processes.Created.Count} tasks cloned with their pids in {forking.Elapsed.TotalMilliseconds:0.00} ms");
 
         var memoryTime = TimeSpan.Zero;
@@ -175,6 +176,7 @@ public static class RestoreEngine
             {
                 int pid = (int)entry.Pid;
                 if (!tree.Processes.TryGetValue(pid, out var images)) continue;
+                Interruption.CheckRestore();
                 var injector = processes.Tasks[pid];
                 var memoryClock = Stopwatch.StartNew();
                 var memory = new RestoreMemory(injector, images, lazy);
@@ -194,6 +196,7 @@ public static class RestoreEngine
                 memoryTime += memoryClock.Elapsed;
                 contentsTime += memory.ContentsTime;
                 pagesRestored += pages;
+                Interruption.CheckRestore();
 
                 var core = new RestoreCore(injector, images);
                 core.RestoreMm(memory);
@@ -215,6 +218,9 @@ public static class RestoreEngine
 
             ttys.Finish();
             foregroundBefore = ttys.ForegroundShellJob(tree);
+            // The last safe point: once the first task is released the tree runs, and a stop signal ends Crest as usual.
+            Interruption.CheckRestore();
+            Interruption.Disarm();
 
             // Release: children first, so that a parent that runs finds its children running. A process's threads
             // get their final state first and run once its main thread has unmapped the restore region.

@@ -398,6 +398,7 @@ internal sealed class RestoreMemory
                 {
                     int b = Interlocked.Increment(ref next);
                     if (b >= batches.Count || Volatile.Read(ref failure) is not null) return;
+                    Interruption.CheckRestore();
                     var (first, count, local, length) = batches[b];
                     var pages = mappings[pieces[first].Source];
                     var file = files[pieces[first].Source];
