@@ -15,41 +15,14 @@ public static class ScmRights
 
     /// <summary>Sends data with fds attached; on a stream socket the rest of a partial send follows
     /// without descriptors. The caller keeps its descriptors (the receiver gets duplicates).</summary>
-    public static unsafe void Send(FileDescriptor socket, ReadOnlySpan<int> fds, ReadOnlySpan<byte> data)
+    public static void Send(FileDescriptor socket, ReadOnlySpan<int> fds, ReadOnlySpan<byte> data)
     {
-        if (fds.Length > Libc.SCM_MAX_FD)
-            throw new ArgumentException($"at most {Libc.SCM_MAX_FD} descriptors per message, not {fds.Length}", nameof(fds));
         if (data.IsEmpty)
             throw new ArgumentException("at least one byte of data must carry the descriptors", nameof(data));
-
-        int controlLength = fds.IsEmpty ? 0 : (int)Libc.CMSG_SPACE((nuint)(fds.Length * sizeof(int)));
-        byte* control = stackalloc byte[Math.Max(controlLength, 1)];
-        new Span<byte>(control, controlLength).Clear();
-        if (!fds.IsEmpty)
-        {
-            var c = (cmsghdr*)control;
-            c->cmsg_len = Libc.CMSG_LEN((nuint)(fds.Length * sizeof(int)));
-            c->cmsg_level = Libc.SOL_SOCKET;
-            c->cmsg_type = Libc.SCM_RIGHTS;
-            fds.CopyTo(new Span<int>(control + Libc.CMSG_ALIGN((nuint)sizeof(cmsghdr)), fds.Length));
-        }
-
-        using var fd = socket.Use();
-        nint n;
-        fixed (byte* p = data)
-        {
-            var iov = new iovec { iov_base = (nint)p, iov_len = (nuint)data.Length };
-            var msg = new msghdr
-            {
-                msg_iov = &iov,
-                msg_iovlen = 1,
-                msg_control = controlLength == 0 ? null : control,
-                msg_controllen = (nuint)controlLength,
-            };
-            while (FileDescriptor.Interrupted(n = Libc.sendmsg(fd.Fd, &msg, Libc.MSG_NOSIGNAL))) { }
-        }
-        if (n < 0) throw new KernelException("sendmsg(SCM_RIGHTS)", Errno.Last, $"fd {fd.Fd}, {fds.Length} descriptors");
-        if (n < data.Length) socket.WriteAll(data[(int)n..]);
+        int n = TrySend(socket, fds, data);
+        if (n < 0)
+            throw new KernelException("sendmsg(SCM_RIGHTS)", new Errno(Errno.EAGAIN), $"fd {socket.Fd}, {fds.Length} descriptors");
+        if (n < data.Length) socket.WriteAll(data[n..]);
     }
 
     /// <summary>One sendmsg(2) of <paramref name="first"/> then <paramref name="second"/> (two iovecs, no copy), with
