@@ -12,7 +12,7 @@ using Crest.Transport.Streams;
 
 namespace Crest.Transport.Remote;
 
-internal sealed class LentSocketStream(int descriptor) : Stream, IGatherStream
+internal sealed class LentSocketStream(int descriptor) : WriteOnlyStream, IGatherStream
 {
     private readonly FileDescriptor _socket = FileDescriptor.Own(descriptor);
     private volatile string? _aborted;
@@ -20,18 +20,6 @@ internal sealed class LentSocketStream(int descriptor) : Stream, IGatherStream
     /// <summary>Every later write fails with an IOException that says <paramref name="why"/>, and one waiting for room gives up
     /// within a quarter second. Thread-safe.</summary>
     public void Abort(string why) => _aborted ??= why;
-
-    public override bool CanRead => false;
-    public override bool CanSeek => false;
-    public override bool CanWrite => true;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
     public override void Write(ReadOnlySpan<byte> buffer) => Write(buffer, []);
 
