@@ -163,18 +163,9 @@ internal static partial class RemoteBenchmark
     [GeneratedRegex(@"bytes of images, (\d+) sent\)")]
     private static partial Regex SentRegex();
 
-    private sealed class CountingStream(Action<int> counted) : Stream
+    private sealed class CountingStream(Action<int> counted) : Crest.Transport.Streams.WriteOnlyStream
     {
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => counted(count);
+        public override void Write(ReadOnlySpan<byte> buffer) => counted(buffer.Length);
         public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
         {
             counted(buffer.Length);

@@ -16,9 +16,15 @@ internal static class CheckpointCommands
             Log.Debug($"dump: --pidfile {pidFile} has no use on dump (CRIU ignores it too)");
         if (options.IsOn("lazy-pages")) return LazyDump(options, paths);
         using var pageServer = ConnectPageServer(options, paths);
-        var engineOptions = new DumpOptions
+        var engineOptions = DumpOptionsOf(options, paths) with { PageDestination = pageServer };
+        var statistics = options.IsOn("remote") ? RemoteCommands.Dump(engineOptions, options, paths) : DumpEngine.Dump(engineOptions);
+        Log.Info($"dump: {statistics}");
+        return 0;
+    }
+
+    /// <summary>What a dump of either kind takes from CRIU's options: the tree, where the images go, what becomes of it.</summary>
+    private static DumpOptions DumpOptionsOf(CriuOptions options, CriuPaths paths) => new()
         {
-            PageDestination = pageServer,
             Pid = options.Tree,
             ImagesDir = paths.ImagesDir,
             LeaveRunning = options.FinalState == FinalState.Alive,
@@ -30,10 +36,6 @@ internal static class CheckpointCommands
             ExternalUnixSockets = options.ExternalUnixSockets,
             ShellJob = options.IsOn("shell-job"),
         };
-        var statistics = options.IsOn("remote") ? RemoteCommands.Dump(engineOptions, options, paths) : DumpEngine.Dump(engineOptions);
-        Log.Info($"dump: {statistics}");
-        return 0;
-    }
 
     /// <summary>
     /// dump --lazy-pages --port P [--address A] (post-copy migration, as CRIU's): the images without the pages of private
@@ -53,20 +55,7 @@ internal static class CheckpointCommands
         // Copy the pages instead of letting the tasks splice them (to compare the two ways).
         if (Environment.GetEnvironmentVariable("CREST_LAZY_DUMP_COPY") == "1") Crest.Engine.Memory.LazyPageStore.Splice = false;
         using var store = new Crest.Engine.Memory.LazyPageStore();
-        var engineOptions = new DumpOptions
-        {
-            LazyPages = store,
-            Pid = options.Tree,
-            ImagesDir = paths.ImagesDir,
-            LeaveRunning = options.FinalState == FinalState.Alive,
-            LeaveStopped = options.FinalState == FinalState.Stopped,
-            FreezeTimeout = TimeSpan.FromSeconds(options.Timeout),
-            ParentLink = options.PrevImagesDir,
-            TrackMemory = options.IsOn("track-mem"),
-            External = options.External,
-            ExternalUnixSockets = options.ExternalUnixSockets,
-            ShellJob = options.IsOn("shell-job"),
-        };
+        var engineOptions = DumpOptionsOf(options, paths) with { LazyPages = store };
         var statistics = DumpEngine.Dump(engineOptions);
         Log.Info($"dump: {statistics}");
         Log.Message($"dump: images written, frozen {statistics.FrozenTime.TotalMilliseconds:0.#} ms; {store.Pages} lazy pages ({store.Pages * 4096 >> 20} MiB) kept for the lazy-pages daemon, waiting on {listener.LocalEndPoint}");

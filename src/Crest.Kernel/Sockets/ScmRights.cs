@@ -15,12 +15,25 @@ public static class ScmRights
 
     /// <summary>Sends data with fds attached; on a stream socket the rest of a partial send follows
     /// without descriptors. The caller keeps its descriptors (the receiver gets duplicates).</summary>
-    public static unsafe void Send(FileDescriptor socket, ReadOnlySpan<int> fds, ReadOnlySpan<byte> data)
+    public static void Send(FileDescriptor socket, ReadOnlySpan<int> fds, ReadOnlySpan<byte> data)
+    {
+        if (data.IsEmpty)
+            throw new ArgumentException("at least one byte of data must carry the descriptors", nameof(data));
+        int n = TrySend(socket, fds, data);
+        if (n < 0)
+            throw new KernelException("sendmsg(SCM_RIGHTS)", new Errno(Errno.EAGAIN), $"fd {socket.Fd}, {fds.Length} descriptors");
+        if (n < data.Length) socket.WriteAll(data[n..]);
+    }
+
+    /// <summary>One sendmsg(2) of <paramref name="first"/> then <paramref name="second"/> (two iovecs, no copy), with
+    /// <paramref name="fds"/> attached to the first byte when there are any. Does not wait: returns the bytes sent, or -1
+    /// when a non-blocking socket has no room (EAGAIN). EINTR is retried.</summary>
+    public static unsafe int TrySend(FileDescriptor socket, ReadOnlySpan<int> fds, ReadOnlySpan<byte> first, ReadOnlySpan<byte> second = default)
     {
         if (fds.Length > Libc.SCM_MAX_FD)
             throw new ArgumentException($"at most {Libc.SCM_MAX_FD} descriptors per message, not {fds.Length}", nameof(fds));
-        if (data.IsEmpty)
-            throw new ArgumentException("at least one byte of data must carry the descriptors", nameof(data));
+        if (!fds.IsEmpty && first.IsEmpty && second.IsEmpty)
+            throw new ArgumentException("at least one byte of data must carry the descriptors", nameof(first));
 
         int controlLength = fds.IsEmpty ? 0 : (int)Libc.CMSG_SPACE((nuint)(fds.Length * sizeof(int)));
         byte* control = stackalloc byte[Math.Max(controlLength, 1)];
@@ -36,20 +49,26 @@ public static class ScmRights
 
         using var fd = socket.Use();
         nint n;
-        fixed (byte* p = data)
+        fixed (byte* a = first)
+        fixed (byte* b = second)
         {
-            var iov = new iovec { iov_base = (nint)p, iov_len = (nuint)data.Length };
+            var iov = stackalloc iovec[2];
+            int count = 0;
+            if (!first.IsEmpty) iov[count++] = new iovec { iov_base = (nint)a, iov_len = (nuint)first.Length };
+            if (!second.IsEmpty) iov[count++] = new iovec { iov_base = (nint)b, iov_len = (nuint)second.Length };
             var msg = new msghdr
             {
-                msg_iov = &iov,
-                msg_iovlen = 1,
+                msg_iov = iov,
+                msg_iovlen = (nuint)count,
                 msg_control = controlLength == 0 ? null : control,
                 msg_controllen = (nuint)controlLength,
             };
             while (FileDescriptor.Interrupted(n = Libc.sendmsg(fd.Fd, &msg, Libc.MSG_NOSIGNAL))) { }
         }
-        if (n < 0) throw new KernelException("sendmsg(SCM_RIGHTS)", Errno.Last, $"fd {fd.Fd}, {fds.Length} descriptors");
-        if (n < data.Length) socket.WriteAll(data[(int)n..]);
+        if (n >= 0) return (int)n;
+        var errno = Errno.Last;
+        if (errno.Value == Errno.EAGAIN) return -1;
+        throw new KernelException(fds.IsEmpty ? "sendmsg" : "sendmsg(SCM_RIGHTS)", errno, $"fd {fd.Fd}, {fds.Length} descriptors");
     }
 
     /// <summary>Send for descriptors held as FileDescriptor objects: each is kept open until the
@@ -79,7 +98,14 @@ public static class ScmRights
     /// <summary>One recvmsg(2) into data, with room for at least maxDescriptors descriptors (the
     /// control buffer is rounded up to 8 bytes, so an odd count leaves room for one more).
     /// <paramref name="flags"/> adds MSG_PEEK, MSG_DONTWAIT...: with MSG_DONTWAIT an empty queue throws EAGAIN.</summary>
-    public static unsafe ReceivedMessage Receive(FileDescriptor socket, Span<byte> data, int maxDescriptors = Libc.SCM_MAX_FD, int flags = 0)
+    public static ReceivedMessage Receive(FileDescriptor socket, Span<byte> data, int maxDescriptors = Libc.SCM_MAX_FD, int flags = 0) =>
+        Receive(socket, data, maxDescriptors, flags, nullWhenEmpty: false)!;
+
+    /// <summary>Receive without waiting (MSG_DONTWAIT): null when nothing is queued yet (EAGAIN).</summary>
+    public static ReceivedMessage? TryReceive(FileDescriptor socket, Span<byte> data, int maxDescriptors = Libc.SCM_MAX_FD) =>
+        Receive(socket, data, maxDescriptors, Libc.MSG_DONTWAIT, nullWhenEmpty: true);
+
+    private static unsafe ReceivedMessage? Receive(FileDescriptor socket, Span<byte> data, int maxDescriptors, int flags, bool nullWhenEmpty)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(maxDescriptors);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(maxDescriptors, Libc.SCM_MAX_FD);
@@ -96,7 +122,12 @@ public static class ScmRights
             msg = new msghdr { msg_iov = &iov, msg_iovlen = 1, msg_control = control, msg_controllen = (nuint)controlLength };
             while (FileDescriptor.Interrupted(n = Libc.recvmsg(fd.Fd, &msg, Libc.MSG_CMSG_CLOEXEC | flags))) { }
         }
-        if (n < 0) throw new KernelException("recvmsg(SCM_RIGHTS)", Errno.Last, $"fd {fd.Fd}");
+        if (n < 0)
+        {
+            var errno = Errno.Last;
+            if (nullWhenEmpty && errno.Value == Errno.EAGAIN) return null;
+            throw new KernelException("recvmsg(SCM_RIGHTS)", errno, $"fd {fd.Fd}");
+        }
 
         var received = new List<FileDescriptor>();
         // Walk the control messages the kernel wrote, trusting no length beyond msg_controllen.

@@ -2,7 +2,6 @@
 // Requests of one Fetch go out together and their answers are read in order: one round trip for a fault window
 // or for a background step of many scattered runs.
 using System.Buffers.Binary;
-using System.Net;
 using System.Net.Sockets;
 using Crest.Images.Pages;
 using Crest.Transport.Tls;
@@ -38,52 +37,8 @@ public sealed class LazyPageClient : IRemotePageSource
 
     public static LazyPageClient Connect(string address, int port, TlsOptions? tls, TimeSpan timeout)
     {
-        string name = $"page server {address}:{port}";
-        IPAddress ip;
-        try
-        {
-            ip = IPAddress.TryParse(address, out var parsed) ? parsed : Dns.GetHostAddresses(address)[0];
-        }
-        catch (Exception e) when (e is SocketException or IndexOutOfRangeException or ArgumentException)
-        {
-            throw new PageServerException($"Can't resolve the address of the {name}: {e.Message}", e);
-        }
-        var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp)
-        {
-            NoDelay = true,
-            SendTimeout = (int)IoTimeout.TotalMilliseconds,
-            ReceiveTimeout = (int)IoTimeout.TotalMilliseconds,
-            ReceiveBufferSize = 4 << 20,
-        };
-        try
-        {
-            var connecting = socket.ConnectAsync(new IPEndPoint(ip, port));
-            if (!connecting.Wait(timeout))
-                throw new PageServerException($"Can't connect to the {name}: no answer within {timeout.TotalSeconds:0.#} s");
-            Stream stream = new NetworkStream(socket, ownsSocket: false);
-            if (tls is not null)
-            {
-                try
-                {
-                    stream = TlsChannel.Connect(stream, address, tls, timeout);
-                }
-                catch (TlsException e)
-                {
-                    throw new PageServerException($"Can't connect to the {name}: {e.Message}", e);
-                }
-            }
-            return new LazyPageClient(name, socket, stream);
-        }
-        catch (AggregateException e) when (e.InnerException is SocketException s)
-        {
-            socket.Dispose();
-            throw new PageServerException($"Can't connect to the {name}: {s.Message}", s);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
+        var (name, socket, stream) = PageServerConnection.Connect(address, port, tls, timeout, IoTimeout, receiveBufferSize: 4 << 20);
+        return new LazyPageClient(name, socket, stream);
     }
 
     public void Fetch(IReadOnlyList<(ulong PagemapId, ulong Vaddr, uint NrPages)> requests, Span<byte> into)
@@ -155,17 +110,7 @@ public sealed class LazyPageClient : IRemotePageSource
         }
     }
 
-    private void ReadExactly(Span<byte> buffer, string what)
-    {
-        try
-        {
-            _connection.ReadExactly(buffer);
-        }
-        catch (EndOfStreamException e)
-        {
-            throw new PageServerException($"the {Name} closed the connection instead of sending {what}", e);
-        }
-    }
+    private void ReadExactly(Span<byte> buffer, string what) => PageServerConnection.ReadExactly(_connection, buffer, Name, what);
 
     public void Dispose()
     {

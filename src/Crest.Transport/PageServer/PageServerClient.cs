@@ -2,7 +2,6 @@
 // to a page server, over which every task's pagemap entries and page data go. Commands and data go out
 // through one buffer; the connection is flushed only where an answer is awaited (PS_IOV_OPEN2, PS_IOV_CLOSE).
 using System.Buffers.Binary;
-using System.Net;
 using System.Net.Sockets;
 using Crest.Images.Pages;
 using Crest.Transport.Tls;
@@ -36,52 +35,8 @@ public sealed class PageServerClient : IPageDestination, IDisposable
     /// <summary>Connects to the page server (and makes the TLS handshake when <paramref name="tls"/> is given).</summary>
     public static PageServerClient Connect(string address, int port, TlsOptions? tls, TimeSpan timeout)
     {
-        string name = $"page server {address}:{port}";
-        IPAddress ip;
-        try
-        {
-            ip = IPAddress.TryParse(address, out var parsed) ? parsed : Dns.GetHostAddresses(address)[0];
-        }
-        catch (Exception e) when (e is SocketException or IndexOutOfRangeException or ArgumentException)
-        {
-            throw new PageServerException($"Can't resolve the address of the {name}: {e.Message}", e);
-        }
-        var socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp)
-        {
-            NoDelay = true,
-            SendTimeout = (int)IoTimeout.TotalMilliseconds,
-            ReceiveTimeout = (int)IoTimeout.TotalMilliseconds,
-        };
-        TcpPeerTimeout.Apply(socket);
-        try
-        {
-            var connecting = socket.ConnectAsync(new IPEndPoint(ip, port));
-            if (!connecting.Wait(timeout))
-                throw new PageServerException($"Can't connect to the {name}: no answer within {timeout.TotalSeconds:0.#} s");
-            Stream stream = new NetworkStream(socket, ownsSocket: false);
-            if (tls is not null)
-            {
-                try
-                {
-                    stream = TlsChannel.Connect(stream, address, tls, timeout);
-                }
-                catch (TlsException e)
-                {
-                    throw new PageServerException($"Can't connect to the {name}: {e.Message}", e);
-                }
-            }
-            return new PageServerClient(name, socket, stream);
-        }
-        catch (AggregateException e) when (e.InnerException is SocketException s)
-        {
-            socket.Dispose();
-            throw new PageServerException($"Can't connect to the {name}: {s.Message}", s);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
+        var (name, socket, stream) = PageServerConnection.Connect(address, port, tls, timeout, IoTimeout);
+        return new PageServerClient(name, socket, stream);
     }
 
     public IPageSink Open(ulong pagemapId, out bool parentHeld)
@@ -163,13 +118,9 @@ public sealed class PageServerClient : IPageDestination, IDisposable
     {
         try
         {
-            _connection.ReadExactly(buffer);
+            PageServerConnection.ReadExactly(_connection, buffer, Name, what);
         }
-        catch (EndOfStreamException e)
-        {
-            throw new PageServerException($"the {Name} closed the connection instead of sending {what}", e);
-        }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        catch (Exception e) when (e is IOException and not PageServerException or ObjectDisposedException)
         {
             throw new PageServerException($"the connection to the {Name} broke while waiting for {what}: {e.InnerException?.Message ?? e.Message}", e);
         }

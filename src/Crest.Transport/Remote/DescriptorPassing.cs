@@ -6,6 +6,9 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using Crest.Kernel;
+using Crest.Kernel.Files;
+using Crest.Kernel.Sockets;
 using Crest.Transport.Interop;
 using Crest.Transport.Streams;
 
@@ -14,45 +17,26 @@ namespace Crest.Transport.Remote;
 internal static class DescriptorPassing
 {
     /// <summary>Sends <paramref name="frame"/> on <paramref name="unix"/> with a copy of <paramref name="descriptor"/> attached to its first byte.</summary>
-    public static unsafe void Send(Socket unix, ReadOnlySpan<byte> frame, SafeHandle descriptor)
+    public static void Send(Socket unix, ReadOnlySpan<byte> frame, SafeHandle descriptor)
     {
         bool unixHeld = false, held = false;
         unix.SafeHandle.DangerousAddRef(ref unixHeld);
         try
         {
             descriptor.DangerousAddRef(ref held);
-            int fd = (int)unix.SafeHandle.DangerousGetHandle();
-            byte* control = stackalloc byte[Libc.OneDescriptorControlSize];
-            new Span<byte>(control, Libc.OneDescriptorControlSize).Clear();
-            var c = (cmsghdr*)control;
-            c->cmsg_len = (nuint)(sizeof(cmsghdr) + sizeof(int));
-            c->cmsg_level = Libc.SOL_SOCKET;
-            c->cmsg_type = Libc.SCM_RIGHTS;
-            *(int*)(control + sizeof(cmsghdr)) = (int)descriptor.DangerousGetHandle();
+            using var socket = FileDescriptor.Borrow((int)unix.SafeHandle.DangerousGetHandle());
+            ReadOnlySpan<int> attached = [(int)descriptor.DangerousGetHandle()];
             int sent = 0;
-            fixed (byte* p = frame)
+            while (sent < frame.Length)
             {
-                while (sent < frame.Length)
-                {
-                    var iov = new iovec { iov_base = (nint)(p + sent), iov_len = (nuint)(frame.Length - sent) };
-                    var msg = new msghdr { msg_iov = &iov, msg_iovlen = 1 };
-                    if (sent == 0)
-                    {
-                        msg.msg_control = control;
-                        msg.msg_controllen = Libc.OneDescriptorControlSize;
-                    }
-                    nint n = Libc.sendmsg(fd, &msg, Libc.MSG_NOSIGNAL);
-                    if (n >= 0)
-                    {
-                        sent += (int)n;
-                        continue;
-                    }
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno == Libc.EINTR) continue;
-                    if (errno != Libc.EAGAIN) throw Libc.SocketFailure($"sendmsg(fd {fd}, SCM_RIGHTS)", errno);
-                    Libc.WaitFor(fd, Libc.POLLOUT, $"fd {fd}");
-                }
+                int n = ScmRights.TrySend(socket, sent == 0 ? attached : [], frame[sent..]);
+                if (n >= 0) sent += n;
+                else SocketWaits.UntilWritable(socket, -1);
             }
+        }
+        catch (KernelException e)
+        {
+            throw new IOException(e.Message, e);
         }
         finally
         {
@@ -111,36 +95,34 @@ internal static class DescriptorPassing
     }
 
     /// <summary>One recvmsg(2) without waiting: the bytes read, 0 at the end of the stream, -1 when none are there yet.</summary>
-    private static unsafe int ReceiveNow(Socket unix, Span<byte> into, Action<int> received)
+    private static int ReceiveNow(Socket unix, Span<byte> into, Action<int> received)
     {
         bool held = false;
         unix.SafeHandle.DangerousAddRef(ref held);
         try
         {
-            int fd = (int)unix.SafeHandle.DangerousGetHandle();
-            byte* control = stackalloc byte[Libc.OneDescriptorControlSize];
-            new Span<byte>(control, Libc.OneDescriptorControlSize).Clear();
-            nint n;
-            msghdr msg;
-            fixed (byte* p = into)
+            using var socket = FileDescriptor.Borrow((int)unix.SafeHandle.DangerousGetHandle());
+            ReceivedMessage? message;
+            try
             {
-                var iov = new iovec { iov_base = (nint)p, iov_len = (nuint)into.Length };
-                msg = new msghdr { msg_iov = &iov, msg_iovlen = 1, msg_control = control, msg_controllen = Libc.OneDescriptorControlSize };
-                while ((n = Libc.recvmsg(fd, &msg, Libc.MSG_CMSG_CLOEXEC | Libc.MSG_DONTWAIT)) < 0 && Marshal.GetLastPInvokeError() == Libc.EINTR) { }
+                message = ScmRights.TryReceive(socket, into, maxDescriptors: 1);
             }
-            if (n < 0)
+            catch (KernelException e) when (e.Errno.Value == Errno.EMSGSIZE)
             {
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == Libc.EAGAIN) return -1;
-                throw Libc.SocketFailure($"recvmsg(fd {fd})", errno);
-            }
-            var c = (cmsghdr*)control;
-            if (msg.msg_controllen >= (nuint)sizeof(cmsghdr) && c->cmsg_level == Libc.SOL_SOCKET && c->cmsg_type == Libc.SCM_RIGHTS
-                && c->cmsg_len == (nuint)(sizeof(cmsghdr) + sizeof(int)))
-                received(*(int*)(control + sizeof(cmsghdr)));
-            if ((msg.msg_flags & Libc.MSG_CTRUNC) != 0)
                 throw new StreamProtocolException("the image-proxy sent more descriptors than one (the kernel dropped the rest)");
-            return (int)n;
+            }
+            catch (KernelException e)
+            {
+                throw new IOException(e.Message, e);
+            }
+            if (message is null) return -1;
+            if (message.Descriptors.Length > 1)
+            {
+                foreach (FileDescriptor extra in message.Descriptors) extra.Dispose();
+                throw new StreamProtocolException("the image-proxy sent more descriptors than one");
+            }
+            if (message.Descriptors.Length == 1) received(message.Descriptors[0].Detach());
+            return message.DataLength;
         }
         finally
         {

@@ -5,32 +5,21 @@
 // called as WriteAsync (a dump writes from one thread; the caller blocks as it would on a blocking socket).
 // Owns the descriptor: Dispose closes this copy only; the proxy's keeps the connection up. A write stuck on a peer
 // that reads nothing more is stopped with Abort.
-using System.Runtime.InteropServices;
-using Crest.Transport.Interop;
+using Crest.Kernel;
+using Crest.Kernel.Files;
+using Crest.Kernel.Sockets;
 using Crest.Transport.Streams;
 
 namespace Crest.Transport.Remote;
 
-internal sealed unsafe class LentSocketStream(int descriptor) : Stream, IGatherStream
+internal sealed class LentSocketStream(int descriptor) : WriteOnlyStream, IGatherStream
 {
-    private int _fd = descriptor;
+    private readonly FileDescriptor _socket = FileDescriptor.Own(descriptor);
     private volatile string? _aborted;
 
     /// <summary>Every later write fails with an IOException that says <paramref name="why"/>, and one waiting for room gives up
     /// within a quarter second. Thread-safe.</summary>
     public void Abort(string why) => _aborted ??= why;
-
-    public override bool CanRead => false;
-    public override bool CanSeek => false;
-    public override bool CanWrite => true;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
     public override void Write(ReadOnlySpan<byte> buffer) => Write(buffer, []);
 
@@ -47,39 +36,34 @@ internal sealed unsafe class LentSocketStream(int descriptor) : Stream, IGatherS
     /// <summary>Both pieces, in order, with as few sendmsg(2) calls as the socket buffer allows (one, mostly).</summary>
     public void Write(ReadOnlySpan<byte> first, ReadOnlySpan<byte> second)
     {
-        ObjectDisposedException.ThrowIf(_fd < 0, this);
+        ObjectDisposedException.ThrowIf(_socket.IsClosed, this);
         if (_aborted is { } why) throw new IOException(why);
         int total = first.Length + second.Length, done = 0;
-        fixed (byte* a = first)
-        fixed (byte* b = second)
+        try
         {
-            var iov = stackalloc iovec[2];
             while (done < total)
             {
-                int count = 0;
-                if (done < first.Length) iov[count++] = new iovec { iov_base = (nint)(a + done), iov_len = (nuint)(first.Length - done) };
-                int intoSecond = Math.Max(0, done - first.Length);
-                if (second.Length > intoSecond) iov[count++] = new iovec { iov_base = (nint)(b + intoSecond), iov_len = (nuint)(second.Length - intoSecond) };
-                var msg = new msghdr { msg_iov = iov, msg_iovlen = (nuint)count };
-                nint n = Libc.sendmsg(_fd, &msg, Libc.MSG_NOSIGNAL);
+                int n = done < first.Length
+                    ? ScmRights.TrySend(_socket, [], first[done..], second)
+                    : ScmRights.TrySend(_socket, [], second[(done - first.Length)..]);
                 if (n >= 0)
                 {
-                    done += (int)n;
+                    done += n;
                     continue;
                 }
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == Libc.EINTR) continue;
-                if (errno != Libc.EAGAIN) throw Libc.SocketFailure("sendmsg(the lent connection to the image-cache)", errno);
-                while (!Libc.WaitFor(_fd, Libc.POLLOUT, "the lent connection to the image-cache", 250))
+                while (!SocketWaits.UntilWritable(_socket, 250))
                     if (_aborted is { } stopped) throw new IOException(stopped);
             }
+        }
+        catch (KernelException e)
+        {
+            throw new IOException($"{e.Message} (the lent connection to the image-cache)", e);
         }
     }
 
     protected override void Dispose(bool disposing)
     {
-        int fd = Interlocked.Exchange(ref _fd, -1);
-        if (fd >= 0) Libc.close(fd);
+        _socket.Dispose();
         base.Dispose(disposing);
     }
 }

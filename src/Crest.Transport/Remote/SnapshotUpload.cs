@@ -253,24 +253,12 @@ public sealed class SnapshotUpload : IDisposable
     }
 
     /// <summary>One image on its way: bytes go out as they are written; disposing ends it (length and checksum).</summary>
-    private sealed class ImageStream(SnapshotUpload upload, string name) : Stream
+    private sealed class ImageStream(SnapshotUpload upload, string name) : WriteOnlyStream
     {
         private bool _broken;
         private bool _ended;
 
         public string Name => name;
-
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
         public override void Write(ReadOnlySpan<byte> buffer)
         {
