@@ -63,6 +63,7 @@ internal static class CheckpointCommands
         listener.Close();
         accepted.NoDelay = true;
         accepted.SendBufferSize = 4 << 20;
+        Crest.Transport.TcpPeerTimeout.Apply(accepted);
         Log.Info($"dump: lazy-pages daemon connected from {accepted.RemoteEndPoint}");
         Stream connection = new System.Net.Sockets.NetworkStream(accepted, ownsSocket: false);
         try
