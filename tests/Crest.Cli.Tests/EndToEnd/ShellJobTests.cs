@@ -135,12 +135,17 @@ public partial class ShellJobTests
         }
     }
 
-    /// <summary>The restored job is back in pause(), so SIGUSR1 reaches its handler and loop.</summary>
+    /// <summary>The restored job is back in pause(), so SIGUSR1 reaches its handler and loop. It must also be out of
+    /// the restore's hands (untraced, sleeping): a task still being restored has its comm and may sit in a syscall,
+    /// and a signal sent then was taken by the restoring tracer (the test failed that way under load).</summary>
     private static bool IsBlocked(int pid)
     {
         try
         {
-            return File.ReadAllText($"/proc/{pid}/comm").Trim() == "shell_job" && char.IsDigit(File.ReadAllText($"/proc/{pid}/syscall")[0]);
+            if (File.ReadAllText($"/proc/{pid}/comm").Trim() != "shell_job") return false;
+            var status = File.ReadAllLines($"/proc/{pid}/status");
+            if (!status.Contains("TracerPid:\t0") || !status.Any(l => l.StartsWith("State:\tS", StringComparison.Ordinal))) return false;
+            return char.IsDigit(File.ReadAllText($"/proc/{pid}/syscall")[0]);
         }
         catch (IOException)
         {
