@@ -97,7 +97,14 @@ public class ProcLiveTests
 
     private static void CheckAwkwardProcess(int pid, string dir, int[] fds)
     {
+        // READY is printed just before sigwait: under load the fixture may still be running (R) when we look.
         var stat = ProcStat.Parse(ProcFile.ReadAll(pid, "stat"));
+        var deadline = DateTime.UtcNow + FixtureProcess.DefaultTimeout;
+        while (stat.State != 'S' && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(5);
+            stat = ProcStat.Parse(ProcFile.ReadAll(pid, "stat"));
+        }
         Assert.Equal((pid, "(a) b)c", 'S'), (stat.Pid, stat.Comm, stat.State));
         Assert.Equal(Self, stat.Ppid);
         Assert.Equal("(a) b)c", ProcStatus.Parse(ProcFile.ReadAll(pid, "status")).Name);
