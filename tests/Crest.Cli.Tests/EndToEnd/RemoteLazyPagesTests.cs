@@ -204,6 +204,39 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
     }
 
     [Fact]
+    public void AGrandchildForkedWhileItsMemoryWasMissingDiesWithTheSource()
+    {
+        int pid = StartFixture("lazy_memory", "grandchild", "64");
+        using var dump = StartLazyDump(pid, Path.Combine(Source, "d"));
+        Assert.True(WaitGone(pid), $"{pid} still runs after the dump");
+        string images = CopyToDestination(Path.Combine(Source, "d"));
+        int daemon = StartDaemon(images, background: false);
+        var restore = Restore(images);
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Explain()}");
+
+        // The restored task forks a child that forks a grandchild; each has the memory still missing, the grandchild
+        // got two pages of it (so the daemon knows its userfaultfd, not its pid nor its parent's).
+        Assert.Equal(0, kill(pid, 10));
+        string output = Path.Combine(Source, "lazy_memory.out");
+        var clock = Stopwatch.StartNew();
+        System.Text.RegularExpressions.Match said;
+        while (!(said = System.Text.RegularExpressions.Regex.Match(File.ReadAllText(output), @"grandchild (\d+) of child (\d+)")).Success && clock.Elapsed < Limit)
+            Thread.Sleep(10);
+        Assert.True(said.Success, $"no grandchild\n{Explain()}");
+        int grandchild = int.Parse(said.Groups[1].Value), child = int.Parse(said.Groups[2].Value);
+        Fixtures.AddRange([child, grandchild]);
+
+        Assert.Equal(0, kill(dump.Id, 9));
+        foreach (int task in new[] { pid, child, grandchild })
+            Assert.True(WaitGone(task), $"{task} runs on without its source\n{Explain()}");
+        Assert.True(WaitGone(daemon), $"lazy-pages {daemon} still runs\n{Explain()}");
+        string lazyLog = Log(Destination, "lazy.log");
+        Assert.Contains($"killed {grandchild}", lazyLog);
+        Assert.Contains($"killed {child}", lazyLog);
+        Assert.DoesNotContain("cannot be killed", lazyLog);
+    }
+
+    [Fact]
     public void PagesServedOverTlsReachTheDestination()
     {
         using var pki = new Crest.Transport.Tests.Tls.TestPki();
