@@ -44,8 +44,7 @@ public sealed partial class LazyPages : IDisposable
     /// <summary>Bytes copied per step of the background pass.</summary>
     internal static ulong BackgroundStep { get; set; } = 1 << 20;
 
-    /// <summary>No background pass: pages arrive on faults only (tests make a task meet its missing pages; the CLI
-    /// sets it from CREST_LAZY_PAGES_NO_BACKGROUND=1 for end-to-end tests).</summary>
+    /// <summary>No background pass: pages arrive on faults only (engine tests make a task meet its missing pages).</summary>
     public static bool BackgroundPaused { get; set; }
 
     /// <summary><see cref="LazyRun.Source"/> of pages the remote source holds; their Offset is their address in the dumped task.</summary>
