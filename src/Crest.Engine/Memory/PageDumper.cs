@@ -104,7 +104,7 @@ internal static partial class PageDumper
             if (scan.MarkersDropped > 0) Log.Info($"{pid}: pages: {scan.MarkersDropped} uffd-wp markers of an earlier pre-dump left out (holes, not pages)");
         }
         var scanTime = clock.Elapsed;
-        if (writer is ILazyPageKeeper { MaySplice: true } keeper && LazyPageStore.Splice && taskWrite is not null)
+        if (writer is ILazyPageKeeper { MaySplice: true, Store.Splice: true } keeper && taskWrite is not null)
             runs = SpliceLazyRuns(pid, runs, keeper, taskWrite);
         ulong total = 0, inParent = 0;
         foreach (var r in runs)
