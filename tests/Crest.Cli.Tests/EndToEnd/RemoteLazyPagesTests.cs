@@ -167,7 +167,11 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
         var pre = CrestProcess.Run(Source, ["pre-dump", "-t", $"{pid}", "-D", Path.Combine(Source, "p1"), "-W", Source, "-o", "pre.log", "-v4"]);
         Assert.True(pre.ExitCode == 0, $"pre-dump: {pre.Stderr}\n{Log(Source, "pre.log")}");
         CopyToDestination(Path.Combine(Source, "p1"));
-        Thread.Sleep(200); // some pages rewritten since
+        // Some pages rewritten since: the writer rewrites pages in every round between its 1 ms sleeps; let it run 50 rounds
+        // (however long a loaded machine takes to give it them).
+        long rounds = long.Parse(OrphanedFixtures.StatusField(pid, "voluntary_ctxt_switches"));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (long.Parse(OrphanedFixtures.StatusField(pid, "voluntary_ctxt_switches")) < rounds + 50 && clock.Elapsed < Limit) Thread.Sleep(10);
         string images = Migrate(pid, "d", "--prev-images-dir", "../p1", "--track-mem");
         Assert.Equal("PASS", Verify("predump_writer", pid));
         AssertDecodes(images);
