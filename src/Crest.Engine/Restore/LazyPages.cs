@@ -272,7 +272,7 @@ public sealed partial class LazyPages : IDisposable
                 else ReadEvents(t, messages);
             }
             foreach (var t in tasks) if (!t.Gone) ServeFaults(t);
-            if (_tasks.Count > 0 && background && _connections.Count == 0) Background();
+            if (_tasks.Count > 0 && background && _connections.Count == 0) Background(); // a restore accepted just now counts
             for (int i = _tasks.Count - 1; i >= 0; i--)
             {
                 var t = _tasks[i];
