@@ -72,7 +72,7 @@ internal static class PageServerBenchmark
 
     private static double Rate(long bytes, double ms) => bytes / 1048576.0 / (ms / 1000);
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -80,7 +80,7 @@ internal static class PageServerBenchmark
     }
 
     /// <summary>Sends <paramref name="bytes"/> from memory over loopback TCP; the receiver writes them to <paramref name="file"/> (or drops them). Milliseconds.</summary>
-    private static double TcpCopy(long bytes, string? file)
+    internal static double TcpCopy(long bytes, string? file)
     {
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));

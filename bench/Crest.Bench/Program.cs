@@ -14,6 +14,7 @@ internal static class Program
         ["remote"] = RemoteBenchmark.Run,
         ["page-server"] = PageServerBenchmark.Run,
         ["migrate"] = MigrateBenchmark.Run,
+        ["lazy-remote"] = LazyRemoteBenchmark.Run,
     };
 
     private static int Main(string[] args)

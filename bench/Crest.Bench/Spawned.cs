@@ -22,6 +22,18 @@ internal static class Spawned
         return (Stopwatch.GetElapsedTime(start).TotalMilliseconds, status);
     }
 
+    /// <summary>Starts a program that runs on while the benchmark goes on (stdin /dev/null, output to
+    /// <paramref name="outputFile"/>); returns its pid, a child of ours to reap.</summary>
+    public static int Start(string path, IReadOnlyList<string> args, string outputFile)
+    {
+        var options = new SpawnOptions();
+        options.FileActions.Add(new SpawnFileAction.Open(0, "/dev/null", SpawnFileAction.O_RDONLY));
+        options.FileActions.Add(new SpawnFileAction.Open(1, outputFile,
+            SpawnFileAction.O_WRONLY | SpawnFileAction.O_CREAT | SpawnFileAction.O_APPEND));
+        options.FileActions.Add(new SpawnFileAction.Dup2(1, 2));
+        return ChildProcess.Spawn(path, [path, .. args], options).Pid;
+    }
+
     /// <summary>
     /// Starts a process to checkpoint the way a harness does: its own session, stdin /dev/null,
     /// stdout and stderr appended to <paramref name="outputFile"/>, no other fd (whatever `dotnet run`

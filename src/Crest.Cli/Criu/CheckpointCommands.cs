@@ -41,8 +41,10 @@ internal static class CheckpointCommands
     /// dump --lazy-pages --port P [--address A] (post-copy migration, as CRIU's): the images without the pages of private
     /// anonymous memory (PE_LAZY entries), which this dump keeps (LazyPageStore) and, once the tree is gone, serves to
     /// the destination's `lazy-pages --page-server` until it has them all. Listening starts before the tree is touched,
-    /// so a port that cannot be had fails the dump with the tree untouched. The dump ends 0 only when the daemon said it
-    /// has every page; a connection that ends before that fails it (the daemon kills what it restored).
+    /// so a port that cannot be had (or a TLS certificate or key that cannot be loaded) fails the dump with the tree
+    /// untouched. The dump ends 0 only when the daemon said it has every page; a connection that ends before that fails
+    /// it (the daemon kills what it restored). A connection refused at the TLS handshake, or ended before its first
+    /// request, was given nothing: the dump logs why and waits for the next daemon, its pages still kept.
     /// </summary>
     private static int LazyDump(CriuOptions options, CriuPaths paths)
     {
@@ -50,8 +52,10 @@ internal static class CheckpointCommands
             throw new DumpException("--lazy-pages keeps the lazy pages in the dump: it does not combine with --page-server or --remote");
         if (options.Port == 0)
             throw new DumpException("--lazy-pages needs --port (and --address) to serve the lazy pages on");
+        var tls = options.IsOn("tls") ? PageServerCommand.Tls(options, paths) : null;
+        if (tls is not null) Crest.Transport.Tls.TlsChannel.Check(tls);
         using var listener = PageServerCommand.Listen(options);
-        Log.Info($"dump: lazy pages will be served on {listener.LocalEndPoint}");
+        Log.Info($"dump: lazy pages will be served on {listener.LocalEndPoint}{(tls is null ? "" : " over TLS")}");
         // Copy the pages instead of letting the tasks splice them (to compare the two ways).
         if (Environment.GetEnvironmentVariable("CREST_LAZY_DUMP_COPY") == "1") Crest.Engine.Memory.LazyPageStore.Splice = false;
         using var store = new Crest.Engine.Memory.LazyPageStore();
@@ -59,29 +63,48 @@ internal static class CheckpointCommands
         var statistics = DumpEngine.Dump(engineOptions);
         Log.Info($"dump: {statistics}");
         Log.Message($"dump: images written, frozen {statistics.FrozenTime.TotalMilliseconds:0.#} ms; {store.Pages} lazy pages ({store.Pages * 4096 >> 20} MiB) kept for the lazy-pages daemon, waiting on {listener.LocalEndPoint}");
-        using var accepted = listener.Accept();
-        listener.Close();
-        accepted.NoDelay = true;
-        accepted.SendBufferSize = 4 << 20;
-        Crest.Transport.TcpPeerTimeout.Apply(accepted);
-        Log.Info($"dump: lazy-pages daemon connected from {accepted.RemoteEndPoint}");
-        Stream connection = new System.Net.Sockets.NetworkStream(accepted, ownsSocket: false);
-        try
+        // A connection that fails the TLS handshake (a daemon with the wrong CA or certificate, or any stranger) got
+        // nothing: the pages stay kept for the next one. The dump waits as it waited for the first.
+        while (true)
         {
-            if (options.IsOn("tls"))
-                connection = Crest.Transport.Tls.TlsChannel.Accept(connection, options.Last("address"), PageServerCommand.Tls(options, paths), TimeSpan.FromSeconds(60));
-            var summary = LazyPageServer.Serve(connection, store, m => Log.Info($"{m}"));
-            Log.Message($"dump: lazy pages served: {summary.PagesServed} pages in {summary.Requests} requests, {summary.Duration.TotalMilliseconds:0} ms");
+            using var accepted = listener.Accept();
+            accepted.NoDelay = true;
+            accepted.SendBufferSize = 4 << 20;
+            Crest.Transport.TcpPeerTimeout.Apply(accepted);
+            Log.Info($"dump: lazy-pages daemon connected from {accepted.RemoteEndPoint}");
+            Stream connection = new System.Net.Sockets.NetworkStream(accepted, ownsSocket: false);
+            try
+            {
+                if (tls is not null)
+                {
+                    try
+                    {
+                        connection = Crest.Transport.Tls.TlsChannel.Accept(connection, options.Last("address"), tls, TimeSpan.FromSeconds(60));
+                    }
+                    catch (Crest.Transport.Tls.TlsException e)
+                    {
+                        Log.Error($"dump: the connection from {accepted.RemoteEndPoint} is refused: {e.Message}; the lazy pages are kept, still waiting on {listener.LocalEndPoint}");
+                        continue;
+                    }
+                    Log.Info($"dump: lazy pages are served over TLS");
+                }
+                if (LazyPageServer.Serve(connection, store, m => Log.Info($"{m}")) is not { } summary)
+                {
+                    Log.Error($"dump: the connection from {accepted.RemoteEndPoint} ended before it asked for a page (a daemon that refused this dump's certificate?); the lazy pages are kept, still waiting on {listener.LocalEndPoint}");
+                    continue;
+                }
+                Log.Message($"dump: lazy pages served: {summary.PagesServed} pages in {summary.Requests} requests, {summary.Duration.TotalMilliseconds:0} ms");
+                return 0;
+            }
+            catch (PageServerException e)
+            {
+                throw new DumpException($"lazy pages: {e.Message}", e);
+            }
+            finally
+            {
+                connection.Dispose();
+            }
         }
-        catch (PageServerException e)
-        {
-            throw new DumpException($"lazy pages: {e.Message}", e);
-        }
-        finally
-        {
-            connection.Dispose();
-        }
-        return 0;
     }
 
     /// <summary>Memory only, the tree left running (ImagesDir from -D; --prev-images-dir relative to it).</summary>

@@ -57,7 +57,9 @@ internal static class LazyPagesCommand
         var tls = options.IsOn("tls") ? PageServerCommand.Tls(options, paths) : null;
         try
         {
-            return LazyPageClient.Connect(address, options.Port, tls, TimeSpan.FromSeconds(Math.Max(options.Timeout, 1)));
+            var client = LazyPageClient.Connect(address, options.Port, tls, TimeSpan.FromSeconds(Math.Max(options.Timeout, 1)));
+            Log.Info($"lazy-pages: connected to the {client.Name}{(tls is null ? "" : " over TLS")}");
+            return client;
         }
         catch (PageServerException e)
         {

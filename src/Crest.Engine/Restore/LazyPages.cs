@@ -104,6 +104,7 @@ public sealed class LazyPages : IDisposable
         try
         {
             LoadImages();
+            ProbeRemote();
         }
         catch (Exception e) when (e is KernelException or IOException or ArgumentException or ImageFormatException)
         {
@@ -186,6 +187,25 @@ public sealed class LazyPages : IDisposable
             _imagePages[pid] = runs;
             _hugeVmas[pid] = HugeVmas(pid);
             Log.Info($"lazy-pages: task {pid}: {chain.Bytes / (long)PageSize} pages in the images{(lazy > 0 ? $", {lazy / (long)PageSize} of them at the {_remote!.Name}" : "")}");
+        }
+    }
+
+    /// <summary>
+    /// One page fetched from the remote source before the daemon says it is ready: a source that refuses this daemon
+    /// (over TLS 1.3 a server refuses the client's certificate only after the client's handshake is done), or is not
+    /// the dump of these images, fails the daemon's start instead of the restored task's first fault.
+    /// </summary>
+    private void ProbeRemote()
+    {
+        if (_remote is null) return;
+        foreach (var (pid, runs) in _imagePages)
+        {
+            var run = runs.Find(r => r.Source == RemoteSource);
+            if (run.Length == 0) continue;
+            using var page = MemoryMapping.Anonymous(PageSize);
+            _remote.Fetch([((ulong)pid, (ulong)run.Offset, 1)], page.Slice(0, (int)PageSize));
+            Log.Info($"lazy-pages: the {_remote.Name} serves the pages of these images (page 0x{run.Offset:x} of task {pid} fetched)");
+            return;
         }
     }
 

@@ -3,6 +3,7 @@
 // or for a background step of many scattered runs.
 using System.Buffers.Binary;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using Crest.Images.Pages;
 using Crest.Transport.Tls;
 using static Crest.Transport.PageServer.PageServerProtocol;
@@ -78,17 +79,24 @@ public sealed class LazyPageClient : IRemotePageSource
                 todo = rest;
             }
         }
-        catch (Exception e) when (e is IOException and not PageServerException or ObjectDisposedException or SocketException)
+        catch (Exception e) when (e is IOException and not PageServerException or ObjectDisposedException or SocketException or AuthenticationException)
         {
             _broken = true;
-            throw new PageServerException($"the connection to the {Name} broke: {e.InnerException?.Message ?? e.Message}", e);
+            throw new PageServerException($"the connection to the {Name} broke: {e.InnerException?.Message ?? e.Message}{RefusalHint()}", e);
         }
-        catch (PageServerException)
+        catch (PageServerException e)
         {
             _broken = true;
+            if (RefusalHint() is { Length: > 0 } hint) throw new PageServerException(e.Message + hint, e);
             throw;
         }
     }
+
+    /// <summary>Over TLS 1.3 a server that refuses the client's certificate does so after the client's handshake is
+    /// done: the client sees only that its first request gets no answer.</summary>
+    private string RefusalHint() => _connection is System.Net.Security.SslStream && BytesReceived == 0
+        ? " (over TLS, a dump that refuses this daemon's certificate closes the connection so: the dump's log says why)"
+        : "";
 
     public void Finish()
     {
@@ -104,7 +112,7 @@ public sealed class LazyPageClient : IRemotePageSource
             _finished = true;
             _socket.Shutdown(SocketShutdown.Send);
         }
-        catch (Exception e) when (e is IOException and not PageServerException or ObjectDisposedException or SocketException)
+        catch (Exception e) when (e is IOException and not PageServerException or ObjectDisposedException or SocketException or AuthenticationException)
         {
             throw new PageServerException($"the connection to the {Name} broke at its end: {e.InnerException?.Message ?? e.Message}", e);
         }

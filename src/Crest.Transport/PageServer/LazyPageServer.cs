@@ -12,10 +12,13 @@
 //
 // Requests may be pipelined (the daemon sends several before it reads the answers); answers come in order. The
 // session succeeds only with PS_IOV_CLOSE: a connection that ends before it means the destination's tasks may
-// miss pages (their daemon kills them), and the dump fails. A request for a page this dump did not keep is a
+// miss pages (their daemon kills them), and the dump fails. A connection that ends before its first request (a
+// daemon that refused this end's TLS certificate, or any stranger) was given nothing: no session, the caller may
+// wait for the next one. A request for a page this dump did not keep is a
 // protocol error: the connection is closed (as CRIU's page server does), which the daemon sees as a broken source.
 using System.Buffers.Binary;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using Crest.Images.Pages;
 using static Crest.Transport.PageServer.PageServerProtocol;
 
@@ -31,9 +34,10 @@ public static class LazyPageServer
 
     /// <summary>
     /// Serves <paramref name="store"/> on <paramref name="connection"/> until the daemon sends PS_IOV_CLOSE (or
-    /// PS_IOV_FORCE_CLOSE). Throws <see cref="PageServerException"/> when the session ends any other way.
+    /// PS_IOV_FORCE_CLOSE). Null when the connection ended, broke or was refused before its first request (nothing
+    /// was served); throws <see cref="PageServerException"/> when the session ends any other way.
     /// </summary>
-    public static LazyServeSummary Serve(Stream connection, ILazyPageStore store, Action<string>? log = null)
+    public static LazyServeSummary? Serve(Stream connection, ILazyPageStore store, Action<string>? log = null)
     {
         log ??= _ => { };
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -48,6 +52,11 @@ public static class LazyPageServer
             {
                 if (!ReadHeader(connection, header, out bool pending))
                 {
+                    if (requests == 0)
+                    {
+                        log("lazy-pages: the connection ended before its first request");
+                        return null;
+                    }
                     throw new PageServerException(
                         $"the lazy-pages daemon closed the connection after {requests} requests ({pages} pages) without saying it had every page: the restored tasks may lack pages");
                 }
@@ -91,8 +100,13 @@ public static class LazyPageServer
                 }
             }
         }
-        catch (Exception e) when (e is IOException and not PageServerException or ObjectDisposedException or SocketException)
+        catch (Exception e) when (e is IOException and not PageServerException or ObjectDisposedException or SocketException or AuthenticationException)
         {
+            if (requests == 0)
+            {
+                log($"lazy-pages: the connection broke before its first request: {e.InnerException?.Message ?? e.Message}");
+                return null;
+            }
             throw new PageServerException($"the connection to the lazy-pages daemon broke after {requests} requests ({pages} pages), before it had every page: {e.InnerException?.Message ?? e.Message}", e);
         }
     }

@@ -12,6 +12,11 @@ namespace Crest.Transport.Tls;
 
 public static class TlsChannel
 {
+    /// <summary>Loads what <paramref name="options"/> name (certificate, key, CA, CRL) as a handshake would: an end that
+    /// must not fail later (a dump about to kill its tree) finds a wrong path or key before.</summary>
+    /// <exception cref="TlsException">A file is missing or unreadable, or the key does not match the certificate.</exception>
+    public static void Check(TlsOptions options) => Credentials.Load(options);
+
     /// <summary>Handshake as the client over <paramref name="connection"/> to <paramref name="address"/>; the
     /// returned stream owns the connection.</summary>
     public static SslStream Connect(Stream connection, string address, TlsOptions options, TimeSpan timeout)

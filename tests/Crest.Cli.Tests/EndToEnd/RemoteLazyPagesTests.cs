@@ -3,7 +3,8 @@
 // them all), the images copied over, on the destination `lazy-pages --page-server --address SRC --port P` and
 // `restore --lazy-pages`. The two hosts are network namespaces joined by veth (TwoHosts); the fixtures check
 // their own memory at the destination. A source that dies while its pages are still wanted takes the restored
-// tree with it: no task may run on with memory it never got.
+// tree with it: no task may run on with memory it never got. Over TLS, a daemon and a dump that do not trust each
+// other never get as far as a restore, and the dump keeps the pages for a daemon that is set up right.
 using System.Diagnostics;
 using Crest.Cli.Tests.Binary;
 
@@ -44,13 +45,19 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
     }
 
     /// <summary>lazy-pages -d in the destination host, fetching from the source's dump; returns its pid once it is ready.</summary>
-    private int StartDaemon(string images, bool background = true)
+    private int StartDaemon(string images, bool background = true, params string[] extra)
     {
-        string enter = (background ? "" : "export CREST_LAZY_PAGES_NO_BACKGROUND=1; ") + NetworkNamespacePair.EnterCommand(DestinationNamespace);
-        var run = CrestProcess.RunWithFds(Destination, enter, ["lazy-pages", "-D", images, "-W", Destination,
-            "--page-server", "--address", SourceAddress, "--port", $"{Port}", "-d", "--pidfile", Path.Combine(Destination, "lazy.pid"), "-o", "lazy.log", "-v4"]);
+        var run = RunDaemon(images, background, extra);
         Assert.True(run.ExitCode == 0, $"lazy-pages: {run.Stderr}\n{Log(Destination, "lazy.log")}");
         return int.Parse(File.ReadAllText(Path.Combine(Destination, "lazy.pid")));
+    }
+
+    /// <summary>lazy-pages -d as <see cref="StartDaemon"/>, whatever comes of it.</summary>
+    private CrestRun RunDaemon(string images, bool background = true, params string[] extra)
+    {
+        string enter = (background ? "" : "export CREST_LAZY_PAGES_NO_BACKGROUND=1; ") + NetworkNamespacePair.EnterCommand(DestinationNamespace);
+        return CrestProcess.RunWithFds(Destination, enter, ["lazy-pages", "-D", images, "-W", Destination,
+            "--page-server", "--address", SourceAddress, "--port", $"{Port}", "-d", "--pidfile", Path.Combine(Destination, "lazy.pid"), "-o", "lazy.log", "-v4", .. extra]);
     }
 
     private CrestRun Restore(string images) =>
@@ -71,12 +78,16 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
     /// <summary>Source to destination: dump, copy, daemon, restore; the dump ends 0 once the daemon has every page.</summary>
     private string Migrate(int pid, string name = "d", params string[] extra) => Migrate(pid, name, splice: true, extra);
 
-    private string Migrate(int pid, string name, bool splice, params string[] extra)
+    private string Migrate(int pid, string name, bool splice, params string[] extra) => Migrate(pid, name, splice, extra, []);
+
+    /// <param name="dumpExtra">Options of the dump.</param>
+    /// <param name="daemonExtra">Options of the lazy-pages daemon.</param>
+    private string Migrate(int pid, string name, bool splice, string[] dumpExtra, string[] daemonExtra)
     {
-        using var dump = StartLazyDump(pid, Path.Combine(Source, name), splice, extra);
+        using var dump = StartLazyDump(pid, Path.Combine(Source, name), splice, dumpExtra);
         Assert.True(WaitGone(pid), $"{pid} still runs after the dump");
         string images = CopyToDestination(Path.Combine(Source, name));
-        int daemon = StartDaemon(images);
+        int daemon = StartDaemon(images, background: true, daemonExtra);
         var restore = Restore(images);
         Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Explain()}");
         Assert.True(dump.WaitForExit(Limit), $"the dump did not end after the daemon had every page\n{Explain()}");
@@ -190,5 +201,71 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
         Assert.Contains("the dump's source broke", lazyLog);
         Assert.Contains("the task is killed", lazyLog);
         Assert.DoesNotContain("PASS", File.ReadAllText(Path.Combine(Source, "lazy_memory.out")));
+    }
+
+    [Fact]
+    public void PagesServedOverTlsReachTheDestination()
+    {
+        using var pki = new Crest.Transport.Tests.Tls.TestPki();
+        // One certificate for both ends naming the address the dump serves on (as CRIU's tests do): the daemon checks
+        // the dump's against the address it connects to, the dump the daemon's against its own --address.
+        var (cert, key) = pki.Issue(SourceAddress, "criu");
+        string[] tls = ["--tls", "--tls-cacert", pki.CaCert, "--tls-cert", cert, "--tls-key", key];
+        int pid = StartFixture("restore_memory", "64");
+        Migrate(pid, "d", splice: true, tls, tls);
+        Assert.Equal("PASS", Verify("restore_memory", pid));
+        Assert.Contains("over TLS", Log(Source, "dump.log"));
+        Assert.Contains("over TLS", Log(Destination, "lazy.log"));
+    }
+
+    [Fact]
+    public void ADaemonAndADumpThatDoNotTrustEachOtherNeverRestoreAndTheSourceKeepsThePages()
+    {
+        using var pki = new Crest.Transport.Tests.Tls.TestPki();
+        using var stranger = new Crest.Transport.Tests.Tls.TestPki("Another CA");
+        var (cert, key) = pki.Issue(SourceAddress, "criu");
+        var (strangerCert, strangerKey) = stranger.Issue(SourceAddress, "stranger");
+        string[] tls = ["--tls", "--tls-cacert", pki.CaCert, "--tls-cert", cert, "--tls-key", key];
+        int pid = StartFixture("lazy_memory", "plain", "32");
+        // A dump whose own certificate cannot be loaded fails before it touches the tree.
+        Directory.CreateDirectory(Path.Combine(Source, "d"));
+        var bad = CrestProcess.RunWithFds(Source, NetworkNamespacePair.EnterCommand(SourceNamespace), ["dump", "-t", $"{pid}", "-D", Path.Combine(Source, "d"),
+            "-W", Source, "--lazy-pages", "--address", SourceAddress, "--port", $"{Port}", "-o", "bad.log", "--tls", "--tls-cacert", pki.CaCert,
+            "--tls-cert", Path.Combine(Source, "missing.pem"), "--tls-key", key]);
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("missing.pem", bad.Stderr);
+        AssertRunsUntraced(pid);
+        using var dump = StartLazyDump(pid, Path.Combine(Source, "d"), tls);
+        Assert.True(WaitGone(pid), $"{pid} still runs after the dump");
+        string images = CopyToDestination(Path.Combine(Source, "d"));
+
+        // The daemon trusts another CA: it refuses the dump's certificate, and never says it is ready.
+        var refusing = RunDaemon(images, extra: ["--tls", "--tls-cacert", stranger.CaCert, "--tls-cert", cert, "--tls-key", key]);
+        Assert.Equal(1, refusing.ExitCode);
+        Assert.Contains("is not trusted", refusing.Stderr);
+        Assert.False(File.Exists(Path.Combine(Destination, "lazy.pid")));
+        // The dump refuses the daemon's certificate (signed by a CA it does not trust): the daemon sees it before it
+        // says it is ready too, not at the restored task's first fault.
+        var refused = RunDaemon(images, extra: ["--tls", "--tls-cacert", pki.CaCert, "--tls-cert", strangerCert, "--tls-key", strangerKey]);
+        Assert.Equal(1, refused.ExitCode);
+        Assert.Contains("refuses this daemon's certificate", refused.Stderr);
+        Assert.False(File.Exists(Path.Combine(Destination, "lazy.pid")));
+
+        // Without a daemon the restore fails and leaves nothing behind.
+        var restore = Restore(images);
+        Assert.Equal(1, restore.ExitCode);
+        Assert.False(Exists(pid), $"{pid} runs after a failed restore");
+
+        // The dump said why, and still holds the pages: a daemon set up right completes the migration.
+        Assert.False(dump.HasExited, $"the dump ended ({Explain()})");
+        Assert.Matches("the connection from .* is refused: TLS handshake with the client .* is not trusted.*still waiting", Log(Source, "dump.log"));
+        int daemon = StartDaemon(images, extra: tls);
+        restore = Restore(images);
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Explain()}");
+        Assert.True(dump.WaitForExit(Limit), $"the dump did not end after the daemon had every page\n{Explain()}");
+        dump.WaitForExit();
+        Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.StandardError.ReadToEnd()}\n{Explain()}");
+        Assert.True(WaitGone(daemon), $"lazy-pages {daemon} still runs\n{Explain()}");
+        Assert.Equal("PASS", Verify("lazy_memory", pid));
     }
 }

@@ -33,10 +33,13 @@ public sealed partial class StopSignalTests : IDisposable
     /// </remarks>
     private static (int ExitCode, string Stderr, string Log) SignalWhenLogged(string workDir, string log, string mark, int signal, string[] args)
     {
+        string timeline = Path.Combine(workDir, $"watcher-{Guid.NewGuid():N}.txt");
+        long started = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         using var crest = CrestProcess.Start(workDir, null, args);
         var stderr = crest.StandardError.ReadToEndAsync();
         crest.StandardOutput.ReadToEndAsync();
-        string watch = $"while kill -0 {crest.Id} 2>/dev/null; do if grep -qF '{mark}' '{log}' 2>/dev/null; then kill -{signal} {crest.Id} && exit 0; fi; sleep 0.002; done; exit 1";
+        string watch = $"echo \"started $(date +%s%3N)\" >>'{timeline}'; " +
+            $"while kill -0 {crest.Id} 2>/dev/null; do if grep -qF '{mark}' '{log}' 2>/dev/null; then echo \"seen $(date +%s%3N)\" >>'{timeline}'; kill -{signal} {crest.Id} && echo \"sent $(date +%s%3N)\" >>'{timeline}' && exit 0; fi; sleep 0.002; done; exit 1";
         int sent;
         using (var watcher = ChildProcess.Spawn("/bin/sh", ["sh", "-c", watch]))
         {
@@ -45,8 +48,12 @@ public sealed partial class StopSignalTests : IDisposable
         }
         Assert.True(crest.WaitForExit(Limit), "crest did not exit after the signal");
         crest.WaitForExit();
-        Assert.True(sent == 0, $"crest ended before its log showed \"{mark}\" (watcher {sent}): {stderr.Result}\n{Read(log)}");
-        return (crest.ExitCode, stderr.Result, Read(log));
+        // When it went wrong: the watcher's steps in ms after crest was started (the log's stamps count from crest's start).
+        string steps = File.Exists(timeline)
+            ? string.Join(", ", File.ReadAllLines(timeline).Select(l => l.Split(' ')).Select(f => $"{f[0]} at {long.Parse(f[1], CultureInfo.InvariantCulture) - started} ms"))
+            : "(the watcher wrote nothing)";
+        Assert.True(sent == 0, $"crest ended before its log showed \"{mark}\" (watcher {sent}; {steps}): {stderr.Result}\n{Read(log)}");
+        return (crest.ExitCode, $"{stderr.Result}\n(watcher: {steps})", Read(log));
     }
 
     private static string Read(string path) => File.Exists(path) ? File.ReadAllText(path) : "(no log)";
@@ -58,7 +65,7 @@ public sealed partial class StopSignalTests : IDisposable
         // The scan is done and the pages are being written: the tree is frozen, the injector may be in use.
         var (code, stderr, log) = SignalWhenLogged(_dir.Path, Path.Combine(images, "dump.log"), "to write in", signal, Dump(images, pid));
 
-        Assert.True(code != 0, $"crest dump exited 0 after {name}:\n{log}");
+        Assert.True(code != 0, $"crest dump exited 0 after {name}:\n{stderr}\n{log}");
         Assert.Contains($"interrupted by {name}", stderr);
         Assert.False(File.Exists(Path.Combine(images, "inventory.img")), "a dump stopped half way left an inventory.img");
         OrphanedFixtures.AssertRunsUntraced(pid);
@@ -87,7 +94,7 @@ public sealed partial class StopSignalTests : IDisposable
         string[] restore = ["restore", "--no-default-config", "-o", "restore.log", "-D", images, "-v4", "--restore-detached"];
         var (code, stderr, log) = SignalWhenLogged(_dir.Path, Path.Combine(images, "restore.log"), "tasks cloned with their pids", SIGTERM, restore);
 
-        Assert.True(code != 0, $"crest restore exited 0 after SIGTERM:\n{log}");
+        Assert.True(code != 0, $"crest restore exited 0 after SIGTERM:\n{stderr}\n{log}");
         Assert.Contains("interrupted by SIGTERM", stderr);
         clock.Restart();
         while (OrphanedFixtures.Exists(pid) && clock.Elapsed < Limit) Thread.Sleep(10);

@@ -142,9 +142,11 @@ public class RestoreCoverageTests
             int status = -1;
             var run = new Thread(() => status = Crest.Engine.Restore.RestoreEngine.Run(new() { ImagesDir = dir }));
             run.Start();
+            // The pid exists from the clone on, but until the restore has let the task go its signals go to the
+            // restoring tracer: stats-restore is written once the task runs on its own.
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            while (!Exists(fixture.Pid) && clock.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
-            Thread.Sleep(50);
+            while (!File.Exists(Path.Combine(dir, "stats-restore")) && run.IsAlive && clock.Elapsed < TimeSpan.FromSeconds(20)) Thread.Sleep(5);
+            Assert.True(File.Exists(Path.Combine(dir, "stats-restore")), $"the restore did not release task {fixture.Pid} (status {status})");
             Assert.Equal(0, Kill(fixture.Pid, SIGUSR1));
             Assert.True(run.Join(TimeSpan.FromSeconds(20)));
             Assert.Equal(0, status);
@@ -166,7 +168,8 @@ public class RestoreCoverageTests
         File.Delete(Path.Combine(dir, "stats-restore"));
         run.Start();
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (!File.Exists(Path.Combine(dir, "stats-restore")) && clock.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(5);
+        while (!File.Exists(Path.Combine(dir, "stats-restore")) && run.IsAlive && clock.Elapsed < TimeSpan.FromSeconds(20)) Thread.Sleep(5);
+        Assert.True(File.Exists(Path.Combine(dir, "stats-restore")), $"the restore did not release task {fixture.Pid} (status {status})");
         Assert.Equal(0, Kill(fixture.Pid, SIGTERM));
         Assert.True(run.Join(TimeSpan.FromSeconds(20)));
         Assert.Equal(128 + SIGTERM, status);

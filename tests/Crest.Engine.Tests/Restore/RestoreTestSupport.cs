@@ -82,7 +82,7 @@ internal static partial class RestoreTestSupport
         // The dump rewinds an interrupted syscall (as CRIU does): until the task has re-entered it, a signal
         // would run its handler first and the re-issued pause() would miss it. Wait for it to block again.
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (clock.Elapsed < TimeSpan.FromSeconds(5))
+        while (clock.Elapsed < TimeSpan.FromSeconds(20))
         {
             string syscall = File.Exists($"/proc/{restored.Pid}/syscall") ? File.ReadAllText($"/proc/{restored.Pid}/syscall") : "";
             if (syscall.Length > 0 && char.IsDigit(syscall[0])) break;

@@ -37,7 +37,7 @@ public sealed class LazyPageServerTests
         }
     }
 
-    private static (Task<LazyServeSummary> Server, LazyPageClient Client) Start()
+    private static (Task<LazyServeSummary?> Server, LazyPageClient Client) Start()
     {
         var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -70,6 +70,7 @@ public sealed class LazyPageServerTests
             client.Finish();
         }
         var summary = await server.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.NotNull(summary);
         Assert.Equal(4, summary.Requests); // the crossing request took two answers
         Assert.Equal(9, summary.PagesServed);
     }
@@ -85,6 +86,15 @@ public sealed class LazyPageServerTests
         }
         var e = await Assert.ThrowsAsync<PageServerException>(() => server.WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.Contains("every page", e.Message); // a reset or an end of stream, never a success
+    }
+
+    [Fact]
+    public async Task AConnectionClosedBeforeItsFirstRequestIsNoSession()
+    {
+        var (server, client) = Start();
+        client.Dispose();
+        // Nothing was served (a daemon that refused the dump's certificate closes so): the dump may wait for another.
+        Assert.Null(await server.WaitAsync(TimeSpan.FromSeconds(10)));
     }
 
     [Fact]
