@@ -85,6 +85,8 @@ public static class DumpEngine
         string? trackedParent = options.PreDump || options.TrackMemory ? parentDir : null;
         Log.Info($"{pid}: {(options.PreDump ? "pre-dump" : "dump")}: into {images.Path}{(parentDir is null ? "" : $", parent {parentDir}")}");
 
+        // A page server holds the pages of the parent rounds itself (PageTargets.Send).
+        var parentChains = PreDump.ResolveParentsEarly(options.PageDestination is null ? trackedParent : null);
         using var noGc = NoGcWindow.Enter();
         var clock = Stopwatch.StartNew();
         using var tracer = new Tracer("crest dump");
@@ -98,7 +100,12 @@ public static class DumpEngine
         try
         {
             CheckNothingSharedWithParents(tree);
-            foreach (var task in tree.Tasks) trackers.Add(DirtyTracker.Find(task.Pid, trackedParent));
+            foreach (var task in tree.Tasks)
+            {
+                var tracker = DirtyTracker.Find(task.Pid, trackedParent);
+                if (parentChains.TryGetValue(task.Pid, out var chain)) tracker.EarlyParentChain = new(chain);
+                trackers.Add(tracker);
+            }
             pages = options.PreDump ? PreDump.DumpTree(tree, images, options, trackers, trackedParent, out later) : DumpTree(tree, images, options, trackers, trackedParent, ttys);
             // Pages sent to a page server count only once it confirms it stored them all (the tree still frozen).
             if (options.PageDestination is { } destination)

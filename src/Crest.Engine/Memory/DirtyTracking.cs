@@ -34,6 +34,9 @@ using Crest.Kernel.Proc;
 
 namespace Crest.Engine.Memory;
 
+/// <summary>A task's pages up the parent chain, resolved ahead (null: the parent images hold none of this task).</summary>
+internal sealed record ParentPages(PageChain? Chain);
+
 /// <summary>The write-protect tracker of one task, as found at the start of a (pre-)dump.</summary>
 internal sealed class DirtyTracker : IDisposable
 {
@@ -63,6 +66,9 @@ internal sealed class DirtyTracker : IDisposable
 
     /// <summary>Rounds of pre-dump the tracker has been through.</summary>
     public uint Generation { get; private set; }
+
+    /// <summary>The task's pages in the parent images, when read before the freeze (PreDump.ResolveParentsEarly; Chain null: none there).</summary>
+    public ParentPages? EarlyParentChain { get; set; }
 
     /// <summary>Whether written pages can be told from unchanged ones (a tracker the parent images name).</summary>
     public bool Knows => _uffd is not null;
