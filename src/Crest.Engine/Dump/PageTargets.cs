@@ -63,6 +63,42 @@ internal static class PageTargets
         return pages;
     }
 
+    /// <summary>A pre-dump's scan of one frozen task, whose pages are written once the tree runs again.</summary>
+    public sealed record ScannedTask(int Pid, uint PagesId, PageDumper.ScannedPages Pages);
+
+    /// <summary>
+    /// Pre-dump into the images directory: the scan of the frozen task now, its pages after the release
+    /// (<see cref="WriteScanned"/>); null where they go elsewhere (a page server: it is sent while frozen).
+    /// </summary>
+    public static ScannedTask? ScanForLater(DumpOptions options, int pid, uint pagesId, IReadOnlyList<DumpedVma> vmas, DirtyTracker tracker, string? parentDir)
+    {
+        if (!options.PreDump || options.PageDestination is not null || options.PagesOutput is not null || options.LazyPages is not null) return null;
+        return new ScannedTask(pid, pagesId, PageDumper.Scan(pid, vmas, PreDump.Incremental(tracker, parentDir)));
+    }
+
+    /// <summary>The pages <see cref="ScanForLater"/> found, read from the task that runs again, into the images directory.</summary>
+    public static PageDumpResult WriteScanned(ImageDirectory images, ScannedTask task)
+    {
+        string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)task.Pid);
+        string pagesName = ImageKinds.FileName(ImageKinds.Pages, task.PagesId);
+        images.Track(pagemapName);
+        images.Track(pagesName);
+        PageDumpResult pages;
+        try
+        {
+            using var writer = PageImageWriter.Create(images.Path, (ulong)task.Pid, task.PagesId, syncOnClose: false);
+            pages = PageDumper.WriteFromRunningTask(task.Pages, writer);
+            DumpEngine.Stage("pages");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DumpException($"Cannot write the memory images of task {task.Pid} into {images.Path}: {e.Message}", e);
+        }
+        images.Account(pagemapName);
+        images.Account(pagesName);
+        return pages;
+    }
+
     /// <summary>pages-N.img into <paramref name="output"/> as the memory is read (read and sent overlap); the pagemap here.</summary>
     private static PageDumpResult Stream(Func<string, Stream> output, ImageDirectory images, int pid, uint pagesId, string pagemapName, string pagesName,
         IReadOnlyList<DumpedVma> vmas, DirtyTracker tracker, string? parentDir, Action? writing)
