@@ -11,6 +11,7 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
 command -v crit >/dev/null || need+=(criu)
 /usr/bin/python3 -c 'import google.protobuf' 2>/dev/null || need+=(python3-protobuf)
 command -v ip >/dev/null || need+=(iproute2)
+command -v tc >/dev/null || need+=(iproute2) # tests hold a link to a rate (tbf)
 
 if ((${#need[@]})); then
   echo "deps: installing ${need[*]}"

@@ -6,7 +6,8 @@
 // the process runs, and how long until the destination has every page (the dump ends when the daemon says so)
 // beside a plain TCP copy of as many bytes in the same run; then the process checks every byte.
 // Source and destination share this machine's pid namespace: the restore needs the dumped pid free, so this process
-// (the target's parent) reaps it at once. Usage: bench/run lazy-remote [--mib=1024]
+// (the target's parent) reaps it at once. Usage: bench/run lazy-remote [--mib=1024] [--pre-dump-mode=read] (the dump
+// copies the pages it keeps instead of having the task splice them).
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
@@ -19,6 +20,7 @@ internal static class LazyRemoteBenchmark
     {
         string? o = context.Options.FirstOrDefault(x => x.StartsWith("--mib=", StringComparison.Ordinal));
         int mib = o is null ? 1024 : int.Parse(o["--mib=".Length..], CultureInfo.InvariantCulture);
+        string mode = context.Options.Contains("--pre-dump-mode=read") ? "read" : "splice";
         if (Native.prctl(Native.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) throw Native.Failure("prctl(PR_SET_CHILD_SUBREAPER)");
         Console.WriteLine($"  load: {File.ReadAllText("/proc/loadavg").Trim()} ({Environment.ProcessorCount} cpus; figures from a busy machine are not limits)");
         string work = Path.Combine("/dev/shm", $"crest-bench-lazy-remote-{Environment.ProcessId}");
@@ -43,7 +45,7 @@ internal static class LazyRemoteBenchmark
             int port = PageServerBenchmark.FreePort();
             var clock = Stopwatch.StartNew();
             dump = Spawned.Start(context.CrestBinary, ["dump", "-t", $"{pid}", "-D", images, "--lazy-pages", "--address", "127.0.0.1", "--port", $"{port}",
-                "-o", "dump.log", "-v4"], Path.Combine(work, "dump.out"));
+                "--pre-dump-mode", mode, "-o", "dump.log", "-v4"], Path.Combine(work, "dump.out"));
             string dumpLog = Path.Combine(images, "dump.log");
             while (!(File.Exists(dumpLog) && File.ReadAllText(dumpLog).Contains("kept for the lazy-pages daemon, waiting on", StringComparison.Ordinal)))
             {

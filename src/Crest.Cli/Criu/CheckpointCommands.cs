@@ -56,9 +56,9 @@ internal static class CheckpointCommands
         if (tls is not null) Crest.Transport.Tls.TlsChannel.Check(tls);
         using var listener = PageServerCommand.Listen(options);
         Log.Info($"dump: lazy pages will be served on {listener.LocalEndPoint}{(tls is null ? "" : " over TLS")}");
-        // Copy the pages instead of letting the tasks splice them (to compare the two ways).
-        if (Environment.GetEnvironmentVariable("CREST_LAZY_DUMP_COPY") == "1") Crest.Engine.Memory.LazyPageStore.Splice = false;
-        using var store = new Crest.Engine.Memory.LazyPageStore();
+        // --pre-dump-mode read: the pages copied with process_vm_readv instead of spliced by the tasks (CRIU's choice of
+        // how a pre-dump takes memory; the same choice here).
+        using var store = new Crest.Engine.Memory.LazyPageStore { Splice = !options.PreDumpRead };
         var engineOptions = DumpOptionsOf(options, paths) with { LazyPages = store };
         var statistics = DumpEngine.Dump(engineOptions);
         Log.Info($"dump: {statistics}");

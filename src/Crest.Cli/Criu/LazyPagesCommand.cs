@@ -19,8 +19,6 @@ internal static class LazyPagesCommand
         return DaemonMode.Run("lazy-pages", options, paths, stderr,
             start: () =>
             {
-                // Faults only, no background pass: end-to-end tests make tasks meet their missing pages with it.
-                if (Environment.GetEnvironmentVariable("CREST_LAZY_PAGES_NO_BACKGROUND") == "1") LazyPages.BackgroundPaused = true;
                 var remote = ConnectSource(options, paths);
                 LazyPages server;
                 try

@@ -27,7 +27,8 @@ internal static class Support
     public static readonly IReadOnlyDictionary<string, IReadOnlySet<string>> Implemented = new Dictionary<string, IReadOnlySet<string>>
     {
         ["check"] = new HashSet<string> { "feature", "extra", "experimental", "all" },
-        // --pidfile means nothing to CRIU's dump, --pre-dump-mode only to pre-dump: both accepted, as CRIU does.
+        // --pidfile means nothing to CRIU's dump, --pre-dump-mode only to pre-dump: both accepted, as CRIU does. With
+        // --lazy-pages, --pre-dump-mode read makes the dump copy the pages it keeps instead of having the tasks splice them.
         // --shell-job: the terminal of the shell that started the tree is recorded as such, and given back as crest's own.
         // --external: file[MNT_ID:INODE], pipe:[INODE] and tty[RDEV:DEV] are honoured; other ids (mnt[], dev[], ...) match nothing, as in
         // CRIU when no such resource is held.

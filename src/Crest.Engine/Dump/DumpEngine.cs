@@ -280,6 +280,11 @@ public static class DumpEngine
         return total;
     }
 
+    /// <summary>The threads' rseq areas: the kernel writes them when the restore registers them (and the thread runs).</summary>
+    private static List<(ulong Start, ulong End)> RseqAreas(CoreEntry main, IEnumerable<CoreEntry> threads) =>
+        threads.Prepend(main).Select(c => c.ThreadCore?.RseqEntry).Where(r => r is { RseqAbiPointer: > 0 })
+            .Select(r => (r!.RseqAbiPointer, r.RseqAbiPointer + Math.Max(r.RseqAbiSize, 32u))).ToList();
+
     /// <summary>The images of one process: core, mm, ids, fs, fdinfo, pagemap and pages. Its fds and files go into the tree's tables.</summary>
     private static (PageDumpResult Pages, ProcStat Stat) DumpProcess(FrozenTask task, IReadOnlyList<FrozenTask> threads, ImageDirectory images, DumpOptions options,
         FileTable files, SharedFiles shared, SeccompTable seccomp, TaskKobjIdsEntry ids, uint pagesId, bool ownTable, DirtyTracker tracker, string? parentDir)
@@ -329,7 +334,7 @@ public static class DumpEngine
         try
         {
             pages = PageTargets.Dump(options, images, pid, pagesId, pagedVmas, tracker, parentDir, taskWrite,
-                writing: () => smaps ??= Task.Run(() => VmaDumper.ReadSmaps(pid)));
+                writing: () => smaps ??= Task.Run(() => VmaDumper.ReadSmaps(pid)), restoreWrites: RseqAreas(core, threadCores.Select(t => t.Core)));
         }
         finally
         {

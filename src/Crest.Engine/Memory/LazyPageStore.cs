@@ -3,7 +3,7 @@
 // daemon over the page-server protocol (Crest.Transport/PageServer/LazyPageServer.cs) once the tree is gone.
 // The restore at the destination needs the tree's pids, so the tree cannot stay alive to be read. Two ways to
 // keep its pages past its death, both while it is frozen:
-//  - spliced (the default when the tree is killed after the dump): the task itself vmsplices its page runs into
+//  - spliced (the default when the tree is killed after the dump; `--pre-dump-mode read` chooses the copy): the task itself vmsplices its page runs into
 //    pipes that Crest holds (PageDumper.Splice.cs). A pipe then holds references to the task's pages, not copies:
 //    the freeze lasts a few injected syscalls per MiB, and the pages outlive the task for as long as the pipe.
 //    Pipes are read without being consumed (tee into a scratch pipe, the part before the request spliced to
@@ -29,9 +29,9 @@ public sealed class LazyPageStore : ILazyPageStore, IDisposable
     /// <summary>Size of each piece of anonymous memory the copied pages go into.</summary>
     internal const int ChunkBytes = 64 << 20;
 
-    /// <summary>Let tasks vmsplice their pages into pipes (tests and measurements compare with the copy; the CLI
-    /// turns it off with CREST_LAZY_DUMP_COPY=1).</summary>
-    public static bool Splice { get; set; } = true;
+    /// <summary>Let tasks vmsplice their pages into pipes (the default); false copies them (CRIU's `--pre-dump-mode
+    /// read`, which names the same choice for a pre-dump).</summary>
+    public bool Splice { get; init; } = true;
 
     private readonly List<MemoryMapping> _chunks = [];
     private readonly List<FileDescriptor> _pipes = [];

@@ -53,6 +53,31 @@ internal static partial class PageDumper
     /// <summary>A run of present pages; InParent: left in the parent images; Lazy: spliced for the lazy-pages daemon (no data here either).</summary>
     internal readonly record struct Run(ulong Start, ulong End, bool Readable, bool InParent = false, bool Lazy = false);
 
+    /// <summary>Runs cut at the bounds of <paramref name="ranges"/> (sorted, disjoint), so that each piece lies wholly in or out of them.</summary>
+    private static List<Run> SplitAt(List<Run> runs, IReadOnlyList<(ulong Start, ulong End)> ranges)
+    {
+        var split = new List<Run>(runs.Count + 2 * ranges.Count);
+        int first = 0; // runs ascend: ranges that end before a run end before every later one
+        foreach (var r in runs)
+        {
+            ulong at = r.Start;
+            while (first < ranges.Count && ranges[first].End <= at) first++;
+            for (int k = first; k < ranges.Count; k++)
+            {
+                var (start, end) = ranges[k];
+                if (start >= r.End) break;
+                foreach (ulong cut in new[] { start, end })
+                {
+                    if (cut <= at || cut >= r.End) continue;
+                    split.Add(r with { Start = at, End = cut });
+                    at = cut;
+                }
+            }
+            split.Add(r with { Start = at });
+        }
+        return split;
+    }
+
     /// <summary>A part of a run read into the buffer; a run whose pages stay in the parent images is one piece without data.</summary>
     private readonly record struct Piece(ulong RunStart, ulong RunPages, bool First, ulong Address, int Length, bool Readable, bool InParent = false, bool Lazy = false);
 
@@ -163,7 +188,8 @@ internal static partial class PageDumper
         var runs = pages.Runs;
         ulong scanned = pages.Scanned;
         var scanTime = pages.ScanTime;
-        if (writer is ILazyPageKeeper { MaySplice: true } keeper && LazyPageStore.Splice && taskWrite is not null)
+        if (writer is ILazyPageKeeper { Eager.Count: > 0 } eager) runs = SplitAt(runs, eager.Eager);
+        if (writer is ILazyPageKeeper { MaySplice: true, Store.Splice: true } keeper && taskWrite is not null)
             runs = SpliceLazyRuns(pid, runs, keeper, taskWrite);
         ulong total = 0, inParent = 0;
         foreach (var r in runs)

@@ -19,7 +19,8 @@
 // IRemotePageSource: `lazy-pages --page-server --address A --port P`), asked with PS_IOV_GET for a fault window
 // or for a background step of many runs in one round trip. A run of a pre-dump chain's PE_PARENT pages comes from
 // the local parent images all the same. When every task is done the source is told (PS_IOV_CLOSE) so that its dump
-// ends; when the source breaks, every task still missing pages from it is killed (never left to read zeros).
+// ends; when the source breaks, every task still missing pages from it is killed (never left to read zeros), with
+// the processes forked meanwhile that share that memory (LazyPages.LostMemory.cs).
 using System.Buffers.Binary;
 using System.Diagnostics;
 using Crest.Diagnostics;
@@ -33,7 +34,7 @@ using Crest.Kernel.Sockets;
 
 namespace Crest.Engine.Restore;
 
-public sealed class LazyPages : IDisposable
+public sealed partial class LazyPages : IDisposable
 {
     private const ulong PageSize = 4096;
 
@@ -43,8 +44,7 @@ public sealed class LazyPages : IDisposable
     /// <summary>Bytes copied per step of the background pass.</summary>
     internal static ulong BackgroundStep { get; set; } = 1 << 20;
 
-    /// <summary>No background pass: pages arrive on faults only (tests make a task meet its missing pages; the CLI
-    /// sets it from CREST_LAZY_PAGES_NO_BACKGROUND=1 for end-to-end tests).</summary>
+    /// <summary>No background pass: pages arrive on faults only (engine tests make a task meet its missing pages).</summary>
     public static bool BackgroundPaused { get; set; }
 
     /// <summary><see cref="LazyRun.Source"/> of pages the remote source holds; their Offset is their address in the dumped task.</summary>
@@ -250,7 +250,10 @@ public sealed class LazyPages : IDisposable
                 fds.Add(_remote.PollFd);
             }
             if (revents.Length < fds.Count) revents = new short[fds.Count * 2];
-            bool busy = _tasks.Exists(t => t.Pending.Count > 0 || (!t.Remaining.IsEmpty && !BackgroundPaused));
+            // No background pass while a restore is connected: the restore itself must never wait behind a step that
+            // waits for the dump's source (the pages it writes, rseq areas, are in the images and come on its faults).
+            bool background = !BackgroundPaused && _connections.Count == 0;
+            bool busy = _tasks.Exists(t => t.Pending.Count > 0 || (!t.Remaining.IsEmpty && background));
             Poll.Wait(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fds), Poll.In, revents, busy ? 0 : 200);
 
             if (remoteIndex >= 0 && revents[remoteIndex] != 0)
@@ -269,7 +272,7 @@ public sealed class LazyPages : IDisposable
                 else ReadEvents(t, messages);
             }
             foreach (var t in tasks) if (!t.Gone) ServeFaults(t);
-            if (_tasks.Count > 0 && !BackgroundPaused) Background();
+            if (_tasks.Count > 0 && background && _connections.Count == 0) Background();
             for (int i = _tasks.Count - 1; i >= 0; i--)
             {
                 var t = _tasks[i];
@@ -350,11 +353,12 @@ public sealed class LazyPages : IDisposable
             return;
         }
         var task = new LazyTask(pid, $"{pid}", uffd, pidfd, remaining);
+        RememberRestored(pid);
         if (_remoteBroken && task.NeedsRemote())
         {
             _killedForRemote = true;
             Log.Error($"lazy-pages: {pid}: its pages at the dump's source cannot be had any more; the task is killed");
-            Kill(task);
+            Kill([task]);
             task.Gone = true;
         }
         _tasks.Add(task);
@@ -374,7 +378,7 @@ public sealed class LazyPages : IDisposable
             catch (KernelException e)
             {
                 Log.Error($"lazy-pages: {t.Name}: reading its userfaultfd: {e.Message}; the task is killed");
-                Kill(t);
+                Kill([t]);
                 t.Gone = true;
                 return;
             }
@@ -395,7 +399,7 @@ public sealed class LazyPages : IDisposable
             case UserfaultfdEvent.Fork:
             {
                 var fd = FileDescriptor.Own(m.ForkFd);
-                var child = new LazyTask(0, $"child {++_children} of {t.Name}", Userfaultfd.Wrap(fd, t.Pid), null, t.Remaining.Clone()) { ImagePid = t.ImagePid, ParentPid = t.Pid };
+                var child = new LazyTask(0, $"child {++_children} of {t.Name}", Userfaultfd.Wrap(fd, t.Pid), null, t.Remaining.Clone()) { ImagePid = t.ImagePid };
                 _tasks.Add(child);
                 Forks++;
                 Log.Info($"lazy-pages: {t.Name} forked: {child.Name} gets {child.Remaining.Bytes / PageSize} missing pages");
@@ -578,7 +582,7 @@ public sealed class LazyPages : IDisposable
         {
             Log.Error($"lazy-pages: {t.Name}: needs pages from the dump's source, which {(_remote is null ? "is not known" : "is gone")}; the task is killed");
             _killedForRemote = true;
-            Kill(t);
+            Kill([t]);
             t.Gone = true;
             return true;
         }
@@ -621,14 +625,16 @@ public sealed class LazyPages : IDisposable
     {
         _remoteBroken = true;
         Log.Error($"lazy-pages: the dump's source broke: {e.Message}; every task still missing pages from it is killed");
+        var doomed = new List<LazyTask>();
         foreach (var t in _tasks)
         {
             if (t.Gone || !t.NeedsRemote()) continue;
             Log.Error($"lazy-pages: {t.Name}: {t.Remaining.Bytes / PageSize} pages still missing; the task is killed");
             _killedForRemote = true;
-            Kill(t);
-            t.Gone = true;
+            doomed.Add(t);
         }
+        Kill(doomed);
+        foreach (var t in doomed) t.Gone = true;
     }
 
     /// <summary>Every task is done: the dump's source may end (its dump succeeds only then).</summary>
@@ -655,73 +661,10 @@ public sealed class LazyPages : IDisposable
         {
             // Given up, its missing pages would read as zeros: a task that cannot get its memory must not run on.
             Log.Error($"lazy-pages: {t.Name}: ioctl({what}) at 0x{address:x}: {errno}; the task is killed");
-            Kill(t);
+            Kill([t]);
         }
         t.Gone = true;
         return true;
-    }
-
-    private void Kill(LazyTask t)
-    {
-        try
-        {
-            if (t.PidFd is not null) t.PidFd.SendSignal(9);
-            else KillForkedChildren(t);
-        }
-        catch (KernelException e)
-        {
-            Log.Error($"lazy-pages: {t.Name}: SIGKILL: {e.Message}");
-        }
-    }
-
-    /// <summary>
-    /// A child forked while its memory was missing comes with its userfaultfd only, no pid: the children of its parent
-    /// that the daemon was not handed itself are killed (its parent's own children from the images have their pidfds).
-    /// A child of such a child cannot be found this way (its parent's pid is unknown): it is named in the log.
-    /// </summary>
-    private void KillForkedChildren(LazyTask t)
-    {
-        if (t.ParentPid <= 0)
-        {
-            Log.Error($"lazy-pages: {t.Name}: its pid is unknown (forked by a forked child); it cannot be killed");
-            return;
-        }
-        var known = _tasks.Where(k => k.PidFd is not null).Select(k => k.Pid).ToHashSet();
-        string[] threads;
-        try
-        {
-            threads = Directory.GetDirectories($"/proc/{t.ParentPid}/task");
-        }
-        catch (IOException)
-        {
-            return; // the parent is gone, and its children were re-parented: they are found no more
-        }
-        foreach (string thread in threads)
-        {
-            string text;
-            try
-            {
-                text = File.ReadAllText(Path.Combine(thread, "children"));
-            }
-            catch (IOException)
-            {
-                continue;
-            }
-            foreach (string word in text.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-            {
-                if (!int.TryParse(word, out int child) || known.Contains(child)) continue;
-                try
-                {
-                    using var pidfd = PidFd.Open(child);
-                    pidfd.SendSignal(9);
-                    Log.Error($"lazy-pages: {t.Name}: killed {child}, a child of {t.ParentPid} forked while it missed pages");
-                }
-                catch (KernelException e)
-                {
-                    Log.Error($"lazy-pages: {t.Name}: SIGKILL of {child}: {e.Message}");
-                }
-            }
-        }
     }
 
     private void Finish(LazyTask t)
@@ -783,9 +726,6 @@ public sealed class LazyPages : IDisposable
 
         /// <summary>The task whose images hold the pages (a forked child's are its parent's).</summary>
         public int ImagePid { get; init; } = pid;
-
-        /// <summary>A forked child's parent, when the parent's pid is known (0 otherwise).</summary>
-        public int ParentPid { get; init; }
 
         public bool NeedsRemote()
         {

@@ -57,6 +57,13 @@ internal sealed partial class NetworkNamespacePair : IDisposable
     /// <summary>Any other program run to its end inside <paramref name="ns"/>.</summary>
     public static CrestRun Run(string ns, string file, params string[] args) => External.Run("ip", ["netns", "exec", ns, file, .. args]);
 
+    /// <summary>What the source sends is held to <paramref name="rate"/> (tc's notation, "16mbit"): a slow link (tbf qdisc).</summary>
+    public void SlowTheSource(string rate)
+    {
+        var tc = External.Run("tc", "-n", SourceNamespace, "qdisc", "add", "dev", SourceLink, "root", "tbf", "rate", rate, "burst", "64kb", "latency", "1s");
+        if (tc.ExitCode != 0) throw new InvalidOperationException($"tc qdisc add dev {SourceLink} root tbf rate {rate} in {SourceNamespace}: {tc.Stderr.Trim()}");
+    }
+
     /// <summary>The source's end of the veth goes down: packets are dropped, nobody is told (a cable pulled).</summary>
     public void Silence() => Ip("-n", SourceNamespace, "link", "set", SourceLink, "down");
 

@@ -21,10 +21,15 @@ public partial class PageServerTests
         ["restore", "--no-default-config", "--log-file", "restore.log", "--images-dir", images, "--verbosity=4",
          "--pidfile", pidFile, "--restore-detached"];
 
+    /// <summary>
+    /// A TCP port nothing uses now, on any address: the page server listens on the wildcard address (dual-stack),
+    /// which a socket on any address and the same port would keep it from (a probe on 127.0.0.1 alone may be given a
+    /// port that a connection from another address holds).
+    /// </summary>
     private static int FreePort()
     {
-        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        using var probe = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { DualMode = true };
+        probe.Bind(new IPEndPoint(IPAddress.IPv6Any, 0));
         return ((IPEndPoint)probe.LocalEndPoint!).Port;
     }
 
@@ -34,31 +39,65 @@ public partial class PageServerTests
         private readonly Process _process;
         private readonly Task<string> _stderr;
 
-        private PageServer(Process process)
+        private PageServer(Process process, int port)
         {
             _process = process;
+            Port = port;
             _stderr = process.StandardError.ReadToEndAsync();
             process.StandardOutput.ReadToEndAsync();
         }
 
+        /// <summary>The port it listens on.</summary>
+        public int Port { get; }
+
+        /// <summary>
+        /// Starts a page server on a free port. The port is free when chosen, but another program may bind it before
+        /// the server does: then (and only then) the server is started again on another port.
+        /// </summary>
         /// <param name="enter">A shell line that runs crest elsewhere (NetworkNamespacePair.EnterCommand).</param>
-        public static PageServer Start(string dir, string images, int port, string? enter = null, params string[] extra)
+        public static PageServer Start(string dir, string images, string? enter = null, params string[] extra)
         {
-            string fifo = Path.Combine(dir, $"status-{port}");
-            Assert.Equal(0, External.Run("mkfifo", fifo).ExitCode);
+            for (int attempt = 1; ; attempt++)
+            {
+                var server = TryStart(dir, images, FreePort(), enter, extra, out string? failure);
+                if (server is not null) return server;
+                if (attempt == 3 || !failure!.Contains("Address already in use", StringComparison.Ordinal))
+                    Assert.Fail(failure);
+            }
+        }
+
+        private static PageServer? TryStart(string dir, string images, int port, string? enter, string[] extra, out string? failure)
+        {
+            string fifo = Path.Combine(dir, $"status-{Guid.NewGuid():N}");
+            var mkfifo = External.Run("mkfifo", fifo);
+            Assert.True(mkfifo.ExitCode == 0, $"mkfifo {fifo}: {mkfifo.Stderr}");
             string redirections = $"exec 5>'{fifo}'" + (enter is null ? "" : $"; {enter}");
             var process = CrestProcess.StartWithFds(dir, redirections,
                 ["page-server", "--no-default-config", "-D", images, "--port", port.ToString(CultureInfo.InvariantCulture),
                  "--status-fd", "5", "-o", "page-server.log", "-v4", .. extra]);
-            var server = new PageServer(process);
+            var server = new PageServer(process, port);
             var ready = Task.Run(() =>
             {
                 using var status = File.OpenRead(fifo);
                 return status.ReadByte();
             });
-            Assert.True(ready.Wait(TimeSpan.FromSeconds(30)), "no status byte from the page server");
-            Assert.True(ready.Result == 0, $"status byte {ready.Result}, page server: {server.Stderr()}");
-            return server;
+            if (!ready.Wait(TimeSpan.FromSeconds(30)))
+            {
+                failure = $"no status byte from the page server on port {port} within 30 s: {server.Stderr()}";
+                server.Dispose();
+                return null;
+            }
+            if (ready.Result == 0)
+            {
+                failure = null;
+                return server;
+            }
+            // No status byte: the server ended before it listened. Its stderr says why once it has exited.
+            bool exited = process.WaitForExit(TimeSpan.FromSeconds(30));
+            failure = $"status byte {ready.Result} from the page server on port {port} ({(exited ? $"exit {process.ExitCode}" : "still running")}): " +
+                $"{server.Stderr()}\n{Log(images, "page-server.log")}";
+            server.Dispose();
+            return null;
         }
 
         public string Stderr() => _process.HasExited ? _stderr.Result : "(running)";
@@ -94,9 +133,9 @@ public partial class PageServerTests
     {
         using var dir = new TempDirectory();
         string images = dir.Sub("images");
-        int port = FreePort();
         using var target = HarnessTarget.Start(dir.Path);
-        using var server = PageServer.Start(dir.Path, images, port);
+        using var server = PageServer.Start(dir.Path, images);
+        int port = server.Port;
 
         var dump = CrestProcess.Run(dir.Path, HarnessDump(images, target.Pid, Path.Combine(dir.Path, "dump.pid"),
             "--page-server", "--address", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture)));
@@ -127,8 +166,8 @@ public partial class PageServerTests
         for (int round = 1; round <= 3; round++)
         {
             string images = dir.Sub($"images/{round}");
-            int port = FreePort();
-            using var server = PageServer.Start(dir.Path, images, port);
+            using var server = PageServer.Start(dir.Path, images);
+            int port = server.Port;
             string[] args = round < 3
                 ? ["pre-dump", "--no-default-config", "-o", "dump.log", "-D", images, "-v4", "-t", target.Pid.ToString(CultureInfo.InvariantCulture)]
                 : HarnessDump(images, target.Pid, Path.Combine(dir.Path, "dump.pid"));
@@ -151,9 +190,12 @@ public partial class PageServerTests
         using var dir = new TempDirectory();
         string images = dir.Sub("images");
         using var target = HarnessTarget.Start(dir.Path);
+        // A port of ours, bound but never listening: connections to it are refused (nobody else can listen there meanwhile).
+        using var absent = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        absent.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         var dump = CrestProcess.Run(dir.Path, HarnessDump(images, target.Pid, Path.Combine(dir.Path, "dump.pid"),
-            "--page-server", "--address", "127.0.0.1", "--port", FreePort().ToString(CultureInfo.InvariantCulture)));
-        Assert.Equal(1, dump.ExitCode);
+            "--page-server", "--address", "127.0.0.1", "--port", ((IPEndPoint)absent.LocalEndPoint!).Port.ToString(CultureInfo.InvariantCulture)));
+        Assert.True(dump.ExitCode == 1, $"dump exited {dump.ExitCode}: {dump.Stderr}");
         Assert.Contains("Can't connect to the page server 127.0.0.1", dump.Stderr);
         Assert.True(target.IsRunning);
         Assert.False(File.Exists(Path.Combine(images, "inventory.img")));
@@ -165,12 +207,12 @@ public partial class PageServerTests
     {
         using var dir = new TempDirectory();
         string local = dir.Sub("local"), remote = dir.Sub("remote");
-        int port = FreePort();
         var fixtures = new List<int>();
         try
         {
             int pid = OrphanedFixtures.Start(dir.Path, fixtures, FixtureLimit, "restore_memory", "512");
-            using var server = PageServer.Start(dir.Path, remote, port);
+            using var server = PageServer.Start(dir.Path, remote);
+            int port = server.Port;
             var dumping = Task.Run(() => CrestProcess.Run(dir.Path, HarnessDump(local, pid, Path.Combine(dir.Path, "dump.pid"),
                 "--page-server", "--address", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture))));
             // Some pages have arrived, most are still to come: the server dies.
@@ -196,12 +238,12 @@ public partial class PageServerTests
         using var dir = new TempDirectory();
         string local = dir.Sub("local"), remote = dir.Sub("remote");
         using var net = new NetworkNamespacePair();
-        int port = FreePort();
         var fixtures = new List<int>();
         try
         {
             int pid = OrphanedFixtures.Start(dir.Path, fixtures, FixtureLimit, "restore_memory", "1024");
-            using var server = PageServer.Start(dir.Path, remote, port, NetworkNamespacePair.EnterCommand(net.DestinationNamespace), "--address", net.DestinationAddress);
+            using var server = PageServer.Start(dir.Path, remote, NetworkNamespacePair.EnterCommand(net.DestinationNamespace), "--address", net.DestinationAddress);
+            int port = server.Port;
             var dumping = Task.Run(() => NetworkNamespacePair.RunCrest(net.SourceNamespace, dir.Path, HarnessDump(local, pid, Path.Combine(dir.Path, "dump.pid"),
                 "--page-server", "--address", net.DestinationAddress, "--port", port.ToString(CultureInfo.InvariantCulture))));
             var clock = Stopwatch.StartNew();
@@ -236,9 +278,9 @@ public partial class PageServerTests
         try
         {
             int pid = OrphanedFixtures.Start(dir.Path, fixtures, FixtureLimit, "restore_memory", "64");
-            int port = FreePort();
             string serverLog = Path.Combine(dir.Path, "page-server.log");
-            using var server = PageServer.Start(dir.Path, remote, port, null, "-o", serverLog);
+            using var server = PageServer.Start(dir.Path, remote, null, "-o", serverLog);
+            int port = server.Port;
             var dump = CrestProcess.Run(dir.Path, HarnessDump(local, pid, Path.Combine(dir.Path, "dump.pid"),
                 "--page-server", "--address", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture)));
             Assert.True(dump.ExitCode == 1, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(local, "dump.log")}");
@@ -341,9 +383,9 @@ public partial class PageServerTests
         // One certificate for both ends, naming the server's address (as CRIU's tests do).
         var (cert, key) = pki.Issue(net.DestinationAddress, "criu");
         string[] tls = ["--tls", "--tls-cacert", pki.CaCert, "--tls-cert", cert, "--tls-key", key];
-        int port = FreePort();
         using var target = HarnessTarget.Start(dir.Path);
-        using var server = PageServer.Start(dir.Path, remote, port, NetworkNamespacePair.EnterCommand(net.DestinationNamespace), ["--address", net.DestinationAddress, .. tls]);
+        using var server = PageServer.Start(dir.Path, remote, NetworkNamespacePair.EnterCommand(net.DestinationNamespace), ["--address", net.DestinationAddress, .. tls]);
+        int port = server.Port;
 
         var dump = NetworkNamespacePair.RunCrest(net.SourceNamespace, dir.Path, HarnessDump(local, target.Pid, Path.Combine(dir.Path, "dump.pid"),
             ["--page-server", "--address", net.DestinationAddress, "--port", port.ToString(CultureInfo.InvariantCulture), .. tls]));
@@ -369,28 +411,29 @@ public partial class PageServerTests
         string[] tls = ["--tls", "--tls-cacert", pki.CaCert, "--tls-cert", cert, "--tls-key", key];
         using var target = HarnessTarget.Start(dir.Path);
 
-        int port = FreePort();
-        using (var server = PageServer.Start(dir.Path, images, port, null, tls))
+        using (var server = PageServer.Start(dir.Path, images, null, tls))
         {
             var dump = CrestProcess.Run(dir.Path, HarnessDump(images, target.Pid, Path.Combine(dir.Path, "dump.pid"),
-                ["--page-server", "--address", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture), .. tls]));
-            Assert.Equal(1, dump.ExitCode);
-            Assert.Contains("does not name 127.0.0.1", dump.Stderr);
-            Assert.NotEqual(0, server.WaitForExit());
+                ["--page-server", "--address", "127.0.0.1", "--port", server.Port.ToString(CultureInfo.InvariantCulture), .. tls]));
+            string why = $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(images, "dump.log")}";
+            Assert.True(dump.ExitCode == 1, why);
+            Assert.True(dump.Stderr.Contains("does not name 127.0.0.1", StringComparison.Ordinal), why);
+            int serverExit = server.WaitForExit();
+            Assert.True(serverExit != 0, $"the page server exited {serverExit}: {server.Stderr()}\n{Log(images, "page-server.log")}");
             Assert.Empty(Directory.GetFiles(images, "pagemap-*.img"));
-            Assert.True(target.IsRunning);
+            Assert.True(target.IsRunning, $"process {target.Pid} does not run after the refused dump: {target.Output}");
         }
 
-        port = FreePort();
-        using (var server = PageServer.Start(dir.Path, images, port, null, [.. tls, "--tls-no-cn-verify"]))
+        using (var server = PageServer.Start(dir.Path, images, null, [.. tls, "--tls-no-cn-verify"]))
         {
             var dump = CrestProcess.Run(dir.Path, HarnessDump(images, target.Pid, Path.Combine(dir.Path, "dump.pid"),
-                ["--page-server", "--address", "127.0.0.1", "--port", port.ToString(CultureInfo.InvariantCulture), .. tls, "--tls-no-cn-verify"]));
+                ["--page-server", "--address", "127.0.0.1", "--port", server.Port.ToString(CultureInfo.InvariantCulture), .. tls, "--tls-no-cn-verify"]));
             Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.Stderr}\n{Log(images, "dump.log")}");
-            Assert.Equal(0, server.WaitForExit());
+            int serverExit = server.WaitForExit();
+            Assert.True(serverExit == 0, $"the page server exited {serverExit}: {server.Stderr()}\n{Log(images, "page-server.log")}");
         }
         var restore = CrestProcess.Run(dir.Path, HarnessRestore(images, Path.Combine(dir.Path, "restore.pid")));
-        Assert.True(restore.ExitCode == 0, $"restore exited {restore.ExitCode}: {restore.Stderr}");
+        Assert.True(restore.ExitCode == 0, $"restore exited {restore.ExitCode}: {restore.Stderr}\n{Log(images, "restore.log")}");
         Assert.Equal("PASS", target.Verify());
     }
 

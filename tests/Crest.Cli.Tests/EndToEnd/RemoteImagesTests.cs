@@ -11,6 +11,14 @@ namespace Crest.Cli.Tests.EndToEnd;
 [Collection("Checkpointed processes")]
 public sealed class RemoteImagesTests() : TwoHosts(20000)
 {
+    // Snapshot ids name machine-wide things (the records of pre-dumps and the staging directories under
+    // /dev/shm/crest-remote): other test runs on this machine (other worktrees) may use the same names at the same
+    // time, so every id of this run carries its pid.
+    private static readonly string M1 = Id("m1"), T1 = Id("t1"), P1 = Id("p1"), P2 = Id("p2"), P3 = Id("p3"), F1 = Id("f1"),
+        A1 = Id("a1"), N1 = Id("n1"), K1 = Id("k1"), K2 = Id("k2"), K3 = Id("k3"), W1 = Id("w1"), C1 = Id("c1"), C2 = Id("c2"), R1 = Id("r1");
+
+    private static string Id(string name) => $"{name}-{Environment.ProcessId}";
+
     // ---- the hosts --------------------------------------------------------------------------------------
 
     private void StartProxy(params string[] extra) => StartProxyIn(Source, Port, extra);
@@ -51,21 +59,21 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         StartCache();
         StartProxy();
         int pid = StartFixture("restore_memory", "64");
-        var dump = Dump("dump", pid, "m1");
-        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(Source, "m1.log")}");
+        var dump = Dump("dump", pid, M1);
+        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(Source, $"{M1}.log")}");
         Assert.True(WaitGone(pid), $"{pid} still runs after the dump");
-        var restore = Restore("m1");
-        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(Destination, "restore-m1.log")}\n{Log(Destination, "cache.log")}\n{Log(Source, "m1.log")}");
+        var restore = Restore(M1);
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(Destination, $"restore-{M1}.log")}\n{Log(Destination, "cache.log")}\n{Log(Source, $"{M1}.log")}");
         Assert.Equal("PASS", Verify("restore_memory", pid));
         Assert.Contains("page data compressed with lz4", Log(Source, "proxy.log"));
         // The pages went to the proxy as they were read, not through the staging directory.
-        Assert.Matches(@"pages-1\.img streamed out as it was read \(\d{8,} bytes\)", Log(Source, "m1.log"));
-        Assert.Contains("snapshot m1 complete", Log(Destination, "cache.log"));
+        Assert.Matches(@"pages-1\.img streamed out as it was read \(\d{8,} bytes\)", Log(Source, $"{M1}.log"));
+        Assert.Contains($"snapshot {M1} complete", Log(Destination, "cache.log"));
         AssertNoImagesLeft();
         // The cache holds m1 as files of its own on tmpfs, and they go when it is stopped.
         int cache = int.Parse(File.ReadAllText(Path.Combine(Destination, "cache.pid")));
         string store = $"/dev/shm/crest-cache-{cache}";
-        Assert.True(File.Exists(Path.Combine(store, "m1", "inventory.img")), string.Join(", ", Directory.GetFiles(Path.Combine(store, "m1"))));
+        Assert.True(File.Exists(Path.Combine(store, M1, "inventory.img")), string.Join(", ", Directory.GetFiles(Path.Combine(store, M1))));
         Assert.Equal(0, kill(cache, 15));
         Assert.True(WaitGone(cache), $"image-cache {cache} still runs after SIGTERM");
         Assert.False(Directory.Exists(store), $"{store} is left after the image-cache ended");
@@ -77,11 +85,11 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         StartCache();
         StartProxy("--compress", "zstd");
         int pid = StartFixture("tree_pipe");
-        var dump = Dump("dump", pid, "t1");
-        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(Source, "t1.log")}");
+        var dump = Dump("dump", pid, T1);
+        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(Source, $"{T1}.log")}");
         Assert.True(WaitGone(pid));
-        var restore = Restore("t1");
-        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(Destination, "restore-t1.log")}");
+        var restore = Restore(T1);
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(Destination, $"restore-{T1}.log")}");
         Assert.Equal("PASS", Verify("tree_pipe", pid));
         AssertNoImagesLeft();
     }
@@ -92,23 +100,23 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         StartCache();
         StartProxy();
         int pid = StartFixture("predump_writer", "32", "1");
-        var first = Dump("pre-dump", pid, "p1");
-        Assert.True(first.ExitCode == 0, $"pre-dump p1: {first.Stderr}\n{Log(Source, "p1.log")}");
-        var second = Dump("pre-dump", pid, "p2", "--prev-images-dir", "../p1");
-        Assert.True(second.ExitCode == 0, $"pre-dump p2: {second.Stderr}\n{Log(Source, "p2.log")}");
-        var last = Dump("dump", pid, "p3", "--prev-images-dir", "../p2", "--track-mem");
-        Assert.True(last.ExitCode == 0, $"dump p3: {last.Stderr}\n{Log(Source, "p3.log")}");
+        var first = Dump("pre-dump", pid, P1);
+        Assert.True(first.ExitCode == 0, $"pre-dump p1: {first.Stderr}\n{Log(Source, $"{P1}.log")}");
+        var second = Dump("pre-dump", pid, P2, "--prev-images-dir", $"../{P1}");
+        Assert.True(second.ExitCode == 0, $"pre-dump p2: {second.Stderr}\n{Log(Source, $"{P2}.log")}");
+        var last = Dump("dump", pid, P3, "--prev-images-dir", $"../{P2}", "--track-mem");
+        Assert.True(last.ExitCode == 0, $"dump p3: {last.Stderr}\n{Log(Source, $"{P3}.log")}");
         Assert.True(WaitGone(pid));
         // The later rounds send the pages written since the one before, not the whole memory again.
         long Sent(string snapshot) => long.Parse(System.Text.RegularExpressions.Regex.Match(Log(Source, $"{snapshot}.log"), @"(\d+) bytes of images handed over").Groups[1].Value);
-        Assert.True(Sent("p2") < Sent("p1") / 2, $"p1 {Sent("p1")} bytes, p2 {Sent("p2")}");
-        var restore = Restore("p3");
-        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(Destination, "restore-p3.log")}");
+        Assert.True(Sent(P2) < Sent(P1) / 2, $"p1 {Sent(P1)} bytes, p2 {Sent(P2)}");
+        var restore = Restore(P3);
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Log(Destination, $"restore-{P3}.log")}");
         Assert.Equal("PASS", Verify("predump_writer", pid));
         AssertNoImagesLeft();
-        AssertNoStagingLeft("p1");
-        AssertNoStagingLeft("p2");
-        AssertNoStagingLeft("p3");
+        AssertNoStagingLeft(P1);
+        AssertNoStagingLeft(P2);
+        AssertNoStagingLeft(P3);
     }
 
     [Fact]
@@ -129,9 +137,11 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
             WaitWhileRunning(dumping, () => Log(Source, $"{first}.log").Contains("the tree runs on"), "pre-dump with the cache stopped releases its tree");
             // Released while its images are still on their way: untraced, and it keeps going to sleep and waking up.
             long before = VoluntarySwitches(pid);
-            Thread.Sleep(300);
             Assert.Equal("0", OrphanedFixtures.StatusField(pid, "TracerPid"));
-            Assert.True(VoluntarySwitches(pid) > before, $"{pid} did not run while the transfer was held back");
+            // It runs (a loaded machine may take a while to get round to it): a few more of its 1 ms sleeps.
+            var running = Stopwatch.StartNew();
+            while (VoluntarySwitches(pid) < before + 3 && running.Elapsed < Limit) Thread.Sleep(10);
+            Assert.True(VoluntarySwitches(pid) >= before + 3, $"{pid} did not run while the transfer was held back");
             Assert.False(dumping.IsCompleted, "the pre-dump ended before the cache acknowledged it");
         }
         finally
@@ -161,12 +171,12 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         StartCache("--cache-limit", "8M");
         StartProxy();
         int pid = StartFixture("restore_memory", "64");
-        var dump = Dump("dump", pid, "f1");
+        var dump = Dump("dump", pid, F1);
         Assert.Equal(1, dump.ExitCode);
         Assert.Contains("memory limit of 8388608 bytes reached", dump.Stderr);
         Assert.True(Exists(pid));
         Assert.Equal("PASS", Verify("restore_memory", pid));
-        var restore = Restore("f1");
+        var restore = Restore(F1);
         Assert.Equal(1, restore.ExitCode);
         Assert.Contains("memory limit", restore.Stderr);
         AssertNoImagesLeft();
@@ -179,11 +189,11 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         Assert.Equal(1, proxy.ExitCode);
         Assert.Contains($"cannot connect to the image-cache at {CacheAddress}:{Port}", proxy.Stderr);
         int pid = StartFixture("restore_memory", "16");
-        var dump = Dump("dump", pid, "a1");
+        var dump = Dump("dump", pid, A1);
         Assert.Equal(1, dump.ExitCode);
         Assert.Contains("no image-proxy answers on", dump.Stderr);
         Assert.Equal("PASS", Verify("restore_memory", pid));
-        var restore = Restore("a1");
+        var restore = Restore(A1);
         Assert.Equal(1, restore.ExitCode);
         Assert.Contains("no image-cache answers on", restore.Stderr);
     }
@@ -193,12 +203,12 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
     {
         StartCache();
         var clock = Stopwatch.StartNew();
-        var restore = Restore("n1");
+        var restore = Restore(N1);
         Assert.Equal(1, restore.ExitCode);
-        Assert.Contains("Cannot get the images of n1 from the image-cache", restore.Stderr);
-        Assert.Contains("no dump of n1 reached this image-cache", restore.Stderr);
+        Assert.Contains($"Cannot get the images of {N1} from the image-cache", restore.Stderr);
+        Assert.Contains($"no dump of {N1} reached this image-cache", restore.Stderr);
         Assert.True(clock.Elapsed < Limit, $"the restore took {clock.Elapsed}");
-        Assert.DoesNotContain("restoring", Log(Destination, "restore-n1.log"));
+        Assert.DoesNotContain("restoring", Log(Destination, $"restore-{N1}.log"));
         AssertNoImagesLeft();
     }
 
@@ -209,9 +219,9 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         StartProxy("--compress", "none");
         int proxy = int.Parse(File.ReadAllText(Path.Combine(Source, "proxy.pid")));
         int pid = StartFixture("restore_memory", "768");
-        var dumping = Task.Run(() => Dump("dump", pid, "k1"));
+        var dumping = Task.Run(() => Dump("dump", pid, K1));
         // The images are complete and the cache has begun to receive them: cut the connection.
-        WaitWhileRunning(dumping, () => Log(Destination, "cache.log").Contains("receiving snapshot k1"), "the cache receives k1");
+        WaitWhileRunning(dumping, () => Log(Destination, "cache.log").Contains($"receiving snapshot {K1}"), $"the cache receives {K1}");
         Thread.Sleep(20);
         Assert.Equal(0, kill(proxy, 9));
         var dump = await dumping;
@@ -220,12 +230,12 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         Assert.True(Exists(pid));
         Assert.Equal("PASS", Verify("restore_memory", pid));
 
-        var restore = Restore("k1");
+        var restore = Restore(K1);
         Assert.Equal(1, restore.ExitCode);
-        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(restore.Stderr, "broke while receiving k1|closed the connection before the dump of k1 ended"), restore.Stderr + Log(Destination, "cache.log") + Log(Source, "proxy.log") + string.Join("\n", Log(Source, "k1.log").Split("\n").TakeLast(15)));
-        Assert.Contains("Cannot get the images of k1 from the image-cache", restore.Stderr);
+        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(restore.Stderr, $"broke while receiving {K1}|closed the connection before the dump of {K1} ended"), restore.Stderr + Log(Destination, "cache.log") + Log(Source, "proxy.log") + string.Join("\n", Log(Source, $"{K1}.log").Split("\n").TakeLast(15)));
+        Assert.Contains($"Cannot get the images of {K1} from the image-cache", restore.Stderr);
         AssertNoImagesLeft();
-        AssertNoStagingLeft("k1");
+        AssertNoStagingLeft(K1);
     }
 
     [Fact]
@@ -234,18 +244,18 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         StartCache();
         StartProxy("--compress", "none");
         int pid = StartFixture("restore_memory", "384");
-        var dumping = Task.Run(() => Dump("dump", pid, "w1"));
-        WaitWhileRunning(dumping, () => Log(Destination, "cache.log").Contains("receiving snapshot w1"), "the cache receives w1");
+        var dumping = Task.Run(() => Dump("dump", pid, W1));
+        WaitWhileRunning(dumping, () => Log(Destination, "cache.log").Contains($"receiving snapshot {W1}"), $"the cache receives {W1}");
         SilenceTheNetwork();
         // No reset arrives: only the transport's own watch on its peer ends the wait (the kernel would retransmit for 15 minutes).
         var first = await Task.WhenAny(dumping, Task.Delay(TimeSpan.FromSeconds(90)));
-        Assert.True(first == dumping, $"the dump still waits 90 s after the network went silent\n{string.Join("\n", Log(Source, "w1.log").Split('\n').TakeLast(10))}");
+        Assert.True(first == dumping, $"the dump still waits 90 s after the network went silent\n{string.Join("\n", Log(Source, $"{W1}.log").Split('\n').TakeLast(10))}");
         var dump = await dumping;
         Assert.Equal(1, dump.ExitCode);
         Assert.Contains("did not reach the image-cache", dump.Stderr);
         AssertRunsUntraced(pid);
         Assert.Equal("PASS", Verify("restore_memory", pid));
-        AssertNoStagingLeft("w1");
+        AssertNoStagingLeft(W1);
     }
 
     [Fact]
@@ -255,22 +265,22 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         StartProxy("--compress", "none");
         int proxy = ProxyPid(Source);
         int pid = StartFixture("predump_writer", "384", "1");
-        var dumping = Task.Run(() => Dump("pre-dump", pid, "c1"));
-        WaitWhileRunning(dumping, () => Log(Destination, "cache.log").Contains("receiving snapshot c1"), "the cache receives c1");
+        var dumping = Task.Run(() => Dump("pre-dump", pid, C1));
+        WaitWhileRunning(dumping, () => Log(Destination, "cache.log").Contains($"receiving snapshot {C1}"), $"the cache receives {C1}");
         Assert.Equal(0, kill(proxy, 9));
         var pre = await dumping;
         Assert.Equal(1, pre.ExitCode);
         Assert.Contains("did not reach the image-cache", pre.Stderr);
         Assert.True(Exists(pid));
         // A later round cannot take the failed one for its parent.
-        var next = Dump("dump", pid, "c2", "--prev-images-dir", "../c1", "--track-mem");
+        var next = Dump("dump", pid, C2, "--prev-images-dir", $"../{C1}", "--track-mem");
         Assert.Equal(1, next.ExitCode);
-        Assert.Contains("The previous snapshot c1 (--prev-images-dir ../c1) was not pre-dumped with --remote on this machine", next.Stderr);
+        Assert.Contains($"The previous snapshot {C1} (--prev-images-dir ../{C1}) was not pre-dumped with --remote on this machine", next.Stderr);
         AssertRunsUntraced(pid);
         Assert.Equal("PASS", Verify("predump_writer", pid));
         AssertNoImagesLeft();
-        AssertNoStagingLeft("c1");
-        AssertNoStagingLeft("c2");
+        AssertNoStagingLeft(C1);
+        AssertNoStagingLeft(C2);
     }
 
     [Fact]
@@ -279,17 +289,17 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         StartCache();
         StartProxy("--compress", "none");
         int pid = StartFixture("restore_memory", "768");
-        var dump = Dump("dump", pid, "r1");
-        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(Source, "r1.log")}");
+        var dump = Dump("dump", pid, R1);
+        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(Source, $"{R1}.log")}");
         Assert.True(WaitGone(pid));
         string[] before = Directory.GetDirectories("/dev/shm", "crest-restore-*");
-        var restoring = Task.Run(() => Restore("r1"));
+        var restoring = Task.Run(() => Restore(R1));
         // The restore's copy of the images has begun to grow: the cache dies.
-        WaitWhileRunning(restoring, () => FetchedBytes(before) >= 32 << 20, "the restore fetches r1");
+        WaitWhileRunning(restoring, () => FetchedBytes(before) >= 32 << 20, $"the restore fetches {R1}");
         Assert.Equal(0, kill(CachePid, 9));
         var restore = await restoring;
         Assert.Equal(1, restore.ExitCode);
-        Assert.Contains("Cannot get the images of r1 from the image-cache", restore.Stderr);
+        Assert.Contains($"Cannot get the images of {R1} from the image-cache", restore.Stderr);
         Assert.False(Exists(pid), $"{pid} runs after a restore that failed");
         AssertNoImagesLeft();
     }
@@ -420,33 +430,33 @@ public sealed class RemoteImagesTests() : TwoHosts(20000)
         StartCache();
         StartProxy("--compress", "lz4");
         int pid = StartFixture("restore_memory", "768");
-        using (var dumping = CrestProcess.Start(Source, null, ["dump", "--remote", "-t", $"{pid}", "-D", "k2", "-W", Source, "-o", "k2.log", "-v4"]))
+        using (var dumping = CrestProcess.Start(Source, null, ["dump", "--remote", "-t", $"{pid}", "-D", K2, "-W", Source, "-o", $"{K2}.log", "-v4"]))
         {
             // The dump writes its pages into the proxy's connection itself: kill it half-way, its copy of the connection open.
             var clock = Stopwatch.StartNew();
-            while (!Log(Destination, "cache.log").Contains("receiving snapshot k2") && clock.Elapsed < Limit) Thread.Sleep(2);
-            Assert.Contains("the connection to the image-cache is lent to the dump of k2", Log(Source, "proxy.log"));
+            while (!Log(Destination, "cache.log").Contains($"receiving snapshot {K2}") && clock.Elapsed < Limit) Thread.Sleep(2);
+            Assert.Contains($"the connection to the image-cache is lent to the dump of {K2}", Log(Source, "proxy.log"));
             dumping.Kill();
             await dumping.WaitForExitAsync();
         }
 
-        var restore = Restore("k2");
+        var restore = Restore(K2);
         Assert.Equal(1, restore.ExitCode);
-        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(restore.Stderr, "broke while receiving k2|closed the connection before the dump of k2 ended"), restore.Stderr + Log(Destination, "cache.log") + Log(Source, "proxy.log"));
-        Assert.Contains("dump of k2 failed: the dump of k2 ended while it held the connection to the image-cache", Log(Source, "proxy.log"));
+        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(restore.Stderr, $"broke while receiving {K2}|closed the connection before the dump of {K2} ended"), restore.Stderr + Log(Destination, "cache.log") + Log(Source, "proxy.log"));
+        Assert.Contains($"dump of {K2} failed: the dump of {K2} ended while it held the connection to the image-cache", Log(Source, "proxy.log"));
 
         // The proxy connects again for the next dump, which goes through whole.
         int next = StartFixture("restore_memory", "16");
-        var dump = Dump("dump", next, "k3");
-        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(Source, "k3.log")}\n{Log(Source, "proxy.log")}");
+        var dump = Dump("dump", next, K3);
+        Assert.True(dump.ExitCode == 0, $"dump: {dump.Stderr}\n{Log(Source, $"{K3}.log")}\n{Log(Source, "proxy.log")}");
         Assert.True(WaitGone(next), $"{next} still runs after the dump");
-        var restored = Restore("k3");
-        Assert.True(restored.ExitCode == 0, $"restore: {restored.Stderr}\n{Log(Destination, "restore-k3.log")}");
+        var restored = Restore(K3);
+        Assert.True(restored.ExitCode == 0, $"restore: {restored.Stderr}\n{Log(Destination, $"restore-{K3}.log")}");
         Assert.Equal("PASS", Verify("restore_memory", next));
         Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(Log(Destination, "cache.log"), "proxy connected").Count);
         AssertNoImagesLeft();
         // The killed dump's staging went with the next dump.
-        AssertNoStagingLeft("k2");
-        AssertNoStagingLeft("k3");
+        AssertNoStagingLeft(K2);
+        AssertNoStagingLeft(K3);
     }
 }

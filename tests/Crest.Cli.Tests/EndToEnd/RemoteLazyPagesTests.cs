@@ -22,10 +22,9 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
     private Process StartLazyDump(int pid, string images, bool splice, params string[] extra)
     {
         Directory.CreateDirectory(images);
-        string enter = (splice ? "" : "export CREST_LAZY_DUMP_COPY=1; ") + NetworkNamespacePair.EnterCommand(SourceNamespace);
-        var dump = CrestProcess.StartWithFds(Source, enter,
+        var dump = CrestProcess.StartWithFds(Source, NetworkNamespacePair.EnterCommand(SourceNamespace),
             ["dump", "-t", $"{pid}", "-D", images, "-W", Source, "--lazy-pages", "--address", SourceAddress, "--port", $"{Port}",
-             "-o", "dump.log", "-v4", .. extra]);
+             "--pre-dump-mode", splice ? "splice" : "read", "-o", "dump.log", "-v4", .. extra]);
         var clock = Stopwatch.StartNew();
         while (!Log(Source, "dump.log").Contains("kept for the lazy-pages daemon, waiting on") && clock.Elapsed < Limit)
         {
@@ -45,20 +44,17 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
     }
 
     /// <summary>lazy-pages -d in the destination host, fetching from the source's dump; returns its pid once it is ready.</summary>
-    private int StartDaemon(string images, bool background = true, params string[] extra)
+    private int StartDaemon(string images, params string[] extra)
     {
-        var run = RunDaemon(images, background, extra);
+        var run = RunDaemon(images, extra);
         Assert.True(run.ExitCode == 0, $"lazy-pages: {run.Stderr}\n{Log(Destination, "lazy.log")}");
         return int.Parse(File.ReadAllText(Path.Combine(Destination, "lazy.pid")));
     }
 
     /// <summary>lazy-pages -d as <see cref="StartDaemon"/>, whatever comes of it.</summary>
-    private CrestRun RunDaemon(string images, bool background = true, params string[] extra)
-    {
-        string enter = (background ? "" : "export CREST_LAZY_PAGES_NO_BACKGROUND=1; ") + NetworkNamespacePair.EnterCommand(DestinationNamespace);
-        return CrestProcess.RunWithFds(Destination, enter, ["lazy-pages", "-D", images, "-W", Destination,
+    private CrestRun RunDaemon(string images, params string[] extra) =>
+        CrestProcess.RunWithFds(Destination, NetworkNamespacePair.EnterCommand(DestinationNamespace), ["lazy-pages", "-D", images, "-W", Destination,
             "--page-server", "--address", SourceAddress, "--port", $"{Port}", "-d", "--pidfile", Path.Combine(Destination, "lazy.pid"), "-o", "lazy.log", "-v4", .. extra]);
-    }
 
     private CrestRun Restore(string images) =>
         CrestProcess.Run(Destination, ["restore", "-D", images, "-W", Destination, "--lazy-pages", "-d", "-o", "restore.log", "-v4"]);
@@ -87,7 +83,7 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
         using var dump = StartLazyDump(pid, Path.Combine(Source, name), splice, dumpExtra);
         Assert.True(WaitGone(pid), $"{pid} still runs after the dump");
         string images = CopyToDestination(Path.Combine(Source, name));
-        int daemon = StartDaemon(images, background: true, daemonExtra);
+        int daemon = StartDaemon(images, daemonExtra);
         var restore = Restore(images);
         Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Explain()}");
         Assert.True(dump.WaitForExit(Limit), $"the dump did not end after the daemon had every page\n{Explain()}");
@@ -107,6 +103,10 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
             Assert.True(crit.ExitCode == 0, $"crit decode -i {Path.GetFileName(file)}: {crit.Stderr}");
         }
     }
+
+    /// <summary>A link over which the fixtures' memory takes long enough (64 MiB: 32 s) that most of it is still at the
+    /// source when a test has made the restored tasks meet some of it and then kills the source.</summary>
+    private const string SlowLink = "16mbit";
 
     // ---- tests ------------------------------------------------------------------------------------------
 
@@ -167,7 +167,11 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
         var pre = CrestProcess.Run(Source, ["pre-dump", "-t", $"{pid}", "-D", Path.Combine(Source, "p1"), "-W", Source, "-o", "pre.log", "-v4"]);
         Assert.True(pre.ExitCode == 0, $"pre-dump: {pre.Stderr}\n{Log(Source, "pre.log")}");
         CopyToDestination(Path.Combine(Source, "p1"));
-        Thread.Sleep(200); // some pages rewritten since
+        // Some pages rewritten since: the writer rewrites pages in every round between its 1 ms sleeps; let it run 50 rounds
+        // (however long a loaded machine takes to give it them).
+        long rounds = long.Parse(OrphanedFixtures.StatusField(pid, "voluntary_ctxt_switches"));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (long.Parse(OrphanedFixtures.StatusField(pid, "voluntary_ctxt_switches")) < rounds + 50 && clock.Elapsed < Limit) Thread.Sleep(10);
         string images = Migrate(pid, "d", "--prev-images-dir", "../p1", "--track-mem");
         Assert.Equal("PASS", Verify("predump_writer", pid));
         AssertDecodes(images);
@@ -188,9 +192,11 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
         using var dump = StartLazyDump(pid, Path.Combine(Source, "d"));
         Assert.True(WaitGone(pid), $"{pid} still runs after the dump");
         string images = CopyToDestination(Path.Combine(Source, "d"));
-        // Faults only: the task gets the pages it touches while it waits for SIGUSR1; most of its memory is still
-        // at the source when the source dies, and the daemon notices at once (not at the next fault).
-        int daemon = StartDaemon(images, background: false);
+        // A slow link (2 MiB/s: 64 MiB would take half a minute): the task gets the pages it touches while it waits
+        // for SIGUSR1; most of its memory is still at the source when the source dies, and the daemon notices at once
+        // (not at the next fault).
+        SlowTheNetwork(SlowLink);
+        int daemon = StartDaemon(images);
         var restore = Restore(images);
         Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Explain()}");
         Assert.True(Exists(pid), "the restored task is not there");
@@ -201,6 +207,64 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
         Assert.Contains("the dump's source broke", lazyLog);
         Assert.Contains("the task is killed", lazyLog);
         Assert.DoesNotContain("PASS", File.ReadAllText(Path.Combine(Source, "lazy_memory.out")));
+    }
+
+    [Fact]
+    public void TheRestoreDoesNotWaitForTheSource()
+    {
+        int pid = StartFixture("lazy_memory", "plain", "64");
+        using var dump = StartLazyDump(pid, Path.Combine(Source, "d"));
+        Assert.True(WaitGone(pid), $"{pid} still runs after the dump");
+        string images = CopyToDestination(Path.Combine(Source, "d"));
+        int daemon = StartDaemon(images);
+        // The source stops answering (stopped, or a stalled network) once the daemon is ready: the restore writes only
+        // pages the images hold (the rseq areas), and the daemon's background pass waits until the restore is over.
+        Assert.Equal(0, kill(dump.Id, 19));
+        var clock = Stopwatch.StartNew();
+        var restore = Restore(images);
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Explain()}");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"the restore took {clock.Elapsed}");
+        Assert.True(Exists(pid), "the restored task is not there");
+        Assert.Equal(0, kill(dump.Id, 18));
+        Assert.True(dump.WaitForExit(Limit), $"the dump did not end after the daemon had every page\n{Explain()}");
+        dump.WaitForExit();
+        Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.StandardError.ReadToEnd()}\n{Explain()}");
+        Assert.True(WaitGone(daemon), $"lazy-pages {daemon} still runs\n{Explain()}");
+        Assert.Equal("PASS", Verify("lazy_memory", pid));
+    }
+
+    [Fact]
+    public void AGrandchildForkedWhileItsMemoryWasMissingDiesWithTheSource()
+    {
+        int pid = StartFixture("lazy_memory", "grandchild", "64");
+        using var dump = StartLazyDump(pid, Path.Combine(Source, "d"));
+        Assert.True(WaitGone(pid), $"{pid} still runs after the dump");
+        string images = CopyToDestination(Path.Combine(Source, "d"));
+        SlowTheNetwork(SlowLink);
+        int daemon = StartDaemon(images);
+        var restore = Restore(images);
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Explain()}");
+
+        // The restored task forks a child that forks a grandchild; each has the memory still missing, the grandchild
+        // got two pages of it (so the daemon knows its userfaultfd, not its pid nor its parent's).
+        Assert.Equal(0, kill(pid, 10));
+        string output = Path.Combine(Source, "lazy_memory.out");
+        var clock = Stopwatch.StartNew();
+        System.Text.RegularExpressions.Match said;
+        while (!(said = System.Text.RegularExpressions.Regex.Match(File.ReadAllText(output), @"grandchild (\d+) of child (\d+)")).Success && clock.Elapsed < Limit)
+            Thread.Sleep(10);
+        Assert.True(said.Success, $"no grandchild\n{Explain()}");
+        int grandchild = int.Parse(said.Groups[1].Value), child = int.Parse(said.Groups[2].Value);
+        Fixtures.AddRange([child, grandchild]);
+
+        Assert.Equal(0, kill(dump.Id, 9));
+        foreach (int task in new[] { pid, child, grandchild })
+            Assert.True(WaitGone(task), $"{task} runs on without its source\n{Explain()}");
+        Assert.True(WaitGone(daemon), $"lazy-pages {daemon} still runs\n{Explain()}");
+        string lazyLog = Log(Destination, "lazy.log");
+        Assert.Contains($"killed {grandchild}", lazyLog);
+        Assert.Contains($"killed {child}", lazyLog);
+        Assert.DoesNotContain("cannot be killed", lazyLog);
     }
 
     [Fact]
@@ -240,13 +304,13 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
         string images = CopyToDestination(Path.Combine(Source, "d"));
 
         // The daemon trusts another CA: it refuses the dump's certificate, and never says it is ready.
-        var refusing = RunDaemon(images, extra: ["--tls", "--tls-cacert", stranger.CaCert, "--tls-cert", cert, "--tls-key", key]);
+        var refusing = RunDaemon(images, ["--tls", "--tls-cacert", stranger.CaCert, "--tls-cert", cert, "--tls-key", key]);
         Assert.Equal(1, refusing.ExitCode);
         Assert.Contains("is not trusted", refusing.Stderr);
         Assert.False(File.Exists(Path.Combine(Destination, "lazy.pid")));
         // The dump refuses the daemon's certificate (signed by a CA it does not trust): the daemon sees it before it
         // says it is ready too, not at the restored task's first fault.
-        var refused = RunDaemon(images, extra: ["--tls", "--tls-cacert", pki.CaCert, "--tls-cert", strangerCert, "--tls-key", strangerKey]);
+        var refused = RunDaemon(images, ["--tls", "--tls-cacert", pki.CaCert, "--tls-cert", strangerCert, "--tls-key", strangerKey]);
         Assert.Equal(1, refused.ExitCode);
         Assert.Contains("refuses this daemon's certificate", refused.Stderr);
         Assert.False(File.Exists(Path.Combine(Destination, "lazy.pid")));
@@ -259,7 +323,7 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
         // The dump said why, and still holds the pages: a daemon set up right completes the migration.
         Assert.False(dump.HasExited, $"the dump ended ({Explain()})");
         Assert.Matches("the connection from .* is refused: TLS handshake with the client .* is not trusted.*still waiting", Log(Source, "dump.log"));
-        int daemon = StartDaemon(images, extra: tls);
+        int daemon = StartDaemon(images, tls);
         restore = Restore(images);
         Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Explain()}");
         Assert.True(dump.WaitForExit(Limit), $"the dump did not end after the daemon had every page\n{Explain()}");

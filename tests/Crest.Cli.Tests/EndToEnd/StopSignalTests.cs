@@ -35,7 +35,10 @@ public sealed partial class StopSignalTests : IDisposable
     {
         string timeline = Path.Combine(workDir, $"watcher-{Guid.NewGuid():N}.txt");
         long started = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-        using var crest = CrestProcess.Start(workDir, null, args);
+        // Crest takes a signal that was ignored when it started as ignored (as a background job's SIGINT is): a test run
+        // started in the background (nohup, `&` in a script) would hand it SIGINT ignored, and the dump ran on to exit 0.
+        // The signals this test sends reach it with their default disposition, as a user's Ctrl-C or a harness's kill do.
+        using var crest = CrestProcess.StartUnder(workDir, ["env", "--default-signal=HUP,INT,TERM"], args);
         var stderr = crest.StandardError.ReadToEndAsync();
         crest.StandardOutput.ReadToEndAsync();
         string watch = $"echo \"started $(date +%s%3N)\" >>'{timeline}'; " +

@@ -33,6 +33,8 @@ public abstract partial class TwoHosts : IDisposable
     protected string CacheAddress { get; }
     /// <summary>The network between the hosts goes silent: no packet passes, neither side is told.</summary>
     protected void SilenceTheNetwork() => Net.Silence();
+    /// <summary>What the source host sends goes at <paramref name="rate"/> at most ("16mbit").</summary>
+    protected void SlowTheNetwork(string rate) => Net.SlowTheSource(rate);
     /// <summary>The source host's address (where a dump --lazy-pages serves its pages).</summary>
     protected string SourceAddress => Net.SourceAddress;
     protected string DestinationNamespace => Net.DestinationNamespace;

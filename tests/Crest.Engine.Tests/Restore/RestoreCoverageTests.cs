@@ -85,14 +85,14 @@ public class RestoreCoverageTests
             DumpAndKill(fixture, dir);
             using var restored = RestoreDetached(dir);
             clock.Restart();
-            while (State(fixture.Pid) != 'T' && clock.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(5);
+            while (State(fixture.Pid) != 'T' && clock.Elapsed < TimeSpan.FromSeconds(20)) Thread.Sleep(5);
             Assert.Equal('T', State(fixture.Pid));
             Thread.Sleep(100);
             Assert.Equal('T', State(fixture.Pid));
             Assert.Equal(0, Kill(fixture.Pid, 18 /* SIGCONT */));
             // Continued, the task re-issues its pause() (the dump rewound it, as CRIU does); a signal that came
             // before it is back in the syscall would run its handler and leave pause() waiting for another.
-            fixture.WaitUntilInSyscall(34, TimeSpan.FromSeconds(5));
+            fixture.WaitUntilInSyscall(34, TimeSpan.FromSeconds(20));
             AssertPass(Verify(restored, fixture));
         }
         finally

@@ -14,32 +14,33 @@ public class RestoreStubTests
         string path = Path.Combine(Path.GetTempPath(), $"crest-stub-{Guid.NewGuid():N}");
         File.WriteAllBytes(path, RestoreStub.Build(Base));
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserExecute);
-        // Not a tracee: System.Diagnostics.Process is fine here.
-        using var stub = Process.Start(new ProcessStartInfo(path) { UseShellExecute = false })!;
+        // Our own posix_spawn, not System.Diagnostics.Process: once that runs, the runtime's SIGCHLD handling is back
+        // in this assembly, which traces (and waits for) its children itself (ENGINE.md §8).
+        var stub = Crest.Kernel.Processes.ChildProcess.Spawn(path, [path]);
         try
         {
             string state = "";
             var deadline = Stopwatch.StartNew();
             while (deadline.Elapsed < TimeSpan.FromSeconds(10))
             {
-                string stat = File.ReadAllText($"/proc/{stub.Id}/stat");
+                string stat = File.ReadAllText($"/proc/{stub.Pid}/stat");
                 state = stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[0];
                 if (state == "T") break;
                 Thread.Sleep(10);
             }
             Assert.Equal("T", state); // stopped by its own SIGSTOP
 
-            string maps = File.ReadAllText($"/proc/{stub.Id}/maps");
+            string maps = File.ReadAllText($"/proc/{stub.Pid}/maps");
             Assert.Contains($"{Base:x8}-{Base + 0x1000:x8} r-xp 00000000", maps);
             Assert.DoesNotContain("libc", maps);
 
             // Continued, it goes to sleep in pause(), not anywhere else.
-            Assert.Equal(0, Kill(stub.Id, 18 /* SIGCONT */));
+            Assert.Equal(0, Kill(stub.Pid, 18 /* SIGCONT */));
             deadline.Restart();
             string wchan = "";
             while (deadline.Elapsed < TimeSpan.FromSeconds(10))
             {
-                string syscall = File.ReadAllText($"/proc/{stub.Id}/syscall");
+                string syscall = File.ReadAllText($"/proc/{stub.Pid}/syscall");
                 wchan = syscall.Split(' ')[0];
                 if (wchan == "34") break;
                 Thread.Sleep(10);
@@ -48,8 +49,7 @@ public class RestoreStubTests
         }
         finally
         {
-            stub.Kill();
-            stub.WaitForExit(10_000);
+            stub.Dispose(); // SIGKILL and reap
             File.Delete(path);
         }
     }

@@ -104,7 +104,7 @@ public class ThreadTests
                 return stat[stat.LastIndexOf(')') + 2];
             }).ToList();
             if (states.All(s => s == state)) return;
-            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"threads of {pid} are in states {string.Concat(states)}, not all {state}");
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"threads of {pid} are in states {string.Concat(states)}, not all {state}");
             Thread.Sleep(5);
         }
     }

@@ -24,14 +24,22 @@ public sealed class SleepChild : IDisposable
 
     public static SleepChild Start() => StartShell("exec sleep 30");
 
-    /// <summary>Waits (bounded) until the child runs /usr/bin/sleep itself, past the shell's exec.</summary>
+    /// <summary>
+    /// Waits (bounded) until the child is /usr/bin/sleep asleep in clock_nanosleep: past the shell's exec and past the
+    /// dynamic loader, which still maps libraries after the comm has become "sleep" (a test that reads the maps then
+    /// could find them changing under it when the child is slow to run on a loaded machine).
+    /// </summary>
     public void WaitForSleep()
     {
         WaitUntil(() =>
         {
-            try { return File.ReadAllText($"/proc/{Pid}/comm").Trim() == "sleep"; }
+            try
+            {
+                return File.ReadAllText($"/proc/{Pid}/comm").Trim() == "sleep"
+                    && File.ReadAllText($"/proc/{Pid}/syscall").StartsWith("230 ", StringComparison.Ordinal); // clock_nanosleep
+            }
             catch (IOException) { return false; }
-        }, "the child to exec sleep");
+        }, "the child to sleep in clock_nanosleep");
     }
 
     public static void WaitUntil(Func<bool> condition, string what)
