@@ -82,7 +82,7 @@ internal static class CriuOptionHelp
         ["tls"] = "use TLS for page-server connections",
         ["tls-no-cn-verify"] = "do not verify the peer certificate's common name",
         ["cgroup-yard"] = "use this pre-mounted cgroup yard",
-        ["pre-dump-mode"] = "how pre-dump reads memory: splice or read",
+        ["pre-dump-mode"] = "how pre-dump (and dump --lazy-pages) takes memory: splice or read",
         ["file-validation"] = "how restore checks files: filesize or buildid",
         ["skip-file-rwx-check"] = "do not check file access modes on restore",
         ["lsm-mount-context"] = "SELinux mount context to restore mounts with",

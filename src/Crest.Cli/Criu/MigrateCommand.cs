@@ -10,8 +10,11 @@
 //               (opened before round 1: no handshake in the downtime)
 //                                                            <---- Restored{pid, time} once the tree runs
 //
-// Pre-dump rounds go on while the dirty set shrinks: a round that writes as many pages as the one before, or
-// fewer than ConvergedBytes, is the last before the final dump, and so is round --max-rounds - 1. Downtime is
+// Pre-dump rounds go on while the dirty set shrinks: a round that writes more than half as many pages as the one
+// before, or fewer than ConvergedBytes, is the last before the final dump, and so is round --max-rounds - 1. (A
+// round that halves the delta no more saves the final dump little, and each round adds a level to the chain the
+// destination restores from; a pre-dump freezes the tree for its scan only, so a task keeps dirtying pages during
+// the rounds and the delta levels off at its rate instead of falling to what a few ms between freezes allow.) Downtime is
 // measured from the start of the final dump (the freeze is its first step) to the destination's answer.
 //
 // Faults: until the final dump is acknowledged the source tree is released as it was whatever goes wrong (the
@@ -98,7 +101,7 @@ internal static class MigrateCommand
                 parent = round.Snapshot;
                 long written = (long)round.PagesWritten * PageSize;
                 if (written < ConvergedBytes) break;
-                if (rounds.Count >= 2 && round.PagesWritten >= rounds[^2].PagesWritten) break;
+                if (rounds.Count >= 2 && round.PagesWritten * 2 > rounds[^2].PagesWritten) break;
             }
 
             var downtime = Stopwatch.StartNew();

@@ -15,8 +15,8 @@
 // TCP the dump borrows the proxy's connection to the cache and writes into it itself (SnapshotUpload: the pages go
 // from the read buffer into the socket, compressed by the dump); over TLS the proxy relays them. A pre-dump
 // leaves the tree running whatever happens, so nothing is gained by holding it frozen during the transfer:
-// its pages are read into the staging directory while frozen (the task writes them there itself, one copy),
-// the tree runs on, and then they go to the proxy; a transfer that fails fails the pre-dump and leaves no
+// only its pages are scanned and its dirty-page tracker armed while frozen; the pages are read into the staging
+// directory once the tree runs again (Dump/PreDump.cs says why that is sound), and then they go to the proxy; a transfer that fails fails the pre-dump and leaves no
 // record of it, so that no later round names it as a parent. Afterwards a pre-dump keeps, in RAM, what the next round reads of it (pagemaps, the dirty-tracker record; its pages
 // files become holes of the same size), so that an incremental dump resolves its parent locally and sends
 // only the changed pages. A restore fetches the snapshot and its parents into tmpfs, restores from there and
@@ -139,7 +139,7 @@ internal static class RemoteCommands
         {
             if (engineOptions.PreDump)
             {
-                // A pre-dump's images are sent after the tree was released: its freeze lasts the read of the pages only.
+                // A pre-dump's images are written and sent after the tree was released: its freeze lasts the scan only.
                 statistics = DumpEngine.Dump(engineOptions with { ImagesDir = stage, ParentLink = parentLink });
                 Log.Info($"{snapshot}: pre-dump: the tree runs on ({statistics.FrozenTime.TotalMilliseconds:0.#} ms frozen); sending its images");
                 upload = Open(proxySocket, snapshot);

@@ -85,6 +85,8 @@ public static class DumpEngine
         string? trackedParent = options.PreDump || options.TrackMemory ? parentDir : null;
         Log.Info($"{pid}: {(options.PreDump ? "pre-dump" : "dump")}: into {images.Path}{(parentDir is null ? "" : $", parent {parentDir}")}");
 
+        // A page server holds the pages of the parent rounds itself (PageTargets.Send).
+        var parentChains = PreDump.ResolveParentsEarly(options.PageDestination is null ? trackedParent : null);
         using var noGc = NoGcWindow.Enter();
         var clock = Stopwatch.StartNew();
         using var tracer = new Tracer("crest dump");
@@ -92,13 +94,19 @@ public static class DumpEngine
         var freezingTime = clock.Elapsed;
         var frozenAt = Stopwatch.GetTimestamp();
         PageDumpResult pages;
+        List<PageTargets.ScannedTask>? later = null;
         var trackers = new List<DirtyTracker>();
         var ttys = new Ttys(options.ShellJob, new ExternalFiles(options.External));
         try
         {
             CheckNothingSharedWithParents(tree);
-            foreach (var task in tree.Tasks) trackers.Add(DirtyTracker.Find(task.Pid, trackedParent));
-            pages = options.PreDump ? PreDump.DumpTree(tree, images, options, trackers, trackedParent) : DumpTree(tree, images, options, trackers, trackedParent, ttys);
+            foreach (var task in tree.Tasks)
+            {
+                var tracker = DirtyTracker.Find(task.Pid, trackedParent);
+                if (parentChains.TryGetValue(task.Pid, out var chain)) tracker.EarlyParentChain = new(chain);
+                trackers.Add(tracker);
+            }
+            pages = options.PreDump ? PreDump.DumpTree(tree, images, options, trackers, trackedParent, out later) : DumpTree(tree, images, options, trackers, trackedParent, ttys);
             // Pages sent to a page server count only once it confirms it stored them all (the tree still frozen).
             if (options.PageDestination is { } destination)
             {
@@ -111,7 +119,7 @@ public static class DumpEngine
                     throw new DumpException($"{destination.Name} did not confirm the pages: {e.Message}", e);
                 }
             }
-            options.ImagesComplete?.Invoke(images.Path);
+            if (later is null) options.ImagesComplete?.Invoke(images.Path);
         }
         catch (Exception e)
         {
@@ -140,12 +148,28 @@ public static class DumpEngine
                 }
             }
         }
-        foreach (var t in trackers) t.Dispose();
+        if (later is null)
+        {
+            foreach (var t in trackers) t.Dispose();
+        }
         var mode = options.PreDump || options.LeaveRunning ? ReleaseMode.AsItWas : options.LeaveStopped ? ReleaseMode.Stopped : ReleaseMode.Killed;
         if (mode == ReleaseMode.Killed) ttys.Discard();
         else ttys.PutBack();
         Freezer.ReleaseTree(tree, mode);
         var frozenTime = Stopwatch.GetElapsedTime(frozenAt);
+        if (later is not null)
+        {
+            // A pre-dump into the images directory reads the pages once the tree runs again.
+            try
+            {
+                pages = PreDump.Add(pages, PreDump.WriteAfterRelease(tracer, images, options, trackers, later));
+                options.ImagesComplete?.Invoke(images.Path);
+            }
+            finally
+            {
+                foreach (var t in trackers) t.Dispose();
+            }
+        }
 
         var stats = new DumpStatistics(freezingTime, frozenTime, pages.MemdumpTime, pages.MemwriteTime,
             pages.PagesScanned, pages.PagesInParent, pages.PagesWritten, pages.PagesLazy, images.BytesWritten);
@@ -256,6 +280,11 @@ public static class DumpEngine
         return total;
     }
 
+    /// <summary>The threads' rseq areas: the kernel writes them when the restore registers them (and the thread runs).</summary>
+    private static List<(ulong Start, ulong End)> RseqAreas(CoreEntry main, IEnumerable<CoreEntry> threads) =>
+        threads.Prepend(main).Select(c => c.ThreadCore?.RseqEntry).Where(r => r is { RseqAbiPointer: > 0 })
+            .Select(r => (r!.RseqAbiPointer, r.RseqAbiPointer + Math.Max(r.RseqAbiSize, 32u))).ToList();
+
     /// <summary>The images of one process: core, mm, ids, fs, fdinfo, pagemap and pages. Its fds and files go into the tree's tables.</summary>
     private static (PageDumpResult Pages, ProcStat Stat) DumpProcess(FrozenTask task, IReadOnlyList<FrozenTask> threads, ImageDirectory images, DumpOptions options,
         FileTable files, SharedFiles shared, SeccompTable seccomp, TaskKobjIdsEntry ids, uint pagesId, bool ownTable, DirtyTracker tracker, string? parentDir)
@@ -305,7 +334,7 @@ public static class DumpEngine
         try
         {
             pages = PageTargets.Dump(options, images, pid, pagesId, pagedVmas, tracker, parentDir, taskWrite,
-                writing: () => smaps ??= Task.Run(() => VmaDumper.ReadSmaps(pid)));
+                writing: () => smaps ??= Task.Run(() => VmaDumper.ReadSmaps(pid)), restoreWrites: RseqAreas(core, threadCores.Select(t => t.Core)));
         }
         finally
         {

@@ -22,8 +22,11 @@ internal static class PageTargets
     public static string SentPagemapName(int pid) => $"crest-sent-pagemap-{pid}.img";
 
     /// <summary>Dumps the pages of <paramref name="pid"/> to where <paramref name="options"/> say.</summary>
+    /// <param name="restoreWrites">Pages the restore itself writes into (the threads' rseq areas): with --lazy-pages they
+    /// go into the images all the same, so that the restore never waits for the dump's source.</param>
     public static PageDumpResult Dump(DumpOptions options, ImageDirectory images, int pid, uint pagesId, IReadOnlyList<DumpedVma> vmas,
-        DirtyTracker tracker, string? parentDir, TaskWriteAccess? taskWrite = null, Action? writing = null)
+        DirtyTracker tracker, string? parentDir, TaskWriteAccess? taskWrite = null, Action? writing = null,
+        IReadOnlyList<(ulong Start, ulong End)>? restoreWrites = null)
     {
         if (options.PageDestination is { } destination) return Send(destination, images, pid, vmas, tracker, parentDir, writing);
 
@@ -40,7 +43,7 @@ internal static class PageTargets
             {
                 // Private anonymous memory stays with this dump (PE_LAZY entries); the rest goes into pages-N.img.
                 var sink = new LazySink(writer, store, pid, vmas,
-                    maySplice: !options.LeaveRunning && !options.LeaveStopped);
+                    maySplice: !options.LeaveRunning && !options.LeaveStopped, eager: PageRanges(restoreWrites ?? []));
                 pages = PageDumper.Dump(pid, vmas, sink, PreDump.Incremental(tracker, parentDir), taskWrite, writing);
                 pages = pages with { PagesWritten = pages.PagesWritten - sink.CopiedPages, PagesLazy = sink.LazyPages };
                 Log.Info($"{pid}: pages: {sink.LazyPages} pages kept for the lazy-pages daemon, {pages.PagesWritten} written");
@@ -54,6 +57,42 @@ internal static class PageTargets
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new DumpException($"Cannot write the memory images of task {pid} into {images.Path}: {e.Message}", e);
+        }
+        images.Account(pagemapName);
+        images.Account(pagesName);
+        return pages;
+    }
+
+    /// <summary>A pre-dump's scan of one frozen task, whose pages are written once the tree runs again.</summary>
+    public sealed record ScannedTask(int Pid, uint PagesId, PageDumper.ScannedPages Pages);
+
+    /// <summary>
+    /// Pre-dump into the images directory: the scan of the frozen task now, its pages after the release
+    /// (<see cref="WriteScanned"/>); null where they go elsewhere (a page server: it is sent while frozen).
+    /// </summary>
+    public static ScannedTask? ScanForLater(DumpOptions options, int pid, uint pagesId, IReadOnlyList<DumpedVma> vmas, DirtyTracker tracker, string? parentDir)
+    {
+        if (!options.PreDump || options.PageDestination is not null || options.PagesOutput is not null || options.LazyPages is not null) return null;
+        return new ScannedTask(pid, pagesId, PageDumper.Scan(pid, vmas, PreDump.Incremental(tracker, parentDir)));
+    }
+
+    /// <summary>The pages <see cref="ScanForLater"/> found, read from the task that runs again, into the images directory.</summary>
+    public static PageDumpResult WriteScanned(ImageDirectory images, ScannedTask task)
+    {
+        string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)task.Pid);
+        string pagesName = ImageKinds.FileName(ImageKinds.Pages, task.PagesId);
+        images.Track(pagemapName);
+        images.Track(pagesName);
+        PageDumpResult pages;
+        try
+        {
+            using var writer = PageImageWriter.Create(images.Path, (ulong)task.Pid, task.PagesId, syncOnClose: false);
+            pages = PageDumper.WriteFromRunningTask(task.Pages, writer);
+            DumpEngine.Stage("pages");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DumpException($"Cannot write the memory images of task {task.Pid} into {images.Path}: {e.Message}", e);
         }
         images.Account(pagemapName);
         images.Account(pagesName);
@@ -147,11 +186,14 @@ internal static class PageTargets
     /// dump --lazy-pages: present pages of private anonymous VMAs are kept in the store and written as PE_LAZY entries
     /// without data; every other entry goes to the local writer as it comes (entries never straddle VMAs).
     /// </summary>
-    private sealed class LazySink(IPageSink local, LazyPageStore store, int pid, IReadOnlyList<DumpedVma> vmas, bool maySplice) : IPageSink, ILazyPageKeeper
+    private sealed class LazySink(IPageSink local, LazyPageStore store, int pid, IReadOnlyList<DumpedVma> vmas, bool maySplice,
+        IReadOnlyList<(ulong Start, ulong End)> eager) : IPageSink, ILazyPageKeeper
     {
         public LazyPageStore Store => store;
 
         public bool MaySplice => maySplice;
+
+        public IReadOnlyList<(ulong Start, ulong End)> Eager => eager;
 
         /// <summary>Lazy pages copied into the store (the others were spliced).</summary>
         public ulong CopiedPages { get; private set; }
@@ -215,6 +257,7 @@ internal static class PageTargets
 
         public bool IsLazy(ulong vaddr)
         {
+            if (Within(eager, vaddr)) return false;
             _lazy ??= LazyVmas();
             int lo = 0, hi = _lazy.Count;
             while (lo < hi)
@@ -225,6 +268,32 @@ internal static class PageTargets
             }
             return lo < _lazy.Count && _lazy[lo].Start <= vaddr;
         }
+    }
+
+    /// <summary>Byte ranges widened to whole pages, sorted and merged.</summary>
+    private static List<(ulong Start, ulong End)> PageRanges(IReadOnlyList<(ulong Start, ulong End)> ranges)
+    {
+        var pages = ranges.Where(r => r.End > r.Start).Select(r => (Start: r.Start & ~4095UL, End: (r.End + 4095) & ~4095UL)).OrderBy(r => r.Start).ToList();
+        var merged = new List<(ulong Start, ulong End)>(pages.Count);
+        foreach (var r in pages)
+        {
+            if (merged.Count > 0 && r.Start <= merged[^1].End) merged[^1] = (merged[^1].Start, Math.Max(merged[^1].End, r.End));
+            else merged.Add(r);
+        }
+        return merged;
+    }
+
+    /// <summary><paramref name="vaddr"/> lies in one of the sorted, disjoint <paramref name="ranges"/>.</summary>
+    private static bool Within(IReadOnlyList<(ulong Start, ulong End)> ranges, ulong vaddr)
+    {
+        int lo = 0, hi = ranges.Count;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) / 2;
+            if (ranges[mid].End <= vaddr) lo = mid + 1;
+            else hi = mid;
+        }
+        return lo < ranges.Count && ranges[lo].Start <= vaddr;
     }
 
     /// <summary>Passes entries on and notes them (without data) for the next round.</summary>

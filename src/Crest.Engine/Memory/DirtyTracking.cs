@@ -34,6 +34,9 @@ using Crest.Kernel.Proc;
 
 namespace Crest.Engine.Memory;
 
+/// <summary>A task's pages up the parent chain, resolved ahead (null: the parent images hold none of this task).</summary>
+internal sealed record ParentPages(PageChain? Chain);
+
 /// <summary>The write-protect tracker of one task, as found at the start of a (pre-)dump.</summary>
 internal sealed class DirtyTracker : IDisposable
 {
@@ -63,6 +66,9 @@ internal sealed class DirtyTracker : IDisposable
 
     /// <summary>Rounds of pre-dump the tracker has been through.</summary>
     public uint Generation { get; private set; }
+
+    /// <summary>The task's pages in the parent images, when read before the freeze (PreDump.ResolveParentsEarly; Chain null: none there).</summary>
+    public ParentPages? EarlyParentChain { get; set; }
 
     /// <summary>Whether written pages can be told from unchanged ones (a tracker the parent images name).</summary>
     public bool Knows => _uffd is not null;
@@ -167,6 +173,7 @@ internal sealed class DirtyTracker : IDisposable
         int pid = task.Pid;
         uint generation = Generation + 1;
         int slot = ChooseSlot(pid, generation);
+        int previous = TaskFd;
         PinnedInjection.Run(task.Tracee, () =>
         {
             using var remote = SyscallInjector.Open(task.Tracee);
@@ -205,8 +212,64 @@ internal sealed class DirtyTracker : IDisposable
             }
             TaskFd = (int)moved;
         });
+        _previousFd = previous;
+        ArmedThisRound = true;
         Generation = generation;
         Log.Info($"{pid}: track-mem: round {generation}, tracker at fd {TaskFd}");
+    }
+
+    /// <summary>Whether <see cref="Arm"/> set up or moved on the tracker in this round.</summary>
+    public bool ArmedThisRound { get; private set; }
+
+    private int _previousFd = -1;
+
+    /// <summary>
+    /// A pre-dump that failed after <see cref="Arm"/> (its pages are written once the task runs again): the tracker goes
+    /// back to where the last good round left it. One made in this round is closed in the task (its registrations go
+    /// with the last reference, Crest's, at Dispose). One moved on from an earlier round goes back to that round's fd,
+    /// and the pages this round dumped, which Arm protected again, are unprotected: written, as the tracker knew them
+    /// before this round. Pages the task wrote since count as written anyway. Stale trackers closed by Arm stay closed.
+    /// </summary>
+    public void Undo(FrozenTask task, IEnumerable<(ulong Start, ulong End)> dumped)
+    {
+        if (!ArmedThisRound) return;
+        int pid = task.Pid;
+        if (_previousFd >= 0)
+        {
+            int failed = 0;
+            foreach (var (start, end) in dumped)
+            {
+                try
+                {
+                    _uffd!.Unprotect(start, end - start);
+                }
+                catch (KernelException)
+                {
+                    failed++; // unmapped or no longer registered since: nothing of it to give back
+                }
+            }
+            if (failed > 0) Log.Info($"{pid}: track-mem: {failed} runs were no longer tracked and stay as they are");
+        }
+        PinnedInjection.Run(task.Tracee, () =>
+        {
+            using var remote = SyscallInjector.Open(task.Tracee);
+            if (_previousFd >= 0)
+            {
+                long back = remote.Syscall(SyscallNumbers.fcntl, TaskFd, F_DUPFD_CLOEXEC, _previousFd);
+                if (back != _previousFd)
+                {
+                    if (back >= 0) remote.Syscall(SyscallNumbers.close, back);
+                    Log.Warning($"{pid}: track-mem: fd {_previousFd} of the last round is taken ({(back < 0 ? Errno.FromRawReturn(back).Name : $"fd {back}")}); the tracker is closed and the next round dumps every page");
+                    _previousFd = -1;
+                }
+            }
+            long rc = remote.Syscall(SyscallNumbers.close, TaskFd);
+            if (rc != 0) throw new DumpException($"close({TaskFd}) of the dirty-page tracker in task {pid} failed: {Errno.FromRawReturn(rc)}.");
+        });
+        Log.Info($"{pid}: track-mem: tracker of round {Generation} at fd {TaskFd} undone; {(_previousFd >= 0 ? $"back at fd {_previousFd}" : "closed")}");
+        TaskFd = _previousFd;
+        Generation--;
+        ArmedThisRound = false;
     }
 
     private void Protect(int pid, IReadOnlyList<DumpedVma> vmas)

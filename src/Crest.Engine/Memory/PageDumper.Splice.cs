@@ -27,6 +27,10 @@ internal interface ILazyPageKeeper
 
     /// <summary>The page at <paramref name="vaddr"/> is to be lazy.</summary>
     bool IsLazy(ulong vaddr);
+
+    /// <summary>Page ranges (sorted, disjoint) inside lazy VMAs that are written into the images all the same: runs are
+    /// split at their bounds so that no entry is partly lazy.</summary>
+    IReadOnlyList<(ulong Start, ulong End)> Eager { get; }
 }
 
 internal static partial class PageDumper

@@ -51,16 +51,69 @@ internal static partial class PageDumper
     internal static int Readers { get; set; } = Environment.ProcessorCount;
 
     /// <summary>A run of present pages; InParent: left in the parent images; Lazy: spliced for the lazy-pages daemon (no data here either).</summary>
-    private readonly record struct Run(ulong Start, ulong End, bool Readable, bool InParent = false, bool Lazy = false);
+    internal readonly record struct Run(ulong Start, ulong End, bool Readable, bool InParent = false, bool Lazy = false);
+
+    /// <summary>Runs cut at the bounds of <paramref name="ranges"/> (sorted, disjoint), so that each piece lies wholly in or out of them.</summary>
+    private static List<Run> SplitAt(List<Run> runs, IReadOnlyList<(ulong Start, ulong End)> ranges)
+    {
+        var split = new List<Run>(runs.Count + 2 * ranges.Count);
+        int first = 0; // runs ascend: ranges that end before a run end before every later one
+        foreach (var r in runs)
+        {
+            ulong at = r.Start;
+            while (first < ranges.Count && ranges[first].End <= at) first++;
+            for (int k = first; k < ranges.Count; k++)
+            {
+                var (start, end) = ranges[k];
+                if (start >= r.End) break;
+                foreach (ulong cut in new[] { start, end })
+                {
+                    if (cut <= at || cut >= r.End) continue;
+                    split.Add(r with { Start = at, End = cut });
+                    at = cut;
+                }
+            }
+            split.Add(r with { Start = at });
+        }
+        return split;
+    }
 
     /// <summary>A part of a run read into the buffer; a run whose pages stay in the parent images is one piece without data.</summary>
     private readonly record struct Piece(ulong RunStart, ulong RunPages, bool First, ulong Address, int Length, bool Readable, bool InParent = false, bool Lazy = false);
+
+    /// <summary>
+    /// The present pages of a frozen task found by <see cref="Scan"/>: runs in address order, to be written at once
+    /// (<see cref="Dump"/>) or, by a pre-dump, once the task runs again (<see cref="WriteFromRunningTask"/>).
+    /// </summary>
+    internal sealed record ScannedPages(int Pid, List<Run> Runs, ulong Scanned, TimeSpan ScanTime)
+    {
+        /// <summary>The runs whose data goes into this round's pages (not left in the parent images).</summary>
+        public IEnumerable<(ulong Start, ulong End)> Dumped => Runs.Where(r => !r.InParent && !r.Lazy).Select(r => (r.Start, r.End));
+    }
 
     public static PageDumpResult Dump(int pid, IReadOnlyList<DumpedVma> vmas, IPageSink writer, IncrementalPages? incremental = null,
         TaskWriteAccess? taskWrite = null, Action? writing = null)
     {
         var clock = Stopwatch.StartNew();
         var cpu = Environment.CpuUsage.TotalTime;
+        var pages = Scan(pid, vmas, incremental);
+        return Write(pages, writer, taskWrite, writing, clock, cpu, runningTask: false);
+    }
+
+    /// <summary>
+    /// Pre-dump: the pages a scan of the frozen task found, read once the task runs again. The tracker was armed before
+    /// the task was released, so a page the task writes from then on is dumped again by the next round, whatever this
+    /// read found in it; a page it unmaps or zaps is not present at the next round. So only the pages the task leaves
+    /// alone need to read as they were at the freeze, and they do. Pages that cannot be read any more (unmapped since)
+    /// are written as zeros.
+    /// </summary>
+    public static PageDumpResult WriteFromRunningTask(ScannedPages pages, IPageSink writer) =>
+        Write(pages, writer, null, null, Stopwatch.StartNew(), Environment.CpuUsage.TotalTime, runningTask: true);
+
+    /// <summary>Finds the present pages of the VMAs of a frozen task (and, for an incremental dump, which of them the parent images hold).</summary>
+    public static ScannedPages Scan(int pid, IReadOnlyList<DumpedVma> vmas, IncrementalPages? incremental)
+    {
+        var clock = Stopwatch.StartNew();
         ulong scanned = 0;
         var runs = new List<Run>();
         using (var scan = new PagemapScan(pid))
@@ -83,6 +136,7 @@ internal static partial class PageDumper
                 {
                     scanned += v.Vma.Size / PageSize;
                     scan.Scan(v.Vma.Start, v.Vma.End, v.Pages, found, guards, dropMarkers);
+                    Normalize(pid, found);
                 }
                 // Guard regions go into the VMA's entry (mm-PID.img is written after the pages).
                 foreach (var (s, e) in guards)
@@ -103,7 +157,38 @@ internal static partial class PageDumper
             }
             if (scan.MarkersDropped > 0) Log.Info($"{pid}: pages: {scan.MarkersDropped} uffd-wp markers of an earlier pre-dump left out (holes, not pages)");
         }
-        var scanTime = clock.Elapsed;
+        return new ScannedPages(pid, runs, scanned, clock.Elapsed);
+    }
+
+    /// <summary>
+    /// The runs of one VMA in ascending order without overlaps. A scan gives them so; once (a final dump after two
+    /// pre-dump rounds, under load) a run came after one that already covered it, at a 2 MiB boundary, which the
+    /// pagemap writer refuses: the union of what was reported is the set of present pages, so they are merged.
+    /// </summary>
+    private static void Normalize(int pid, List<(ulong Start, ulong End)> runs)
+    {
+        bool ordered = true;
+        for (int i = 1; i < runs.Count && ordered; i++) ordered = runs[i].Start >= runs[i - 1].End;
+        if (ordered) return;
+        Log.Warning($"{pid}: pages: the scan reported overlapping runs ({runs.Count} runs from 0x{runs[0].Start:x}); merged");
+        runs.Sort((a, b) => a.Start.CompareTo(b.Start));
+        int n = 0;
+        for (int i = 1; i < runs.Count; i++)
+        {
+            if (runs[i].Start <= runs[n].End) runs[n] = (runs[n].Start, Math.Max(runs[n].End, runs[i].End));
+            else runs[++n] = runs[i];
+        }
+        runs.RemoveRange(n + 1, runs.Count - n - 1);
+    }
+
+    private static PageDumpResult Write(ScannedPages pages, IPageSink writer, TaskWriteAccess? taskWrite, Action? writing, Stopwatch clock, TimeSpan cpu,
+        bool runningTask)
+    {
+        int pid = pages.Pid;
+        var runs = pages.Runs;
+        ulong scanned = pages.Scanned;
+        var scanTime = pages.ScanTime;
+        if (writer is ILazyPageKeeper { Eager.Count: > 0 } eager) runs = SplitAt(runs, eager.Eager);
         if (writer is ILazyPageKeeper { MaySplice: true, Store.Splice: true } keeper && taskWrite is not null)
             runs = SpliceLazyRuns(pid, runs, keeper, taskWrite);
         ulong total = 0, inParent = 0;
@@ -118,10 +203,10 @@ internal static partial class PageDumper
             && DumpByTask(pid, runs, file, taskWrite, scanned, total, scanTime, clock, cpu, writing) is { } byTask)
             return byTask with { PagesInParent = inParent };
         writing?.Invoke();
-        if (MapPagesFile && total > 0 && writer is PageImageWriter { PagesFile: not null } mapped)
+        if (MapPagesFile && !runningTask && total > 0 && writer is PageImageWriter { PagesFile: not null } mapped)
             return DumpIntoMappedFile(pid, runs, mapped, scanned, total, scanTime, clock, cpu) with { PagesInParent = inParent };
 
-        long writeTicks = 0, readTicks = 0, waitTicks = 0;
+        long writeTicks = 0, readTicks = 0, waitTicks = 0, unreadable = 0;
         FileDescriptor? mem = null;
         // A small task needs no 16 MiB buffers: every first touch of a buffer page is a fault.
         int bufferSize = (int)Math.Min((ulong)BufferSize, Math.Max(1UL, total) * PageSize);
@@ -160,7 +245,8 @@ internal static partial class PageDumper
                 byte[] buffer = buffers[bi];
                 bi ^= 1;
                 long readBegin = Stopwatch.GetTimestamp();
-                ReadPieces(pid, pieces, buffer, ranges, ref mem);
+                if (runningTask) ReadPiecesOfRunningTask(pid, pieces, buffer, ranges, ref mem, ref unreadable);
+                else ReadPieces(pid, pieces, buffer, ranges, ref mem);
                 long waitBegin = Stopwatch.GetTimestamp();
                 readTicks += waitBegin - readBegin;
                 pendingWrite?.GetAwaiter().GetResult();
@@ -199,7 +285,8 @@ internal static partial class PageDumper
             }
             mem?.Dispose();
         }
-        Log.Info($"{pid}: pages: scan {scanTime.TotalMilliseconds:0.#} ms, read {Stopwatch.GetElapsedTime(0, readTicks).TotalMilliseconds:0.#} ms, " +
+        if (unreadable > 0) Log.Info($"{pid}: pages: {unreadable} bytes the task unmapped since the scan written as zeros (the next round does not take them from here)");
+        Log.Info($"{pid}: pages: {(runningTask ? "read from the running task, " : "")}scan {scanTime.TotalMilliseconds:0.#} ms, read {Stopwatch.GetElapsedTime(0, readTicks).TotalMilliseconds:0.#} ms, " +
             $"write {Stopwatch.GetElapsedTime(0, writeTicks).TotalMilliseconds:0.#} ms, waiting for writes {Stopwatch.GetElapsedTime(0, waitTicks).TotalMilliseconds:0.#} ms, " +
             $"all {clock.Elapsed.TotalMilliseconds:0.#} ms, CPU {(Environment.CpuUsage.TotalTime - cpu).TotalMilliseconds:0} ms");
         return new PageDumpResult(scanned, total, clock.Elapsed, Stopwatch.GetElapsedTime(0, writeTicks), inParent);
@@ -337,6 +424,78 @@ internal static partial class PageDumper
             at += p.Length;
         }
         ReadRanges(pid, ranges, buffer[readableStart..at]);
+    }
+
+    /// <summary>
+    /// <see cref="ReadPieces"/> for a task that runs (pre-dump, after the release): when the bulk read fails, each piece
+    /// is read again on its own, what process_vm_readv cannot read through /proc/PID/mem (a VMA made unreadable since),
+    /// and pages neither can read (unmapped since the scan) are zeros, counted in <paramref name="unreadable"/>. A task
+    /// that is gone fails the read.
+    /// </summary>
+    private static void ReadPiecesOfRunningTask(int pid, List<Piece> pieces, Span<byte> buffer, List<RemoteRange> ranges, ref FileDescriptor? mem,
+        ref long unreadable)
+    {
+        try
+        {
+            ReadPieces(pid, pieces, buffer, ranges, ref mem);
+            return;
+        }
+        catch (DumpException e) when (TaskRuns(pid))
+        {
+            Log.Info($"{pid}: pages: the running task changed its memory map since the scan ({e.Message}); reading piece by piece");
+        }
+        int at = 0;
+        foreach (var p in pieces)
+        {
+            if (p.InParent) continue;
+            var part = buffer.Slice(at, p.Length);
+            at += p.Length;
+            int got = 0;
+            if (p.Readable)
+            {
+                var t = RemoteMemory.TryReadVectored(pid, [new RemoteRange(p.Address, (ulong)p.Length)], part);
+                got = (int)t.Transferred;
+            }
+            while (got < p.Length)
+            {
+                int n;
+                try
+                {
+                    mem ??= FileDescriptor.Open($"/proc/{pid}/mem", OpenFlags.ReadOnly | OpenFlags.CloseOnExec);
+                    n = mem.PRead(part[got..], (long)p.Address + got);
+                }
+                catch (KernelException)
+                {
+                    n = 0;
+                }
+                if (n > 0)
+                {
+                    got += n;
+                    continue;
+                }
+                if (!TaskRuns(pid)) throw new DumpException($"Task {pid} ended while its pages were read.");
+                // The page at p.Address + got is gone: zeros up to its end.
+                int hole = (int)Math.Min((ulong)(p.Length - got), PageSize - ((p.Address + (ulong)got) % PageSize));
+                part.Slice(got, hole).Clear();
+                unreadable += hole;
+                got += hole;
+            }
+        }
+    }
+
+    /// <summary>The task exists and is not a zombie (its memory can still be read).</summary>
+    private static bool TaskRuns(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            int close = stat.LastIndexOf(')');
+            return close > 0 && close + 2 < stat.Length && stat[close + 2] is not ('Z' or 'X');
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 
     private static void ReadRanges(int pid, List<RemoteRange> ranges, Span<byte> buffer)

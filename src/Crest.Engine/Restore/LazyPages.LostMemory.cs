@@ -51,14 +51,22 @@ public sealed partial class LazyPages
                 for (int i = 0; i < t.Remaining.Count; i++) lost.Add((t.Remaining[i].Start, t.Remaining[i].End));
             }
             if (lost.Count > 0) StopSharers(lost, stopped, doomed.Where(t => t.PidFd is null).Select(t => t.Name));
-            foreach (var t in doomed)
-                if (t.PidFd is not null) Signal(t.PidFd, SIGKILL, t.Name);
-            foreach (var (pid, pidfd) in stopped)
-                if (Signal(pidfd, SIGKILL, $"{pid}")) Log.Error($"lazy-pages: killed {pid}, forked while it missed pages");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or KernelException)
+        {
+            // The daemon must go on serving the others: what was found is killed all the same.
+            Log.Error($"lazy-pages: the scan for processes sharing lost memory stopped: {e.Message}");
         }
         finally
         {
-            foreach (var pidfd in stopped.Values) pidfd.Dispose();
+            // Whatever the scan ran into, nothing it stopped is left stopped.
+            foreach (var t in doomed)
+                if (t.PidFd is not null) Signal(t.PidFd, SIGKILL, t.Name);
+            foreach (var (pid, pidfd) in stopped)
+            {
+                if (Signal(pidfd, SIGKILL, $"{pid}")) Log.Error($"lazy-pages: killed {pid}, forked while it missed pages");
+                pidfd.Dispose();
+            }
         }
     }
 

@@ -250,7 +250,10 @@ public sealed partial class LazyPages : IDisposable
                 fds.Add(_remote.PollFd);
             }
             if (revents.Length < fds.Count) revents = new short[fds.Count * 2];
-            bool busy = _tasks.Exists(t => t.Pending.Count > 0 || (!t.Remaining.IsEmpty && !BackgroundPaused));
+            // No background pass while a restore is connected: the restore itself must never wait behind a step that
+            // waits for the dump's source (the pages it writes, rseq areas, are in the images and come on its faults).
+            bool background = !BackgroundPaused && _connections.Count == 0;
+            bool busy = _tasks.Exists(t => t.Pending.Count > 0 || (!t.Remaining.IsEmpty && background));
             Poll.Wait(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(fds), Poll.In, revents, busy ? 0 : 200);
 
             if (remoteIndex >= 0 && revents[remoteIndex] != 0)
@@ -269,7 +272,7 @@ public sealed partial class LazyPages : IDisposable
                 else ReadEvents(t, messages);
             }
             foreach (var t in tasks) if (!t.Gone) ServeFaults(t);
-            if (_tasks.Count > 0 && !BackgroundPaused) Background();
+            if (_tasks.Count > 0 && background && _connections.Count == 0) Background(); // a restore accepted just now counts
             for (int i = _tasks.Count - 1; i >= 0; i--)
             {
                 var t = _tasks[i];

@@ -83,7 +83,9 @@ public static class RestoreEngine
                 throw new RestoreException($"restore of task {pid} failed: {e.Message}", e);
             }
         }
-        // The tracer thread is gone, so the tasks are detached and run (they were detached deliberately before).
+        // The tracer thread is gone, so the tasks are detached and run (they were detached deliberately before). The
+        // lazy-pages daemon is told that this restore is over (it starts its background pass then).
+        lazy?.Dispose();
         stats = stats with { RestoreTime = total.Elapsed };
         try
         {

@@ -28,7 +28,7 @@ public sealed partial class Userfaultfd : IDisposable
     private const ulong UFFD_API = 0xAA;
     // include/uapi/linux/userfaultfd.h: _IOWR/_IOR(0xAA, nr, struct).
     private const ulong UFFDIO_API = 0xC018AA3F, UFFDIO_REGISTER = 0xC020AA00, UFFDIO_UNREGISTER = 0x8010AA01,
-        UFFDIO_COPY = 0xC028AA03;
+        UFFDIO_COPY = 0xC028AA03, UFFDIO_WRITEPROTECT = 0xC018AA06;
     private const ulong UFFDIO_REGISTER_MODE_MISSING = 1, UFFDIO_REGISTER_MODE_WP = 2, UFFDIO_COPY_MODE_DONTWAKE = 1;
 
     /// <summary>UFFD_FEATURE_WP_UNPOPULATED (6.4) | UFFD_FEATURE_WP_ASYNC (6.7): write-protect dirty tracking.</summary>
@@ -50,6 +50,13 @@ public sealed partial class Userfaultfd : IDisposable
     private struct UffdioRange
     {
         public ulong Start, Length;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct UffdioWriteprotect
+    {
+        public UffdioRange Range;
+        public ulong Mode;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -112,6 +119,16 @@ public sealed partial class Userfaultfd : IDisposable
         var r = new UffdioRegister { Start = start, Length = length, Mode = UFFDIO_REGISTER_MODE_WP };
         using var fd = _fd.Use();
         return Interop.Libc.ioctl(fd.Fd, UFFDIO_REGISTER, (nint)(&r)) < 0 ? Errno.Last : new Errno(0);
+    }
+
+    /// <summary>
+    /// Clears the write protection of [start, start + length) (UFFDIO_WRITEPROTECT without MODE_WP, Linux 5.7): in
+    /// async mode the pages count as written again, as if the task had written them.
+    /// </summary>
+    public unsafe void Unprotect(ulong start, ulong length)
+    {
+        var w = new UffdioWriteprotect { Range = new UffdioRange { Start = start, Length = length }, Mode = 0 };
+        Ioctl(UFFDIO_WRITEPROTECT, &w, $"UFFDIO_WRITEPROTECT 0x{start:x}+{length}");
     }
 
     /// <summary>Ends the registration of [start, start + length).</summary>

@@ -13,8 +13,8 @@
 // Requests may be pipelined (the daemon sends several before it reads the answers); answers come in order. The
 // session succeeds only with PS_IOV_CLOSE: a connection that ends before it means the destination's tasks may
 // miss pages (their daemon kills them), and the dump fails. A connection that ends before its first request (a
-// daemon that refused this end's TLS certificate, or any stranger) was given nothing: no session, the caller may
-// wait for the next one. A request for a page this dump did not keep is a
+// daemon that refused this end's TLS certificate, or any stranger), or whose first request is refused (a daemon of
+// other images), was given nothing: no session, the caller may wait for the next one. A request for a page this dump did not keep is a
 // protocol error: the connection is closed (as CRIU's page server does), which the daemon sees as a broken source.
 using System.Buffers.Binary;
 using System.Net.Sockets;
@@ -34,7 +34,7 @@ public static class LazyPageServer
 
     /// <summary>
     /// Serves <paramref name="store"/> on <paramref name="connection"/> until the daemon sends PS_IOV_CLOSE (or
-    /// PS_IOV_FORCE_CLOSE). Null when the connection ended, broke or was refused before its first request (nothing
+    /// PS_IOV_FORCE_CLOSE). Null when the connection ended, broke or was refused before its first answer (nothing
     /// was served); throws <see cref="PageServerException"/> when the session ends any other way.
     /// </summary>
     public static LazyServeSummary? Serve(Stream connection, ILazyPageStore store, Action<string>? log = null)
@@ -99,6 +99,12 @@ public static class LazyPageServer
                         throw new PageServerException($"page-server command 0x{iov.Command:x} in a lazy-pages session ({iov})");
                 }
             }
+        }
+        catch (PageServerException e) when (requests == 0)
+        {
+            // A daemon for other images, say: it got no page, the dump may wait for the right one.
+            log($"lazy-pages: the session ended before its first answer: {e.Message}");
+            return null;
         }
         catch (Exception e) when (e is IOException and not PageServerException or ObjectDisposedException or SocketException or AuthenticationException)
         {

@@ -101,6 +101,39 @@ internal sealed class LentConnection : IDisposable
         }
     }
 
+    /// <summary>
+    /// The rest of the image's data, read from <paramref name="content"/> to its end. Compressing, it is read straight
+    /// into the chunk buffers: no copy between the read and the compression (Write's copy cost a pass over every byte
+    /// on the thread that also reads and hashes, the one no other core can help with).
+    /// </summary>
+    public void WriteFrom(Stream content, byte[] buffer, CancellationToken cancel)
+    {
+        int n;
+        if (_queue is null)
+        {
+            while ((n = content.Read(buffer)) > 0)
+            {
+                cancel.ThrowIfCancellationRequested();
+                Write(buffer.AsSpan(0, n));
+            }
+            return;
+        }
+        ThrowIfFailed();
+        var hash = _hash ?? throw new InvalidOperationException("no image is being written");
+        while (true)
+        {
+            cancel.ThrowIfCancellationRequested();
+            _chunk ??= Take(_inputs!);
+            var room = _chunk.AsSpan(FrameFormat.HeaderSize + _filled, FrameFormat.MaxChunk - _filled);
+            n = content.Read(room);
+            if (n <= 0) return;
+            hash.Append(room[..n]);
+            _length += (ulong)n;
+            _filled += n;
+            if (_filled == FrameFormat.MaxChunk) Dispatch();
+        }
+    }
+
     public void EndImage()
     {
         ThrowIfFailed();

@@ -143,7 +143,7 @@ public sealed class SnapshotUpload : IDisposable
             foreach (var image in images)
             {
                 await using var content = image.Open();
-                if (_lent is { } lent) await WriteLentAsync(lent, image.Name, content, cancel).ConfigureAwait(false);
+                if (_lent is { } lent) WriteLent(lent, image.Name, content, cancel);
                 else await _writer.WriteImageAsync(Snapshot, image.Name, content, Codec.None, cancel).ConfigureAwait(false);
                 _sent.Add(image.Name);
             }
@@ -193,12 +193,13 @@ public sealed class SnapshotUpload : IDisposable
     }
 
     /// <summary>One image read from <paramref name="content"/> into the lent connection.</summary>
-    private async Task WriteLentAsync(LentConnection lent, string name, Stream content, CancellationToken cancel)
+    private void WriteLent(LentConnection lent, string name, Stream content, CancellationToken cancel)
     {
         var buffer = _readBuffer ??= GC.AllocateUninitializedArray<byte>(FrameFormat.MaxChunk);
         lent.BeginImage(Snapshot, name);
-        int n;
-        while ((n = await content.ReadAsync(buffer, cancel).ConfigureAwait(false)) > 0) lent.Write(buffer.AsSpan(0, n));
+        // Read synchronously on this thread (the caller waits for the snapshot anyway): an asynchronous read of a file
+        // opened without FileOptions.Asynchronous is a thread-pool hop per MiB, queued behind the compression jobs.
+        lent.WriteFrom(content, buffer, cancel);
         lent.EndImage();
     }
 

@@ -210,6 +210,30 @@ public sealed class RemoteLazyPagesTests() : TwoHosts(40000)
     }
 
     [Fact]
+    public void TheRestoreDoesNotWaitForTheSource()
+    {
+        int pid = StartFixture("lazy_memory", "plain", "64");
+        using var dump = StartLazyDump(pid, Path.Combine(Source, "d"));
+        Assert.True(WaitGone(pid), $"{pid} still runs after the dump");
+        string images = CopyToDestination(Path.Combine(Source, "d"));
+        int daemon = StartDaemon(images);
+        // The source stops answering (stopped, or a stalled network) once the daemon is ready: the restore writes only
+        // pages the images hold (the rseq areas), and the daemon's background pass waits until the restore is over.
+        Assert.Equal(0, kill(dump.Id, 19));
+        var clock = Stopwatch.StartNew();
+        var restore = Restore(images);
+        Assert.True(restore.ExitCode == 0, $"restore: {restore.Stderr}\n{Explain()}");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"the restore took {clock.Elapsed}");
+        Assert.True(Exists(pid), "the restored task is not there");
+        Assert.Equal(0, kill(dump.Id, 18));
+        Assert.True(dump.WaitForExit(Limit), $"the dump did not end after the daemon had every page\n{Explain()}");
+        dump.WaitForExit();
+        Assert.True(dump.ExitCode == 0, $"dump exited {dump.ExitCode}: {dump.StandardError.ReadToEnd()}\n{Explain()}");
+        Assert.True(WaitGone(daemon), $"lazy-pages {daemon} still runs\n{Explain()}");
+        Assert.Equal("PASS", Verify("lazy_memory", pid));
+    }
+
+    [Fact]
     public void AGrandchildForkedWhileItsMemoryWasMissingDiesWithTheSource()
     {
         int pid = StartFixture("lazy_memory", "grandchild", "64");

@@ -130,8 +130,33 @@ public sealed class PreDumpTests : IDisposable
         AssertPass(Verify(fixture.Child, fixture));
     }
 
+    [Fact]
+    public void ThePagesAreReadOnceTheTaskRunsAgain()
+    {
+        // The freeze lasts the scan and the arming of the tracker; the copy of the memory comes after the release.
+        using var fixture = FixtureProcess.Start("predump_writer", "32", "4");
+        string? tracerAtPages = null;
+        DumpEngine.StageHook = s =>
+        {
+            if (s == "pages") tracerAtPages = StatusField(fixture.Pid, "TracerPid");
+        };
+        var first = PreDump(fixture.Pid, "d1");
+        DumpEngine.StageHook = null;
+        Assert.Equal("0", tracerAtPages);
+        Assert.True(first.PagesWritten >= 32 * 256, $"{first.PagesWritten} pages in the first round");
+
+        // Pages the task rewrote during and after that copy are in the next round; the chain restores them all.
+        Thread.Sleep(100);
+        var last = DumpEngine.Dump(new DumpOptions { Pid = fixture.Pid, ImagesDir = Dir("d2"), ParentLink = "../d1", TrackMemory = true });
+        fixture.Child.WaitForExit(TimeSpan.FromSeconds(10));
+        Assert.True(last.PagesSkippedParent > 0, "the final dump left no page in the parent images");
+        using var restored = RestoreDetached(Path.Combine(_root.Path, "d2"));
+        AssertPass(Verify(restored, fixture));
+    }
+
     [Theory]
     [InlineData("pages")]
+    [InlineData("written")]
     [InlineData("tracking")]
     public void FailedPreDumpLeavesTheTaskAsItWas(string stage)
     {
@@ -160,6 +185,9 @@ public sealed class PreDumpTests : IDisposable
         Assert.True(retry.PagesSkippedParent > 0, "the retry after a failed round lost the tracker");
         AssertPass(Verify(fixture.Child, fixture));
     }
+
+    private static string StatusField(int pid, string name) =>
+        File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith(name + ":", StringComparison.Ordinal))[(name.Length + 1)..].Trim();
 
     private static bool IsUserfaultfd(string fd) => new FileInfo(fd).LinkTarget == "anon_inode:[userfaultfd]";
 

@@ -98,12 +98,26 @@ public sealed class LazyPageServerTests
     }
 
     [Fact]
+    public async Task AFirstRequestForAPageThatWasNotKeptIsNoSession()
+    {
+        var (server, client) = Start();
+        using (client)
+        {
+            var e = Assert.Throws<PageServerException>(() => client.Fetch([(42, 0x80000, 1)], new byte[Page]));
+            Assert.Contains("closed the connection", e.Message);
+        }
+        // A daemon of other images got nothing: the dump may wait for the right one.
+        Assert.Null(await server.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
     public async Task ARequestForAPageThatWasNotKeptEndsTheSessionOnBothSides()
     {
         var (server, client) = Start();
         using (client)
         {
             var into = new byte[Page];
+            client.Fetch([(42, 0x40000, 1)], into);
             var e = Assert.Throws<PageServerException>(() => client.Fetch([(42, 0x80000, 1)], into));
             Assert.Contains("closed the connection", e.Message);
             // Broken for good: no later request goes out.
