@@ -208,7 +208,14 @@ public class ProcessTreeTests
         string dir = NewImagesDir();
         try
         {
-            Thread.Sleep(300); // the writer fills the pipe, the reader reads 4 KiB a millisecond
+            // The writer polls only once a write met a full pipe; the reader then takes 4 KiB a millisecond, so it stays nearly full.
+            int writer = int.Parse(fixture.Ready["writer"], System.Globalization.CultureInfo.InvariantCulture);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (File.ReadAllText($"/proc/{writer}/syscall").Split(' ')[0] is not ("7" or "271")) // poll, ppoll
+            {
+                if (clock.Elapsed > FixtureProcess.DefaultTimeout) Assert.Fail("the writer never found the pipe full");
+                Thread.Sleep(1);
+            }
             DumpAndKill(fixture, dir);
             Crit.DecodeAll(dir);
             using (var reader = ImageReader.Open(Path.Combine(dir, "pipes-data.img"), ImageKinds.PipesData))
