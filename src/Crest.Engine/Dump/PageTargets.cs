@@ -33,25 +33,31 @@ internal static class PageTargets
         string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)pid);
         string pagesName = ImageKinds.FileName(ImageKinds.Pages, pagesId);
         if (options.PagesOutput is { } output) return Stream(output, images, pid, pagesId, pagemapName, pagesName, vmas, tracker, parentDir, writing);
+        return IntoImages(images, pid, pagesId, writer =>
+        {
+            if (options.LazyPages is not { } store) return PageDumper.Dump(pid, vmas, writer, PreDump.Incremental(tracker, parentDir), taskWrite, writing);
+            // Private anonymous memory stays with this dump (PE_LAZY entries); the rest goes into pages-N.img.
+            var sink = new LazySink(writer, store, pid, vmas,
+                maySplice: !options.LeaveRunning && !options.LeaveStopped, eager: PageRanges(restoreWrites ?? []));
+            var pages = PageDumper.Dump(pid, vmas, sink, PreDump.Incremental(tracker, parentDir), taskWrite, writing);
+            pages = pages with { PagesWritten = pages.PagesWritten - sink.CopiedPages, PagesLazy = sink.LazyPages };
+            Log.Info($"{pid}: pages: {sink.LazyPages} pages kept for the lazy-pages daemon, {pages.PagesWritten} written");
+            return pages;
+        });
+    }
+
+    /// <summary>pagemap-PID.img + pages-N.img in the images directory, written by <paramref name="write"/>.</summary>
+    private static PageDumpResult IntoImages(ImageDirectory images, int pid, uint pagesId, Func<PageImageWriter, PageDumpResult> write)
+    {
+        string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)pid);
+        string pagesName = ImageKinds.FileName(ImageKinds.Pages, pagesId);
         images.Track(pagemapName);
         images.Track(pagesName);
         PageDumpResult pages;
         try
         {
             using var writer = PageImageWriter.Create(images.Path, (ulong)pid, pagesId, syncOnClose: false);
-            if (options.LazyPages is { } store)
-            {
-                // Private anonymous memory stays with this dump (PE_LAZY entries); the rest goes into pages-N.img.
-                var sink = new LazySink(writer, store, pid, vmas,
-                    maySplice: !options.LeaveRunning && !options.LeaveStopped, eager: PageRanges(restoreWrites ?? []));
-                pages = PageDumper.Dump(pid, vmas, sink, PreDump.Incremental(tracker, parentDir), taskWrite, writing);
-                pages = pages with { PagesWritten = pages.PagesWritten - sink.CopiedPages, PagesLazy = sink.LazyPages };
-                Log.Info($"{pid}: pages: {sink.LazyPages} pages kept for the lazy-pages daemon, {pages.PagesWritten} written");
-            }
-            else
-            {
-                pages = PageDumper.Dump(pid, vmas, writer, PreDump.Incremental(tracker, parentDir), taskWrite, writing);
-            }
+            pages = write(writer);
             DumpEngine.Stage("pages");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -77,27 +83,8 @@ internal static class PageTargets
     }
 
     /// <summary>The pages <see cref="ScanForLater"/> found, read from the task that runs again, into the images directory.</summary>
-    public static PageDumpResult WriteScanned(ImageDirectory images, ScannedTask task)
-    {
-        string pagemapName = ImageKinds.FileName(ImageKinds.Pagemap, (ulong)task.Pid);
-        string pagesName = ImageKinds.FileName(ImageKinds.Pages, task.PagesId);
-        images.Track(pagemapName);
-        images.Track(pagesName);
-        PageDumpResult pages;
-        try
-        {
-            using var writer = PageImageWriter.Create(images.Path, (ulong)task.Pid, task.PagesId, syncOnClose: false);
-            pages = PageDumper.WriteFromRunningTask(task.Pages, writer);
-            DumpEngine.Stage("pages");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new DumpException($"Cannot write the memory images of task {task.Pid} into {images.Path}: {e.Message}", e);
-        }
-        images.Account(pagemapName);
-        images.Account(pagesName);
-        return pages;
-    }
+    public static PageDumpResult WriteScanned(ImageDirectory images, ScannedTask task) =>
+        IntoImages(images, task.Pid, task.PagesId, writer => PageDumper.WriteFromRunningTask(task.Pages, writer));
 
     /// <summary>pages-N.img into <paramref name="output"/> as the memory is read (read and sent overlap); the pagemap here.</summary>
     private static PageDumpResult Stream(Func<string, Stream> output, ImageDirectory images, int pid, uint pagesId, string pagemapName, string pagesName,

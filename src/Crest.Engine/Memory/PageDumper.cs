@@ -136,7 +136,6 @@ internal static partial class PageDumper
                 {
                     scanned += v.Vma.Size / PageSize;
                     scan.Scan(v.Vma.Start, v.Vma.End, v.Pages, found, guards, dropMarkers);
-                    Normalize(pid, found);
                 }
                 // Guard regions go into the VMA's entry (mm-PID.img is written after the pages).
                 foreach (var (s, e) in guards)
@@ -158,27 +157,6 @@ internal static partial class PageDumper
             if (scan.MarkersDropped > 0) Log.Info($"{pid}: pages: {scan.MarkersDropped} uffd-wp markers of an earlier pre-dump left out (holes, not pages)");
         }
         return new ScannedPages(pid, runs, scanned, clock.Elapsed);
-    }
-
-    /// <summary>
-    /// The runs of one VMA in ascending order without overlaps. A scan gives them so; once (a final dump after two
-    /// pre-dump rounds, under load) a run came after one that already covered it, at a 2 MiB boundary, which the
-    /// pagemap writer refuses: the union of what was reported is the set of present pages, so they are merged.
-    /// </summary>
-    private static void Normalize(int pid, List<(ulong Start, ulong End)> runs)
-    {
-        bool ordered = true;
-        for (int i = 1; i < runs.Count && ordered; i++) ordered = runs[i].Start >= runs[i - 1].End;
-        if (ordered) return;
-        Log.Warning($"{pid}: pages: the scan reported overlapping runs ({runs.Count} runs from 0x{runs[0].Start:x}); merged");
-        runs.Sort((a, b) => a.Start.CompareTo(b.Start));
-        int n = 0;
-        for (int i = 1; i < runs.Count; i++)
-        {
-            if (runs[i].Start <= runs[n].End) runs[n] = (runs[n].Start, Math.Max(runs[n].End, runs[i].End));
-            else runs[++n] = runs[i];
-        }
-        runs.RemoveRange(n + 1, runs.Count - n - 1);
     }
 
     private static PageDumpResult Write(ScannedPages pages, IPageSink writer, TaskWriteAccess? taskWrite, Action? writing, Stopwatch clock, TimeSpan cpu,
